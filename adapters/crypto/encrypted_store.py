@@ -1,0 +1,96 @@
+"""A :class:`KeyValueStore` that encrypts every value before it reaches the inner store.
+
+Values are sealed with :class:`Aead` using the key as the path, so the inner store (etcd, a
+database, ...) only ever holds ciphertext, and a value copied to another key does not decrypt.
+Revisions and compare-and-swap are the inner store's, passed through unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import final
+
+from adapters.crypto.aead import Aead
+from connector_core.errors import Conflict, CryptoError
+from connector_core.ports.kv_store import KeyValueStore, Versioned
+
+__all__ = ["EncryptedKeyValueStore"]
+
+
+@final
+class EncryptedKeyValueStore:
+    """Encryption at rest over any :class:`KeyValueStore`; itself a ``KeyValueStore``."""
+
+    __slots__ = ("_aead", "_inner")
+
+    def __init__(self, inner: KeyValueStore, aead: Aead) -> None:
+        self._inner = inner
+        self._aead = aead
+
+    @property
+    def inner(self) -> KeyValueStore:
+        return self._inner
+
+    @property
+    def aead(self) -> Aead:
+        return self._aead
+
+    def _open(self, key: str, stored: Versioned) -> Versioned:
+        plaintext = self._aead.open(stored.value, path=key)
+        try:
+            value = plaintext.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            raise CryptoError(
+                f"cannot decrypt the value at {key!r}: the plaintext is not UTF-8",
+                metadata={"path": key, "reason": "plaintext is not UTF-8"},
+            ) from None
+        return Versioned(value, stored.revision)
+
+    async def get(self, key: str) -> Versioned | None:
+        stored = await self._inner.get(key)
+        return None if stored is None else self._open(key, stored)
+
+    async def put(self, key: str, value: str, *, expected_revision: int | None = None) -> int:
+        envelope = self._aead.seal(value.encode("utf-8", "surrogatepass"), path=key)
+        return await self._inner.put(key, envelope, expected_revision=expected_revision)
+
+    async def delete(self, key: str, *, expected_revision: int | None = None) -> bool:
+        return await self._inner.delete(key, expected_revision=expected_revision)
+
+    async def list_prefix(self, prefix: str) -> Mapping[str, Versioned]:
+        stored = await self._inner.list_prefix(prefix)
+        return {key: self._open(key, versioned) for key, versioned in stored.items()}
+
+    async def rewrap_all(self, prefix: str) -> int:
+        """Re-encrypt with the primary key every value under ``prefix`` that needs it.
+
+        Old-format values and values sealed with a non-primary key are rewritten with a
+        compare-and-swap on the revision that was read; a value changed meanwhile is left to
+        its writer (which used the primary key anyway). Returns how many values were rewritten.
+        Raises :class:`CryptoError` (naming the key) for a value that cannot be decrypted; the
+        values rewritten before it stay rewritten, so the call can be repeated after a fix.
+        """
+        rewritten = 0
+        stored = await self._inner.list_prefix(prefix)
+        for key, versioned in stored.items():
+            try:
+                needed = self._aead.needs_rewrap(versioned.value)
+            except CryptoError as exc:
+                raise CryptoError(
+                    f"cannot re-encrypt the value at {key!r}: {exc.metadata.get('reason')}",
+                    metadata={**exc.metadata, "path": key},
+                ) from None
+            if not needed:
+                continue
+            envelope = self._aead.rewrap(versioned.value, path=key)
+            try:
+                await self._inner.put(key, envelope, expected_revision=versioned.revision)
+            except Conflict:
+                continue
+            rewritten += 1
+        return rewritten
+
+    def __repr__(self) -> str:
+        return f"EncryptedKeyValueStore(inner={type(self._inner).__name__}, aead={self._aead!r})"
+
+    __str__ = __repr__

@@ -1,0 +1,187 @@
+"""In-memory storage: connectors, tokens, outbox, OAuth state behind one lock.
+
+Product code, not a test double: safe under concurrent async (and threaded) use, raising
+the same errors as the real adapters. Objects are stored as documents (copies), so callers
+never share mutable state with the store.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from adapters.codec import (
+    connector_from_doc,
+    connector_to_doc,
+    event_from_doc,
+    event_to_doc,
+    make_json_converter,
+    pending_from_doc,
+    pending_to_doc,
+)
+from adapters.unit_of_work_base import Batch, BufferedUnitOfWork, Op
+from connector_core.errors import Conflict
+from connector_core.model.connector import Connector
+from connector_core.ports.oauth_state import PendingAuthorization
+from connector_core.ports.outbox import OutboxMessage
+from connector_core.tokens import TokenRecord, TokenStatus
+
+
+class MemoryStorage:
+    """The shared state; create one per application (or per test)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.conv = make_json_converter()
+        self.connectors: dict[tuple[str, str], dict[str, Any]] = {}
+        self.tokens: dict[str, dict[str, Any]] = {}
+        self.outbox: list[tuple[int, dict[str, Any], bool]] = []
+        self.seq = 0
+        self.states: dict[str, dict[str, Any]] = {}
+
+    def unit_of_work(self) -> MemoryUnitOfWork:
+        return MemoryUnitOfWork(self)
+
+    # token records are kept as structured docs; material is in the same dict (no disk)
+    def _token(self, doc: dict[str, Any]) -> TokenRecord:
+        return self.conv.structure(dict(doc), TokenRecord)
+
+
+class MemoryUnitOfWork(BufferedUnitOfWork):
+    def __init__(self, storage: MemoryStorage) -> None:
+        super().__init__()
+        self._s = storage
+
+    async def _load_connector(self, org_id: str, key: str) -> Connector | None:
+        with self._s.lock:
+            doc = self._s.connectors.get((org_id, key))
+            return None if doc is None else connector_from_doc(self._s.conv, doc)
+
+    async def _list_connectors(self, org_id: str) -> Sequence[Connector]:
+        with self._s.lock:
+            docs = [d for (org, _), d in self._s.connectors.items() if org == org_id]
+            return [connector_from_doc(self._s.conv, d) for d in docs]
+
+    async def _load_token(self, token_id: str) -> TokenRecord | None:
+        with self._s.lock:
+            doc = self._s.tokens.get(token_id)
+            return None if doc is None else self._s._token(doc)
+
+    async def _load_token_for_connector(
+        self, org_id: str, connector_key: str
+    ) -> TokenRecord | None:
+        with self._s.lock:
+            for doc in self._s.tokens.values():
+                if (doc["org_id"], doc["connector_key"]) == (org_id, connector_key):
+                    return self._s._token(doc)
+            return None
+
+    async def _tokens_due(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
+        with self._s.lock:
+            records = [self._s._token(d) for d in self._s.tokens.values()]
+        due = [
+            r
+            for r in records
+            if r.status == TokenStatus.ACTIVE
+            and r.refresh_due_at is not None
+            and r.refresh_due_at <= moment
+            and (r.next_attempt_at is None or r.next_attempt_at <= moment)
+        ]
+        due.sort(key=lambda r: (r.refresh_due_at or moment, r.id))
+        return due[:limit]
+
+    async def _tokens_expired(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
+        with self._s.lock:
+            records = [self._s._token(d) for d in self._s.tokens.values()]
+        found = [
+            r
+            for r in records
+            if not r.expiry_notified
+            and r.status != TokenStatus.REVOKED
+            and r.tokens.expires_at is not None
+            and r.tokens.expires_at <= moment
+        ]
+        found.sort(key=lambda r: (r.tokens.expires_at or moment, r.id))
+        return found[:limit]
+
+    async def _apply(self, batch: Batch) -> None:
+        s = self._s
+        with s.lock:
+            for sc in batch.connectors:
+                current = s.connectors.get((sc.connector.org_id, sc.connector.key))
+                if (current["version"] if current else 0) != sc.expected_version:
+                    raise Conflict(
+                        f"connector {sc.connector.key} was changed by someone else; retry"
+                    )
+            for st in batch.tokens:
+                current = s.tokens.get(st.record.id)
+                if (current["version"] if current else 0) != st.expected_version:
+                    raise Conflict("token record was changed by someone else; retry")
+                if st.op is Op.ADD and any(
+                    (d["org_id"], d["connector_key"]) == (st.record.org_id, st.record.connector_key)
+                    for d in s.tokens.values()
+                ):
+                    raise Conflict("this connector already has a token record")
+            for sc in batch.connectors:
+                doc = connector_to_doc(s.conv, sc.connector)
+                doc["version"] = sc.expected_version + 1
+                s.connectors[(sc.connector.org_id, sc.connector.key)] = doc
+            for st in batch.tokens:
+                if st.op is Op.DELETE:
+                    s.tokens.pop(st.record.id, None)
+                    continue
+                tdoc: dict[str, Any] = s.conv.unstructure(st.record)
+                tdoc["version"] = st.expected_version + 1
+                s.tokens[st.record.id] = tdoc
+            for event in batch.events:
+                s.seq += 1
+                s.outbox.append((s.seq, event_to_doc(s.conv, event), False))
+
+
+class MemoryOutboxReader:
+    def __init__(self, storage: MemoryStorage) -> None:
+        self._s = storage
+
+    async def pending(self, limit: int) -> Sequence[OutboxMessage]:
+        with self._s.lock:
+            rows = [(seq, doc) for seq, doc, done in self._s.outbox if not done][:limit]
+        return [OutboxMessage(seq, event_from_doc(self._s.conv, doc)) for seq, doc in rows]
+
+    async def mark_published(self, seqs: Sequence[int]) -> None:
+        wanted = set(seqs)
+        with self._s.lock:
+            self._s.outbox = [
+                (seq, doc, done or seq in wanted) for seq, doc, done in self._s.outbox
+            ]
+
+    async def recent(self, limit: int) -> Sequence[OutboxMessage]:
+        with self._s.lock:
+            rows = [(seq, doc) for seq, doc, _ in self._s.outbox[-limit:]] if limit else []
+        return [OutboxMessage(seq, event_from_doc(self._s.conv, doc)) for seq, doc in rows]
+
+
+class MemoryOAuthStateStore:
+    def __init__(self, storage: MemoryStorage) -> None:
+        self._s = storage
+
+    async def put(self, pending: PendingAuthorization) -> None:
+        with self._s.lock:
+            self._s.states[pending.state_hash] = pending_to_doc(self._s.conv, pending)
+
+    async def take(self, state_hash: str) -> PendingAuthorization | None:
+        with self._s.lock:
+            doc = self._s.states.pop(state_hash, None)
+        return None if doc is None else pending_from_doc(self._s.conv, doc)
+
+    async def purge_expired(self, moment: datetime) -> int:
+        with self._s.lock:
+            dead = [
+                k
+                for k, d in self._s.states.items()
+                if pending_from_doc(self._s.conv, d).expires_at < moment
+            ]
+            for k in dead:
+                del self._s.states[k]
+        return len(dead)

@@ -1,0 +1,38 @@
+"""Event outbox port: events stored with the state change that caused them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from attrs import frozen
+
+from connector_core.model.events import DomainEvent
+
+
+@frozen
+class OutboxMessage:
+    """A stored event; ``seq`` orders all events of one store (and so of one connector)."""
+
+    seq: int
+    event: DomainEvent
+
+
+class Outbox(Protocol):
+    async def add(self, events: Sequence[DomainEvent]) -> None:
+        """Stage events in the current unit of work; stored only if it commits."""
+        ...
+
+
+class OutboxReader(Protocol):
+    async def pending(self, limit: int) -> Sequence[OutboxMessage]:
+        """Unpublished messages of committed units of work, in ``seq`` order."""
+        ...
+
+    async def mark_published(self, seqs: Sequence[int]) -> None:
+        """Mark messages published (idempotent)."""
+        ...
+
+    async def recent(self, limit: int) -> Sequence[OutboxMessage]:
+        """The newest ``limit`` messages, published or not, oldest first (for inspection)."""
+        ...

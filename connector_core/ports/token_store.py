@@ -1,0 +1,42 @@
+"""Token store port: token metadata in the clear (queryable), token material encrypted."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from connector_core.tokens import TokenRecord
+
+
+class TokenStore(Protocol):
+    async def get(self, token_id: str) -> TokenRecord | None:
+        """The record with this id, material decrypted, or None."""
+        ...
+
+    async def get_for_connector(self, org_id: str, connector_key: str) -> TokenRecord | None:
+        """The (single) token record of one org's connector, or None."""
+        ...
+
+    async def add(self, record: TokenRecord) -> None:
+        """Insert (version 0 → 1). :class:`Conflict` if the connector already has a record."""
+        ...
+
+    async def save(self, record: TokenRecord) -> None:
+        """Compare-and-set on ``record.version``; stale → :class:`Conflict`, nothing written.
+        This is the fencing check that keeps a slow worker from overwriting a newer token."""
+        ...
+
+    async def delete(self, record: TokenRecord) -> None:
+        """Delete if the version matches (else :class:`Conflict`)."""
+        ...
+
+    async def due_before(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
+        """ACTIVE records whose refresh is due at ``moment`` (``refresh_due_at`` and any backoff
+        ``next_attempt_at`` passed), earliest first, at most ``limit``."""
+        ...
+
+    async def expired_unnotified(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
+        """Records whose access token expired by ``moment`` and whose expiry was not yet
+        announced, excluding revoked ones; at most ``limit``."""
+        ...

@@ -1,0 +1,259 @@
+"""Use cases on connectors: list, read, configure, toggle, filters."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any
+
+from attrs import frozen
+
+from connector_core.catalog import CatalogEntry
+from connector_core.errors import ValidationError
+from connector_core.model.connector import Connector, ConnectorConfig
+from connector_core.model.events import SyncAction
+from connector_core.ports.unit_of_work import UnitOfWork
+from connector_core.services.context import ServiceContext, read_secrets, secret_path
+
+
+@frozen
+class ConnectorView:
+    """A connector as callers see it: the stored aggregate, or a fresh default for a catalog
+    entry the org has not touched yet (``connector.is_new``)."""
+
+    entry: CatalogEntry
+    connector: Connector
+
+
+@frozen
+class ConfigUpdate:
+    """A validated ``PUT /config`` body. Secret fields may be absent (keep the stored value)."""
+
+    base_url: str
+    auth: Mapping[str, Any]
+    sync: Mapping[str, Any]
+    filters: Mapping[str, Any]
+
+
+class ConnectorService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    # -- reads (no secret is decrypted; one storage round trip) -----------------------------
+
+    async def list(self, org_id: str, *, enabled: bool | None = None) -> list[ConnectorView]:
+        async with self.ctx.uow() as uow:
+            stored = {c.key: c for c in await uow.connectors.list(org_id)}
+        views = [
+            ConnectorView(entry, stored.get(entry.key) or self._blank(entry, org_id))
+            for entry in self.ctx.catalog
+        ]
+        if enabled is None:
+            return views
+        return [v for v in views if v.connector.is_enabled is enabled]
+
+    async def get(self, org_id: str, name: str) -> ConnectorView:
+        entry = self.ctx.catalog.get(name)
+        async with self.ctx.uow() as uow:
+            found = await uow.connectors.get(org_id, entry.key)
+        return ConnectorView(entry, found or self._blank(entry, org_id))
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def update_configuration(
+        self, org_id: str, user_id: str | None, name: str, update: ConfigUpdate
+    ) -> ConnectorView:
+        """Replace the configuration; secrets given are stored encrypted, omitted ones kept."""
+        entry = self.ctx.catalog.get(name)
+        secret_fields = set(entry.secret_fields)
+        given_secrets = {
+            f"auth.{k}": str(v) for k, v in update.auth.items() if f"auth.{k}" in secret_fields
+        }
+        plain_auth = {k: v for k, v in update.auth.items() if f"auth.{k}" not in secret_fields}
+
+        async def op() -> ConnectorView:
+            stored = await read_secrets(self.ctx.secrets, entry.key, org_id)
+            changed = [p for p, v in given_secrets.items() if stored.get(p) != v]
+            merged = {**stored, **given_secrets}
+            new = ConnectorConfig(
+                auth=plain_auth,
+                sync=update.sync,
+                filters=update.filters,
+                base_url=update.base_url,
+                secrets_set=frozenset(merged.keys()),
+            )
+            async with self.ctx.uow() as uow:
+                connector = await self._load_or_create(uow, entry, org_id, user_id)
+                connector.update_configuration(
+                    entry,
+                    new,
+                    by=user_id,
+                    now=self.ctx.clock.now(),
+                    ids=self.ctx.ids,
+                    changed_secrets=changed,
+                )
+                if changed:
+                    # Secrets go first: a failed save below leaves the old config pointing at
+                    # secrets that are merely newer, never at secrets that are missing.
+                    await self.ctx.secrets.put(
+                        secret_path(entry.key, org_id), json.dumps(merged, sort_keys=True)
+                    )
+                await self._store(uow, connector)
+                await uow.commit()
+            return ConnectorView(entry, connector)
+
+        return await self.ctx.retry_on_conflict(op)
+
+    async def toggle(
+        self,
+        org_id: str,
+        user_id: str | None,
+        name: str,
+        sync_action: SyncAction = SyncAction.IMMEDIATE,
+    ) -> ConnectorView:
+        entry = self.ctx.catalog.get(name)
+
+        async def op() -> ConnectorView:
+            async with self.ctx.uow() as uow:
+                connector = await self._load_or_create(uow, entry, org_id, user_id)
+                connector.toggle(
+                    entry,
+                    by=user_id,
+                    now=self.ctx.clock.now(),
+                    ids=self.ctx.ids,
+                    sync_action=sync_action,
+                    routes=self.ctx.routes(entry.key),
+                )
+                await self._store(uow, connector)
+                await uow.commit()
+            return ConnectorView(entry, connector)
+
+        return await self.ctx.retry_on_conflict(op)
+
+    async def set_enabled(
+        self,
+        org_id: str,
+        user_id: str | None,
+        name: str,
+        enabled: bool,
+        sync_action: SyncAction = SyncAction.IMMEDIATE,
+    ) -> ConnectorView:
+        entry = self.ctx.catalog.get(name)
+
+        async def op() -> ConnectorView:
+            async with self.ctx.uow() as uow:
+                connector = await self._load_or_create(uow, entry, org_id, user_id)
+                now = self.ctx.clock.now()
+                if enabled:
+                    connector.enable(
+                        entry,
+                        sync_action=sync_action,
+                        by=user_id,
+                        now=now,
+                        ids=self.ctx.ids,
+                        routes=self.ctx.routes(entry.key),
+                    )
+                else:
+                    connector.disable(by=user_id, now=now, ids=self.ctx.ids)
+                await self._store(uow, connector)
+                await uow.commit()
+            return ConnectorView(entry, connector)
+
+        return await self.ctx.retry_on_conflict(op)
+
+    async def save_filters(
+        self, org_id: str, user_id: str | None, name: str, selection: Mapping[str, Any]
+    ) -> ConnectorView:
+        entry = self.ctx.catalog.get(name)
+        clean = validate_filter_selection(entry, selection)
+
+        async def op() -> ConnectorView:
+            async with self.ctx.uow() as uow:
+                connector = await self._load_or_create(uow, entry, org_id, user_id)
+                connector.save_filters(
+                    clean, by=user_id, now=self.ctx.clock.now(), ids=self.ctx.ids
+                )
+                await self._store(uow, connector)
+                await uow.commit()
+            return ConnectorView(entry, connector)
+
+        return await self.ctx.retry_on_conflict(op)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _blank(self, entry: CatalogEntry, org_id: str) -> Connector:
+        now = self.ctx.clock.now()
+        return Connector.create(entry, org_id=org_id, connector_id="", now=now, by=None)
+
+    async def _load_or_create(
+        self, uow: UnitOfWork, entry: CatalogEntry, org_id: str, user_id: str | None
+    ) -> Connector:
+        found = await uow.connectors.get(org_id, entry.key)
+        if found is not None:
+            return found
+        return Connector.create(
+            entry,
+            org_id=org_id,
+            connector_id=self.ctx.ids.new_id(),
+            now=self.ctx.clock.now(),
+            by=user_id,
+        )
+
+    @staticmethod
+    async def _store(uow: UnitOfWork, connector: Connector) -> None:
+        events = connector.pull_events()
+        if not events and not connector.is_new:
+            return
+        if connector.is_new:
+            await uow.connectors.add(connector)
+        else:
+            await uow.connectors.save(connector)
+        await uow.outbox.add(events)
+
+
+def validate_filter_selection(entry: CatalogEntry, selection: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``filterOptions`` against the catalog's filter definitions; errors name the field."""
+    errors: list[dict[str, str]] = []
+    clean: dict[str, Any] = {}
+    for key, value in selection.items():
+        path = f"filterOptions.{key}"
+        definition = entry.filter(str(key))
+        if definition is None:
+            known = ", ".join(f.key for f in entry.filters) or "none"
+            errors.append({"path": path, "message": f"unknown filter; known filters: {known}"})
+            continue
+        problem = _filter_value_problem(definition.type, definition.options, value)
+        if problem:
+            errors.append({"path": path, "message": problem})
+        else:
+            clean[str(key)] = value
+    if errors:
+        raise ValidationError("invalid filterOptions", errors=errors)
+    return clean
+
+
+def _filter_value_problem(kind: str, options: Sequence[str], value: Any) -> str | None:
+    if value is None:
+        return None
+    if kind == "boolean":
+        return None if isinstance(value, bool) else "must be true or false"
+    if kind == "string":
+        return None if isinstance(value, str) and len(value) <= 1024 else "must be a string"
+    if kind == "date":
+        if not isinstance(value, str):
+            return "must be an ISO date (YYYY-MM-DD)"
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            return "must be an ISO date (YYYY-MM-DD)"
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return "must be a list of strings"
+    if len(value) > 1000:
+        return "at most 1000 values"
+    if kind == "multiselect":
+        bad = [v for v in value if v not in options]
+        if bad:
+            return f"unknown option(s) {', '.join(bad[:5])}; allowed: {', '.join(options)}"
+    return None

@@ -1,0 +1,103 @@
+"""Contract: the outbox (events with their state change, in order, crash-safe)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import uuid
+
+import pytest
+
+from connector_core.catalog import Catalog
+from connector_core.errors import Conflict
+from connector_core.model.events import SyncAction
+from tests.builders import api_token_connector
+from tests.conftest import CountingIds
+from tests.contract.conftest import Harness
+
+
+async def test_pending_in_commit_order_and_mark_published(
+    harness: Harness, catalog: Catalog
+) -> None:
+    o = f"org-{uuid.uuid4().hex[:8]}"
+    now = harness.clock.now()
+    ids = CountingIds()
+    entry = catalog.get("confluence")
+    c = api_token_connector(catalog, o, now)
+    async with harness.uow() as uow:
+        await uow.connectors.add(c)
+        await uow.commit()
+    for _ in range(3):
+        c.toggle(entry, by="u", now=now, ids=ids, sync_action=SyncAction.NONE)
+        async with harness.uow() as uow:
+            await uow.connectors.save(c)
+            await uow.outbox.add(c.pull_events())
+            await uow.commit()
+    pending = [m for m in await harness.outbox.pending(100) if m.event.org_id == o]
+    assert [m.event.event_type for m in pending] == ["appEnabled", "appDisabled", "appEnabled"]
+    assert [m.seq for m in pending] == sorted(m.seq for m in pending)
+    await harness.outbox.mark_published([pending[0].seq])
+    await harness.outbox.mark_published([pending[0].seq])  # idempotent
+    rest = [m for m in await harness.outbox.pending(100) if m.event.org_id == o]
+    assert [m.seq for m in rest] == [m.seq for m in pending[1:]]
+    assert len([m for m in await harness.outbox.recent(100) if m.event.org_id == o]) == 3
+
+
+async def test_events_of_a_failed_commit_never_appear(harness: Harness, catalog: Catalog) -> None:
+    o = f"org-{uuid.uuid4().hex[:8]}"
+    now = harness.clock.now()
+    ids = CountingIds()
+    entry = catalog.get("confluence")
+    async with harness.uow() as uow:
+        await uow.connectors.add(api_token_connector(catalog, o, now))
+        await uow.commit()
+    async with harness.uow() as uow:
+        stale = await uow.connectors.get(o, "confluence")
+    async with harness.uow() as uow:
+        fresh = await uow.connectors.get(o, "confluence")
+        assert fresh is not None
+        fresh.save_filters({"spaces": ["A"]}, by="u", now=now, ids=ids)
+        await uow.connectors.save(fresh)
+        await uow.commit()
+    assert stale is not None
+    stale.enable(entry, sync_action=SyncAction.NONE, by="u", now=now, ids=ids)
+    with pytest.raises(Conflict):
+        async with harness.uow() as uow:
+            await uow.connectors.save(stale)
+            await uow.outbox.add(stale.pull_events())
+            await uow.commit()
+    assert [m for m in await harness.outbox.recent(100) if m.event.org_id == o] == []
+
+
+@pytest.mark.sqlite
+async def test_process_killed_mid_transaction_leaves_no_event(
+    sqlite_harness: Harness, catalog: Catalog
+) -> None:
+    """A writer that dies after writing state and outbox rows but before COMMIT leaves nothing."""
+    harness = sqlite_harness
+    db = harness.extra
+    await db.run(lambda c: c.execute("SELECT 1").fetchone())  # create the schema
+    script = textwrap.dedent(
+        f"""
+        import os, sqlite3
+        c = sqlite3.connect({db.path!r}, isolation_level=None)
+        c.execute("BEGIN IMMEDIATE")
+        c.execute("INSERT INTO connectors (org_id, key, version, is_enabled, doc)"
+                  " VALUES ('crash-org', 'jira', 1, 1, '{{}}')")
+        c.execute("INSERT INTO outbox (topic, partition_key, event_type, doc)"
+                  " VALUES ('entity-events', 'crash-org:jira', 'appEnabled', '{{}}')")
+        os._exit(9)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], check=False, timeout=30)
+    assert proc.returncode == 9
+    assert harness.reopen is not None
+    other = harness.reopen()
+    async with other.uow() as uow:
+        assert await uow.connectors.get("crash-org", "jira") is None
+    assert [m for m in await other.outbox.recent(1000) if m.event.org_id == "crash-org"] == []
+    # and the file is still writable by the survivors
+    async with other.uow() as uow:
+        await uow.connectors.add(api_token_connector(catalog, "after-crash", other.clock.now()))
+        await uow.commit()
