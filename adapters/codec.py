@@ -37,17 +37,11 @@ def _base(datetimes_as_strings: bool) -> cattrs.Converter:
         conv.register_structure_hook(datetime, lambda v, _: _aware(v))
     conv.register_unstructure_hook(MappingProxyType, lambda m: {k: _plain(v) for k, v in m.items()})
     conv.register_unstructure_hook_func(_is_frozenset, lambda s: sorted(s))
-    conv.register_unstructure_hook_func(
-        lambda t: isinstance(t, type) and issubclass(t, enum.Enum), lambda e: e.value
-    )
+    conv.register_unstructure_hook_func(lambda t: isinstance(t, type) and issubclass(t, enum.Enum), lambda e: e.value)
     # Aggregates: their pending events are not state.
     for cls in (Connector, TokenRecord):
-        conv.register_unstructure_hook(
-            cls, make_dict_unstructure_fn(cls, conv, events=override(omit=True))
-        )
-        conv.register_structure_hook(
-            cls, make_dict_structure_fn(cls, conv, events=override(omit=True))
-        )
+        conv.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, conv, events=override(omit=True)))
+        conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, events=override(omit=True)))
     conv.register_unstructure_hook(DomainEvent, lambda e: _unstructure_event(conv, e))
     conv.register_structure_hook(DomainEvent, lambda v, _: _structure_event(conv, v))
     return conv

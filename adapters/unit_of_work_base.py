@@ -18,6 +18,9 @@ from attrs import define, field
 from connector_core.errors import Conflict
 from connector_core.model.connector import Connector
 from connector_core.model.events import DomainEvent
+from connector_core.ports.connector_repository import ConnectorRepository
+from connector_core.ports.outbox import Outbox
+from connector_core.ports.token_store import TokenStore
 from connector_core.tokens import TokenRecord
 
 
@@ -149,9 +152,9 @@ class BufferedUnitOfWork(ABC):
         self._staged_connectors: dict[tuple[str, str], StagedConnector] = {}
         self._staged_tokens: dict[str, StagedToken] = {}
         self._staged_events: list[DomainEvent] = []
-        self.connectors = _Connectors(self)
-        self.tokens = _Tokens(self)
-        self.outbox = _Outbox(self)
+        self.connectors: ConnectorRepository = _Connectors(self)
+        self.tokens: TokenStore = _Tokens(self)
+        self.outbox: Outbox = _Outbox(self)
         self._committed = False
 
     async def __aenter__(self) -> BufferedUnitOfWork:
@@ -198,9 +201,7 @@ class BufferedUnitOfWork(ABC):
     async def _load_token(self, token_id: str) -> TokenRecord | None: ...
 
     @abstractmethod
-    async def _load_token_for_connector(
-        self, org_id: str, connector_key: str
-    ) -> TokenRecord | None: ...
+    async def _load_token_for_connector(self, org_id: str, connector_key: str) -> TokenRecord | None: ...
 
     @abstractmethod
     async def _tokens_due(self, moment: datetime, limit: int) -> Sequence[TokenRecord]: ...

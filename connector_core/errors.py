@@ -155,9 +155,7 @@ class Unavailable(ConnectorManagerError):
 class BackendError(ConnectorManagerError):
     code = "BACKEND_ERROR"
 
-    def __init__(
-        self, message: str, *, status: int, metadata: Mapping[str, Any] | None = None
-    ) -> None:
+    def __init__(self, message: str, *, status: int, metadata: Mapping[str, Any] | None = None) -> None:
         super().__init__(message, metadata=metadata)
         self.status = status
 

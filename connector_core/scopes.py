@@ -37,8 +37,7 @@ class ScopeMapper:
         default = self.entry.oauth.default_scopes if self.entry.oauth else ()
         base = [s for s in default if s not in self._scope_apps]
         app_scopes = [
-            next((s for s in default if self._scope_apps.get(s) == app), self._app_scopes[app][0])
-            for app in wanted
+            next((s for s in default if self._scope_apps.get(s) == app), self._app_scopes[app][0]) for app in wanted
         ]
         return tuple(dict.fromkeys([*base, *app_scopes]))
 

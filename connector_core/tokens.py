@@ -85,9 +85,7 @@ class TokenSet:
             raise ValidationError.for_field("access_token", "missing from the token response")
         refresh = data.get("refresh_token")
         expires_in = _seconds(data.get("expires_in"))
-        refresh_expires_in = _seconds(
-            data.get("refresh_token_expires_in", data.get("refresh_expires_in"))
-        )
+        refresh_expires_in = _seconds(data.get("refresh_token_expires_in", data.get("refresh_expires_in")))
         granted = _scopes(data.get("scope"), scope_separator)
         id_token = data.get("id_token")
         return cls(
@@ -103,14 +101,10 @@ class TokenSet:
             id_token=id_token if isinstance(id_token, str) and id_token else None,
         )
 
-    def refreshed(
-        self, data: Mapping[str, Any], *, now: datetime, scope_separator: str = " "
-    ) -> TokenSet:
+    def refreshed(self, data: Mapping[str, Any], *, now: datetime, scope_separator: str = " ") -> TokenSet:
         """Apply a refresh response: keep the old refresh token when none comes back, take the
         rotated one when it does; keep the scopes when the answer names none."""
-        new = TokenSet.from_token_response(
-            data, now=now, scope_separator=scope_separator, requested_scopes=self.scopes
-        )
+        new = TokenSet.from_token_response(data, now=now, scope_separator=scope_separator, requested_scopes=self.scopes)
         return evolve(
             new,
             refresh_token=new.refresh_token or self.refresh_token,
@@ -169,9 +163,7 @@ def classify_token_error(
     """
     label = error_code or (f"HTTP {status}" if status else "network error")
     if error_code in REAUTH_ERROR_CODES:
-        return ReauthorizationRequired(
-            f"provider refused the grant: {label}", status=status, error_code=error_code
-        )
+        return ReauthorizationRequired(f"provider refused the grant: {label}", status=status, error_code=error_code)
     if status is None or status >= 500 or status == 429:
         return RetryableProviderError(
             f"provider unavailable: {label}",
@@ -208,9 +200,7 @@ class TokenLifecycle:
 
     def retry_delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before in-run attempt ``attempt`` + 1 (attempt counts from 1)."""
-        base = min(
-            self.policy.retry_cap_seconds, self.policy.retry_base_seconds * 2 ** (attempt - 1)
-        )
+        base = min(self.policy.retry_cap_seconds, self.policy.retry_base_seconds * 2 ** (attempt - 1))
         delay: float = base + base * self._random.random()
         return max(delay, float(retry_after or 0.0))
 
@@ -288,9 +278,7 @@ class TokenRecord:
         self._reset(lifecycle, now)
         self._emit(TokenEventType.CREATED, now, ids)
 
-    def apply_refresh(
-        self, tokens: TokenSet, *, lifecycle: TokenLifecycle, now: datetime, ids: IdSource
-    ) -> None:
+    def apply_refresh(self, tokens: TokenSet, *, lifecycle: TokenLifecycle, now: datetime, ids: IdSource) -> None:
         """A refresh succeeded (TOKEN_REFRESHED)."""
         self.tokens = tokens
         self._reset(lifecycle, now)
@@ -305,9 +293,7 @@ class TokenRecord:
         self.next_attempt_at = now + lifecycle.cooldown(self.failure_count, error.retry_after)
         self.updated_at = now
 
-    def apply_reauthorization_required(
-        self, error: ProviderError, *, now: datetime, ids: IdSource
-    ) -> None:
+    def apply_reauthorization_required(self, error: ProviderError, *, now: datetime, ids: IdSource) -> None:
         """The grant is dead. Emits TOKEN_REVOKED or TOKEN_EXPIRED once; never retried."""
         if self.status != TokenStatus.ACTIVE:
             return

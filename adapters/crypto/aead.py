@@ -127,9 +127,7 @@ class Aead:
             raise TypeError("plaintext must be bytes")
         key_id = self._keyring.primary_id
         nonce = os.urandom(NONCE_SIZE)
-        sealed = self._keyring.primary_cipher().encrypt(
-            nonce, bytes(plaintext), associated_data(key_id, path)
-        )
+        sealed = self._keyring.primary_cipher().encrypt(nonce, bytes(plaintext), associated_data(key_id, path))
         return f"{ENVELOPE_VERSION}:{key_id}:{_b64url(nonce)}:{_b64url(sealed)}"
 
     def open(self, envelope: str, *, path: str) -> bytes:
@@ -151,9 +149,7 @@ class Aead:
         try:
             return cipher.decrypt(parsed.nonce, parsed.sealed, associated_data(parsed.key_id, path))
         except InvalidTag:
-            raise _failure(
-                path, "authentication failed (tampered, wrong key or moved from another path)"
-            ) from None
+            raise _failure(path, "authentication failed (tampered, wrong key or moved from another path)") from None
 
     def _open_legacy(self, envelope: str, path: str) -> bytes:
         cipher = self._keyring.legacy_cipher()
@@ -164,9 +160,7 @@ class Aead:
         try:
             return cipher.decrypt(iv, bytes.fromhex(ct_hex) + bytes.fromhex(tag_hex), None)
         except InvalidTag:
-            raise _failure(
-                path, "authentication failed (legacy format: tampered or wrong secret)"
-            ) from None
+            raise _failure(path, "authentication failed (legacy format: tampered or wrong secret)") from None
         except ValueError:  # IV length outside what AES-GCM accepts
             raise _failure(path, "malformed legacy envelope (iv)") from None
 
@@ -201,9 +195,7 @@ class Aead:
     __str__ = __repr__
 
 
-def seal_legacy_for_tests(
-    plaintext: bytes, *, legacy_secret: str | bytes, iv: bytes | None = None
-) -> str:
+def seal_legacy_for_tests(plaintext: bytes, *, legacy_secret: str | bytes, iv: bytes | None = None) -> str:
     """Produce a value in the OLD service's format. For tests and fixtures only.
 
     ``hex(iv):hex(ciphertext):hex(tag)`` with AES-256-GCM, key = SHA-256(secret as utf-8),

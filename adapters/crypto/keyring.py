@@ -57,9 +57,7 @@ def is_valid_key_id(key_id: str) -> bool:
 def _check_key_id(key_id: str) -> None:
     if not isinstance(key_id, str) or not is_valid_key_id(key_id):
         # The offending value is not echoed: a mangled setting may have put key material here.
-        raise _invalid(
-            "invalid key id: expected 1-32 characters of letters, digits, '_', '.' or '-'"
-        )
+        raise _invalid("invalid key id: expected 1-32 characters of letters, digits, '_', '.' or '-'")
 
 
 def _secret_bytes(secret: str | bytes, what: str) -> bytes:
@@ -202,9 +200,7 @@ class Keyring:
         This *is* key material: store it like a password. The legacy secret is not included.
         """
         ordered = [self._primary_id, *(k for k in self._keys if k != self._primary_id)]
-        return ",".join(
-            f"{key_id}:{base64.b64encode(self._keys[key_id]).decode('ascii')}" for key_id in ordered
-        )
+        return ",".join(f"{key_id}:{base64.b64encode(self._keys[key_id]).decode('ascii')}" for key_id in ordered)
 
     @property
     def primary_id(self) -> str:
@@ -234,10 +230,7 @@ class Keyring:
         return self._legacy_cipher
 
     def __repr__(self) -> str:
-        return (
-            f"Keyring(primary={self._primary_id!r}, key_ids={self.key_ids!r}, "
-            f"legacy={self.has_legacy})"
-        )
+        return f"Keyring(primary={self._primary_id!r}, key_ids={self.key_ids!r}, legacy={self.has_legacy})"
 
     __str__ = __repr__
 

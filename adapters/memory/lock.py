@@ -44,8 +44,6 @@ class MemoryLeaseLock:
             held = self._held.get(lease.name)
             if held is None or held.owner != lease.owner or held.expires_at <= now:
                 raise LeaseLost(f"lease {lease.name!r} is no longer held")
-            renewed = Lease(
-                lease.name, lease.owner, lease.fencing_token, now + timedelta(seconds=ttl_seconds)
-            )
+            renewed = Lease(lease.name, lease.owner, lease.fencing_token, now + timedelta(seconds=ttl_seconds))
             self._held[lease.name] = renewed
             return renewed

@@ -69,9 +69,7 @@ class MemoryUnitOfWork(BufferedUnitOfWork):
             doc = self._s.tokens.get(token_id)
             return None if doc is None else self._s._token(doc)
 
-    async def _load_token_for_connector(
-        self, org_id: str, connector_key: str
-    ) -> TokenRecord | None:
+    async def _load_token_for_connector(self, org_id: str, connector_key: str) -> TokenRecord | None:
         with self._s.lock:
             for doc in self._s.tokens.values():
                 if (doc["org_id"], doc["connector_key"]) == (org_id, connector_key):
@@ -112,9 +110,7 @@ class MemoryUnitOfWork(BufferedUnitOfWork):
             for sc in batch.connectors:
                 current = s.connectors.get((sc.connector.org_id, sc.connector.key))
                 if (current["version"] if current else 0) != sc.expected_version:
-                    raise Conflict(
-                        f"connector {sc.connector.key} was changed by someone else; retry"
-                    )
+                    raise Conflict(f"connector {sc.connector.key} was changed by someone else; retry")
             for st in batch.tokens:
                 current = s.tokens.get(st.record.id)
                 if (current["version"] if current else 0) != st.expected_version:
@@ -152,9 +148,7 @@ class MemoryOutboxReader:
     async def mark_published(self, seqs: Sequence[int]) -> None:
         wanted = set(seqs)
         with self._s.lock:
-            self._s.outbox = [
-                (seq, doc, done or seq in wanted) for seq, doc, done in self._s.outbox
-            ]
+            self._s.outbox = [(seq, doc, done or seq in wanted) for seq, doc, done in self._s.outbox]
 
     async def recent(self, limit: int) -> Sequence[OutboxMessage]:
         with self._s.lock:
@@ -177,11 +171,7 @@ class MemoryOAuthStateStore:
 
     async def purge_expired(self, moment: datetime) -> int:
         with self._s.lock:
-            dead = [
-                k
-                for k, d in self._s.states.items()
-                if pending_from_doc(self._s.conv, d).expires_at < moment
-            ]
+            dead = [k for k, d in self._s.states.items() if pending_from_doc(self._s.conv, d).expires_at < moment]
             for k in dead:
                 del self._s.states[k]
         return len(dead)

@@ -196,9 +196,7 @@ class SQLiteUnitOfWork(BufferedUnitOfWork):
 
     async def _list_connectors(self, org_id: str) -> Sequence[Connector]:
         rows = await self._db.run(
-            lambda c: c.execute(
-                "SELECT doc, version FROM connectors WHERE org_id=? ORDER BY key", (org_id,)
-            ).fetchall()
+            lambda c: c.execute("SELECT doc, version FROM connectors WHERE org_id=? ORDER BY key", (org_id,)).fetchall()
         )
         return [self._connector(r) for r in rows]
 
@@ -216,9 +214,7 @@ class SQLiteUnitOfWork(BufferedUnitOfWork):
         )
         return None if row is None else self._token(row)
 
-    async def _load_token_for_connector(
-        self, org_id: str, connector_key: str
-    ) -> TokenRecord | None:
+    async def _load_token_for_connector(self, org_id: str, connector_key: str) -> TokenRecord | None:
         row = await self._db.run(
             lambda c: c.execute(
                 "SELECT id, meta, material, version FROM tokens WHERE org_id=? AND connector_key=?",
@@ -269,8 +265,7 @@ class SQLiteUnitOfWork(BufferedUnitOfWork):
             for st in batch.tokens
         ]
         event_rows = [
-            (e.topic, e.partition_key, e.event_type, json.dumps(event_to_doc(db.conv, e)))
-            for e in batch.events
+            (e.topic, e.partition_key, e.event_type, json.dumps(event_to_doc(db.conv, e))) for e in batch.events
         ]
 
         def write(c: sqlite3.Connection) -> None:
@@ -279,8 +274,7 @@ class SQLiteUnitOfWork(BufferedUnitOfWork):
                 if sc.op is Op.ADD:
                     try:
                         c.execute(
-                            "INSERT INTO connectors (org_id, key, version, is_enabled, doc)"
-                            " VALUES (?, ?, 1, ?, ?)",
+                            "INSERT INTO connectors (org_id, key, version, is_enabled, doc) VALUES (?, ?, 1, ?, ?)",
                             (con.org_id, con.key, int(con.is_enabled), doc_json),
                         )
                     except sqlite3.IntegrityError:
@@ -296,9 +290,7 @@ class SQLiteUnitOfWork(BufferedUnitOfWork):
             for st, row in token_rows:
                 rec = st.record
                 if st.op is Op.DELETE:
-                    cur = c.execute(
-                        "DELETE FROM tokens WHERE id=? AND version=?", (rec.id, st.expected_version)
-                    )
+                    cur = c.execute("DELETE FROM tokens WHERE id=? AND version=?", (rec.id, st.expected_version))
                     if cur.rowcount != 1:
                         raise Conflict("token record was changed by someone else; retry")
                     continue
@@ -351,15 +343,12 @@ class SQLiteOutboxReader:
 
     async def mark_published(self, seqs: Sequence[int]) -> None:
         params = [(s,) for s in seqs]
-        await self._db.write(
-            lambda c: c.executemany("UPDATE outbox SET published=1 WHERE seq=?", params)
-        )
+        await self._db.write(lambda c: c.executemany("UPDATE outbox SET published=1 WHERE seq=?", params))
 
     async def recent(self, limit: int) -> Sequence[OutboxMessage]:
         rows = await self._db.run(
             lambda c: c.execute(
-                "SELECT seq, doc FROM (SELECT seq, doc FROM outbox ORDER BY seq DESC LIMIT ?)"
-                " ORDER BY seq",
+                "SELECT seq, doc FROM (SELECT seq, doc FROM outbox ORDER BY seq DESC LIMIT ?) ORDER BY seq",
                 (limit,),
             ).fetchall()
         )
@@ -382,9 +371,7 @@ class SQLiteOAuthStateStore:
 
     async def take(self, state_hash: str) -> PendingAuthorization | None:
         def take(c: sqlite3.Connection) -> str | None:
-            row = c.execute(
-                "DELETE FROM oauth_states WHERE state_hash=? RETURNING sealed", (state_hash,)
-            ).fetchone()
+            row = c.execute("DELETE FROM oauth_states WHERE state_hash=? RETURNING sealed", (state_hash,)).fetchone()
             return None if row is None else str(row[0])
 
         sealed = await self._db.write(take)
@@ -395,11 +382,7 @@ class SQLiteOAuthStateStore:
 
     async def purge_expired(self, moment: datetime) -> int:
         return await self._db.write(
-            lambda c: (
-                c.execute(
-                    "DELETE FROM oauth_states WHERE expires_at < ?", (moment.timestamp(),)
-                ).rowcount
-            )
+            lambda c: c.execute("DELETE FROM oauth_states WHERE expires_at < ?", (moment.timestamp(),)).rowcount
         )
 
 
@@ -410,9 +393,7 @@ class SQLiteKeyValueStore:
         self._db = db
 
     async def get(self, key: str) -> Versioned | None:
-        row = await self._db.run(
-            lambda c: c.execute("SELECT value, revision FROM kv WHERE key=?", (key,)).fetchone()
-        )
+        row = await self._db.run(lambda c: c.execute("SELECT value, revision FROM kv WHERE key=?", (key,)).fetchone())
         return None if row is None else Versioned(row[0], row[1])
 
     @staticmethod
@@ -494,12 +475,7 @@ class SQLiteLeaseLock:
 
     async def release(self, lease: Lease) -> bool:
         return await self._db.write(
-            lambda c: (
-                c.execute(
-                    "DELETE FROM leases WHERE name=? AND owner=?", (lease.name, lease.owner)
-                ).rowcount
-                == 1
-            )
+            lambda c: c.execute("DELETE FROM leases WHERE name=? AND owner=?", (lease.name, lease.owner)).rowcount == 1
         )
 
     async def extend(self, lease: Lease, ttl_seconds: float) -> Lease:

@@ -116,9 +116,7 @@ class Connector:
     events: list[DomainEvent] = field(factory=list, eq=False, repr=False)
 
     @classmethod
-    def create(
-        cls, entry: CatalogEntry, *, org_id: str, connector_id: str, now: datetime, by: str | None
-    ) -> Connector:
+    def create(cls, entry: CatalogEntry, *, org_id: str, connector_id: str, now: datetime, by: str | None) -> Connector:
         """A new, disabled, unconfigured connector (not yet saved: version 0)."""
         return cls(
             id=connector_id,
@@ -242,8 +240,7 @@ class Connector:
             missing = [p for p in entry.requirements_for(auth_type) if not new.has(p)]
             if missing:
                 raise NotConfigured(
-                    f"{self.display_name} is enabled and would lose {', '.join(missing)};"
-                    " disable it first",
+                    f"{self.display_name} is enabled and would lose {', '.join(missing)}; disable it first",
                     metadata={"connector": self.key, "missing": missing},
                 )
         client_changed = auth_type != self.auth_type or any(
@@ -263,9 +260,7 @@ class Connector:
         )
         self._settle_auth_status(entry, client_changed, now, ids)
 
-    def save_filters(
-        self, selection: Mapping[str, Any], *, by: str | None, now: datetime, ids: IdSource
-    ) -> None:
+    def save_filters(self, selection: Mapping[str, Any], *, by: str | None, now: datetime, ids: IdSource) -> None:
         """Store the filter selection (validated by the caller against the catalog)."""
         selection = MappingProxyType(dict(selection))
         if dict(selection) == dict(self.filter_selection):
@@ -312,9 +307,7 @@ class Connector:
         """A refresh failed for good: a person must authorize again."""
         self._set_auth(AuthStatus(AuthState.NEEDS_REAUTHENTICATION, reason, now), ids)
 
-    def mark_not_authenticated(
-        self, reason: str, *, now: datetime, ids: IdSource, by: str | None = None
-    ) -> None:
+    def mark_not_authenticated(self, reason: str, *, now: datetime, ids: IdSource, by: str | None = None) -> None:
         """Authorization failed or was revoked; tokens are gone. Disables the connector."""
         self._set_auth(AuthStatus(AuthState.NOT_AUTHENTICATED, reason, now), ids)
         if self.uses_oauth:
@@ -351,9 +344,7 @@ class Connector:
             )
         )
 
-    def _settle_auth_status(
-        self, entry: CatalogEntry, client_changed: bool, now: datetime, ids: IdSource
-    ) -> None:
+    def _settle_auth_status(self, entry: CatalogEntry, client_changed: bool, now: datetime, ids: IdSource) -> None:
         configured = all(self.config.has(p) for p in entry.requirements_for(self.auth_type))
         current = self.auth_status.state
         if not configured:
@@ -361,9 +352,7 @@ class Connector:
         elif not self.uses_oauth:
             self._set_auth(AuthStatus(AuthState.AUTHENTICATED, None, now), ids)
         elif current == AuthState.NOT_CONFIGURED:
-            self._set_auth(
-                AuthStatus(AuthState.NOT_AUTHENTICATED, "authorization pending", now), ids
-            )
+            self._set_auth(AuthStatus(AuthState.NOT_AUTHENTICATED, "authorization pending", now), ids)
         elif client_changed and current == AuthState.AUTHENTICATED:
             self._set_auth(
                 AuthStatus(AuthState.NEEDS_REAUTHENTICATION, "client configuration changed", now),

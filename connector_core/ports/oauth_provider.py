@@ -41,9 +41,7 @@ class OAuthProviderClient(Protocol):
         """One refresh_token grant (no retries here; the service retries). Errors as above."""
         ...
 
-    async def revoke(
-        self, spec: OAuthSpec, client: ClientCredentials, *, token: str, token_type_hint: str
-    ) -> None:
+    async def revoke(self, spec: OAuthSpec, client: ClientCredentials, *, token: str, token_type_hint: str) -> None:
         """RFC 7009 revocation at ``spec.revocation_url``."""
         ...
 

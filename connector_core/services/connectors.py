@@ -46,8 +46,7 @@ class ConnectorService:
         async with self.ctx.uow() as uow:
             stored = {c.key: c for c in await uow.connectors.list(org_id)}
         views = [
-            ConnectorView(entry, stored.get(entry.key) or self._blank(entry, org_id))
-            for entry in self.ctx.catalog
+            ConnectorView(entry, stored.get(entry.key) or self._blank(entry, org_id)) for entry in self.ctx.catalog
         ]
         if enabled is None:
             return views
@@ -67,9 +66,7 @@ class ConnectorService:
         """Replace the configuration; secrets given are stored encrypted, omitted ones kept."""
         entry = self.ctx.catalog.get(name)
         secret_fields = set(entry.secret_fields)
-        given_secrets = {
-            f"auth.{k}": str(v) for k, v in update.auth.items() if f"auth.{k}" in secret_fields
-        }
+        given_secrets = {f"auth.{k}": str(v) for k, v in update.auth.items() if f"auth.{k}" in secret_fields}
         plain_auth = {k: v for k, v in update.auth.items() if f"auth.{k}" not in secret_fields}
 
         async def op() -> ConnectorView:
@@ -96,9 +93,7 @@ class ConnectorService:
                 if changed:
                     # Secrets go first: a failed save below leaves the old config pointing at
                     # secrets that are merely newer, never at secrets that are missing.
-                    await self.ctx.secrets.put(
-                        secret_path(entry.key, org_id), json.dumps(merged, sort_keys=True)
-                    )
+                    await self.ctx.secrets.put(secret_path(entry.key, org_id), json.dumps(merged, sort_keys=True))
                 await self._store(uow, connector)
                 await uow.commit()
             return ConnectorView(entry, connector)
@@ -171,9 +166,7 @@ class ConnectorService:
         async def op() -> ConnectorView:
             async with self.ctx.uow() as uow:
                 connector = await self._load_or_create(uow, entry, org_id, user_id)
-                connector.save_filters(
-                    clean, by=user_id, now=self.ctx.clock.now(), ids=self.ctx.ids
-                )
+                connector.save_filters(clean, by=user_id, now=self.ctx.clock.now(), ids=self.ctx.ids)
                 await self._store(uow, connector)
                 await uow.commit()
             return ConnectorView(entry, connector)

@@ -33,9 +33,7 @@ async def test_add_then_get_round_trips_every_field(harness: Harness, catalog: C
     assert loaded is not c
 
 
-async def test_list_is_confined_to_the_org_and_filters_by_enabled(
-    harness: Harness, catalog: Catalog
-) -> None:
+async def test_list_is_confined_to_the_org_and_filters_by_enabled(harness: Harness, catalog: Catalog) -> None:
     o1, o2 = org(), org()
     now = harness.clock.now()
     ids = CountingIds()
@@ -67,9 +65,7 @@ async def test_duplicate_add_is_a_conflict(harness: Harness, catalog: Catalog) -
             await uow.commit()
 
 
-async def test_stale_version_is_a_conflict_and_changes_nothing(
-    harness: Harness, catalog: Catalog
-) -> None:
+async def test_stale_version_is_a_conflict_and_changes_nothing(harness: Harness, catalog: Catalog) -> None:
     o = org()
     now = harness.clock.now()
     ids = CountingIds()
@@ -136,9 +132,7 @@ async def test_concurrent_writers_one_wins_per_version(harness: Harness, catalog
     assert len(saved) == 1
 
 
-async def test_reads_inside_a_unit_of_work_see_its_own_writes(
-    harness: Harness, catalog: Catalog
-) -> None:
+async def test_reads_inside_a_unit_of_work_see_its_own_writes(harness: Harness, catalog: Catalog) -> None:
     o = org()
     c = api_token_connector(catalog, o, harness.clock.now())
     async with harness.uow() as uow:

@@ -17,9 +17,7 @@ from tests.conftest import CountingIds
 from tests.contract.conftest import Harness
 
 
-async def test_pending_in_commit_order_and_mark_published(
-    harness: Harness, catalog: Catalog
-) -> None:
+async def test_pending_in_commit_order_and_mark_published(harness: Harness, catalog: Catalog) -> None:
     o = f"org-{uuid.uuid4().hex[:8]}"
     now = harness.clock.now()
     ids = CountingIds()
@@ -71,9 +69,7 @@ async def test_events_of_a_failed_commit_never_appear(harness: Harness, catalog:
 
 
 @pytest.mark.sqlite
-async def test_process_killed_mid_transaction_leaves_no_event(
-    sqlite_harness: Harness, catalog: Catalog
-) -> None:
+async def test_process_killed_mid_transaction_leaves_no_event(sqlite_harness: Harness, catalog: Catalog) -> None:
     """A writer that dies after writing state and outbox rows but before COMMIT leaves nothing."""
     harness = sqlite_harness
     db = harness.extra

@@ -79,9 +79,7 @@ async def test_stale_writer_is_fenced_off(harness: Harness) -> None:
         slow = await uow.tokens.get(f"t-{o}")
     assert fast is not None and slow is not None
     fast.apply_refresh(
-        fast.tokens.refreshed(
-            {"access_token": "new-a", "refresh_token": "new-r", "expires_in": 60}, now=now
-        ),
+        fast.tokens.refreshed({"access_token": "new-a", "refresh_token": "new-r", "expires_in": 60}, now=now),
         lifecycle=lifecycle,
         now=now,
         ids=ids,
@@ -131,9 +129,7 @@ async def test_due_before_orders_limits_and_respects_backoff(harness: Harness) -
     assert [r.id.split("-")[1] for r in await _due(harness, moment, 2)] == ["700", "900"]
     # a failed token rests until next_attempt_at
     first = due[0]
-    first.apply_retryable_failure(
-        RetryableProviderError("down", status=503), lifecycle=lifecycle, now=moment
-    )
+    first.apply_retryable_failure(RetryableProviderError("down", status=503), lifecycle=lifecycle, now=moment)
     async with harness.uow() as uow:
         await uow.tokens.save(first)
         await uow.commit()
@@ -176,11 +172,7 @@ async def test_expired_unnotified(harness: Harness) -> None:
         await uow.commit()
     async with harness.uow() as uow:
         assert rec.id not in [r.id for r in await uow.tokens.expired_unnotified(now, 1000)]
-        found = [
-            r
-            for r in await uow.tokens.expired_unnotified(now + timedelta(seconds=61), 1000)
-            if r.id == rec.id
-        ]
+        found = [r for r in await uow.tokens.expired_unnotified(now + timedelta(seconds=61), 1000) if r.id == rec.id]
     assert len(found) == 1
     assert found[0].check_expiry(now=now + timedelta(seconds=61), ids=ids)
     async with harness.uow() as uow:

@@ -138,9 +138,7 @@ class _Fault:
 class _State:
     """All provider state; every public method takes ``self.lock``."""
 
-    def __init__(
-        self, access_token_ttl: int, rotate_refresh_tokens: bool, always_id_token: bool
-    ) -> None:
+    def __init__(self, access_token_ttl: int, rotate_refresh_tokens: bool, always_id_token: bool) -> None:
         self.lock = threading.Lock()
         self.issuer = ""
         self.kid = f"fake-{secrets.token_hex(4)}"
@@ -238,9 +236,7 @@ class _State:
                 raise ValueError(f"unknown client {client_id!r}")
             return self._new_lineage_locked(client_id, list(scopes), dict(self.user))
 
-    def op_set_fault(
-        self, kind: str, count: int | None = None, opts: dict[str, Any] | None = None
-    ) -> None:
+    def op_set_fault(self, kind: str, count: int | None = None, opts: dict[str, Any] | None = None) -> None:
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")
         if count is not None and (not isinstance(count, int) or count < 1):
@@ -254,10 +250,7 @@ class _State:
 
     def op_active_faults(self) -> list[dict[str, Any]]:
         with self.lock:
-            return [
-                {"kind": f.kind, "remaining": f.remaining, "opts": dict(f.opts)}
-                for f in self.faults.values()
-            ]
+            return [{"kind": f.kind, "remaining": f.remaining, "opts": dict(f.opts)} for f in self.faults.values()]
 
     def op_stats(self) -> dict[str, Any]:
         with self.lock:
@@ -454,9 +447,7 @@ class _State:
             refresh = self._new_lineage_locked(client.client_id, rec.scopes, rec.user)
             lineage = self.refresh[refresh].lineage
             self.counters["authorization_code_grants"] += 1
-            return self._token_body_locked(
-                client, rec.scopes, lineage, refresh, rec.user, rec.nonce
-            )
+            return self._token_body_locked(client, rec.scopes, lineage, refresh, rec.user, rec.nonce)
 
     def grant_refresh(self, client: _Client, form: dict[str, str]) -> dict[str, Any]:
         token = form.get("refresh_token")
@@ -485,9 +476,7 @@ class _State:
             if self.config["rotate_refresh_tokens"]:
                 rec.active, rec.rotated = False, True
                 new_refresh = secrets.token_urlsafe(32)
-                self.refresh[new_refresh] = _Refresh(
-                    client.client_id, rec.scopes, rec.lineage, rec.user
-                )
+                self.refresh[new_refresh] = _Refresh(client.client_id, rec.scopes, rec.lineage, rec.user)
             self.refreshes_by_lineage[rec.lineage] += 1
             self.counters["refresh_grants"] += 1
             return self._token_body_locked(client, scopes, rec.lineage, new_refresh, rec.user, None)
@@ -652,9 +641,7 @@ def build_app(state: _State) -> Starlette:
     async def control(request: Request) -> Response:
         op = request.path_params["op"]
         if op == "faults":  # REST-style alias: POST sets, DELETE clears, GET lists
-            op = {"POST": "set_fault", "DELETE": "clear_faults"}.get(
-                request.method, "active_faults"
-            )
+            op = {"POST": "set_fault", "DELETE": "clear_faults"}.get(request.method, "active_faults")
         try:
             payload = await request.json() if await request.body() else {}
             if not isinstance(payload, dict):
@@ -845,9 +832,7 @@ class FakeOAuthProvider(_ProviderAPI):
             timeout_graceful_shutdown=2,
         )
         server = uvicorn.Server(config)
-        thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"fake-oauth-{port}"
-        )
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"fake-oauth-{port}")
         self._server, self._thread, self._sock = server, thread, sock
         thread.start()
         deadline = time.monotonic() + timeout
@@ -906,9 +891,7 @@ class FakeProviderControl(_ProviderAPI):
 class FakeProviderProcess(FakeProviderControl):
     """Run ``python -m tests.fakes.oauth_provider`` as a child process and control it."""
 
-    def __init__(
-        self, port: int = 0, host: str = "127.0.0.1", startup_timeout: float = 20.0
-    ) -> None:
+    def __init__(self, port: int = 0, host: str = "127.0.0.1", startup_timeout: float = 20.0) -> None:
         cmd = [
             sys.executable,
             "-m",

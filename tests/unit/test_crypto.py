@@ -83,9 +83,7 @@ class MemoryKV:
 
 
 def ring12(*, legacy: bool = False) -> Keyring:
-    return Keyring.parse(
-        f"k1:{KEY1_B64},k2:{KEY2_B64}", legacy_secret=LEGACY_SECRET if legacy else None
-    )
+    return Keyring.parse(f"k1:{KEY1_B64},k2:{KEY2_B64}", legacy_secret=LEGACY_SECRET if legacy else None)
 
 
 def secret_forms(key: bytes) -> list[str]:
@@ -292,9 +290,7 @@ def inline_legacy_seal(plaintext: bytes, secret: str, iv: bytes) -> str:
 
 def inline_legacy_open(envelope: str, secret: str) -> bytes:
     iv, ciphertext, tag = (bytes.fromhex(part) for part in envelope.split(":"))
-    return AESGCM(hashlib.sha256(secret.encode("utf-8")).digest()).decrypt(
-        iv, ciphertext + tag, None
-    )
+    return AESGCM(hashlib.sha256(secret.encode("utf-8")).digest()).decrypt(iv, ciphertext + tag, None)
 
 
 def test_legacy_value_produced_by_nodejs_is_readable() -> None:
@@ -306,9 +302,7 @@ def test_legacy_value_produced_by_nodejs_is_readable() -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(plaintext=payloads, path=paths, iv=st.binary(min_size=12, max_size=12))
-def test_legacy_helper_and_inline_implementation_agree(
-    plaintext: bytes, path: str, iv: bytes
-) -> None:
+def test_legacy_helper_and_inline_implementation_agree(plaintext: bytes, path: str, iv: bytes) -> None:
     aead = Aead(ring12(legacy=True))
     from_helper = seal_legacy_for_tests(plaintext, legacy_secret=LEGACY_SECRET, iv=iv)
     from_inline = inline_legacy_seal(plaintext, LEGACY_SECRET, iv)
@@ -371,9 +365,7 @@ def test_from_master_secret_matches_an_independent_hkdf() -> None:
     ring = Keyring.from_master_secret(MASTER)
     assert ring.primary_id == "k1"
     assert ring.to_spec() == f"k1:{NODE_HKDF_KEY_B64}"
-    assert Keyring.from_master_secret(MASTER.encode(), key_id="k7").to_spec() == (
-        f"k7:{NODE_HKDF_KEY_B64}"
-    )
+    assert Keyring.from_master_secret(MASTER.encode(), key_id="k7").to_spec() == (f"k7:{NODE_HKDF_KEY_B64}")
     assert Keyring.from_master_secret("other").to_spec() != ring.to_spec()
 
 
@@ -427,9 +419,7 @@ def short_key(n: int) -> str:
         (f"k1:{KEY1_B64},bad id:{KEY2_B64}", "entry #2 has an invalid key id", KEY2_B64),
     ],
 )
-def test_parse_errors_name_the_key_id_but_never_the_key(
-    spec: str, expected: str, material: str | None
-) -> None:
+def test_parse_errors_name_the_key_id_but_never_the_key(spec: str, expected: str, material: str | None) -> None:
     with pytest.raises(ValidationError, match=expected) as info:
         Keyring.parse(spec)
     error = info.value

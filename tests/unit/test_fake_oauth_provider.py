@@ -157,9 +157,7 @@ def test_pkce_verifier_required_and_checked(idp: FakeOAuthProvider, http: httpx.
     assert idp.stats()["invalid_grant"] == 2
 
 
-def test_code_is_single_use_and_bound_to_redirect_uri(
-    idp: FakeOAuthProvider, http: httpx.Client
-) -> None:
+def test_code_is_single_use_and_bound_to_redirect_uri(idp: FakeOAuthProvider, http: httpx.Client) -> None:
     code = _authorize(http, idp)["code"][0]
     assert _code_grant(http, idp, code).status_code == 200
     again = _code_grant(http, idp, code)
@@ -344,9 +342,7 @@ def test_revocation(idp: FakeOAuthProvider, http: httpx.Client) -> None:
 
     body = _refresh(http, idp, refresh).json()
     new_refresh, new_access = body["refresh_token"], body["access_token"]
-    resp = http.post(
-        idp.revocation_url, data={"token": new_refresh, "client_id": CID, "client_secret": SECRET}
-    )
+    resp = http.post(idp.revocation_url, data={"token": new_refresh, "client_id": CID, "client_secret": SECRET})
     assert resp.status_code == 200
     assert not idp.is_refresh_token_valid(new_refresh)
     assert not idp.is_access_token_valid(new_access)  # the whole grant is revoked
@@ -400,9 +396,7 @@ def test_subprocess_mode_with_control_endpoints(http: httpx.Client) -> None:
             json={"kind": "rate_limited", "count": 1, "opts": {"retry_after": 3}},
         )
         assert set_resp.status_code == 200
-        assert http.get(f"{remote.base_url}/_control/faults").json()["result"][0]["kind"] == (
-            "rate_limited"
-        )
+        assert http.get(f"{remote.base_url}/_control/faults").json()["result"][0]["kind"] == ("rate_limited")
         limited = _refresh(http, remote, body["refresh_token"])
         assert limited.status_code == 429 and limited.headers["retry-after"] == "3"
 

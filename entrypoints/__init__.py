@@ -1,0 +1,1 @@
+"""Entry points: the Starlette HTTP API, the CLI, background workers and the composition root."""

@@ -1,0 +1,1 @@
+"""The Starlette HTTP API."""

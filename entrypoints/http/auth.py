@@ -1,0 +1,110 @@
+"""Bearer tokens: user JWTs (HS256, the service's JWT secret) and scoped service JWTs."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import jwt
+
+from connector_core.errors import PermissionDenied, Unauthenticated
+from connector_core.ports.iam import IdentityAccess, Principal
+
+ALGORITHM = "HS256"
+FETCH_CONFIG = "fetch:config"
+
+
+class Access(enum.Enum):
+    PUBLIC = "public"
+    USER = "user"  # any authenticated user of an org
+    ADMIN = "admin"  # an org admin
+    SCOPED = "scoped"  # a service token whose scopes contain fetch:config
+
+
+def bearer(header: str | None) -> str:
+    if not header:
+        raise Unauthenticated("Authorization header with a Bearer token is required")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+def _decode(token: str, secret: str) -> dict[str, Any]:
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise Unauthenticated("malformed token") from None
+    if header.get("alg") != ALGORITHM:
+        raise Unauthenticated(f"token algorithm must be {ALGORITHM}")
+    try:
+        claims: dict[str, Any] = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["exp"]})
+    except jwt.ExpiredSignatureError:
+        raise Unauthenticated("token expired") from None
+    except jwt.PyJWTError:
+        raise Unauthenticated("invalid token") from None
+    return claims
+
+
+def user_principal(token: str, secret: str) -> Principal:
+    claims = _decode(token, secret)
+    user, org = claims.get("userId"), claims.get("orgId")
+    if not isinstance(user, str) or not user or not isinstance(org, str) or not org:
+        raise Unauthenticated("token lacks userId or orgId")
+    email = claims.get("email")
+    return Principal(user_id=user, org_id=org, email=email if isinstance(email, str) else None, claims=claims)
+
+
+def scoped_principal(token: str, secret: str) -> Principal:
+    claims = _decode(token, secret)
+    scopes = claims.get("scopes")
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        raise Unauthenticated("scoped token lacks a scopes list")
+    if FETCH_CONFIG not in scopes:
+        raise PermissionDenied(f"scoped token lacks the {FETCH_CONFIG} scope")
+    org = claims.get("orgId")
+    return Principal(
+        user_id=None,
+        org_id=org if isinstance(org, str) and org else None,
+        scopes=frozenset(scopes),
+        claims=claims,
+    )
+
+
+async def authenticate(
+    access: Access,
+    header: str | None,
+    *,
+    jwt_secret: str,
+    scoped_secret: str,
+    iam: IdentityAccess,
+) -> Principal | None:
+    if access is Access.PUBLIC:
+        return None
+    token = bearer(header)
+    if access is Access.SCOPED:
+        return scoped_principal(token, scoped_secret)
+    principal = user_principal(token, jwt_secret)
+    if access is Access.ADMIN and not await iam.is_admin(principal):
+        raise PermissionDenied("Admin privileges are required")
+    return principal
+
+
+def issue_user_token(secret: str, *, user_id: str, org_id: str, email: str, admin: bool, ttl: int, now: int) -> str:
+    claims: dict[str, Any] = {
+        "userId": user_id,
+        "orgId": org_id,
+        "email": email,
+        "iat": now,
+        "exp": now + ttl,
+    }
+    if admin:
+        claims["isAdmin"] = True
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def issue_scoped_token(secret: str, *, scopes: list[str], ttl: int, now: int, org_id: str | None = None) -> str:
+    claims: dict[str, Any] = {"scopes": scopes, "iat": now, "exp": now + ttl}
+    if org_id:
+        claims["orgId"] = org_id
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)

@@ -1,0 +1,104 @@
+"""One table from error class to HTTP status, and the error body every failure uses:
+``{"error": {"code", "message", "metadata"?}}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+from connector_core.errors import (
+    BackendError,
+    Conflict,
+    ConnectorManagerError,
+    CryptoError,
+    DomainRuleViolation,
+    LeaseLost,
+    NotFound,
+    OAuthError,
+    PermissionDenied,
+    ProviderError,
+    ReauthorizationRequired,
+    RetryableProviderError,
+    Unauthenticated,
+    Unavailable,
+    ValidationError,
+)
+
+#: most specific first
+STATUS_TABLE: list[tuple[type[ConnectorManagerError], int]] = [
+    (ValidationError, 400),
+    (DomainRuleViolation, 400),
+    (OAuthError, 400),
+    (Unauthenticated, 401),
+    (PermissionDenied, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (LeaseLost, 409),
+    (ReauthorizationRequired, 409),
+    (RetryableProviderError, 503),
+    (ProviderError, 502),
+    (Unavailable, 503),
+    (CryptoError, 500),
+]
+
+HTTP_CODES = {
+    400: "HTTP_BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    500: "INTERNAL_ERROR",
+    502: "BAD_GATEWAY",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+
+def status_for(exc: ConnectorManagerError) -> int:
+    if isinstance(exc, BackendError):
+        return exc.status
+    for cls, status in STATUS_TABLE:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    metadata: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if metadata:
+        body["metadata"] = metadata
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def from_exception(exc: ConnectorManagerError) -> JSONResponse:
+    status = status_for(exc)
+    headers = None
+    if isinstance(exc, RetryableProviderError) and exc.retry_after:
+        headers = {"Retry-After": str(int(exc.retry_after + 0.999))}
+    return error_response(status, exc.code, exc.message, exc.metadata or None, headers)
+
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "examples": ["VALIDATION_ERROR"]},
+                "message": {"type": "string"},
+                "metadata": {"type": "object"},
+            },
+        }
+    },
+}

@@ -1,0 +1,243 @@
+"""JSON Schemas shared by request validation and the OpenAPI document (one source)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+NAME_PARAM = {"type": "string", "minLength": 1, "maxLength": 100}
+
+CONNECTOR = {
+    "type": "object",
+    "properties": {
+        "id": {"type": ["string", "null"]},
+        "key": {"type": "string"},
+        "name": {"type": "string"},
+        "appGroup": {"type": "string"},
+        "apps": {"type": "array", "items": {"type": "string"}},
+        "authTypes": {"type": "array", "items": {"type": "string"}},
+        "authType": {"type": "string"},
+        "isEnabled": {"type": "boolean"},
+        "isConfigured": {"type": "boolean"},
+        "authStatus": {
+            "type": "object",
+            "properties": {
+                "state": {
+                    "enum": [
+                        "NOT_CONFIGURED",
+                        "NOT_AUTHENTICATED",
+                        "AUTHENTICATED",
+                        "NEEDS_REAUTHENTICATION",
+                    ]
+                },
+                "reason": {"type": ["string", "null"]},
+                "changedAt": {"type": ["string", "null"], "format": "date-time"},
+            },
+        },
+        "enabledApps": {"type": "array", "items": {"type": "string"}},
+        "lastUpdatedBy": {"type": ["string", "null"]},
+        "createdAt": {"type": ["string", "null"], "format": "date-time"},
+        "updatedAt": {"type": ["string", "null"], "format": "date-time"},
+        "version": {"type": "integer"},
+    },
+}
+
+CONNECTOR_LIST = {"type": "array", "items": {"$ref": "#/components/schemas/Connector"}}
+
+CONFIG_VIEW = {
+    "type": "object",
+    "properties": {
+        "key": {"type": "string"},
+        "name": {"type": "string"},
+        "isEnabled": {"type": "boolean"},
+        "authType": {"type": "string"},
+        "config": {
+            "type": "object",
+            "description": "Secrets never appear: each is replaced by has<Field>: true|false.",
+            "properties": {
+                "auth": {"type": "object"},
+                "sync": {"type": "object"},
+                "filters": {"type": "object"},
+                "baseUrl": {"type": ["string", "null"]},
+            },
+        },
+        "missing": {"type": "array", "items": {"type": "string"}},
+        "authStatus": {"type": "string"},
+        "version": {"type": "integer"},
+    },
+}
+
+CONFIG_BODY: dict[str, Any] = {
+    "type": "object",
+    "description": "Validated further against GET /schema/{name} of that connector. Secret "
+    "fields are write-only; omit one to keep the stored value.",
+    "properties": {
+        "auth": {"type": "object"},
+        "sync": {"type": "object"},
+        "filters": {"type": "object"},
+        "baseUrl": {"type": "string", "minLength": 1, "maxLength": 2048},
+    },
+    "required": ["baseUrl"],
+    "additionalProperties": False,
+}
+
+FILTERS_BODY: dict[str, Any] = {
+    "type": "object",
+    "properties": {"filterOptions": {"type": "object"}},
+    "required": ["filterOptions"],
+    "additionalProperties": False,
+}
+
+FILTERS_VIEW = {
+    "type": "object",
+    "properties": {
+        "key": {"type": "string"},
+        "filterOptions": {"type": "object"},
+        "available": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "key": {"type": "string"},
+                    "label": {"type": "string"},
+                    "type": {"enum": ["multiselect", "list", "date", "boolean", "string"]},
+                    "options": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        },
+    },
+}
+
+SCHEMA_VIEW = {
+    "type": "object",
+    "properties": {
+        "key": {"type": "string"},
+        "name": {"type": "string"},
+        "schema": {"type": "object"},
+    },
+}
+
+TOGGLE_VIEW = {
+    "type": "object",
+    "properties": {
+        "message": {"type": "string"},
+        "connector": {"$ref": "#/components/schemas/Connector"},
+    },
+}
+
+CONFIG_SAVED = {
+    "type": "object",
+    "properties": {
+        "message": {"type": "string"},
+        "config": {"$ref": "#/components/schemas/ConnectorConfig"},
+        "connector": {"$ref": "#/components/schemas/Connector"},
+    },
+}
+
+HEALTH = {
+    "type": "object",
+    "required": ["status", "timestamp", "services"],
+    "properties": {
+        "status": {"enum": ["healthy", "unhealthy"]},
+        "timestamp": {"type": "string", "format": "date-time"},
+        "services": {
+            "type": "object",
+            "additionalProperties": {"enum": ["healthy", "unhealthy", "unknown"]},
+        },
+    },
+}
+
+MESSAGE = {"type": "object", "properties": {"message": {"type": "string"}}}
+
+AUTHORIZE_QUERY: dict[str, Any] = {
+    "type": "object",
+    "properties": {"baseUrl": {"type": "string", "minLength": 1, "maxLength": 2048}},
+    "required": ["baseUrl"],
+}
+
+AUTHORIZE_VIEW = {
+    "type": "object",
+    "properties": {"authorizationUrl": {"type": "string", "format": "uri"}},
+}
+
+CALLBACK_QUERY: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "code": {"type": "string", "minLength": 1, "maxLength": 4096},
+        "state": {"type": "string", "minLength": 1, "maxLength": 512},
+        "error": {"type": "string", "minLength": 1, "maxLength": 256},
+        "error_description": {"type": "string", "maxLength": 2048},
+        "baseUrl": {"type": "string", "minLength": 1, "maxLength": 2048},
+    },
+    "required": ["baseUrl"],
+}
+
+CALLBACK_VIEW = {
+    "type": "object",
+    "properties": {
+        "redirectUrl": {"type": "string"},
+        "authenticated": {"type": "boolean"},
+        "reason": {"type": ["string", "null"]},
+        "connector": {"$ref": "#/components/schemas/Connector"},
+    },
+}
+
+TEMP_CODE_BODY: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "tempCode": {"type": "string", "minLength": 1, "maxLength": 4096},
+        "baseUrl": {"type": "string", "minLength": 1, "maxLength": 2048},
+    },
+    "required": ["tempCode"],
+    "additionalProperties": False,
+}
+
+REFRESH_BODY: dict[str, Any] = {
+    "type": "object",
+    "description": "Which connector; orgId defaults to the scoped token's orgId claim.",
+    "properties": {
+        "connector": {"type": "string", "minLength": 1, "maxLength": 100},
+        "orgId": {"type": "string", "minLength": 1, "maxLength": 200},
+    },
+    "additionalProperties": False,
+}
+
+CREDENTIALS_QUERY: dict[str, Any] = {
+    "type": "object",
+    "properties": {"orgId": {"type": "string", "minLength": 1, "maxLength": 200}},
+}
+
+CREDENTIALS_VIEW = {
+    "type": "object",
+    "description": "A fresh access token for a backend service (scoped callers only).",
+    "properties": {
+        "accessToken": {"type": "string"},
+        "tokenType": {"type": "string"},
+        "expiresAt": {"type": ["string", "null"], "format": "date-time"},
+        "scopes": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+EVENTS_QUERY: dict[str, Any] = {
+    "type": "object",
+    "properties": {"limit": {"type": "string", "pattern": "^[0-9]{1,4}$"}},
+}
+
+EVENTS_VIEW = {
+    "type": "object",
+    "properties": {"events": {"type": "array", "items": {"type": "object"}}},
+}
+
+RELOAD_VIEW = {
+    "type": "object",
+    "properties": {
+        "message": {"type": "string"},
+        "generation": {"type": "integer"},
+        "connectors": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+COMPONENTS = {
+    "Connector": CONNECTOR,
+    "ConnectorConfig": CONFIG_VIEW,
+    "Health": HEALTH,
+}

@@ -1,0 +1,173 @@
+"""Connector routes end to end: lists, config (secrets write-only), schema, toggle, filters."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from tests.api.conftest import CONFLUENCE_API_TOKEN, Api
+
+P = "/api/v1/connectors"
+
+
+async def events(api: Api) -> list[dict]:  # type: ignore[type-arg]
+    r = await api.client.get(f"{P}/internal/events", headers=api.scoped)
+    assert r.status_code == 200
+    return r.json()["events"]
+
+
+async def test_list_has_every_catalog_connector(api: Api) -> None:
+    r = await api.client.get(f"{P}/", headers=api.admin)
+    assert r.status_code == 200
+    keys = [c["key"] for c in r.json()]
+    assert {
+        "googleWorkspace",
+        "onedrive",
+        "sharepointOnline",
+        "confluence",
+        "jira",
+        "slack",
+    } <= set(keys)
+    assert all(c["isEnabled"] is False for c in r.json())
+
+
+async def test_names_match_case_insensitively_and_unknown_lists_names(api: Api) -> None:
+    for name in ("CONFLUENCE", "Confluence", "atlassian-confluence"):
+        r = await api.client.get(f"{P}/config/{name}", headers=api.admin)
+        assert r.status_code == 200 and r.json()["key"] == "confluence"
+    r = await api.client.get(f"{P}/config/notAThing", headers=api.admin)
+    assert r.status_code == 404
+    err = r.json()["error"]
+    assert err["code"] == "CONNECTOR_NOT_FOUND"
+    assert "googleWorkspace" in err["metadata"]["knownConnectors"]
+
+
+async def test_config_secrets_are_write_only(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    r = await api.client.put(f"{P}/config/confluence", json=CONFLUENCE_API_TOKEN, headers=api.admin)
+    assert r.status_code == 200, r.text
+    assert "PLANTED-API-TOKEN" not in r.text
+    got = await api.client.get(f"{P}/config/confluence", headers=api.admin)
+    body = got.json()
+    assert body["config"]["auth"]["hasApiToken"] is True
+    assert "apiToken" not in body["config"]["auth"]
+    assert body["config"]["auth"]["email"] == "ops@acme.example"
+    assert "PLANTED-API-TOKEN" not in got.text
+    # omitting the secret keeps the stored one
+    update = {
+        "baseUrl": "https://acme2.atlassian.net",
+        "auth": {"authType": "API_TOKEN", "email": "ops@acme.example"},
+    }
+    r = await api.client.put(f"{P}/config/confluence", json=update, headers=api.admin)
+    assert r.status_code == 200
+    assert r.json()["config"]["config"]["auth"]["hasApiToken"] is True
+    stored = await api.container.secrets_store.get("/services/connectors/confluence/config/org-a")
+    assert stored is not None and "PLANTED-API-TOKEN" in stored.value
+    # the raw store underneath holds ciphertext only
+    raw = await api.container.storage.raw_kv.get("/services/connectors/confluence/config/org-a")
+    assert raw is not None and "PLANTED-API-TOKEN" not in raw.value
+    assert "PLANTED-API-TOKEN" not in caplog.text
+    assert all("PLANTED-API-TOKEN" not in str(e) for e in await events(api))
+
+
+@pytest.mark.parametrize(
+    ("body", "paths"),
+    [
+        ({}, ["baseUrl"]),
+        ({"baseUrl": 3}, ["baseUrl"]),
+        ({"baseUrl": "https://x.example", "auth": {"authType": "NOPE"}}, ["auth.authType"]),
+        ({"baseUrl": "https://x.example", "auth": {"email": "not-an-email"}}, ["auth.email"]),
+        ({"baseUrl": "https://x.example", "surprise": 1}, ["surprise"]),
+        ({"baseUrl": "https://x.example", "auth": {"apiToken": ""}}, ["auth.apiToken"]),
+        (
+            {"baseUrl": "https://x.example", "sync": {"intervalMinutes": 1}},
+            ["sync.intervalMinutes"],
+        ),
+    ],
+)
+async def test_config_validation_names_each_field(api: Api, body: dict, paths: list[str]) -> None:  # type: ignore[type-arg]
+    r = await api.client.put(f"{P}/config/confluence", json=body, headers=api.admin)
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["code"] == "VALIDATION_ERROR"
+    assert [e["path"] for e in err["metadata"]["errors"]] == paths
+    cfg = await api.client.get(f"{P}/config/confluence", headers=api.admin)
+    assert cfg.json()["version"] == 0  # nothing stored
+
+
+async def test_secret_value_is_not_echoed_in_validation_errors(api: Api) -> None:
+    body = {"baseUrl": "https://x.example", "auth": {"apiToken": "P" * 2000}}
+    r = await api.client.put(f"{P}/config/confluence", json=body, headers=api.admin)
+    assert r.status_code == 400 and "PPPP" not in r.text
+
+
+async def test_schema_route(api: Api) -> None:
+    r = await api.client.get(f"{P}/schema/googleWorkspace", headers=api.admin)
+    assert r.status_code == 200
+    schema = r.json()["schema"]
+    assert schema["required"] == ["baseUrl"]
+    assert schema["properties"]["auth"]["properties"]["clientSecret"]["writeOnly"] is True
+
+
+async def test_toggle_unconfigured_says_what_is_missing(api: Api) -> None:
+    r = await api.client.post(f"{P}/toggle/jira", headers=api.admin)
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert err["code"] == "CONNECTOR_NOT_CONFIGURED"
+    assert "auth.clientId" in err["message"] and "auth.clientSecret" in err["message"]
+    assert err["metadata"]["missing"][:2] == ["auth.clientId", "auth.clientSecret"]
+    assert await events(api) == []
+
+
+async def test_toggle_flips_and_emits_events(api: Api) -> None:
+    await api.client.put(f"{P}/config/confluence", json=CONFLUENCE_API_TOKEN, headers=api.admin)
+    r = await api.client.post(f"{P}/toggle/confluence", headers=api.admin)
+    assert r.status_code == 200 and r.json()["connector"]["isEnabled"] is True
+    active = await api.client.get(f"{P}/active", headers=api.user)
+    assert [c["key"] for c in active.json()] == ["confluence"]
+    inactive = await api.client.get(f"{P}/inactive", headers=api.user)
+    assert "confluence" not in [c["key"] for c in inactive.json()]
+    r = await api.client.post(f"{P}/toggle/confluence", headers=api.admin)
+    assert r.json()["connector"]["isEnabled"] is False
+    toggles = [e for e in await events(api) if e["eventType"] in ("appEnabled", "appDisabled")]
+    assert [e["eventType"] for e in toggles] == ["appEnabled", "appDisabled"]
+    enabled = toggles[0]["payload"]
+    assert enabled["orgId"] == "org-a" and enabled["apps"] == ["CONFLUENCE"]
+    assert enabled["appGroup"] == "Atlassian" and enabled["syncAction"] == "immediate"
+    assert enabled["appGroupId"] == r.json()["connector"]["id"]
+    assert toggles[1]["payload"]["apps"] == ["CONFLUENCE"]
+    assert isinstance(toggles[0]["timestamp"], int)
+
+
+async def test_filters_round_trip_and_validation(api: Api) -> None:
+    r = await api.client.get(f"{P}/filters/confluence", headers=api.admin)
+    assert r.status_code == 200
+    assert r.json()["filterOptions"] == {}
+    assert {f["key"] for f in r.json()["available"]} == {"spaces", "contentTypes", "modifiedAfter"}
+    sel = {"spaces": ["ENG"], "contentTypes": ["page"], "modifiedAfter": "2024-01-31"}
+    r = await api.client.post(f"{P}/filters/confluence", json={"filterOptions": sel}, headers=api.admin)
+    assert r.status_code == 200 and r.json()["filterOptions"] == sel
+    bad = {"contentTypes": ["page", "video"], "nope": 1, "modifiedAfter": "yesterday"}
+    r = await api.client.post(f"{P}/filters/confluence", json={"filterOptions": bad}, headers=api.admin)
+    assert r.status_code == 400
+    paths = sorted(e["path"] for e in r.json()["error"]["metadata"]["errors"])
+    assert paths == [
+        "filterOptions.contentTypes",
+        "filterOptions.modifiedAfter",
+        "filterOptions.nope",
+    ]
+    r = await api.client.get(f"{P}/filters/confluence", headers=api.admin)
+    assert r.json()["filterOptions"] == sel  # the bad request lost nothing
+    r = await api.client.post(f"{P}/filters/confluence", json={}, headers=api.admin)
+    assert r.status_code == 400
+    assert r.json()["error"]["metadata"]["errors"][0]["path"] == "filterOptions"
+
+
+async def test_update_app_config_reply_has_no_secret(api: Api) -> None:
+    r = await api.client.post(f"{P}/updateAppConfig", json={}, headers=api.scoped)
+    assert r.status_code == 200
+    text = r.text
+    secrets = api.container.service_secrets
+    assert secrets.jwt_secret not in text and secrets.scoped_jwt_secret not in text
+    assert "googleWorkspace" in r.json()["connectors"]
