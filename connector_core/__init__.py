@@ -55,6 +55,8 @@ from connector_core.model.events import (
 from connector_core.scopes import ScopeMapper
 from connector_core.services.connectors import ConfigUpdate, ConnectorService, ConnectorView
 from connector_core.services.context import ServiceContext
+from connector_core.services.oauth import CallbackResult, OAuthService, OAuthSettings, ResolvedProvider
+from connector_core.services.refresh import RefreshReport, TokenRefresher
 from connector_core.tokens import (
     RefreshPolicy,
     TokenLifecycle,
@@ -74,6 +76,7 @@ __all__ = [
     "AuthStatus",
     "AuthStatusChanged",
     "BackendError",
+    "CallbackResult",
     "Catalog",
     "CatalogEntry",
     "ConfigUpdate",
@@ -96,11 +99,15 @@ __all__ = [
     "NotConfigured",
     "NotFound",
     "OAuthError",
+    "OAuthService",
+    "OAuthSettings",
     "OAuthSpec",
     "PermissionDenied",
     "ProviderError",
     "ReauthorizationRequired",
     "RefreshPolicy",
+    "RefreshReport",
+    "ResolvedProvider",
     "RetryableProviderError",
     "ScopeMapper",
     "ServiceContext",
@@ -109,6 +116,7 @@ __all__ = [
     "TokenEventType",
     "TokenLifecycle",
     "TokenRecord",
+    "TokenRefresher",
     "TokenSet",
     "TokenStatus",
     "Unauthenticated",

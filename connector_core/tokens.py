@@ -37,7 +37,19 @@ __all__ = [
 
 #: OAuth ``error`` codes after which retrying cannot help: a person must authorize again.
 REAUTH_ERROR_CODES = frozenset(
-    {"invalid_grant", "unauthorized_client", "invalid_client", "access_denied", "token_revoked"}
+    {
+        "invalid_grant",
+        "unauthorized_client",
+        "invalid_client",
+        "access_denied",
+        "token_revoked",
+        # Microsoft identity platform: a person must sign in / consent again
+        "interaction_required",
+        "consent_required",
+        "login_required",
+        # Slack
+        "invalid_refresh_token",
+    }
 )
 
 
@@ -122,6 +134,9 @@ class TokenSet:
         return self.refresh_token is not None
 
 
+_MAX_LIFETIME_SECONDS = 100 * 365 * 86400
+
+
 def _seconds(raw: Any) -> float | None:
     if raw is None or isinstance(raw, bool):
         return None
@@ -129,7 +144,8 @@ def _seconds(raw: Any) -> float | None:
         value = float(raw)
     except (TypeError, ValueError):
         return None
-    return value if value >= 0 else None
+    # negative, NaN, infinite or absurd (over ~100 years) lifetimes mean "unknown"
+    return value if 0 <= value <= _MAX_LIFETIME_SECONDS else None
 
 
 class TokenStatus(enum.StrEnum):
@@ -206,7 +222,8 @@ class TokenLifecycle:
 
     def cooldown(self, failures: int, retry_after: float | None = None) -> timedelta:
         """How long a token rests after ``failures`` failed runs in a row."""
-        base = self.policy.cooldown_base * (2 ** max(0, failures - 1))
+        # the exponent is capped so a long outage cannot overflow timedelta
+        base = self.policy.cooldown_base * (2 ** min(max(0, failures - 1), 30))
         capped: timedelta = min(base, self.policy.cooldown_cap)
         spread: timedelta = capped * (0.5 + 0.5 * self._random.random())
         floor = timedelta(seconds=retry_after or 0)
@@ -304,6 +321,7 @@ class TokenRecord:
         self.updated_at = now
         revoked = error.error_code in {"token_revoked", "access_denied"}
         if revoked:
+            self.expiry_notified = True  # one terminal event: no TOKEN_EXPIRED after this
             self._emit(TokenEventType.REVOKED, now, ids)
         elif not self.expiry_notified:
             self.expiry_notified = True

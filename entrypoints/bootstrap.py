@@ -11,12 +11,14 @@ import logging
 import os
 import secrets as pysecrets
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from attrs import define, field
 
 from adapters.crypto import Aead, EncryptedKeyValueStore, Keyring
+from adapters.http.oauth_client import HttpxOAuthClient
 from adapters.memory import (
     MemoryKeyValueStore,
     MemoryLeaseLock,
@@ -46,6 +48,8 @@ from connector_core.ports.outbox import OutboxReader
 from connector_core.ports.unit_of_work import UnitOfWorkFactory
 from connector_core.services.connectors import ConnectorService
 from connector_core.services.context import ServiceContext
+from connector_core.services.oauth import OAuthService, OAuthSettings
+from connector_core.services.refresh import TokenRefresher
 from connector_core.tokens import RefreshPolicy
 from entrypoints.settings import Settings, SettingsError
 
@@ -254,6 +258,20 @@ async def build_container(
     )
     service_secrets = await load_service_secrets(secrets_store, env)
     checks: list[HealthCheck] = [NamedCheck("storage", True, storage.check)]
+    provider = HttpxOAuthClient(timeout=settings.oauth_http_timeout_seconds)
+    oauth = OAuthService(
+        ctx,
+        provider,
+        storage.states,
+        OAuthSettings(
+            redirect_path=settings.oauth_redirect_path,
+            allowed_redirect_origins=settings.oauth_allowed_origins,
+            state_ttl=timedelta(seconds=settings.oauth_state_ttl_seconds),
+            post_auth_path=settings.oauth_post_auth_path,
+            legacy_redirect_uri=settings.oauth_legacy_redirect_uri,
+        ),
+    )
+    refresher = TokenRefresher(ctx, provider, storage.lock, oauth=oauth, states=storage.states)
     container = Container(
         settings=settings,
         catalog=catalog,
@@ -264,12 +282,10 @@ async def build_container(
         iam=iam or ClaimAdminIam(),
         health_checks=checks,
         connectors=ConnectorService(ctx),
-        extras={"aead": aead, "closers": []},
+        extras={"aead": aead, "closers": [provider.aclose], "oauth": oauth, "refresher": refresher},
     )
     return container
 
 
 def _policy(settings: Settings) -> RefreshPolicy:
-    from datetime import timedelta
-
     return RefreshPolicy(margin=timedelta(seconds=settings.refresh_margin_seconds))

@@ -40,6 +40,9 @@ class Settings:
     oauth_redirect_path: str = "/connectors/oauth/callback/{connector}"
     oauth_post_auth_path: str = "/connectors/{connector}"
     oauth_state_ttl_seconds: int = 600
+    #: redirect URI the front end used for the legacy POST /getTokenFromCode (e.g. "postmessage")
+    oauth_legacy_redirect_uri: str | None = None
+    oauth_http_timeout_seconds: float = 10.0
     refresh_interval_seconds: float = 30.0
     refresh_margin_seconds: int = 600
     refresh_batch_size: int = 100

@@ -20,7 +20,13 @@ async def refresher_loop(container: Container, stop: asyncio.Event) -> None:
     if refresher is None:
         await stop.wait()
         return
-    await refresher.run_forever(container.settings.refresh_interval_seconds, stop)
+    settings = container.settings
+    await refresher.run_forever(
+        settings.refresh_interval_seconds,
+        stop,
+        batch_size=settings.refresh_batch_size,
+        concurrency=settings.refresh_concurrency,
+    )
 
 
 def background_tasks(settings: Settings) -> list[Task]:
@@ -33,13 +39,15 @@ def background_tasks(settings: Settings) -> list[Task]:
 async def run_worker(container: Container, *, once: bool = False) -> None:
     stop = asyncio.Event()
     if once:
+        # drain: pass after pass until a pass finds nothing to do (bounded)
         refresher = container.extras.get("refresher")
         if refresher is not None:
-            await refresher.refresh_due(
-                batch_size=container.settings.refresh_batch_size,
-                concurrency=container.settings.refresh_concurrency,
-            )
-            await refresher.sweep_expired()
+            for _ in range(100):
+                report = await refresher.run_once(
+                    container.settings.refresh_batch_size, container.settings.refresh_concurrency
+                )
+                if report.total == 0:
+                    break
         return
     import signal
 

@@ -41,3 +41,67 @@ def catalog() -> Catalog:
 @pytest.fixture
 def t0() -> datetime:
     return datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+# -- real servers (started on first use, one per session) ---------------------------------
+
+_SERVERS: dict[str, object] = {}
+
+
+def _server(name: str, factory):  # type: ignore[no-untyped-def]
+    from tests import servers
+
+    if name not in _SERVERS:
+        proc = getattr(servers, factory)()
+        proc.start()
+        _SERVERS[name] = proc
+    return _SERVERS[name]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for proc in _SERVERS.values():
+        proc.close()  # type: ignore[attr-defined]
+    _SERVERS.clear()
+
+
+@pytest.fixture(scope="session")
+def mongo_server():  # type: ignore[no-untyped-def]
+    """The MongoDB-compatible server (SecantusDB) as a ServerProcess."""
+    return _server("mongo", "mongo")
+
+
+@pytest.fixture(scope="session")
+def mongo_url(mongo_server) -> str:  # type: ignore[no-untyped-def]
+    import os
+
+    return os.environ.get("CM_TEST_MONGO_URL") or f"mongodb://127.0.0.1:{mongo_server.port}/?directConnection=true"
+
+
+@pytest.fixture(scope="session")
+def kafka_server():  # type: ignore[no-untyped-def]
+    return _server("kafka", "kafka")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_server) -> str:  # type: ignore[no-untyped-def]
+    return f"127.0.0.1:{kafka_server.port}"
+
+
+@pytest.fixture(scope="session")
+def etcd_server():  # type: ignore[no-untyped-def]
+    return _server("etcd", "etcd")
+
+
+@pytest.fixture(scope="session")
+def etcd_endpoint(etcd_server) -> tuple[str, int]:  # type: ignore[no-untyped-def]
+    return ("127.0.0.1", etcd_server.port)
+
+
+@pytest.fixture(scope="session")
+def redis_server():  # type: ignore[no-untyped-def]
+    return _server("redis", "redis")
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server) -> str:  # type: ignore[no-untyped-def]
+    return f"redis://127.0.0.1:{redis_server.port}/0"

@@ -68,9 +68,11 @@ class OAuthSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> OAuthSpec:
         try:
+            # with a discovery document the endpoints may come from it (filled at start-up)
+            discovered = bool(data.get("discoveryUrl"))
             return cls(
-                authorize_url=str(data["authorizeUrl"]),
-                token_url=str(data["tokenUrl"]),
+                authorize_url=str(data.get("authorizeUrl", "") if discovered else data["authorizeUrl"]),
+                token_url=str(data.get("tokenUrl", "") if discovered else data["tokenUrl"]),
                 revocation_url=data.get("revocationUrl"),
                 jwks_uri=data.get("jwksUri"),
                 issuer=data.get("issuer"),

@@ -279,6 +279,7 @@ class Connector:
 
     def record_authorization(
         self,
+        entry: CatalogEntry,
         apps: Iterable[str],
         *,
         by: str | None,
@@ -292,6 +293,17 @@ class Connector:
         Marks it authenticated, enables it and announces ``appEnabled`` so syncing (re)starts.
         """
         granted = tuple(dict.fromkeys(apps))
+        if self.auth_type != "OAUTH":
+            raise DomainRuleViolation(
+                f"{self.display_name} uses {self.auth_type} authentication, not OAuth",
+                metadata={"connector": self.key},
+            )
+        missing = [p for p in entry.requirements_for(self.auth_type) if not self.config.has(p)]
+        if missing:
+            raise NotConfigured(
+                f"{self.display_name} cannot be authorized: missing {', '.join(missing)}",
+                metadata={"connector": self.key, "missing": missing},
+            )
         if not granted:
             raise DomainRuleViolation(
                 "none of the granted scopes gives access to an app of this connector",
@@ -308,7 +320,8 @@ class Connector:
         self._set_auth(AuthStatus(AuthState.NEEDS_REAUTHENTICATION, reason, now), ids)
 
     def mark_not_authenticated(self, reason: str, *, now: datetime, ids: IdSource, by: str | None = None) -> None:
-        """Authorization failed or was revoked; tokens are gone. Disables the connector."""
+        """Authorization failed or was revoked; tokens are gone. An OAuth connector is disabled
+        too (it cannot sync without tokens); other auth types keep their enabled state."""
         self._set_auth(AuthStatus(AuthState.NOT_AUTHENTICATED, reason, now), ids)
         if self.uses_oauth:
             self.disable(by=by, now=now, ids=ids)

@@ -171,3 +171,51 @@ async def test_update_app_config_reply_has_no_secret(api: Api) -> None:
     secrets = api.container.service_secrets
     assert secrets.jwt_secret not in text and secrets.scoped_jwt_secret not in text
     assert "googleWorkspace" in r.json()["connectors"]
+
+
+async def test_reload_swaps_without_dropping_requests_in_flight(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    import httpx
+
+    from entrypoints.bootstrap import build_container
+    from entrypoints.http.app import create_app
+    from entrypoints.settings import load_settings
+
+    settings_file = tmp_path / "cm.toml"
+    settings_file.write_text('storage = "memory"\nsecrets = "memory"\n', encoding="utf-8")
+    env = {"CM_MASTER_KEY": "reload-test-key"}
+    settings = load_settings(settings_file, env=env, data_dir=tmp_path)
+    container = await build_container(settings, env=env)
+    reloads = 0
+
+    async def reloader(old):  # type: ignore[no-untyped-def]
+        nonlocal reloads
+        reloads += 1
+        await asyncio.sleep(0.05)  # a slow rebuild: requests keep flowing meanwhile
+        new_settings = load_settings(settings_file, env=env, data_dir=tmp_path)
+        return await build_container(new_settings, env=env, storage=old.storage, iam=old.iam)
+
+    app = create_app(container, reloader=reloader)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        api = Api(client, container)
+        await client.put(f"{P}/config/confluence", json=CONFLUENCE_API_TOKEN, headers=api.admin)
+        settings_file.write_text(
+            'storage = "memory"\nsecrets = "memory"\n'
+            '[[providers]]\nkey = "acmeIdp"\ndisplayName = "Acme IdP"\n'
+            'oauth = { authorizeUrl = "https://idp.acme.example/authorize",'
+            ' tokenUrl = "https://idp.acme.example/token" }\n',
+            encoding="utf-8",
+        )
+        reads = [client.get(f"{P}/config/confluence", headers=api.admin) for _ in range(40)]
+        reload = client.post(f"{P}/updateAppConfig", json={}, headers=api.scoped)
+        results = await asyncio.gather(*reads[:20], reload, *reads[20:])
+        assert all(r.status_code == 200 for r in results), [r.text for r in results if r.status_code != 200]
+        assert reloads == 1
+        body = results[20].json()
+        assert body["generation"] == 2 and "acmeIdp" in body["connectors"]
+        # the new configuration is live, the data is still there
+        r = await client.get(f"{P}/schema/acmeIdp", headers=api.admin)
+        assert r.status_code == 200
+        r = await client.get(f"{P}/config/confluence", headers=api.admin)
+        assert r.json()["config"]["auth"]["hasApiToken"] is True

@@ -133,3 +133,13 @@ async def test_every_mounted_route_is_in_openapi(api: Api) -> None:
             if "{name}" in path:
                 assert any(p["name"] == "name" and p["in"] == "path" for p in op["parameters"])
     assert set(doc["components"]["securitySchemes"]) == {"userToken", "scopedToken"}
+
+
+def test_docs_api_md_matches_the_openapi_document() -> None:
+    from pathlib import Path
+
+    from entrypoints.http.docs import render
+    from entrypoints.http.openapi import openapi_document
+
+    committed = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text(encoding="utf-8")
+    assert committed == render(openapi_document()), "run: python -m entrypoints.http.docs > docs/api.md"

@@ -1,122 +1,59 @@
-"""Adapter harnesses: every contract test runs once per backend, one marker each."""
+"""Every contract suite runs once per backend that provides its port (one marker each).
+Backends live in ``tests/contract/backends/``; see its ``__init__``."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from attrs import define
 
 from adapters.crypto import Aead, Keyring
-from adapters.memory import (
-    MemoryKeyValueStore,
-    MemoryLeaseLock,
-    MemoryOAuthStateStore,
-    MemoryOutboxReader,
-    MemoryStorage,
-)
-from adapters.sqlite import (
-    SQLiteDatabase,
-    SQLiteKeyValueStore,
-    SQLiteLeaseLock,
-    SQLiteOAuthStateStore,
-    SQLiteOutboxReader,
-    SQLiteUnitOfWork,
-)
 from adapters.system import ManualClock
+from connector_core.ports.cache import Cache
 from connector_core.ports.kv_store import KeyValueStore
-from connector_core.ports.lock import LeaseLock
-from connector_core.ports.oauth_state import OAuthStateStore
-from connector_core.ports.outbox import OutboxReader
-from connector_core.ports.unit_of_work import UnitOfWork
+from tests.contract.backends import Env, LockUnderTest, Storage, params
+from tests.contract.backends import sqlite as sqlite_backend
 
-
-@define
-class Harness:
-    name: str
-    uow: Callable[[], UnitOfWork]
-    outbox: OutboxReader
-    kv: KeyValueStore
-    lock: LeaseLock
-    states: OAuthStateStore
-    clock: ManualClock
-    #: a second, independent handle on the same store (another "process"), when there is one
-    reopen: Callable[[], Any] | None = None
-    extra: Any = None
-
-
-BACKENDS: list[Any] = [
-    pytest.param("memory", marks=pytest.mark.memory, id="memory"),
-    pytest.param("sqlite", marks=pytest.mark.sqlite, id="sqlite"),
-]
-
-
-def make_sqlite(path: Path, clock: ManualClock, aead: Aead) -> tuple[SQLiteDatabase, Harness]:
-    db = SQLiteDatabase(path, sealer=aead)
-    return db, Harness(
-        name="sqlite",
-        uow=lambda: SQLiteUnitOfWork(db),
-        outbox=SQLiteOutboxReader(db),
-        kv=SQLiteKeyValueStore(db),
-        lock=SQLiteLeaseLock(db, clock),
-        states=SQLiteOAuthStateStore(db),
-        clock=clock,
-        extra=db,
-    )
-
-
-@pytest.fixture(params=BACKENDS)
-async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
-    clock = ManualClock()
-    aead = Aead(Keyring.generate())
-    if request.param == "memory":
-        storage = MemoryStorage()
-        yield Harness(
-            name="memory",
-            uow=storage.unit_of_work,
-            outbox=MemoryOutboxReader(storage),
-            kv=MemoryKeyValueStore(),
-            lock=MemoryLeaseLock(clock),
-            states=MemoryOAuthStateStore(storage),
-            clock=clock,
-            extra=storage,
-        )
-    elif request.param == "sqlite":
-        path = tmp_path / f"cm-{uuid.uuid4().hex}.db"
-        db, h = make_sqlite(path, clock, aead)
-        opened: list[SQLiteDatabase] = [db]
-
-        def reopen() -> Harness:
-            db2, h2 = make_sqlite(path, clock, aead)
-            opened.append(db2)
-            return h2
-
-        h.reopen = reopen
-        yield h
-        for d in opened:
-            await d.aclose()
-    else:  # pragma: no cover
-        raise AssertionError(request.param)
+Harness = Storage
 
 
 @pytest.fixture
-async def sqlite_harness(tmp_path: Path) -> AsyncIterator[Harness]:
+def env(request: pytest.FixtureRequest, tmp_path: Path) -> Env:
+    return Env(request, tmp_path, ManualClock(), Aead(Keyring.generate()))
+
+
+@pytest.fixture(params=params("storage"))
+async def harness(request: pytest.FixtureRequest, env: Env) -> AsyncIterator[Storage]:
+    async with request.param.storage(env) as st:
+        yield st
+
+
+@pytest.fixture(params=params("kv"))
+async def kv_store(request: pytest.FixtureRequest, env: Env) -> AsyncIterator[KeyValueStore]:
+    async with request.param.kv(env) as store:
+        yield store
+
+
+@pytest.fixture(params=params("lock"))
+async def lease_lock(request: pytest.FixtureRequest, env: Env) -> AsyncIterator[LockUnderTest]:
+    async with request.param.lock(env) as lut:
+        yield lut
+
+
+@pytest.fixture(params=params("cache"))
+async def cache(request: pytest.FixtureRequest, env: Env) -> AsyncIterator[Cache]:
+    async with request.param.cache(env) as c:
+        yield c
+
+
+@pytest.fixture
+async def sqlite_harness(env: Env) -> AsyncIterator[Storage]:
     """For checks only an on-disk, multi-process store can answer."""
-    clock = ManualClock()
-    aead = Aead(Keyring.generate())
-    path = tmp_path / "cm.db"
-    db, h = make_sqlite(path, clock, aead)
-    opened = [db]
+    async with sqlite_backend.storage(env) as st:
+        yield st
 
-    def reopen() -> Harness:
-        db2, h2 = make_sqlite(path, clock, aead)
-        opened.append(db2)
-        return h2
 
-    h.reopen = reopen
-    yield h
-    for d in opened:
-        await d.aclose()
+def raw(obj: Any) -> Any:
+    return obj

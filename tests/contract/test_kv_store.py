@@ -9,14 +9,13 @@ import pytest
 from adapters.crypto import Aead, EncryptedKeyValueStore, Keyring
 from connector_core.errors import Conflict
 from connector_core.ports.kv_store import KeyValueStore
-from tests.contract.conftest import Harness
 
 
 @pytest.fixture(params=["plain", "encrypted"])
-def kv(request: pytest.FixtureRequest, harness: Harness) -> KeyValueStore:
+def kv(request: pytest.FixtureRequest, kv_store: KeyValueStore) -> KeyValueStore:
     if request.param == "plain":
-        return harness.kv
-    return EncryptedKeyValueStore(harness.kv, Aead(Keyring.generate()))
+        return kv_store
+    return EncryptedKeyValueStore(kv_store, Aead(Keyring.generate()))
 
 
 def prefix() -> str:
@@ -61,11 +60,11 @@ async def test_list_prefix_is_exact(kv: KeyValueStore) -> None:
     assert {k: v.value for k, v in listed.items()} == {p + "x/1": "a", p + "x/2": "b"}
 
 
-async def test_encrypted_values_are_ciphertext_underneath(harness: Harness) -> None:
-    store = EncryptedKeyValueStore(harness.kv, Aead(Keyring.generate()))
+async def test_encrypted_values_are_ciphertext_underneath(kv_store: KeyValueStore) -> None:
+    store = EncryptedKeyValueStore(kv_store, Aead(Keyring.generate()))
     p = prefix()
     await store.put(p + "secret", "PLANTED-CLIENT-SECRET")
-    raw = await harness.kv.get(p + "secret")
+    raw = await kv_store.get(p + "secret")
     assert raw is not None and "PLANTED-CLIENT-SECRET" not in raw.value
     got = await store.get(p + "secret")
     assert got is not None and got.value == "PLANTED-CLIENT-SECRET"

@@ -1,0 +1,1 @@
+"""HTTP client adapters (httpx): OAuth providers and other remote services."""

@@ -1,0 +1,85 @@
+"""Backends for the contract suites, one module each.
+
+A module sets ``MARK`` (the pytest marker, e.g. ``"mongo"``) and defines any of these async
+context-manager factories, each taking a :class:`Env`:
+
+- ``storage(env) -> Storage``: unit of work, outbox reader, OAuth state store
+- ``kv(env) -> KeyValueStore``
+- ``lock(env) -> LockUnderTest``
+- ``cache(env) -> Cache``
+
+The contract conftest parametrizes every suite over every module that provides its port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import pkgutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from attrs import define
+
+from adapters.crypto import Aead
+from adapters.system import ManualClock
+from connector_core.ports.lock import LeaseLock
+from connector_core.ports.oauth_state import OAuthStateStore
+from connector_core.ports.outbox import OutboxReader
+from connector_core.ports.unit_of_work import UnitOfWork
+
+
+@define
+class Env:
+    request: pytest.FixtureRequest
+    tmp_path: Path
+    clock: ManualClock
+    aead: Aead
+
+
+@define
+class Storage:
+    name: str
+    uow: Callable[[], UnitOfWork]
+    outbox: OutboxReader
+    states: OAuthStateStore
+    clock: ManualClock
+    #: a second, independent handle on the same store (another "process"), if there is one
+    reopen: Callable[[], Any] | None = None
+    extra: Any = None
+
+
+@define
+class LockUnderTest:
+    lock: LeaseLock
+    #: let ``seconds`` pass as this lock sees time (moves a manual clock, or really sleeps)
+    advance: Callable[[float], Awaitable[None]]
+
+
+def manual_advance(clock: ManualClock) -> Callable[[float], Awaitable[None]]:
+    async def advance(seconds: float) -> None:
+        clock.advance(seconds)
+
+    return advance
+
+
+async def real_advance(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+def discover() -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        found[info.name] = importlib.import_module(f"{__name__}.{info.name}")
+    return found
+
+
+def params(port: str) -> list[Any]:
+    """pytest params for every backend that provides ``port``, each with its marker."""
+    return [
+        pytest.param(module, marks=getattr(pytest.mark, module.MARK), id=module.MARK)
+        for module in discover().values()
+        if hasattr(module, port)
+    ]

@@ -1,0 +1,41 @@
+"""In-memory adapters."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from adapters.memory import (
+    MemoryCache,
+    MemoryKeyValueStore,
+    MemoryLeaseLock,
+    MemoryOAuthStateStore,
+    MemoryOutboxReader,
+    MemoryStorage,
+)
+from connector_core.ports.cache import Cache
+from connector_core.ports.kv_store import KeyValueStore
+from tests.contract.backends import Env, LockUnderTest, Storage, manual_advance
+
+MARK = "memory"
+
+
+@contextlib.asynccontextmanager
+async def storage(env: Env) -> AsyncIterator[Storage]:
+    mem = MemoryStorage()
+    yield Storage("memory", mem.unit_of_work, MemoryOutboxReader(mem), MemoryOAuthStateStore(mem), env.clock, extra=mem)
+
+
+@contextlib.asynccontextmanager
+async def kv(env: Env) -> AsyncIterator[KeyValueStore]:
+    yield MemoryKeyValueStore()
+
+
+@contextlib.asynccontextmanager
+async def lock(env: Env) -> AsyncIterator[LockUnderTest]:
+    yield LockUnderTest(MemoryLeaseLock(env.clock), manual_advance(env.clock))
+
+
+@contextlib.asynccontextmanager
+async def cache(env: Env) -> AsyncIterator[Cache]:
+    yield MemoryCache()

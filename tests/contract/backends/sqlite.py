@@ -1,0 +1,67 @@
+"""Embedded SQLite adapters (one file per test)."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from adapters.crypto import Aead
+from adapters.sqlite import (
+    SQLiteDatabase,
+    SQLiteKeyValueStore,
+    SQLiteLeaseLock,
+    SQLiteOAuthStateStore,
+    SQLiteOutboxReader,
+    SQLiteUnitOfWork,
+)
+from adapters.system import ManualClock
+from connector_core.ports.kv_store import KeyValueStore
+from tests.contract.backends import Env, LockUnderTest, Storage, manual_advance
+
+MARK = "sqlite"
+
+
+def open_storage(path: Path, clock: ManualClock, aead: Aead) -> tuple[SQLiteDatabase, Storage]:
+    db = SQLiteDatabase(path, sealer=aead)
+    return db, Storage(
+        "sqlite", lambda: SQLiteUnitOfWork(db), SQLiteOutboxReader(db), SQLiteOAuthStateStore(db), clock, extra=db
+    )
+
+
+@contextlib.asynccontextmanager
+async def storage(env: Env) -> AsyncIterator[Storage]:
+    path = env.tmp_path / f"cm-{uuid.uuid4().hex}.db"
+    db, st = open_storage(path, env.clock, env.aead)
+    opened = [db]
+
+    def reopen() -> Storage:
+        db2, st2 = open_storage(path, env.clock, env.aead)
+        opened.append(db2)
+        return st2
+
+    st.reopen = reopen
+    try:
+        yield st
+    finally:
+        for d in opened:
+            await d.aclose()
+
+
+@contextlib.asynccontextmanager
+async def kv(env: Env) -> AsyncIterator[KeyValueStore]:
+    db = SQLiteDatabase(env.tmp_path / f"kv-{uuid.uuid4().hex}.db", sealer=env.aead)
+    try:
+        yield SQLiteKeyValueStore(db)
+    finally:
+        await db.aclose()
+
+
+@contextlib.asynccontextmanager
+async def lock(env: Env) -> AsyncIterator[LockUnderTest]:
+    db = SQLiteDatabase(env.tmp_path / f"lock-{uuid.uuid4().hex}.db", sealer=env.aead)
+    try:
+        yield LockUnderTest(SQLiteLeaseLock(db, env.clock), manual_advance(env.clock))
+    finally:
+        await db.aclose()

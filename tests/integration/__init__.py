@@ -1,0 +1,1 @@
+"""Integration tests: services and adapters against real (local) servers."""

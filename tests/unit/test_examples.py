@@ -1,0 +1,19 @@
+"""The embedding guide's example runs as documented."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_embedding_example_runs() -> None:
+    out = subprocess.run(
+        [sys.executable, "examples/embed.py"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert "refused: Jira cannot be enabled: missing auth.clientId, auth.clientSecret" in out
+    assert "jira enabled: True apps: ['JIRA']" in out
+    assert "event: appEnabled acme:jira" in out
+    assert "example-token" not in out
