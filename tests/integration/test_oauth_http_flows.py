@@ -284,3 +284,33 @@ async def test_callback_without_code_and_state(client: Client) -> None:
     r = await client.http.get(f"{P}/jira/oauth/callback", params={"baseUrl": FRONTEND}, headers=client.admin)
     assert r.status_code == 400
     assert r.json()["error"]["message"] == "Code and state are required"
+
+
+async def test_get_token_from_code_legacy_route(client: Client, idp: FakeOAuthProvider) -> None:
+    c = client
+    idp.register_client("cid-legacy", "s3cret")
+    await c.http.put(
+        f"{P}/config/googleWorkspace",
+        json={"baseUrl": FRONTEND, "auth": {"clientId": "cid-legacy", "clientSecret": "s3cret"}},
+        headers=c.admin,
+    )
+    redirect = f"{FRONTEND}/connectors/oauth/callback/googleWorkspace"
+    drive = "https://www.googleapis.com/auth/drive.readonly"
+    idp.set_user("sub-1", "fake.user@example.test")
+    code = idp.issue_code("cid-legacy", redirect, ["openid", "email", drive])
+    r = await c.http.post(f"{P}/getTokenFromCode", json={"tempCode": code, "baseUrl": FRONTEND}, headers=c.admin)
+    assert r.status_code == 201, r.text
+    assert r.json()["enabledApps"] == ["DRIVE"]  # only what was granted
+    code = idp.issue_code("cid-legacy", redirect, ["openid", "email", drive])
+    r = await c.http.post(f"{P}/getTokenFromCode", json={"tempCode": code, "baseUrl": FRONTEND}, headers=c.admin)
+    assert r.status_code == 200, r.text
+    # a consent given by another Google account is refused
+    idp.set_user("sub-2", "someone.else@example.test")
+    code = idp.issue_code("cid-legacy", redirect, ["openid", "email", drive])
+    r = await c.http.post(f"{P}/getTokenFromCode", json={"tempCode": code, "baseUrl": FRONTEND}, headers=c.admin)
+    assert r.status_code == 403
+    assert r.json()["error"]["message"] == "Account email is different from the consent-giving mail."
+    idp.set_user("sub-1", "fake.user@example.test")
+    r = await c.http.post(f"{P}/getTokenFromCode", json={}, headers=c.admin)
+    assert r.status_code == 400
+    assert r.json()["error"]["metadata"]["errors"][0]["path"] == "tempCode"
