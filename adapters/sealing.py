@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import json
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import cattrs
+
+from adapters.codec import pending_from_doc, pending_to_doc
+from connector_core.ports.oauth_state import PendingAuthorization
+from connector_core.tokens import TokenRecord
 
 
 class Sealer(Protocol):
@@ -13,3 +21,45 @@ class Sealer(Protocol):
     def open(self, envelope: str, *, path: str) -> bytes:
         """Decrypt; :class:`CryptoError` when tampered, moved to another path or keyless."""
         ...
+
+
+#: the secret half of a token record; everything else stays queryable
+TOKEN_SECRET_FIELDS = ("access_token", "refresh_token", "id_token")
+
+
+def token_path(token_id: str) -> str:
+    return f"/tokens/{token_id}"
+
+
+def state_path(state_hash: str) -> str:
+    return f"/oauth-state/{state_hash}"
+
+
+def seal_token_record(conv: cattrs.Converter, sealer: Sealer, record: TokenRecord) -> tuple[dict[str, Any], str]:
+    """(metadata document without ``version``, sealed material) for one token record."""
+    meta: dict[str, Any] = conv.unstructure(record)
+    meta.pop("version", None)
+    tokens = meta.pop("tokens")
+    material = {k: tokens.pop(k) for k in TOKEN_SECRET_FIELDS}
+    meta["tokens"] = tokens
+    return meta, sealer.seal(json.dumps(material).encode(), path=token_path(record.id))
+
+
+def open_token_record(
+    conv: cattrs.Converter, sealer: Sealer, token_id: str, meta: Mapping[str, Any], sealed: str, version: int
+) -> TokenRecord:
+    doc = dict(meta)
+    secret = json.loads(sealer.open(sealed, path=token_path(token_id)))
+    doc["tokens"] = {**doc["tokens"], **secret}
+    record = conv.structure(doc, TokenRecord)
+    record.version = version
+    return record
+
+
+def seal_pending(conv: cattrs.Converter, sealer: Sealer, pending: PendingAuthorization) -> str:
+    doc = json.dumps(pending_to_doc(conv, pending)).encode()
+    return sealer.seal(doc, path=state_path(pending.state_hash))
+
+
+def open_pending(conv: cattrs.Converter, sealer: Sealer, state_hash: str, sealed: str) -> PendingAuthorization:
+    return pending_from_doc(conv, json.loads(sealer.open(sealed, path=state_path(state_hash))))

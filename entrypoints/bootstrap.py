@@ -6,26 +6,31 @@ nothing connects at import time.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
 import secrets as pysecrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from attrs import define, field
 
 from adapters.crypto import Aead, EncryptedKeyValueStore, Keyring
 from adapters.http.oauth_client import HttpxOAuthClient
 from adapters.memory import (
+    MemoryCache,
     MemoryKeyValueStore,
     MemoryLeaseLock,
     MemoryOAuthStateStore,
     MemoryOutboxReader,
     MemoryStorage,
 )
+from adapters.read_cache import ReadThroughCache, invalidating
 from adapters.sqlite import (
     SQLiteDatabase,
     SQLiteKeyValueStore,
@@ -36,9 +41,11 @@ from adapters.sqlite import (
 )
 from adapters.system import SecureIds, SystemClock, SystemRandom
 from connector_core.catalog import Catalog, load_default_catalog
-from connector_core.errors import Conflict
+from connector_core.errors import Conflict, ConnectorManagerError
 from connector_core.model.connector import EventRoutes
+from connector_core.ports.backend_client import BackendConnectorClient
 from connector_core.ports.clock import Clock
+from connector_core.ports.event_publisher import EventPublisher
 from connector_core.ports.health import HealthCheck
 from connector_core.ports.iam import IdentityAccess, Principal
 from connector_core.ports.kv_store import KeyValueStore
@@ -50,6 +57,7 @@ from connector_core.services.connectors import ConnectorService
 from connector_core.services.context import ServiceContext
 from connector_core.services.oauth import OAuthService, OAuthSettings
 from connector_core.services.refresh import TokenRefresher
+from connector_core.services.relay import OutboxRelay
 from connector_core.tokens import RefreshPolicy
 from entrypoints.settings import Settings, SettingsError
 
@@ -126,10 +134,12 @@ class Container:
     extras: dict[str, Any] = field(factory=dict)
     generation: int = 1
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, infrastructure: bool = True) -> None:
         for closer in reversed(self.extras.get("closers", [])):
             await closer()
-        await self.storage.close()
+        infra = self.extras.get("infrastructure")
+        if infrastructure and infra is not None:
+            await infra.aclose()
 
 
 def _keyring(settings: Settings, env: dict[str, str]) -> Keyring:
@@ -162,34 +172,265 @@ def _read_or_create_secret_file(path: Path, make: Callable[[], str]) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-def _storage(settings: Settings, aead: Aead, clock: Clock) -> Storage:
-    if settings.storage == "memory":
-        mem = MemoryStorage()
+async def _true() -> bool:
+    return True
 
-        async def true() -> bool:
-            return True
 
-        async def nothing() -> None:
-            return None
+async def _nothing() -> None:
+    return None
 
-        return Storage(
-            uow=mem.unit_of_work,
-            outbox=MemoryOutboxReader(mem),
-            states=MemoryOAuthStateStore(mem),
-            raw_kv=MemoryKeyValueStore(),
-            lock=MemoryLeaseLock(clock),
-            check=true,
-            close=nothing,
-        )
-    db = SQLiteDatabase(settings.database_path, sealer=aead)
-    return Storage(
-        uow=lambda: SQLiteUnitOfWork(db),
-        outbox=SQLiteOutboxReader(db),
-        states=SQLiteOAuthStateStore(db),
-        raw_kv=SQLiteKeyValueStore(db),
-        lock=SQLiteLeaseLock(db, clock),
-        check=db.check,
-        close=db.aclose,
+
+def _redact(url: str) -> str:
+    """A URL fit for an error line: no user info."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit((parts.scheme, "***@" + netloc, parts.path, "", ""))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+async def _require(check: Callable[[], Awaitable[bool]], setting: str, what: str) -> None:
+    """Fail start-up with one line naming the setting when a dependency does not answer."""
+    try:
+        ok = await asyncio.wait_for(check(), timeout=15)
+    except Exception as exc:  # any failure to answer is the same answer
+        message = exc.message if isinstance(exc, ConnectorManagerError) else type(exc).__name__
+        raise SettingsError.for_field(setting, f"cannot reach {what}: {message}") from None
+    if not ok:
+        raise SettingsError.for_field(setting, f"cannot reach {what}")
+
+
+@define
+class Infrastructure:
+    """Connections and the adapters on them; shared by container generations until a reload
+    changes a connection setting."""
+
+    storage: Storage
+    lock: LeaseLock
+    cache: ReadThroughCache | None = None
+    publisher: EventPublisher | None = None
+    backend: BackendConnectorClient | None = None
+    checks: list[HealthCheck] = field(factory=list)
+    closers: list[Callable[[], Awaitable[None]]] = field(factory=list)
+    etcd_client: Any = None
+    key: tuple[Any, ...] = ()
+    aead: Aead | None = None
+
+    async def aclose(self) -> None:
+        for closer in reversed(self.closers):
+            try:
+                await closer()
+            except Exception:  # closing is best effort
+                log.warning("closing an adapter failed", exc_info=True)
+
+
+INFRA_SETTINGS = (
+    "storage",
+    "secrets",
+    "events",
+    "cache",
+    "locks",
+    "data_dir",
+    "mongo_url",
+    "mongo_database",
+    "mongo_timeout_seconds",
+    "etcd_endpoint",
+    "etcd_user",
+    "etcd_password",
+    "etcd_timeout_seconds",
+    "kafka_bootstrap",
+    "kafka_client_config",
+    "redis_url",
+    "cache_ttl_seconds",
+    "backend_url",
+    "backend_timeout_seconds",
+)
+
+
+def infra_key(settings: Settings) -> tuple[Any, ...]:
+    return tuple(
+        tuple(sorted(v.items())) if isinstance(v := getattr(settings, n), Mapping) else v for n in INFRA_SETTINGS
+    )
+
+
+async def open_infrastructure(settings: Settings, aead: Aead, clock: Clock) -> Infrastructure:
+    """Open every adapter the settings choose and check each dependency answers."""
+    closers: list[Callable[[], Awaitable[None]]] = []
+    checks: list[HealthCheck] = []
+    sqlite_db: SQLiteDatabase | None = None
+
+    def sqlite() -> SQLiteDatabase:
+        nonlocal sqlite_db
+        if sqlite_db is None:
+            settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            sqlite_db = SQLiteDatabase(settings.database_path, sealer=aead)
+            closers.append(sqlite_db.aclose)
+        return sqlite_db
+
+    try:
+        # -- storage: connectors, tokens, outbox, OAuth state --------------------------------
+        if settings.storage == "memory":
+            mem = MemoryStorage()
+            storage = Storage(
+                uow=mem.unit_of_work,
+                outbox=MemoryOutboxReader(mem),
+                states=MemoryOAuthStateStore(mem),
+                raw_kv=MemoryKeyValueStore(),
+                lock=MemoryLeaseLock(clock),
+                check=_true,
+                close=_nothing,
+            )
+        elif settings.storage == "sqlite":
+            db = sqlite()
+            storage = Storage(
+                uow=lambda: SQLiteUnitOfWork(db),
+                outbox=SQLiteOutboxReader(db),
+                states=SQLiteOAuthStateStore(db),
+                raw_kv=SQLiteKeyValueStore(db),
+                lock=SQLiteLeaseLock(db, clock),
+                check=db.check,
+                close=_nothing,
+            )
+        else:
+            from adapters.mongo import (
+                MongoDatabase,
+                MongoLeaseLock,
+                MongoOAuthStateStore,
+                MongoOutboxReader,
+                MongoUnitOfWork,
+                make_client,
+            )
+
+            client = make_client(settings.mongo_url, timeout_seconds=settings.mongo_timeout_seconds)
+            mdb = MongoDatabase(
+                client,
+                settings.mongo_database,
+                sealer=aead,
+                clock=clock,
+                timeout_seconds=settings.mongo_timeout_seconds,
+            )
+            closers.append(mdb.aclose)
+            await _require(mdb.check, "mongo_url", f"MongoDB at {_redact(settings.mongo_url)}")
+            try:
+                await mdb.ensure_indexes()
+            except ConnectorManagerError as exc:
+                raise SettingsError.for_field("mongo_url", exc.message) from None
+            storage = Storage(
+                uow=lambda: MongoUnitOfWork(mdb),
+                outbox=MongoOutboxReader(mdb),
+                states=MongoOAuthStateStore(mdb),
+                raw_kv=MemoryKeyValueStore(),
+                lock=MongoLeaseLock(mdb, clock),
+                check=mdb.check,
+                close=_nothing,
+            )
+        checks.append(NamedCheck("storage", True, storage.check))
+
+        # -- secrets: the key-value store (always wrapped in encryption by the caller) ---------
+        etcd_client: Any = None
+        if settings.secrets == "sqlite":
+            storage.raw_kv = SQLiteKeyValueStore(sqlite())
+            if settings.storage != "sqlite":
+                checks.append(NamedCheck("secrets", True, sqlite().check))
+        elif settings.secrets == "memory":
+            storage.raw_kv = MemoryKeyValueStore()
+        else:
+            from adapters.etcd import connect_etcd
+
+            host, _, port = settings.etcd_endpoint.rpartition(":")
+            etcd = connect_etcd(
+                host,
+                int(port),
+                user=settings.etcd_user,
+                password=settings.etcd_password,
+                timeout=settings.etcd_timeout_seconds,
+            )
+            closers.append(etcd.aclose)
+            await _require(etcd.check, "etcd_endpoint", f"etcd at {settings.etcd_endpoint}")
+            storage.raw_kv = etcd
+            etcd_client = etcd.client
+            checks.append(NamedCheck("etcd", True, etcd.check))
+
+        # -- locks -------------------------------------------------------------------------------
+        lock: LeaseLock = storage.lock
+        redis_client: Any = None
+        if settings.cache == "redis" or settings.locks == "redis":
+            from adapters.redis import connect_redis
+
+            redis_client = connect_redis(settings.redis_url)
+            closers.append(redis_client.aclose)
+
+            async def redis_ping() -> bool:
+                try:
+                    return bool(await asyncio.wait_for(redis_client.ping(), timeout=2))
+                except Exception:
+                    return False
+
+            await _require(redis_ping, "redis_url", f"Redis at {_redact(settings.redis_url)}")
+            checks.append(NamedCheck("redis", True, redis_ping))
+        if settings.locks == "redis":
+            from adapters.redis import RedisLeaseLock
+
+            lock = RedisLeaseLock(redis_client, clock)
+        elif settings.locks == "etcd":
+            if etcd_client is None:
+                raise SettingsError.for_field("locks", 'etcd locks need secrets = "etcd"')
+            from adapters.etcd import EtcdLeaseLock
+
+            lock = EtcdLeaseLock(etcd_client, clock)
+
+        # -- cache -------------------------------------------------------------------------------
+        cache: ReadThroughCache | None = None
+        if settings.cache == "memory":
+            cache = ReadThroughCache(MemoryCache(), ttl_seconds=settings.cache_ttl_seconds)
+        elif settings.cache == "redis":
+            from adapters.redis import RedisCache
+
+            cache = ReadThroughCache(RedisCache(redis_client), ttl_seconds=settings.cache_ttl_seconds)
+
+        # -- events ------------------------------------------------------------------------------
+        publisher: EventPublisher | None = None
+        if settings.events == "kafka":
+            from adapters.kafka import KafkaEventPublisher
+
+            kafka = KafkaEventPublisher(settings.kafka_bootstrap, client_config=settings.kafka_client_config)
+            closers.append(kafka.aclose)
+            await _require(kafka.check, "kafka_bootstrap", f"Kafka at {settings.kafka_bootstrap}")
+            await kafka.ensure_topics()
+            publisher = kafka
+            checks.append(NamedCheck("kafka", True, kafka.check))
+
+        # -- backend connector service -------------------------------------------------------------
+        backend: BackendConnectorClient | None = None
+        if settings.backend_url:
+            from adapters.http.backend_client import HttpxBackendClient
+
+            try:
+                http_backend = HttpxBackendClient(settings.backend_url, timeout=settings.backend_timeout_seconds)
+            except ValueError as exc:
+                raise SettingsError.for_field("backend_url", str(exc)) from None
+            closers.append(http_backend.aclose)
+            backend = http_backend
+            checks.append(NamedCheck("connectorBackend", True, http_backend.check))
+    except BaseException:
+        for closer in reversed(closers):
+            with contextlib.suppress(Exception):
+                await closer()
+        raise
+
+    return Infrastructure(
+        storage=storage,
+        lock=lock,
+        cache=cache,
+        publisher=publisher,
+        backend=backend,
+        checks=checks,
+        closers=closers,
+        etcd_client=etcd_client,
+        key=infra_key(settings),
+        aead=aead,
     )
 
 
@@ -238,17 +479,37 @@ async def build_container(
     catalog: Catalog | None = None,
     storage: Storage | None = None,
     iam: IdentityAccess | None = None,
+    infrastructure: Infrastructure | None = None,
 ) -> Container:
-    """Build every adapter and service the settings ask for. Pass adapters to override."""
+    """Build every adapter and service the settings ask for. Pass adapters to override
+    (``storage``), or the ``infrastructure`` of a previous generation to share its connections."""
     env = dict(os.environ if env is None else env)
     clock = clock or SystemClock()
-    aead = Aead(_keyring(settings, env))
-    storage = storage or _storage(settings, aead, clock)
+    aead = infrastructure.aead if infrastructure is not None and infrastructure.aead is not None else None
+    aead = aead or Aead(_keyring(settings, env))
+    if infrastructure is None:
+        if storage is not None:
+            infrastructure = Infrastructure(
+                storage=storage,
+                lock=storage.lock,
+                checks=[NamedCheck("storage", True, storage.check)],
+                closers=[storage.close],
+                key=infra_key(settings),
+                aead=aead,
+            )
+        else:
+            infrastructure = await open_infrastructure(settings, aead, clock)
+    infra = infrastructure
+    storage = infra.storage
     secrets_store = EncryptedKeyValueStore(storage.raw_kv, aead)
+    settings = await _with_stored_overrides(settings, secrets_store)
     catalog = (catalog or load_default_catalog()).with_custom_providers(settings.custom_providers)
+    uow: UnitOfWorkFactory = storage.uow
+    if infra.cache is not None:
+        uow = invalidating(storage.uow, infra.cache)
     ctx = ServiceContext(
         catalog=catalog,
-        uow=storage.uow,
+        uow=uow,
         secrets=secrets_store,
         clock=clock,
         ids=SecureIds(),
@@ -257,7 +518,6 @@ async def build_container(
         routes=event_routes(settings),
     )
     service_secrets = await load_service_secrets(secrets_store, env)
-    checks: list[HealthCheck] = [NamedCheck("storage", True, storage.check)]
     provider = HttpxOAuthClient(timeout=settings.oauth_http_timeout_seconds)
     oauth = OAuthService(
         ctx,
@@ -271,8 +531,19 @@ async def build_container(
             legacy_redirect_uri=settings.oauth_legacy_redirect_uri,
         ),
     )
-    refresher = TokenRefresher(ctx, provider, storage.lock, oauth=oauth, states=storage.states)
-    container = Container(
+    refresher = TokenRefresher(ctx, provider, infra.lock, oauth=oauth, states=storage.states)
+    extras: dict[str, Any] = {
+        "aead": aead,
+        "closers": [provider.aclose],
+        "oauth": oauth,
+        "refresher": refresher,
+        "infrastructure": infra,
+        "read_cache": infra.cache,
+        "backend": infra.backend,
+    }
+    if infra.publisher is not None:
+        extras["relay"] = OutboxRelay(storage.outbox, infra.publisher, infra.lock, clock)
+    return Container(
         settings=settings,
         catalog=catalog,
         ctx=ctx,
@@ -280,11 +551,44 @@ async def build_container(
         secrets_store=secrets_store,
         service_secrets=service_secrets,
         iam=iam or ClaimAdminIam(),
-        health_checks=checks,
+        health_checks=list(infra.checks),
         connectors=ConnectorService(ctx),
-        extras={"aead": aead, "closers": [provider.aclose], "oauth": oauth, "refresher": refresher},
+        extras=extras,
     )
-    return container
+
+
+#: settings another process may change at run time through the key-value store (JSON object at
+#: ``settings.etcd_config_key``); picked up on reload and by the etcd watcher
+RELOADABLE = (
+    "oauth_allowed_origins",
+    "oauth_redirect_path",
+    "oauth_post_auth_path",
+    "oauth_state_ttl_seconds",
+    "oauth_legacy_redirect_uri",
+    "refresh_margin_seconds",
+    "refresh_batch_size",
+    "refresh_concurrency",
+    "custom_providers",
+    "public_url",
+)
+
+
+async def _with_stored_overrides(settings: Settings, store: KeyValueStore) -> Settings:
+    found = await store.get(settings.etcd_config_key)
+    if found is None:
+        return settings
+    try:
+        data = json.loads(found.value)
+    except json.JSONDecodeError:
+        raise SettingsError.for_field("etcd_config_key", "stored configuration is not JSON") from None
+    if not isinstance(data, dict):
+        raise SettingsError.for_field("etcd_config_key", "stored configuration is not an object")
+    unknown = sorted(set(data) - set(RELOADABLE))
+    if unknown:
+        raise SettingsError.for_field(unknown[0], "cannot be changed at run time")
+    from entrypoints.settings import apply_overrides
+
+    return apply_overrides(settings, data)
 
 
 def _policy(settings: Settings) -> RefreshPolicy:

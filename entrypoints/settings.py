@@ -29,11 +29,27 @@ class Settings:
     port: int = 8088
     #: where callers reach this service (used in event routes); default http://host:port
     public_url: str | None = None
-    storage: str = "sqlite"  # sqlite | memory
-    secrets: str = "sqlite"  # sqlite | memory (etcd in later releases)
-    events: str = "outbox"  # outbox (kept, readable over the API) | memory
-    cache: str = "none"  # none | memory
-    locks: str = "local"  # local (the storage's own leases)
+    storage: str = "sqlite"  # sqlite | memory | mongo
+    secrets: str = "sqlite"  # sqlite | memory | etcd  (encrypted whatever the choice)
+    events: str = "outbox"  # outbox (kept, readable at /internal/events) | kafka
+    cache: str = "none"  # none | memory | redis
+    locks: str = "local"  # local (the storage's own leases) | redis | etcd
+    mongo_url: str = "mongodb://127.0.0.1:27017/?replicaSet=rs0"
+    mongo_database: str = "connector_manager"
+    mongo_timeout_seconds: float = 2.0
+    etcd_endpoint: str = "127.0.0.1:2379"
+    etcd_user: str | None = None
+    etcd_password: str | None = None
+    etcd_timeout_seconds: float = 2.0
+    #: watch this etcd key for configuration changes made by other processes (reload on change)
+    etcd_config_key: str = "/services/connectorManager/config"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    #: extra librdkafka settings (security.protocol, sasl.*, ...)
+    kafka_client_config: Mapping[str, str] = field(factory=dict)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    cache_ttl_seconds: float = 30.0
+    relay_interval_seconds: float = 0.5
+    backend_timeout_seconds: float = 10.0
     log_level: str = "info"
     #: OAuth: origins a redirect URI may point at (scheme://host[:port]); empty = localhost only
     oauth_allowed_origins: tuple[str, ...] = ()
@@ -63,11 +79,11 @@ class Settings:
 
 _ENV_PREFIX = "CM_"
 _CHOICES = {
-    "storage": {"sqlite", "memory"},
-    "secrets": {"sqlite", "memory"},
-    "events": {"outbox", "memory"},
-    "cache": {"none", "memory"},
-    "locks": {"local"},
+    "storage": {"sqlite", "memory", "mongo"},
+    "secrets": {"sqlite", "memory", "etcd"},
+    "events": {"outbox", "kafka"},
+    "cache": {"none", "memory", "redis"},
+    "locks": {"local", "redis", "etcd"},
     "log_level": {"debug", "info", "warning", "error"},
 }
 
@@ -95,6 +111,11 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
             return tuple(str(p) for p in raw)
         if name == "custom_providers":
             return tuple(dict(p) for p in raw)
+        if name == "kafka_client_config":
+            if isinstance(raw, str):
+                pairs = [p.split("=", 1) for p in raw.split(",") if p.strip()]
+                return {k.strip(): v.strip() for k, v in pairs}
+            return {str(k): str(v) for k, v in dict(raw).items()}
         return None if raw is None else str(raw)
     except (TypeError, ValueError) as exc:
         raise SettingsError.for_field(name, f"invalid value ({exc})") from None
@@ -124,7 +145,7 @@ def load_settings(
     known = {f.name: f for f in attrs.fields(Settings)}
     for name in known:
         key = _ENV_PREFIX + name.upper()
-        if key in env and name != "custom_providers":
+        if key in env and name != "custom_providers":  # providers come from the file
             values[name] = env[key]
     values.update({k: v for k, v in overrides.items() if v is not None})
     unknown = sorted(set(values) - set(known))
@@ -138,6 +159,10 @@ def load_settings(
                 name,
                 f"must be one of {', '.join(sorted(allowed))}, got {getattr(settings, name)!r}",
             )
+    if settings.storage == "sqlite" or settings.secrets == "sqlite":
+        pass  # the data dir is created on start
+    if ":" not in settings.etcd_endpoint:
+        raise SettingsError.for_field("etcd_endpoint", "must be host:port")
     if not 0 < settings.port < 65536:
         raise SettingsError.for_field("port", "must be between 1 and 65535")
     return settings
@@ -150,6 +175,8 @@ def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in data.items():
         if key == "providers":
             flat["custom_providers"] = value
+        elif key == "kafka" and isinstance(value, Mapping) and "client_config" in value:
+            flat.update({f"kafka_{k}": v for k, v in value.items()})
         elif key in {"server", "adapters"} and isinstance(value, Mapping):
             flat.update(value)
         elif isinstance(value, Mapping):
@@ -158,3 +185,13 @@ def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
         else:
             flat[key] = value
     return flat
+
+
+def apply_overrides(settings: Settings, values: Mapping[str, Any]) -> Settings:
+    """``settings`` with ``values`` (setting name → raw value) coerced and applied."""
+    known = {f.name for f in attrs.fields(Settings)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SettingsError.for_field(unknown[0], "unknown setting")
+    typed = {n: _coerce(n, v, getattr(settings, n)) for n, v in values.items()}
+    return evolve(settings, **typed)

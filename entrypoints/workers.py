@@ -7,12 +7,15 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from entrypoints.bootstrap import Container, build_container
+from entrypoints.bootstrap import Container, build_container, infra_key
 from entrypoints.settings import Settings, load_settings
 
 log = logging.getLogger("connector_manager.worker")
 
 Task = Callable[[Container, asyncio.Event], Coroutine[Any, Any, None]]
+
+#: how long a replaced generation's connections stay open for requests still using them
+RETIRE_AFTER_SECONDS = 30.0
 
 
 async def refresher_loop(container: Container, stop: asyncio.Event) -> None:
@@ -29,15 +32,43 @@ async def refresher_loop(container: Container, stop: asyncio.Event) -> None:
     )
 
 
+async def relay_loop(container: Container, stop: asyncio.Event) -> None:
+    relay = container.extras.get("relay")
+    if relay is None:
+        await stop.wait()
+        return
+    await relay.run_forever(container.settings.relay_interval_seconds, stop)
+
+
+async def config_watch_loop(container: Container, stop: asyncio.Event) -> None:
+    """With etcd, reload when another process changes the run-time configuration key."""
+    infra = container.extras["infrastructure"]
+    holder = container.extras.get("holder")
+    if infra.etcd_client is None or holder is None:
+        await stop.wait()
+        return
+    from adapters.etcd import EtcdConfigWatcher
+
+    async def reload() -> None:
+        generation, _ = await holder.reload()
+        log.info("configuration changed in etcd: generation %d is live", generation)
+
+    async with EtcdConfigWatcher(infra.etcd_client, container.settings.etcd_config_key, reload):
+        await stop.wait()
+
+
 def background_tasks(settings: Settings) -> list[Task]:
     tasks: list[Task] = []
+    if settings.secrets == "etcd":
+        tasks.append(config_watch_loop)
     if settings.run_refresher:
         tasks.append(refresher_loop)
+    if settings.events == "kafka":
+        tasks.append(relay_loop)
     return tasks
 
 
 async def run_worker(container: Container, *, once: bool = False) -> None:
-    stop = asyncio.Event()
     if once:
         # drain: pass after pass until a pass finds nothing to do (bounded)
         refresher = container.extras.get("refresher")
@@ -48,9 +79,13 @@ async def run_worker(container: Container, *, once: bool = False) -> None:
                 )
                 if report.total == 0:
                     break
+        relay = container.extras.get("relay")
+        if relay is not None:
+            await relay.drain()
         return
     import signal
 
+    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -58,8 +93,18 @@ async def run_worker(container: Container, *, once: bool = False) -> None:
 
 
 async def reload_container(old: Container) -> Container:
-    """Re-read the settings file and environment and build a fresh container. The old one
-    stays alive for requests in flight and is closed by the garbage of its last user."""
+    """Re-read the settings file, the environment and the run-time overrides in the key-value
+    store, and build the next generation. Connections are kept unless a connection setting
+    changed; then new ones are opened and the old ones closed once requests in flight are done."""
     settings = load_settings(old.settings.config_file, data_dir=old.settings.data_dir)
-    # Storage is kept: its connections serve both generations (and memory cannot be rebuilt).
-    return await build_container(settings, storage=old.storage, iam=old.iam)
+    infra = old.extras["infrastructure"]
+    shared = infra_key(settings) == infra.key or settings.storage == "memory"
+    new = await build_container(settings, infrastructure=infra if shared else None, iam=old.iam)
+
+    async def retire() -> None:
+        await asyncio.sleep(RETIRE_AFTER_SECONDS)
+        await old.aclose(infrastructure=not shared)
+
+    task = asyncio.get_running_loop().create_task(retire())
+    new.extras["retiring"] = task
+    return new

@@ -26,10 +26,8 @@ from adapters.codec import (
     event_from_doc,
     event_to_doc,
     make_json_converter,
-    pending_from_doc,
-    pending_to_doc,
 )
-from adapters.sealing import Sealer
+from adapters.sealing import Sealer, open_pending, open_token_record, seal_pending, seal_token_record
 from adapters.unit_of_work_base import Batch, BufferedUnitOfWork, Op
 from connector_core.errors import Conflict, LeaseLost, Unavailable
 from connector_core.model.connector import Connector
@@ -65,8 +63,6 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS leases (
     name TEXT PRIMARY KEY, owner TEXT NOT NULL, fencing INTEGER NOT NULL, expires_at REAL NOT NULL);
 """
-
-_TOKEN_SECRETS = ("access_token", "refresh_token", "id_token")
 
 
 def _ts(value: datetime | None) -> float | None:
@@ -154,11 +150,7 @@ class SQLiteDatabase:
     # -- token rows ------------------------------------------------------------------------
 
     def token_row(self, record: TokenRecord, version: int) -> dict[str, Any]:
-        doc: dict[str, Any] = self.conv.unstructure(record)
-        tokens = doc.pop("tokens")
-        material = {k: tokens.pop(k) for k in _TOKEN_SECRETS}
-        doc["tokens"] = tokens
-        sealed = self.sealer.seal(json.dumps(material).encode(), path=f"/tokens/{record.id}")
+        meta, sealed = seal_token_record(self.conv, self.sealer, record)
         return {
             "id": record.id,
             "org_id": record.org_id,
@@ -169,16 +161,13 @@ class SQLiteDatabase:
             "expires_at": _ts(record.tokens.expires_at),
             "expiry_notified": int(record.expiry_notified),
             "version": version,
-            "meta": json.dumps(doc),
+            "meta": json.dumps(meta),
             "material": sealed,
         }
 
     def token_from_row(self, row: Sequence[Any]) -> TokenRecord:
-        token_id, meta, material = row
-        doc = json.loads(meta)
-        secret = json.loads(self.sealer.open(material, path=f"/tokens/{token_id}"))
-        doc["tokens"] = {**doc["tokens"], **secret}
-        return self.conv.structure(doc, TokenRecord)
+        token_id, meta, material, version = row
+        return open_token_record(self.conv, self.sealer, token_id, json.loads(meta), material, int(version))
 
 
 class SQLiteUnitOfWork(BufferedUnitOfWork):
@@ -224,9 +213,7 @@ class SQLiteUnitOfWork(BufferedUnitOfWork):
         return None if row is None else self._token(row)
 
     def _token(self, row: Sequence[Any]) -> TokenRecord:
-        record = self._db.token_from_row(row[:3])
-        record.version = row[3]
-        return record
+        return self._db.token_from_row(row)
 
     async def _tokens_due(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
         t = moment.timestamp()
@@ -360,8 +347,7 @@ class SQLiteOAuthStateStore:
         self._db = db
 
     async def put(self, pending: PendingAuthorization) -> None:
-        doc = json.dumps(pending_to_doc(self._db.conv, pending)).encode()
-        sealed = self._db.sealer.seal(doc, path=f"/oauth-state/{pending.state_hash}")
+        sealed = seal_pending(self._db.conv, self._db.sealer, pending)
         await self._db.write(
             lambda c: c.execute(
                 "INSERT INTO oauth_states (state_hash, expires_at, sealed) VALUES (?, ?, ?)",
@@ -377,8 +363,7 @@ class SQLiteOAuthStateStore:
         sealed = await self._db.write(take)
         if sealed is None:
             return None
-        doc = json.loads(self._db.sealer.open(sealed, path=f"/oauth-state/{state_hash}"))
-        return pending_from_doc(self._db.conv, doc)
+        return open_pending(self._db.conv, self._db.sealer, state_hash, sealed)
 
     async def purge_expired(self, moment: datetime) -> int:
         return await self._db.write(

@@ -220,6 +220,9 @@ def _dispatch(endpoint: Endpoint, state_getter: Callable[[], Any]) -> Callable[[
                 scoped_secret=container.service_secrets.scoped_jwt_secret,
                 iam=container.iam,
             )
+            backend = container.extras.get("backend")
+            if backend is not None and endpoint.tag == "connectors":
+                return await _proxy(request, backend)
             call = Call(
                 request=request,
                 app=state,
@@ -249,6 +252,31 @@ def _dispatch(endpoint: Endpoint, state_getter: Callable[[], Any]) -> Callable[[
     return run
 
 
+async def _proxy(request: Request, backend: Any) -> Response:
+    """The old service's proxy mode: forward to the backend connector service (Authorization and
+    Content-Type only), map its status as the old service did, pass its body through."""
+    from adapters.http.backend_client import map_backend_status
+
+    raw = await _read_body(request)
+    headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "content-type")}
+    answer = await backend.forward(
+        request.method, request.url.path, headers=headers, body=raw or None, query=dict(request.query_params)
+    )
+    status = map_backend_status(answer.status)
+    if status >= 400:
+        try:
+            body = json.loads(answer.body or b"{}")
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            body = {}
+        if not (isinstance(body, dict) and isinstance(body.get("error"), dict)):
+            message = body.get("message") if isinstance(body, dict) else None
+            detail = body.get("detail") if isinstance(body, dict) else None
+            text = message or detail or f"connector service answered {answer.status}"
+            return error_response(status, HTTP_CODES.get(status, "BACKEND_ERROR"), str(text)[:500])
+        return JSONResponse(body, status_code=status)
+    return Response(answer.body, status_code=status, media_type=answer.content_type or "application/json")
+
+
 def ok(data: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(data, status_code=status)
 
@@ -256,24 +284,42 @@ def ok(data: Any, status: int = 200) -> JSONResponse:
 # -- handlers -------------------------------------------------------------------------------
 
 
+async def _cached(call: Call, name: str, load: Callable[[], Awaitable[Any]]) -> Any:
+    """Hot reads go through the read cache when one is configured; every committed change to
+    the org's connectors invalidates it before the write's response is sent."""
+    cache = call.app.container.extras.get("read_cache")
+    if cache is None:
+        return await load()
+    return await cache.get_or_load(call.org_id, name, load)
+
+
+async def _connector_list(call: Call) -> list[dict[str, Any]]:
+    async def load() -> list[dict[str, Any]]:
+        return [connector_json(v) for v in await call.app.container.connectors.list(call.org_id)]
+
+    result: list[dict[str, Any]] = await _cached(call, "connectors", load)
+    return result
+
+
 async def list_connectors(call: Call) -> Response:
-    views = await call.app.container.connectors.list(call.org_id)
-    return ok([connector_json(v) for v in views])
+    return ok(await _connector_list(call))
 
 
 async def list_active(call: Call) -> Response:
-    views = await call.app.container.connectors.list(call.org_id, enabled=True)
-    return ok([connector_json(v) for v in views])
+    return ok([c for c in await _connector_list(call) if c["isEnabled"]])
 
 
 async def list_inactive(call: Call) -> Response:
-    views = await call.app.container.connectors.list(call.org_id, enabled=False)
-    return ok([connector_json(v) for v in views])
+    return ok([c for c in await _connector_list(call) if not c["isEnabled"]])
 
 
 async def get_config(call: Call) -> Response:
-    view = await call.app.container.connectors.get(call.org_id, call.params["name"])
-    return ok(config_json(view))
+    key = call.app.container.catalog.get(call.params["name"]).key
+
+    async def load() -> dict[str, Any]:
+        return config_json(await call.app.container.connectors.get(call.org_id, key))
+
+    return ok(await _cached(call, f"config:{key}", load))
 
 
 async def put_config(call: Call) -> Response:
@@ -290,7 +336,6 @@ async def put_config(call: Call) -> Response:
         filters=call.body.get("filters") or {},
     )
     view = await container.connectors.update_configuration(call.org_id, call.user_id, entry.key, update)
-    await call.app.invalidate(call.org_id)
     return ok(
         {
             "message": "Configuration saved",
@@ -309,7 +354,6 @@ async def get_schema(call: Call) -> Response:
 
 async def toggle(call: Call) -> Response:
     view = await call.app.container.connectors.toggle(call.org_id, call.user_id, call.params["name"])
-    await call.app.invalidate(call.org_id)
     state = "enabled" if view.connector.is_enabled else "disabled"
     return ok({"message": f"{view.entry.display_name} {state}", "connector": connector_json(view)})
 
@@ -323,7 +367,6 @@ async def save_filters(call: Call) -> Response:
     view = await call.app.container.connectors.save_filters(
         call.org_id, call.user_id, call.params["name"], call.body["filterOptions"]
     )
-    await call.app.invalidate(call.org_id)
     return ok(filters_json(view))
 
 
@@ -356,7 +399,6 @@ async def oauth_callback(call: Call) -> Response:
         error_description=q.get("error_description"),
         base_url=q["baseUrl"],
     )
-    await call.app.invalidate(call.org_id)
     return ok(
         {
             "redirectUrl": result.redirect_url,
@@ -375,13 +417,11 @@ async def get_token_from_code(call: Call) -> Response:
     view, created = await _oauth(call).token_from_code(
         call.org_id, call.user_id, principal.email, call.body["tempCode"], call.body.get("baseUrl")
     )
-    await call.app.invalidate(call.org_id)
     return ok(connector_json(view), status=201 if created else 200)
 
 
 async def revoke_tokens(call: Call) -> Response:
     view = await _oauth(call).revoke(call.org_id, call.user_id, call.params["name"])
-    await call.app.invalidate(call.org_id)
     return ok({"message": f"{view.entry.display_name} tokens revoked", "connector": connector_json(view)})
 
 

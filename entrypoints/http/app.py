@@ -43,11 +43,6 @@ class ApiState:
             self._validators[key] = found
         return found
 
-    async def invalidate(self, org_id: str) -> None:
-        cache = self.container.extras.get("read_cache")
-        if cache is not None:
-            await cache.invalidate(org_id)
-
     async def reload(self) -> tuple[int, list[str]]:
         holder: AppHolder = self.container.extras["holder"]
         return await holder.reload()

@@ -64,9 +64,10 @@ class Api:
         return self.auth(self.scoped_token())
 
 
-@pytest.fixture
-async def api(tmp_path) -> AsyncIterator[Api]:  # type: ignore[no-untyped-def]
-    settings = load_settings(env={}, storage="memory", secrets="memory", data_dir=tmp_path)
+@pytest.fixture(params=["no-cache", "read-cache"])
+async def api(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Api]:  # type: ignore[no-untyped-def]
+    cache = "memory" if request.param == "read-cache" else "none"
+    settings = load_settings(env={}, storage="memory", secrets="memory", cache=cache, data_dir=tmp_path)
     container = await build_container(settings, env={})
     app = create_app(container)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)

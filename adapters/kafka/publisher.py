@@ -1,0 +1,351 @@
+"""The event publisher port on Kafka, with confluent-kafka (librdkafka).
+
+Guarantees, from the relay's point of view:
+
+- **all or nothing**: :meth:`KafkaEventPublisher.publish` returns only when the broker
+  acknowledged every message (``acks=all``); if any delivery failed or the wait timed out it
+  raises :class:`Unavailable` and the relay keeps the whole batch pending. Retrying may
+  duplicate messages that did get through; consumers dedupe on ``eventId``.
+- **order per key**: the idempotent producer (``enable.idempotence``, at most 5 requests in
+  flight) never reorders or duplicates messages of one partition while it lives, and the key
+  (``org:connector``) picks the partition.
+- **a fresh producer after every failure**: librdkafka keeps queued messages, producer id,
+  sequence numbers and topic metadata across an outage; a broker that lost its state (a
+  restart of an in-memory broker, a deleted topic) answers that with fatal ``UNKNOWN_PRODUCER_ID``
+  errors or stale partition counts. So a failed publish purges and drops the producer, and the
+  next one first makes sure the topics exist (re-creating them), then builds a new producer.
+- **the event loop never blocks**: produce, flush and admin calls run on a small private
+  thread pool.
+
+No message or log line carries configuration values (SASL passwords live in
+``client_config``); librdkafka's own log lines go to the ``adapters.kafka.librdkafka`` logger
+at DEBUG, so an outage does not flood the logs (the relay says once that the broker is down).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from adapters.event_wire import kafka_record
+from connector_core.errors import Unavailable
+from connector_core.model.events import ENTITY_TOPIC, TOKEN_TOPIC
+from connector_core.ports.outbox import OutboxMessage
+
+__all__ = ["KafkaEventPublisher", "producer_config"]
+
+log = logging.getLogger(__name__)
+_rdkafka_log = logging.getLogger("adapters.kafka.librdkafka")
+
+T = TypeVar("T")
+Record = tuple[str, bytes, bytes, list[tuple[str, bytes]]]
+
+#: Keys whose values decide the delivery guarantees; ``client_config`` may not weaken them.
+_GUARANTEES = ("enable.idempotence", "acks", "max.in.flight.requests.per.connection", "message.timeout.ms")
+_PRODUCER_ONLY = ("linger.ms", "allow.auto.create.topics")
+_MAX_IN_FLIGHT = 5  # the most the idempotent producer allows while keeping order
+_FLUSH_MARGIN = 2.0  # seconds past message.timeout.ms: every delivery report has come by then
+
+
+class _DebugLogger:
+    """librdkafka's ``logger``: its lines (connection refused every 100 ms while the broker is
+    down, ...) are kept at DEBUG; fatal errors reach us through ``error_cb`` instead."""
+
+    def log(self, level: int, fmt: str, *args: Any) -> None:
+        _rdkafka_log.debug(fmt, *args)
+
+
+def producer_config(
+    bootstrap: str, client_config: Mapping[str, str] | None = None, *, timeout: float = 10.0
+) -> dict[str, Any]:
+    """The producer settings: ``client_config`` (security, tuning) over our defaults, with the
+    delivery guarantees enforced (ValueError names the key, never a value)."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "client.id": "connector-manager",
+        "linger.ms": 5,
+        # Topics are created by ensure_topics() with our partition count, not by whatever
+        # default a broker applies when a producer merely asks for metadata.
+        "allow.auto.create.topics": False,
+        "enable.idempotence": True,
+        "acks": "all",
+        "max.in.flight.requests.per.connection": _MAX_IN_FLIGHT,
+        "message.timeout.ms": max(1, int(timeout * 1000)),
+    }
+    for key, value in (client_config or {}).items():
+        if key in _GUARANTEES and not _same_guarantee(key, value, config[key]):
+            raise ValueError(f"client_config may not change {key!r}: the relay depends on it")
+        config[key] = value  # an equivalent (or, for in-flight requests, stricter) value is fine
+    return config
+
+
+def _same_guarantee(key: str, given: object, ours: object) -> bool:
+    text = str(given).strip().lower()
+    if key == "enable.idempotence":
+        return text == "true"
+    if key == "acks":
+        return text in ("all", "-1")
+    if key == "max.in.flight.requests.per.connection":
+        return text.isdigit() and 1 <= int(text) <= _MAX_IN_FLIGHT
+    return text == str(ours)
+
+
+class KafkaEventPublisher:
+    """Publishes outbox messages to Kafka. Connections open on first use, not at construction."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        client_config: Mapping[str, str] | None = None,
+        topics: Iterable[str] = (ENTITY_TOPIC, TOKEN_TOPIC),
+        timeout: float = 10.0,
+        check_timeout: float = 3.0,
+        partitions: int = 3,
+        replication_factor: int = -1,
+    ) -> None:
+        if timeout <= 0 or check_timeout <= 0:
+            raise ValueError("timeouts must be positive")
+        self.topics = tuple(topics)
+        self.timeout = timeout
+        self.check_timeout = min(check_timeout, timeout)
+        self.partitions = partitions
+        #: -1: the broker's default (KIP-464)
+        self.replication_factor = replication_factor
+        self._producer_config = producer_config(bootstrap, client_config, timeout=timeout)
+        # The admin client gets the connection and security settings, not the producer ones.
+        self._admin_config: dict[str, Any] = {
+            k: v for k, v in self._producer_config.items() if k not in _GUARANTEES and k not in _PRODUCER_ONLY
+        }
+        self._producer: Producer | None = None
+        self._admin: AdminClient | None = None
+        self._clients_lock = threading.Lock()
+        self._fatal = threading.Event()
+        self._ready_topics: set[str] = set()
+        self._publish_lock = asyncio.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kafka-publisher")
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"KafkaEventPublisher(topics={self.topics!r})"
+
+    # -- the port ------------------------------------------------------------------------------
+
+    async def publish(self, messages: Sequence[OutboxMessage]) -> None:
+        """Produce every message, wait for all acknowledgements, or raise :class:`Unavailable`."""
+        if not messages:
+            return
+        records = [kafka_record(m) for m in messages]  # JSON encoded once, here
+        async with self._publish_lock:
+            needed = set(self.topics) | {r[0] for r in records}
+            if not needed <= self._ready_topics:
+                await self._ensure(needed)
+            try:
+                await self._run(self._produce_all, records)
+            except Unavailable:
+                # Forget the topics too: after an outage they may be gone (or re-created with
+                # other partition counts), so the next attempt checks them before producing.
+                self._ready_topics.clear()
+                await self._run(self._drop_producer)
+                raise
+
+    async def check(self) -> bool:
+        """A metadata request answered by the broker within ``check_timeout``."""
+        try:
+            await self._run(self._metadata)
+        except Unavailable:
+            return False
+        return True
+
+    # -- administration ------------------------------------------------------------------------
+
+    async def ensure_topics(self) -> None:
+        """Create the configured topics that do not exist (safe to race with others)."""
+        await self._ensure(set(self.topics))
+
+    async def aclose(self) -> None:
+        """Deliver what is queued (up to ``timeout``) and close the clients."""
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._close_clients)
+        finally:
+            self._executor.shutdown(wait=False)
+
+    # -- internals, run on the executor --------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise Unavailable("event publisher is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    async def _ensure(self, topics: set[str]) -> None:
+        await self._run(self._ensure_sync, sorted(topics))
+        self._ready_topics |= topics
+
+    def _on_error(self, err: Any) -> None:
+        # Called by librdkafka from poll()/flush(). Transport errors repeat while the broker is
+        # down: keep them at DEBUG. A fatal error makes the producer unusable.
+        if _is_fatal(err):
+            self._fatal.set()
+            log.warning("Kafka producer hit a fatal error (%s); it will be replaced", _error_name(err))
+        else:
+            log.debug("Kafka client error: %s", _error_name(err))
+
+    @staticmethod
+    def _on_admin_error(err: Any) -> None:
+        log.debug("Kafka admin client error: %s", _error_name(err))
+
+    def _get_producer(self) -> Producer:
+        with self._clients_lock:
+            if self._producer is None:
+                self._fatal.clear()
+                self._producer = Producer(
+                    {**self._producer_config, "error_cb": self._on_error, "logger": _DebugLogger()}
+                )
+            return self._producer
+
+    def _get_admin(self) -> AdminClient:
+        with self._clients_lock:
+            if self._admin is None:
+                config: dict[str, Any] = {
+                    **self._admin_config,
+                    "error_cb": self._on_admin_error,
+                    "logger": _DebugLogger(),
+                }
+                self._admin = AdminClient(config)
+            return self._admin
+
+    def _metadata(self) -> Any:
+        try:
+            return self._get_admin().list_topics(timeout=self.check_timeout)
+        except KafkaException as exc:
+            raise Unavailable(f"event broker is unavailable ({_error_name(exc)})") from exc
+
+    def _ensure_sync(self, topics: list[str]) -> None:
+        metadata = self._metadata()
+        missing = [t for t in topics if t not in metadata.topics or metadata.topics[t].error is not None]
+        if not missing:
+            return
+        new = [NewTopic(t, num_partitions=self.partitions, replication_factor=self.replication_factor) for t in missing]
+        try:
+            futures = self._get_admin().create_topics(
+                new, operation_timeout=self.check_timeout, request_timeout=self.check_timeout
+            )
+        except KafkaException as exc:
+            raise Unavailable(f"cannot create event topics ({_error_name(exc)})") from exc
+        for topic, future in futures.items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                if _error_code(exc) == KafkaError.TOPIC_ALREADY_EXISTS:
+                    continue  # created meanwhile by another process (or auto-created)
+                raise Unavailable(f"cannot create event topic {topic} ({_error_name(exc)})") from exc
+        log.info("created event topics: %s", ", ".join(missing))
+
+    def _produce_all(self, records: list[Record]) -> None:
+        producer = self._get_producer()
+        outcomes: list[Any] = [_PENDING] * len(records)
+
+        def report(index: int) -> Callable[[Any, Any], None]:
+            # Touch only ``err``: after a fatal error the message object may be unusable.
+            def on_delivery(err: Any, _msg: Any) -> None:
+                outcomes[index] = err
+
+            return on_delivery
+
+        deadline = time.monotonic() + self.timeout + _FLUSH_MARGIN
+        try:
+            for index, (topic, key, value, record_headers) in enumerate(records):
+                headers: list[tuple[str, str | bytes | None]] = list(record_headers)
+                while True:
+                    try:
+                        producer.produce(topic, value=value, key=key, headers=headers, on_delivery=report(index))
+                        break
+                    except BufferError:  # local queue full: let deliveries drain it
+                        if time.monotonic() > deadline:
+                            raise Unavailable("event broker is too slow: the producer queue stays full") from None
+                        producer.poll(0.05)
+            left = producer.flush(max(0.0, deadline - time.monotonic()))
+        except KafkaException as exc:
+            raise Unavailable(f"event broker refused the events ({_error_name(exc)})") from exc
+        failed = [o for o in outcomes if o is not None]
+        if left or failed or self._fatal.is_set():
+            reasons = sorted({_error_name(o) for o in failed if o is not _PENDING})
+            raise Unavailable(
+                f"event broker did not acknowledge {max(len(failed), left)} of {len(records)} events"
+                + (f" ({', '.join(reasons)})" if reasons else " (timed out)")
+            )
+
+    def _drop_producer(self) -> None:
+        with self._clients_lock:
+            producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        try:
+            producer.purge(in_queue=True, in_flight=True, blocking=True)
+            producer.flush(0)  # serve the purged messages' delivery reports
+        except (KafkaException, RuntimeError) as exc:
+            log.debug("discarding the Kafka producer: %s", _error_name(exc))
+
+    def _close_clients(self) -> None:
+        with self._clients_lock:
+            producer, self._producer = self._producer, None
+            self._admin = None
+        if producer is not None:
+            try:
+                producer.flush(self.timeout)
+            except KafkaException as exc:
+                log.debug("closing the Kafka producer: %s", _error_name(exc))
+
+
+class _Pending:
+    """No delivery report yet."""
+
+    def __repr__(self) -> str:
+        return "PENDING"
+
+
+_PENDING = _Pending()
+
+
+def _kafka_error(obj: Any) -> Any:
+    if isinstance(obj, KafkaException) and obj.args:
+        return obj.args[0]
+    return obj
+
+
+def _error_name(obj: Any) -> str:
+    """The librdkafka error name (``_MSG_TIMED_OUT``, ``UNKNOWN_PRODUCER_ID``): never its text,
+    which may carry addresses or configuration."""
+    err = _kafka_error(obj)
+    name = getattr(err, "name", None)
+    if callable(name):
+        try:
+            return str(name())
+        except Exception:  # noqa: S110 - a name is best effort
+            pass
+    return type(err).__name__
+
+
+def _error_code(obj: Any) -> int | None:
+    err = _kafka_error(obj)
+    code = getattr(err, "code", None)
+    return int(code()) if callable(code) else None
+
+
+def _is_fatal(obj: Any) -> bool:
+    fatal = getattr(_kafka_error(obj), "fatal", None)
+    return bool(fatal()) if callable(fatal) else False

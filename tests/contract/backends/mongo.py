@@ -1,0 +1,78 @@
+"""MongoDB adapters against the session's MongoDB-compatible server (one database per test)."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from adapters.crypto import Aead
+from adapters.mongo import (
+    MongoDatabase,
+    MongoLeaseLock,
+    MongoOAuthStateStore,
+    MongoOutboxReader,
+    MongoUnitOfWork,
+    make_client,
+)
+from adapters.system import ManualClock
+from tests.contract.backends import Env, LockUnderTest, Storage, manual_advance
+
+MARK = "mongo"
+
+#: The suites' ManualClock sits in the past of the server's wall clock, so with the default
+#: grace the server's TTL sweeper (every 60 s) could delete a state between put and take.
+#: The TTL index is a backstop only; push it out of the tests' way.
+_TTL_GRACE = timedelta(days=365 * 20)
+
+
+def _open(url: str, db_name: str, clock: ManualClock, aead: Aead) -> MongoDatabase:
+    return MongoDatabase(make_client(url), db_name, sealer=aead, clock=clock, oauth_state_ttl_grace=_TTL_GRACE)
+
+
+def _storage(db: MongoDatabase, clock: ManualClock) -> Storage:
+    return Storage(
+        "mongo", lambda: MongoUnitOfWork(db), MongoOutboxReader(db), MongoOAuthStateStore(db), clock, extra=db
+    )
+
+
+@contextlib.asynccontextmanager
+async def _database(env: Env, prefix: str) -> AsyncIterator[tuple[str, str, list[MongoDatabase]]]:
+    url: str = env.request.getfixturevalue("mongo_url")
+    db_name = f"{prefix}_{uuid.uuid4().hex}"
+    opened: list[MongoDatabase] = []
+    try:
+        yield url, db_name, opened
+    finally:
+        if opened:
+            with contextlib.suppress(Exception):
+                await opened[0].client.drop_database(db_name)
+        for db in opened:
+            await db.aclose()
+
+
+@contextlib.asynccontextmanager
+async def storage(env: Env) -> AsyncIterator[Storage]:
+    async with _database(env, "cm") as (url, db_name, opened):
+        db = _open(url, db_name, env.clock, env.aead)
+        opened.append(db)
+        await db.ensure_indexes()
+        st = _storage(db, env.clock)
+
+        def reopen() -> Storage:
+            other = _open(url, db_name, env.clock, env.aead)
+            opened.append(other)
+            return _storage(other, env.clock)
+
+        st.reopen = reopen
+        yield st
+
+
+@contextlib.asynccontextmanager
+async def lock(env: Env) -> AsyncIterator[LockUnderTest]:
+    async with _database(env, "cmlock") as (url, db_name, opened):
+        db = _open(url, db_name, env.clock, env.aead)
+        opened.append(db)
+        await db.ensure_indexes()
+        yield LockUnderTest(MongoLeaseLock(db, env.clock), manual_advance(env.clock))
