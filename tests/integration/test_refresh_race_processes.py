@@ -1,11 +1,13 @@
-"""Four ``connector-manager worker`` processes on one SQLite file refresh 200 due tokens of a
-provider that rotates refresh tokens: each refreshed exactly once, none lost, no invalid_grant."""
+"""Four ``connector-manager worker`` processes on one store (a SQLite file; MongoDB + etcd + Redis)
+refresh 200 due tokens of a provider that rotates refresh tokens: each refreshed exactly once,
+none lost, no invalid_grant."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,9 +26,10 @@ TOKENS = 200
 WORKERS = 4
 
 
-def settings_file(path: Path, idp: FakeOAuthProvider) -> Path:
+def settings_file(path: Path, idp: FakeOAuthProvider, backend: str = "") -> Path:
     path.write_text(
-        f"""
+        backend
+        + f"""
 refresh_batch_size = 500
 refresh_concurrency = 16
 run_refresher = true
@@ -100,12 +103,32 @@ async def seed(config: Path, data_dir: Path, env: dict[str, str], idp: FakeOAuth
     return lineages
 
 
-async def test_four_worker_processes_refresh_each_token_once(tmp_path: Path) -> None:
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", marks=pytest.mark.sqlite),
+        pytest.param("mongo", marks=[pytest.mark.mongo, pytest.mark.etcd, pytest.mark.redis]),
+    ]
+)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store the workers share: one SQLite file, or MongoDB + etcd + Redis leases."""
+    if request.param == "sqlite":
+        return ""
+    mongo_url = request.getfixturevalue("mongo_url")
+    host, port = request.getfixturevalue("etcd_endpoint")
+    redis_url = request.getfixturevalue("redis_url")
+    return (
+        f'storage = "mongo"\nmongo_url = "{mongo_url}"\nmongo_database = "race_{uuid.uuid4().hex[:8]}"\n'
+        f'secrets = "etcd"\netcd_endpoint = "{host}:{port}"\nlocks = "redis"\nredis_url = "{redis_url}"\n'
+    )
+
+
+async def test_four_worker_processes_refresh_each_token_once(tmp_path: Path, backend: str) -> None:
     with FakeOAuthProvider(rotate_refresh_tokens=True) as idp:
         idp.register_client("cid-race", "race-secret")
         data_dir = tmp_path / "data"
         env = {k: v for k, v in os.environ.items() if not k.startswith("CM_")}
-        config = settings_file(tmp_path / "cm.toml", idp)
+        env["CM_MASTER_KEY"] = "race-" + uuid.uuid4().hex
+        config = settings_file(tmp_path / "cm.toml", idp, backend)
         await seed(config, data_dir, env, idp)
         assert idp.stats()["refresh_grants"] == 0
 

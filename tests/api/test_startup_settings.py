@@ -1,0 +1,62 @@
+"""A bad or unreachable setting fails start-up with one clear line naming it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def serve(tmp_path: Path, config: str) -> subprocess.CompletedProcess[str]:
+    file = tmp_path / "cm.toml"
+    file.write_text(config, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CM_")}
+    # a port in the file must not be overridden by --port, or that case would start a server
+    port = [] if config.startswith("port") else ["--port", str(free_port())]
+    command = [
+        sys.executable,
+        "-m",
+        "entrypoints.cli",
+        "serve",
+        "--config",
+        str(file),
+        "--data-dir",
+        str(tmp_path / "d"),
+    ]
+    return subprocess.run([*command, *port], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize(
+    ("config", "setting"),
+    [
+        (
+            'storage = "mongo"\nmongo_url = "mongodb://user:PLANTED-PW@127.0.0.1:{port}/?directConnection=true"\n'
+            "mongo_timeout_seconds = 0.5\n",
+            "mongo_url",
+        ),
+        ('secrets = "etcd"\netcd_endpoint = "127.0.0.1:{port}"\netcd_timeout_seconds = 0.5\n', "etcd_endpoint"),
+        ('events = "kafka"\nkafka_bootstrap = "127.0.0.1:{port}"\n', "kafka_bootstrap"),
+        ('cache = "redis"\nredis_url = "redis://:PLANTED-PW@127.0.0.1:{port}/0"\n', "redis_url"),
+        ('storage = "postgres"\n', "storage"),
+        ("port = 99999\n", "port"),
+        ('refresh_margin_seconds = "ten"\n', "refresh_margin_seconds"),
+        ("no_such_setting = 1\n", "no_such_setting"),
+        ("this is not toml", "config_file"),
+    ],
+    ids=["mongo", "etcd", "kafka", "redis", "bad-choice", "bad-port", "bad-number", "unknown", "bad-toml"],
+)
+def test_bad_setting_fails_start_with_one_line(tmp_path: Path, config: str, setting: str) -> None:
+    done = serve(tmp_path, config.replace("{port}", str(free_port())))
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"connector-manager: {setting}:"), lines[0]
+    assert "PLANTED-PW" not in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
