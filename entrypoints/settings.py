@@ -34,19 +34,20 @@ class Settings:
     events: str = "outbox"  # outbox (kept, readable at /internal/events) | kafka
     cache: str = "none"  # none | memory | redis
     locks: str = "local"  # local (the storage's own leases) | redis | etcd
-    mongo_url: str = "mongodb://127.0.0.1:27017/?replicaSet=rs0"
+    # connection strings may carry credentials: never in a repr
+    mongo_url: str = field(default="mongodb://127.0.0.1:27017/?replicaSet=rs0", repr=False)
     mongo_database: str = "connector_manager"
     mongo_timeout_seconds: float = 2.0
     etcd_endpoint: str = "127.0.0.1:2379"
     etcd_user: str | None = None
-    etcd_password: str | None = None
+    etcd_password: str | None = field(default=None, repr=False)
     etcd_timeout_seconds: float = 2.0
     #: watch this etcd key for configuration changes made by other processes (reload on change)
     etcd_config_key: str = "/services/connectorManager/config"
     kafka_bootstrap: str = "127.0.0.1:9092"
     #: extra librdkafka settings (security.protocol, sasl.*, ...)
-    kafka_client_config: Mapping[str, str] = field(factory=dict)
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    kafka_client_config: Mapping[str, str] = field(factory=dict, repr=False)
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
     cache_ttl_seconds: float = 30.0
     relay_interval_seconds: float = 0.5
     backend_timeout_seconds: float = 10.0
@@ -159,8 +160,6 @@ def load_settings(
                 name,
                 f"must be one of {', '.join(sorted(allowed))}, got {getattr(settings, name)!r}",
             )
-    if settings.storage == "sqlite" or settings.secrets == "sqlite":
-        pass  # the data dir is created on start
     if ":" not in settings.etcd_endpoint:
         raise SettingsError.for_field("etcd_endpoint", "must be host:port")
     if not 0 < settings.port < 65536:
