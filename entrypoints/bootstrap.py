@@ -41,7 +41,7 @@ from adapters.sqlite import (
 )
 from adapters.system import SecureIds, SystemClock, SystemRandom
 from connector_core.catalog import Catalog, load_default_catalog
-from connector_core.errors import Conflict, ConnectorManagerError
+from connector_core.errors import Conflict, ConnectorManagerError, CryptoError
 from connector_core.model.connector import EventRoutes
 from connector_core.ports.backend_client import BackendConnectorClient
 from connector_core.ports.clock import Clock
@@ -240,6 +240,7 @@ INFRA_SETTINGS = (
     "etcd_user",
     "etcd_password",
     "etcd_timeout_seconds",
+    "etcd_namespace",
     "kafka_bootstrap",
     "kafka_client_config",
     "redis_url",
@@ -346,6 +347,7 @@ async def open_infrastructure(settings: Settings, aead: Aead, clock: Clock) -> I
                 user=settings.etcd_user,
                 password=settings.etcd_password,
                 timeout=settings.etcd_timeout_seconds,
+                namespace=settings.etcd_namespace,
             )
             closers.append(etcd.aclose)
             await _require(etcd.check, "etcd_endpoint", f"etcd at {settings.etcd_endpoint}")
@@ -379,7 +381,7 @@ async def open_infrastructure(settings: Settings, aead: Aead, clock: Clock) -> I
                 raise SettingsError.for_field("locks", 'etcd locks need secrets = "etcd"')
             from adapters.etcd import EtcdLeaseLock
 
-            lock = EtcdLeaseLock(etcd_client, clock)
+            lock = EtcdLeaseLock(etcd_client, clock, prefix=settings.etcd_namespace + "/services/locks/")
 
         # -- cache -------------------------------------------------------------------------------
         cache: ReadThroughCache | None = None
@@ -438,7 +440,13 @@ async def load_service_secrets(store: KeyValueStore, env: dict[str, str]) -> Ser
     """From the environment, else from ``/services/secretKeys`` (encrypted), generated once.
     Two processes starting together agree: the first compare-and-swap wins."""
     for _ in range(3):
-        found = await store.get(SECRET_KEYS_PATH)
+        try:
+            found = await store.get(SECRET_KEYS_PATH)
+        except CryptoError:
+            raise SettingsError.for_field(
+                "CM_MASTER_KEY",
+                f"cannot decrypt {SECRET_KEYS_PATH}: this process has another keyring than the one that wrote it",
+            ) from None
         if found is not None:
             data = json.loads(found.value)
             break
@@ -498,7 +506,14 @@ async def build_container(
                 aead=aead,
             )
         else:
-            infrastructure = await open_infrastructure(settings, aead, clock)
+            opened = await open_infrastructure(settings, aead, clock)
+            try:
+                return await build_container(
+                    settings, env=env, clock=clock, catalog=catalog, iam=iam, infrastructure=opened
+                )
+            except BaseException:
+                await opened.aclose()  # nothing may stay connected when start-up fails
+                raise
     infra = infrastructure
     storage = infra.storage
     secrets_store = EncryptedKeyValueStore(storage.raw_kv, aead)

@@ -42,6 +42,8 @@ class Settings:
     etcd_user: str | None = None
     etcd_password: str | None = field(default=None, repr=False)
     etcd_timeout_seconds: float = 2.0
+    #: a prefix in front of every key this deployment writes (several deployments on one etcd)
+    etcd_namespace: str = ""
     #: watch this etcd key for configuration changes made by other processes (reload on change)
     etcd_config_key: str = "/services/connectorManager/config"
     kafka_bootstrap: str = "127.0.0.1:9092"

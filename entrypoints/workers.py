@@ -53,7 +53,8 @@ async def config_watch_loop(container: Container, stop: asyncio.Event) -> None:
         generation, _ = await holder.reload()
         log.info("configuration changed in etcd: generation %d is live", generation)
 
-    async with EtcdConfigWatcher(infra.etcd_client, container.settings.etcd_config_key, reload):
+    settings = container.settings
+    async with EtcdConfigWatcher(infra.etcd_client, settings.etcd_namespace + settings.etcd_config_key, reload):
         await stop.wait()
 
 

@@ -60,3 +60,30 @@ def test_bad_setting_fails_start_with_one_line(tmp_path: Path, config: str, sett
     assert lines[0].startswith(f"connector-manager: {setting}:"), lines[0]
     assert "PLANTED-PW" not in done.stderr + done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_another_master_key_is_named_not_a_crash(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CM_")}
+    command = [sys.executable, "-m", "entrypoints.cli", "token", "--scoped", "--data-dir", str(tmp_path / "d")]
+    first = subprocess.run(
+        command,
+        cwd=ROOT,
+        env={**env, "CM_MASTER_KEY": "key-one"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert first.returncode == 0, first.stderr
+    second = subprocess.run(
+        command,
+        cwd=ROOT,
+        env={**env, "CM_MASTER_KEY": "key-two"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode == 2
+    assert second.stderr.strip().startswith("connector-manager: CM_MASTER_KEY: cannot decrypt /services/secretKeys")
+    assert "key-one" not in second.stderr and "key-two" not in second.stderr

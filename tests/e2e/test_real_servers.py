@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,6 +128,7 @@ locks = "redis"
 mongo_url = "{mongo_url}"
 mongo_database = "e2e_{uuid.uuid4().hex[:8]}"
 etcd_endpoint = "{host}:{port}"
+etcd_namespace = "/e2e-{uuid.uuid4().hex[:8]}"
 kafka_bootstrap = "{kafka_bootstrap}"
 redis_url = "{redis_url}"
 relay_interval_seconds = 0.2
@@ -192,10 +194,12 @@ def test_two_processes_on_real_servers(
         assert order.index(toggles[0]["eventId"]) < order.index(toggles[1]["eventId"])
 
         # the secret, read raw from etcd, is ciphertext bound to its path
+        namespace = tomllib.loads(config.read_text(encoding="utf-8"))["etcd_namespace"]
+
         async def raw_etcd() -> bytes:
             client = aetcd.Client(host=etcd_endpoint[0], port=etcd_endpoint[1])
             try:
-                got = await client.get(f"/services/connectors/confluence/config/{org}".encode())
+                got = await client.get(f"{namespace}/services/connectors/confluence/config/{org}".encode())
                 assert got is not None
                 return bytes(got.value)
             finally:

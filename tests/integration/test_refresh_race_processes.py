@@ -118,7 +118,8 @@ def backend(request: pytest.FixtureRequest) -> str:
     redis_url = request.getfixturevalue("redis_url")
     return (
         f'storage = "mongo"\nmongo_url = "{mongo_url}"\nmongo_database = "race_{uuid.uuid4().hex[:8]}"\n'
-        f'secrets = "etcd"\netcd_endpoint = "{host}:{port}"\nlocks = "redis"\nredis_url = "{redis_url}"\n'
+        f'secrets = "etcd"\netcd_endpoint = "{host}:{port}"\netcd_namespace = "/race-{uuid.uuid4().hex[:8]}"\n'
+        f'locks = "redis"\nredis_url = "{redis_url}"\n'
     )
 
 
