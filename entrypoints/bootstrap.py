@@ -11,12 +11,12 @@ import contextlib
 import json
 import logging
 import os
+import re
 import secrets as pysecrets
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from attrs import define, field
 
@@ -181,14 +181,9 @@ async def _nothing() -> None:
 
 
 def _redact(url: str) -> str:
-    """A URL fit for an error line: no user info."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        netloc = parts.hostname or ""
-        if parts.port:
-            netloc += f":{parts.port}"
-        return urlunsplit((parts.scheme, "***@" + netloc, parts.path, "", ""))
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    """A URL fit for an error line: user info hidden, query dropped (works for multi-host URLs)."""
+    hidden = re.sub(r"//[^@/]*@", "//***@", url, count=1)
+    return hidden.split("?", 1)[0]
 
 
 async def _require(check: Callable[[], Awaitable[bool]], setting: str, what: str) -> None:
@@ -460,11 +455,15 @@ async def load_service_secrets(store: KeyValueStore, env: dict[str, str]) -> Ser
             break
         except Conflict:
             continue
-    return ServiceSecrets(
+    secrets = ServiceSecrets(
         jwt_secret=env.get("CM_JWT_SECRET") or data["jwtSecret"],
         scoped_jwt_secret=env.get("CM_SCOPED_JWT_SECRET") or data["scopedJwtSecret"],
         cookie_secret=data.get("cookieSecret", ""),
     )
+    if secrets.jwt_secret == secrets.scoped_jwt_secret:
+        # one secret for both would let a user token pass as a service token and back
+        raise SettingsError.for_field("CM_SCOPED_JWT_SECRET", "must differ from the user token secret")
+    return secrets
 
 
 def event_routes(settings: Settings) -> Callable[[str], EventRoutes]:

@@ -148,6 +148,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # one line, never a traceback that could carry a setting's value
+        print(
+            f"connector-manager: could not start ({type(exc).__name__}); run with CM_LOG_LEVEL=debug", file=sys.stderr
+        )
+        log.debug("start-up failed", exc_info=True)
+        return 1
     return 0
 
 

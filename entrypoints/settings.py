@@ -162,7 +162,8 @@ def load_settings(
                 name,
                 f"must be one of {', '.join(sorted(allowed))}, got {getattr(settings, name)!r}",
             )
-    if ":" not in settings.etcd_endpoint:
+    host, _, etcd_port = settings.etcd_endpoint.rpartition(":")
+    if not host or not etcd_port.isdigit() or not 0 < int(etcd_port) < 65536:
         raise SettingsError.for_field("etcd_endpoint", "must be host:port")
     if not 0 < settings.port < 65536:
         raise SettingsError.for_field("port", "must be between 1 and 65535")

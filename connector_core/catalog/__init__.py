@@ -201,6 +201,12 @@ class CatalogEntry:
         if definitions:
             schema.setdefault("$defs", dict(definitions))
         auth_types = tuple(data.get("authTypes", ("OAUTH",)))
+        misplaced = [p for p in _secret_paths(schema) if not (p.startswith("auth.") and p.count(".") == 1)]
+        if misplaced:
+            # secrets are split out, encrypted and masked as top-level auth fields only
+            raise ValidationError.for_field(
+                f"configSchema.{misplaced[0]}", "writeOnly (secret) fields must be direct children of auth"
+            )
         return cls(
             key=str(data["key"]),
             display_name=str(data.get("displayName", data["key"])),

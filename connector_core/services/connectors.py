@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
@@ -10,11 +11,14 @@ from typing import Any
 from attrs import frozen
 
 from connector_core.catalog import CatalogEntry
-from connector_core.errors import ValidationError
+from connector_core.errors import Conflict, Unavailable, ValidationError
 from connector_core.model.connector import Connector, ConnectorConfig
 from connector_core.model.events import SyncAction
+from connector_core.ports.kv_store import Versioned
 from connector_core.ports.unit_of_work import UnitOfWork
 from connector_core.services.context import ServiceContext, read_secrets, secret_path
+
+log = logging.getLogger(__name__)
 
 
 @frozen
@@ -69,9 +73,15 @@ class ConnectorService:
         given_secrets = {f"auth.{k}": str(v) for k, v in update.auth.items() if f"auth.{k}" in secret_fields}
         plain_auth = {k: v for k, v in update.auth.items() if f"auth.{k}" not in secret_fields}
 
+        path = secret_path(entry.key, org_id)
+        # What changed is judged once, against the secrets as they were when the request came:
+        # a retry after a conflict must still see (and announce) the change it is making.
+        before = await read_secrets(self.ctx.secrets, entry.key, org_id)
+        changed = [p for p, v in given_secrets.items() if before.get(p) != v]
+
         async def op() -> ConnectorView:
-            stored = await read_secrets(self.ctx.secrets, entry.key, org_id)
-            changed = [p for p, v in given_secrets.items() if stored.get(p) != v]
+            found = await self.ctx.secrets.get(path)
+            stored = _decode_secrets(found.value) if found else {}
             merged = {**stored, **given_secrets}
             new = ConnectorConfig(
                 auth=plain_auth,
@@ -90,12 +100,21 @@ class ConnectorService:
                     ids=self.ctx.ids,
                     changed_secrets=changed,
                 )
-                if changed:
-                    # Secrets go first: a failed save below leaves the old config pointing at
-                    # secrets that are merely newer, never at secrets that are missing.
-                    await self.ctx.secrets.put(secret_path(entry.key, org_id), json.dumps(merged, sort_keys=True))
-                await self._store(uow, connector)
-                await uow.commit()
+                written: int | None = None
+                if merged != stored:
+                    # Secrets go first, compare-and-swap on what was read (a concurrent writer's
+                    # secret is never overwritten: Conflict, and the whole use case retries).
+                    expected = found.revision if found else 0
+                    written = await self.ctx.secrets.put(
+                        path, json.dumps(merged, sort_keys=True), expected_revision=expected
+                    )
+                try:
+                    await self._store(uow, connector)
+                    await uow.commit()
+                except BaseException:
+                    if written is not None:  # the configuration was not saved: neither is the secret
+                        await _restore_secrets(self.ctx, path, found, written)
+                    raise
             return ConnectorView(entry, connector)
 
         return await self.ctx.retry_on_conflict(op)
@@ -203,6 +222,23 @@ class ConnectorService:
         else:
             await uow.connectors.save(connector)
         await uow.outbox.add(events)
+
+
+def _decode_secrets(raw: str) -> dict[str, str]:
+    data = json.loads(raw)
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+async def _restore_secrets(ctx: ServiceContext, path: str, previous: Versioned | None, written: int) -> None:
+    """Undo a secret write whose configuration did not commit (best effort, never over a newer
+    write: compare-and-swap on the revision we wrote)."""
+    try:
+        if previous is None:
+            await ctx.secrets.delete(path, expected_revision=written)
+        else:
+            await ctx.secrets.put(path, previous.value, expected_revision=written)
+    except (Conflict, Unavailable):
+        log.warning("could not undo a secret write after a failed configuration save: %s", path)
 
 
 def validate_filter_selection(entry: CatalogEntry, selection: Mapping[str, Any]) -> dict[str, Any]:

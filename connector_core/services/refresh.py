@@ -213,6 +213,14 @@ class TokenRefresher:
                         exc.message,
                     )
                     return RefreshOutcome.FAILED
+                except Exception as exc:  # one broken token must not abort the batch
+                    log.error(
+                        "token refresh failed unexpectedly: token=%s connector=%s (%s)",
+                        record.id,
+                        record.connector_key,
+                        type(exc).__name__,
+                    )
+                    return RefreshOutcome.FAILED
 
         counts = Counter(await asyncio.gather(*(one(r) for r in due)))
         report = RefreshReport(
@@ -328,8 +336,21 @@ class TokenRefresher:
         attempt = 1
         while True:
             try:
-                response = await self.provider.refresh(resolved.spec, resolved.client, refresh_token=used)
+                # The lease must outlive the call: renew it first, and give the provider at most
+                # half of it, so a worker whose lease lapsed never races another with the same
+                # refresh token.
+                await self.lock.extend(lease, self.lease_ttl)
+            except LeaseLost:
+                log.warning("refresh lease lost before calling the provider: token=%s", record.id)
+                return _Result(RefreshOutcome.SKIPPED)
+            try:
+                async with asyncio.timeout(self.lease_ttl / 2):
+                    response = await self.provider.refresh(resolved.spec, resolved.client, refresh_token=used)
                 break
+            except TimeoutError:
+                return await self._record_failure(
+                    record, RetryableProviderError("the provider did not answer within half the refresh lease")
+                )
             except ReauthorizationRequired as exc:
                 return await self._record_reauth(record, exc)
             except RetryableProviderError as exc:
@@ -374,7 +395,9 @@ class TokenRefresher:
             await uow.tokens.save(current)
             await uow.outbox.add(current.pull_events())
 
-        saved = await self._commit(record, apply)
+        # A rotated refresh token exists only in this response: keep trying to store it through
+        # a storage outage for as long as a lease lasts, not just a few attempts.
+        saved = await self._commit(record, apply, persist_seconds=self.lease_ttl)
         if saved is None:
             log.warning(
                 "refreshed token discarded: the record was replaced or removed meanwhile: token=%s",
@@ -436,13 +459,17 @@ class TokenRefresher:
             await uow.connectors.save(connector)
         return events
 
-    async def _commit(self, record: TokenRecord, apply: Apply, *, reload_first: bool = False) -> TokenRecord | None:
+    async def _commit(
+        self, record: TokenRecord, apply: Apply, *, reload_first: bool = False, persist_seconds: float = 0.0
+    ) -> TokenRecord | None:
         """Apply and commit; on :class:`Conflict` (or a storage outage) re-read and apply again,
         as long as the stored record still holds the refresh token we used. ``None`` when it
-        does not (re-authorized or removed meanwhile)."""
+        does not (re-authorized or removed meanwhile). Storage outages are retried
+        ``policy.attempts`` times, or for ``persist_seconds`` when that is longer."""
         used = record.tokens.refresh_token
         current: TokenRecord | None = None if reload_first else record
         conflicts = outages = 0
+        waited = 0.0
         while True:
             try:
                 async with self.ctx.uow() as uow:
@@ -459,10 +486,12 @@ class TokenRefresher:
                     raise
             except Unavailable:
                 outages += 1
-                if outages >= max(1, self.ctx.policy.attempts):
+                if outages >= max(1, self.ctx.policy.attempts) and waited >= persist_seconds:
                     log.error("cannot store the outcome of a token refresh: token=%s", record.id)
                     raise
-                await self._sleep(self.ctx.lifecycle.retry_delay(outages))
+                delay = min(self.ctx.lifecycle.retry_delay(outages), 5.0)
+                await self._sleep(delay)
+                waited += delay
             current = None
 
     # -- leases and loads --------------------------------------------------------------------

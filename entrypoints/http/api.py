@@ -9,6 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from attrs import define, frozen
 from jsonschema import Draft202012Validator, FormatChecker
@@ -90,10 +91,23 @@ class Endpoint:
         return self.handler.__name__.strip("_")
 
 
+FORMATS = FormatChecker()
+
+
+@FORMATS.checks("uri", raises=ValueError)
+def _is_web_uri(value: object) -> bool:
+    """``format: uri`` here means an absolute http(s) URL with a host (jsonschema only checks
+    it when an optional package is installed; this check is always on)."""
+    if not isinstance(value, str):
+        return True
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in value)
+
+
 def _validator(schema: Mapping[str, Any] | None) -> Draft202012Validator | None:
     if schema is None:
         return None
-    return Draft202012Validator(dict(schema), format_checker=FormatChecker())
+    return Draft202012Validator(dict(schema), format_checker=FORMATS)
 
 
 def schema_errors(validator: Draft202012Validator, data: Any, root: str) -> list[dict[str, str]]:
@@ -172,13 +186,7 @@ async def _parse_body(request: Request, endpoint: Endpoint) -> dict[str, Any]:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
             raise UnsupportedMediaType("Content-Type must be application/json")
-        try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValidationError(
-                f"request body is not valid JSON (line {getattr(exc, 'lineno', 1)})",
-                errors=[{"path": "body", "message": "malformed JSON"}],
-            ) from None
+        data = parse_json(raw)
     if not isinstance(data, dict):
         raise ValidationError.for_field("body", "must be a JSON object")
     validator = _VALIDATORS[id(endpoint)][0]
@@ -186,6 +194,54 @@ async def _parse_body(request: Request, endpoint: Endpoint) -> dict[str, Any]:
     errors = schema_errors(validator, data, "")
     if errors:
         raise ValidationError(f"invalid request body: {errors[0]['path']} {errors[0]['message']}", errors=errors)
+    return data
+
+
+MAX_JSON_DEPTH = 32
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _depth(value: Any, limit: int) -> int:
+    stack = [(value, 1)]
+    deepest = 0
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if level > limit:
+            return level
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return deepest
+
+
+def parse_json(raw: bytes) -> Any:
+    """Strict JSON: no NaN/Infinity, no lone surrogates, at most 32 levels deep. Anything that
+    would not survive being stored and sent back is refused here, as a 400."""
+
+    def bad(message: str) -> ValidationError:
+        return ValidationError(
+            f"request body is not valid JSON ({message})", errors=[{"path": "body", "message": message}]
+        )
+
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise bad("malformed JSON") from None
+    except RecursionError:
+        raise bad(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError:  # NaN/Infinity, integers with thousands of digits
+        raise bad("a number that is not a finite JSON number") from None
+    if _depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise bad(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        json.dumps(data, allow_nan=False).encode("utf-8")
+    except (UnicodeEncodeError, ValueError):
+        raise bad("text that is not valid Unicode") from None
     return data
 
 

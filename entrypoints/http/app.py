@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from connector_core.catalog import thaw
 from entrypoints.bootstrap import Container
-from entrypoints.http.api import http_error, routes, server_error
+from entrypoints.http.api import FORMATS, http_error, routes, server_error
 from entrypoints.http.openapi import openapi_document
 
 log = logging.getLogger("connector_manager.http")
@@ -39,7 +39,7 @@ class ApiState:
         found = self._validators.get(key)
         if found is None:
             entry = self.container.catalog.get(key)
-            found = Draft202012Validator(thaw(entry.config_schema), format_checker=FormatChecker())
+            found = Draft202012Validator(thaw(entry.config_schema), format_checker=FORMATS)
             self._validators[key] = found
         return found
 

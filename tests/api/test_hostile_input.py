@@ -118,3 +118,31 @@ async def test_no_input_makes_a_500(api: Api, name: str, body: object) -> None:
         r = await api.client.request(method, path, json=body, headers=api.admin)
         assert r.status_code < 500, (method, path, r.text)
         assert "Traceback" not in r.text
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"baseUrl": "https://x.example", "filters": {"x": NaN}}',
+        b'{"baseUrl": "https://x.example", "filters": {"x": 1e400}}',
+        b'{"baseUrl": "https://x.example", "filters": {"x": Infinity}}',
+        b'{"baseUrl": "\\ud800"}',
+        b'{"baseUrl": "https://x.example", "filters": {"n": ' + b"9" * 5000 + b"}}",
+        b'{"baseUrl": "https://x.example", "filters": ' + b'{"a": ' * 40 + b"1" + b"}" * 40 + b"}",
+        b'{"baseUrl": "https://x.example", "filters": ' + b"[" * 2000 + b"]" * 2000 + b"}",
+    ],
+    ids=["nan", "overflow", "infinity", "lone-surrogate", "huge-int", "deep-object", "very-deep-array"],
+)
+async def test_json_that_cannot_round_trip_is_refused_and_nothing_is_stored(api: Api, raw: bytes) -> None:
+    r = await api.client.put(f"{P}/config/jira", content=raw, headers={**api.admin, "content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "VALIDATION_ERROR"
+    got = await api.client.get(f"{P}/config/jira", headers=api.admin)
+    assert got.status_code == 200 and got.json()["version"] == 0
+
+
+@pytest.mark.parametrize("base_url", ["javascript:alert(1)", "dup", "ftp://files.example", "https://"])
+async def test_base_url_must_be_a_web_url(api: Api, base_url: str) -> None:
+    r = await api.client.put(f"{P}/config/jira", json={"baseUrl": base_url}, headers=api.admin)
+    assert r.status_code == 400
+    assert r.json()["error"]["metadata"]["errors"][0]["path"] == "baseUrl"

@@ -42,6 +42,12 @@ def serve(tmp_path: Path, config: str) -> subprocess.CompletedProcess[str]:
             "mongo_url",
         ),
         ('secrets = "etcd"\netcd_endpoint = "127.0.0.1:{port}"\netcd_timeout_seconds = 0.5\n', "etcd_endpoint"),
+        (
+            'storage = "mongo"\nmongo_url = "mongodb://app:PLANTED-PW@127.0.0.1:{port},127.0.0.2:{port}/?replicaSet=rs0"\n'
+            "mongo_timeout_seconds = 0.5\n",
+            "mongo_url",
+        ),
+        ('etcd_endpoint = "127.0.0.1:abc"\n', "etcd_endpoint"),
         ('events = "kafka"\nkafka_bootstrap = "127.0.0.1:{port}"\n', "kafka_bootstrap"),
         ('cache = "redis"\nredis_url = "redis://:PLANTED-PW@127.0.0.1:{port}/0"\n', "redis_url"),
         ('storage = "postgres"\n', "storage"),
@@ -50,7 +56,19 @@ def serve(tmp_path: Path, config: str) -> subprocess.CompletedProcess[str]:
         ("no_such_setting = 1\n", "no_such_setting"),
         ("this is not toml", "config_file"),
     ],
-    ids=["mongo", "etcd", "kafka", "redis", "bad-choice", "bad-port", "bad-number", "unknown", "bad-toml"],
+    ids=[
+        "mongo",
+        "etcd",
+        "mongo-replica-set-url",
+        "etcd-bad-port",
+        "kafka",
+        "redis",
+        "bad-choice",
+        "bad-port",
+        "bad-number",
+        "unknown",
+        "bad-toml",
+    ],
 )
 def test_bad_setting_fails_start_with_one_line(tmp_path: Path, config: str, setting: str) -> None:
     done = serve(tmp_path, config.replace("{port}", str(free_port())))
@@ -87,3 +105,19 @@ def test_another_master_key_is_named_not_a_crash(tmp_path: Path) -> None:
     assert second.returncode == 2
     assert second.stderr.strip().startswith("connector-manager: CM_MASTER_KEY: cannot decrypt /services/secretKeys")
     assert "key-one" not in second.stderr and "key-two" not in second.stderr
+
+
+def test_equal_user_and_scoped_secrets_are_refused(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CM_")}
+    env.update(CM_JWT_SECRET="same-secret-for-both", CM_SCOPED_JWT_SECRET="same-secret-for-both")
+    done = subprocess.run(
+        [sys.executable, "-m", "entrypoints.cli", "token", "--scoped", "--data-dir", str(tmp_path / "d")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == "connector-manager: CM_SCOPED_JWT_SECRET: must differ from the user token secret"

@@ -417,3 +417,29 @@ def test_validate_filter_selection_limits_list_length() -> None:
     with pytest.raises(ValidationError) as info:
         validate_filter_selection(entry, {"sharedDrives": ["d"] * 1001})
     assert info.value.errors[0]["path"] == "filterOptions.sharedDrives"
+
+
+def test_custom_provider_secrets_must_be_direct_auth_fields() -> None:
+    from connector_core.catalog import load_default_catalog
+    from connector_core.errors import ValidationError
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "auth": {
+                "type": "object",
+                "properties": {
+                    "signing": {"type": "object", "properties": {"privateKey": {"type": "string", "writeOnly": True}}}
+                },
+            },
+            "sync": {"type": "object", "properties": {"webhookSecret": {"type": "string", "writeOnly": True}}},
+        },
+    }
+    provider = {
+        "key": "nested",
+        "configSchema": schema,
+        "oauth": {"authorizeUrl": "https://i.example/a", "tokenUrl": "https://i.example/t"},
+    }
+    with pytest.raises(ValidationError) as err:
+        load_default_catalog().with_custom_providers([provider])
+    assert err.value.errors[0]["path"].startswith("configSchema.")
