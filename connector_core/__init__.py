@@ -14,6 +14,7 @@ from connector_core.catalog import (
 from connector_core.errors import (
     BackendError,
     Conflict,
+    ConnectorDisabled,
     ConnectorManagerError,
     CryptoError,
     DomainRuleViolation,
@@ -84,6 +85,7 @@ __all__ = [
     "Connector",
     "ConnectorConfig",
     "ConnectorConfigured",
+    "ConnectorDisabled",
     "ConnectorManagerError",
     "ConnectorService",
     "ConnectorView",

@@ -9,7 +9,8 @@ catch the whole family, and the HTTP layer maps classes to statuses in one table
     ├── Conflict                    optimistic concurrency: the stored version moved on
     ├── ValidationError             input that breaks a rule, with the path of the field
     ├── DomainRuleViolation         an operation the aggregate refuses in its state
-    │   └── NotConfigured           enabling a connector that lacks what it needs
+    │   ├── NotConfigured           enabling a connector that lacks what it needs
+    │   └── ConnectorDisabled       asking for a disabled connector's tokens
     ├── PermissionDenied            the caller may not do this
     ├── Unauthenticated             the caller is not who they claim
     ├── OAuthError                  the authorization dance went wrong
@@ -84,6 +85,10 @@ class DomainRuleViolation(ConnectorManagerError):
 
 class NotConfigured(DomainRuleViolation):
     code = "CONNECTOR_NOT_CONFIGURED"
+
+
+class ConnectorDisabled(DomainRuleViolation):
+    code = "CONNECTOR_DISABLED"
 
 
 class PermissionDenied(ConnectorManagerError):

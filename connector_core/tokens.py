@@ -150,6 +150,8 @@ def _seconds(raw: Any) -> float | None:
 
 class TokenStatus(enum.StrEnum):
     ACTIVE = "ACTIVE"
+    #: its connector is disabled: not refreshed, not handed out, until it is enabled again
+    PAUSED = "PAUSED"
     NEEDS_REAUTHENTICATION = "NEEDS_REAUTHENTICATION"
     REVOKED = "REVOKED"
 
@@ -326,6 +328,24 @@ class TokenRecord:
         elif not self.expiry_notified:
             self.expiry_notified = True
             self._emit(TokenEventType.EXPIRED, now, ids)
+
+    def pause(self, *, now: datetime) -> bool:
+        """The connector was disabled: stop refreshing (no event; the connector announced it)."""
+        if self.status != TokenStatus.ACTIVE:
+            return False
+        self.status = TokenStatus.PAUSED
+        self.updated_at = now
+        return True
+
+    def resume(self, *, lifecycle: TokenLifecycle, now: datetime) -> bool:
+        """The connector was enabled again: refresh on schedule (at once when already due)."""
+        if self.status != TokenStatus.PAUSED:
+            return False
+        self.status = TokenStatus.ACTIVE
+        self.refresh_due_at = lifecycle.refresh_due_at(self.tokens)
+        self.next_attempt_at = None
+        self.updated_at = now
+        return True
 
     def revoke(self, *, now: datetime, ids: IdSource) -> None:
         self.status = TokenStatus.REVOKED

@@ -139,6 +139,7 @@ class ConnectorService:
                     sync_action=sync_action,
                     routes=self.ctx.routes(entry.key),
                 )
+                await self._follow_enabled_state(uow, connector)
                 await self._store(uow, connector)
                 await uow.commit()
             return ConnectorView(entry, connector)
@@ -170,6 +171,7 @@ class ConnectorService:
                     )
                 else:
                     connector.disable(by=user_id, now=now, ids=self.ctx.ids)
+                await self._follow_enabled_state(uow, connector)
                 await self._store(uow, connector)
                 await uow.commit()
             return ConnectorView(entry, connector)
@@ -211,6 +213,19 @@ class ConnectorService:
             now=self.ctx.clock.now(),
             by=user_id,
         )
+
+    async def _follow_enabled_state(self, uow: UnitOfWork, connector: Connector) -> None:
+        """A disabled connector's token is paused (not refreshed, not handed out); enabling
+        resumes it. Same unit of work as the toggle."""
+        record = await uow.tokens.get_for_connector(connector.org_id, connector.key)
+        if record is None:
+            return
+        now = self.ctx.clock.now()
+        changed = (
+            record.resume(lifecycle=self.ctx.lifecycle, now=now) if connector.is_enabled else record.pause(now=now)
+        )
+        if changed:
+            await uow.tokens.save(record)
 
     @staticmethod
     async def _store(uow: UnitOfWork, connector: Connector) -> None:

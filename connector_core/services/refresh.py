@@ -27,6 +27,7 @@ from attrs import frozen
 
 from connector_core.errors import (
     Conflict,
+    ConnectorDisabled,
     ConnectorManagerError,
     DomainRuleViolation,
     LeaseLost,
@@ -160,6 +161,8 @@ class TokenRefresher:
             record = await uow.tokens.get_for_connector(org_id, entry.key)
         if record is None:
             raise NotFound(f"{entry.display_name} has no stored token; authorize it first")
+        if record.status == TokenStatus.PAUSED:
+            raise ConnectorDisabled(f"{entry.display_name} is disabled; enable it to use its tokens")
         if record.status != TokenStatus.ACTIVE:
             raise ReauthorizationRequired(f"{entry.display_name} needs to be authorized again")
         return record
@@ -174,11 +177,20 @@ class TokenRefresher:
             current = await self._load(seen.id)
             if current is None:
                 raise NotFound("the token was removed meanwhile")
+            if current.status == TokenStatus.PAUSED:
+                raise ConnectorDisabled("the connector is disabled; enable it to use its tokens")
             if current.status != TokenStatus.ACTIVE:
                 raise ReauthorizationRequired("the connector needs to be authorized again")
             if current.tokens.obtained_at > seen.tokens.obtained_at:
                 return current  # refreshed by another worker while we waited
-            if not force and not self.ctx.lifecycle.is_due(current, self.ctx.clock.now()):
+            now = self.ctx.clock.now()
+            if current.next_attempt_at is not None and current.next_attempt_at > now:
+                # resting after provider failures: a forced refresh must not start a storm
+                raise RetryableProviderError(
+                    "token refresh is backing off after provider failures; retry later",
+                    retry_after=(current.next_attempt_at - now).total_seconds(),
+                )
+            if not force and not self.ctx.lifecycle.is_due(current, now):
                 return current
             result = await self._run(current, lease)
         finally:

@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse
 from connector_core.errors import (
     BackendError,
     Conflict,
+    ConnectorDisabled,
     ConnectorManagerError,
     CryptoError,
     DomainRuleViolation,
@@ -27,6 +28,7 @@ from connector_core.errors import (
 
 #: most specific first
 STATUS_TABLE: list[tuple[type[ConnectorManagerError], int]] = [
+    (ConnectorDisabled, 409),
     (ValidationError, 400),
     (DomainRuleViolation, 400),
     (OAuthError, 400),

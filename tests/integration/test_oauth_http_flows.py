@@ -314,3 +314,28 @@ async def test_get_token_from_code_legacy_route(client: Client, idp: FakeOAuthPr
     r = await c.http.post(f"{P}/getTokenFromCode", json={}, headers=c.admin)
     assert r.status_code == 400
     assert r.json()["error"]["metadata"]["errors"][0]["path"] == "tempCode"
+
+
+async def test_a_disabled_connector_hands_out_no_tokens(client: Client, idp: FakeOAuthProvider) -> None:
+    c = client
+    idp.register_client("cid-off", "s3cret")
+    await c.http.put(
+        f"{P}/config/jira",
+        json={"baseUrl": FRONTEND, "auth": {"clientId": "cid-off", "clientSecret": "s3cret"}},
+        headers=c.admin,
+    )
+    await authorize_through_provider(c, idp, "jira")
+    assert (await c.http.get(f"{P}/internal/credentials/jira", headers=c.scoped)).status_code == 200
+    r = await c.http.post(f"{P}/toggle/jira", headers=c.admin)
+    assert r.json()["connector"]["isEnabled"] is False
+    grants = idp.stats()["refresh_grants"]
+    r = await c.http.get(f"{P}/internal/credentials/jira", headers=c.scoped)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "CONNECTOR_DISABLED"
+    r = await c.http.post(f"{P}/internal/refreshIndividualConnectorToken", json={"connector": "jira"}, headers=c.scoped)
+    assert r.status_code == 409
+    # the background refresher leaves it alone too
+    report = await c.container.extras["refresher"].refresh_due(batch_size=100)
+    assert report.total == 0 and idp.stats()["refresh_grants"] == grants
+    r = await c.http.post(f"{P}/toggle/jira", headers=c.admin)
+    assert r.json()["connector"]["isEnabled"] is True
+    assert (await c.http.get(f"{P}/internal/credentials/jira", headers=c.scoped)).status_code == 200

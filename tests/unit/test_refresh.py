@@ -546,6 +546,7 @@ async def test_refresh_connector_errors(env: Env) -> None:
     with pytest.raises(RetryableProviderError):
         await env.refresher.refresh_connector("org-1", KEY)
     assert (await env.token()).failure_count == 1
+    env.clock.advance(120)  # past the token's rest after that failure
     env.provider.answers = [ReauthorizationRequired("refused", error_code="invalid_grant")]
     with pytest.raises(ReauthorizationRequired):
         await env.refresher.refresh_connector("org-1", KEY)
@@ -697,3 +698,17 @@ async def test_no_secret_reaches_the_logs(env: Env, caplog: Any) -> None:
     assert "PLANTED" not in caplog.text
     assert "PLANTED" not in repr(record)
     assert caplog.records  # it did log
+
+
+async def test_forced_refresh_respects_the_backoff(catalog: Catalog, t0: Any) -> None:
+    env = make_env(catalog, t0)
+    await env.seed()
+    env.provider.answers = [RetryableProviderError("slow down", status=429, retry_after=3600)] * 3
+    with pytest.raises(RetryableProviderError):
+        await env.refresher.refresh_connector("org-1", KEY)
+    calls = len(env.provider.calls)
+    for _ in range(5):
+        with pytest.raises(RetryableProviderError) as err:
+            await env.refresher.refresh_connector("org-1", KEY)
+        assert err.value.retry_after is not None and err.value.retry_after > 3000
+    assert len(env.provider.calls) == calls  # no storm: the provider was not asked again
