@@ -42,6 +42,9 @@ __all__ = ["ACCEPTED_ID_TOKEN_ALGORITHMS", "HttpxOAuthClient", "parse_retry_afte
 log = logging.getLogger(__name__)
 
 #: Asymmetric signatures only: never ``none``, never HS* (a client secret is not a signing key).
+#: in an issuer, stands for the tenant id the token itself names (claim ``tid``)
+TENANT_PLACEHOLDER = "{tenantid}"
+
 ACCEPTED_ID_TOKEN_ALGORITHMS = {"RS256": "RSA", "ES256": "EC"}
 WELL_KNOWN_SUFFIX = "/.well-known/openid-configuration"
 MAX_RETRY_AFTER_SECONDS = 24 * 3600.0
@@ -216,13 +219,16 @@ class HttpxOAuthClient:
             raise IdTokenInvalid("the ID token is not signed with an accepted algorithm")
         kid = header.get("kid")
         key = await self._signing_key(jwks_uri, kid if isinstance(kid, str) else None, alg)
+        # Multi-tenant issuers (Microsoft: ".../{tenantid}/v2.0") name the tenant of the token:
+        # the issuer is checked below, after the signature, with the token's own ``tid``.
+        tenant_template = bool(spec.issuer and TENANT_PLACEHOLDER in spec.issuer)
         try:
             claims: dict[str, Any] = jwt.decode(
                 id_token,
                 key=key.key,
                 algorithms=[alg],
                 audience=client_id,
-                issuer=spec.issuer or None,
+                issuer=None if tenant_template else (spec.issuer or None),
                 leeway=self._leeway,
                 options={"require": ["exp", "iat", "iss", "aud", "sub"]},
             )
@@ -240,6 +246,13 @@ class HttpxOAuthClient:
             raise IdTokenInvalid("the ID token is not valid yet (iat/nbf)") from exc
         except jwt.PyJWTError as exc:
             raise IdTokenInvalid(f"the ID token is invalid ({type(exc).__name__})") from exc
+        if tenant_template:
+            assert spec.issuer is not None
+            tid = claims.get("tid")
+            if not isinstance(tid, str) or not tid or "/" in tid:
+                raise IdTokenInvalid("the ID token lacks the 'tid' claim its issuer needs")
+            if claims.get("iss") != spec.issuer.replace(TENANT_PLACEHOLDER, tid):
+                raise IdTokenInvalid("the ID token was issued by another issuer (iss)")
         audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
         azp = claims.get("azp")
         if (azp is not None or len(audiences) > 1) and azp != client_id:

@@ -216,10 +216,12 @@ def test_microsoft_urls_are_built_with_the_tenant_id(key: str, tenant: str) -> N
     assert oauth is not None
     resolved = oauth.resolve({"tenantId": tenant})
     assert isinstance(resolved, OAuthSpec)
-    for url in (resolved.authorize_url, resolved.token_url, resolved.jwks_uri, resolved.issuer):
+    for url in (resolved.authorize_url, resolved.token_url, resolved.jwks_uri):
         assert url is not None
         assert f"/{tenant}/" in url + "/"
         assert "{" not in url
+    # the issuer names the tenant of each token (its tid claim), whatever name was configured
+    assert resolved.issuer == "https://login.microsoftonline.com/{tenantid}/v2.0"
     assert resolved.url_params == ()
     assert resolved.default_scopes == oauth.default_scopes
     assert resolved.scope_apps == oauth.scope_apps
