@@ -27,7 +27,7 @@ import hashlib
 import logging
 import re
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -41,8 +41,10 @@ from connector_core.errors import (
     IdTokenInvalid,
     InvalidState,
     NotConfigured,
+    OAuthError,
     PermissionDenied,
     ProviderError,
+    ReauthorizationRequired,
     ValidationError,
 )
 from connector_core.model.connector import AuthState, Connector
@@ -300,12 +302,14 @@ class OAuthService:
         self._require_oauth(entry, connector)
         resolved = await self._resolve(org_id, entry, connector)
         spec, client = resolved.spec, resolved.client
-        response = await self.provider.exchange_code(
-            spec,
-            client,
-            code=code,
-            redirect_uri=pending.redirect_uri,
-            code_verifier=pending.code_verifier,
+        response = await _exchange(
+            self.provider.exchange_code(
+                spec,
+                client,
+                code=code,
+                redirect_uri=pending.redirect_uri,
+                code_verifier=pending.code_verifier,
+            )
         )
         tokens = self._token_set(response, spec, pending.scopes)
         try:
@@ -359,8 +363,8 @@ class OAuthService:
         self._require_oauth(entry, connector)
         resolved = await self._resolve(org_id, entry, connector)
         spec, client = resolved.spec, resolved.client
-        response = await self.provider.exchange_code(
-            spec, client, code=temp_code, redirect_uri=redirect_uri, code_verifier=None
+        response = await _exchange(
+            self.provider.exchange_code(spec, client, code=temp_code, redirect_uri=redirect_uri, code_verifier=None)
         )
         tokens = self._token_set(response, spec, ScopeMapper(entry).default_scopes())
         try:
@@ -726,3 +730,15 @@ class OAuthService:
 
     def _blank(self, entry: CatalogEntry, org_id: str) -> Connector:
         return Connector.create(entry, org_id=org_id, connector_id="", now=self.ctx.clock.now(), by=None)
+
+
+async def _exchange(call: Awaitable[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """A code the provider refuses (invalid_grant: expired, reused, wrong redirect or verifier)
+    is the caller's input at fault (400), not a grant that needs re-authorization."""
+    try:
+        return await call
+    except ReauthorizationRequired as exc:
+        raise OAuthError(
+            f"the provider refused the authorization code ({exc.error_code or 'error'}); start the authorization again",
+            metadata={"providerError": exc.error_code} if exc.error_code else None,
+        ) from None

@@ -339,3 +339,22 @@ async def test_a_disabled_connector_hands_out_no_tokens(client: Client, idp: Fak
     r = await c.http.post(f"{P}/toggle/jira", headers=c.admin)
     assert r.json()["connector"]["isEnabled"] is True
     assert (await c.http.get(f"{P}/internal/credentials/jira", headers=c.scoped)).status_code == 200
+
+
+async def test_a_refused_code_is_a_400(client: Client, idp: FakeOAuthProvider) -> None:
+    c = client
+    idp.register_client("cid-badcode", "s3cret")
+    await c.http.put(
+        f"{P}/config/jira",
+        json={"baseUrl": FRONTEND, "auth": {"clientId": "cid-badcode", "clientSecret": "s3cret"}},
+        headers=c.admin,
+    )
+    r = await c.http.get(f"{P}/jira/oauth/authorize", params={"baseUrl": FRONTEND}, headers=c.admin)
+    state = parse_qs(urlsplit(r.json()["authorizationUrl"]).query)["state"][0]
+    r = await c.http.get(
+        f"{P}/jira/oauth/callback",
+        params={"code": "not-a-real-code", "state": state, "baseUrl": FRONTEND},
+        headers=c.admin,
+    )
+    assert r.status_code == 400 and r.json()["error"]["code"] == "OAUTH_ERROR"
+    assert (await c.http.get(f"{P}/config/jira", headers=c.admin)).json()["authStatus"] == "NOT_AUTHENTICATED"

@@ -38,7 +38,7 @@ from connector_core.errors import (
     ConnectorManagerError,
     IdTokenInvalid,
     InvalidState,
-    ReauthorizationRequired,
+    OAuthError,
     RetryableProviderError,
 )
 from connector_core.model.connector import AuthState
@@ -518,9 +518,9 @@ async def test_provider_refuses_a_code_without_its_pkce_verifier(env: Env) -> No
     await env.configure("googleWorkspace")
     query = await env.consent("googleWorkspace")
     env.oauth.provider = DropVerifier(env.client)  # type: ignore[assignment]
-    with pytest.raises(ReauthorizationRequired) as info:
+    with pytest.raises(OAuthError) as info:
         await env.oauth.handle_callback(ORG, USER, "googleWorkspace", code=query["code"], state=query["state"])
-    assert info.value.error_code == "invalid_grant"
+    assert info.value.metadata == {"providerError": "invalid_grant"}
     assert await env.token("googleWorkspace") is None
     assert env.idp.stats()["authorization_code_grants"] == 0
 

@@ -22,6 +22,7 @@ from connector_core.errors import (
     IdTokenInvalid,
     InvalidState,
     NotConfigured,
+    OAuthError,
     PermissionDenied,
     ProviderError,
     ReauthorizationRequired,
@@ -632,8 +633,9 @@ async def test_refused_code_exchange_changes_nothing(env: Env) -> None:
     await env.configure()
     q = await env.authorize()
     env.provider.exchange = [ReauthorizationRequired("refused", error_code="invalid_grant")]
-    with pytest.raises(ReauthorizationRequired):
+    with pytest.raises(OAuthError) as err:  # the code is the caller's input: a 400, not a re-auth
         await env.oauth.handle_callback(ORG, USER, "googleWorkspace", code="c", state=q["state"])
+    assert err.value.metadata == {"providerError": "invalid_grant"}
     assert await env.token() is None
     assert env.provider.named("verify") == []
 
