@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -43,7 +44,12 @@ async def _serve(settings: Settings) -> None:
     from entrypoints.workers import background_tasks, reload_container
 
     container = await build_container(settings)
-    app = create_app(container, reloader=reload_container, lifespan_tasks=background_tasks(settings))
+    app = create_app(
+        container,
+        reloader=reload_container,
+        lifespan_tasks=background_tasks(settings),
+        close_on_shutdown=True,
+    )
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -58,10 +64,10 @@ async def _serve(settings: Settings) -> None:
     # there before; a no-op handler makes a requested shutdown exit 0 instead of dying by signal.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: None)
-    try:
-        await server.serve()  # uvicorn handles SIGINT/SIGTERM: stops accepting, drains, exits
-    finally:
-        await container.aclose()
+    await server.serve()  # the lifespan closes every generation's connections on the way out
+    if not server.started:  # start-up failed before the lifespan could close anything
+        with contextlib.suppress(Exception):
+            await container.aclose()
 
 
 async def _worker(settings: Settings, once: bool) -> None:

@@ -14,9 +14,6 @@ log = logging.getLogger("connector_manager.worker")
 
 Task = Callable[[Container, asyncio.Event], Coroutine[Any, Any, None]]
 
-#: how long a replaced generation's connections stay open for requests still using them
-RETIRE_AFTER_SECONDS = 30.0
-
 
 async def refresher_loop(container: Container, stop: asyncio.Event) -> None:
     refresher = container.extras.get("refresher")
@@ -95,17 +92,9 @@ async def run_worker(container: Container, *, once: bool = False) -> None:
 
 async def reload_container(old: Container) -> Container:
     """Re-read the settings file, the environment and the run-time overrides in the key-value
-    store, and build the next generation. Connections are kept unless a connection setting
-    changed; then new ones are opened and the old ones closed once requests in flight are done."""
+    store, and build the next generation. Connections are shared unless a connection setting
+    changed; the application retires the old generation once requests in flight are done."""
     settings = load_settings(old.settings.config_file, data_dir=old.settings.data_dir)
     infra = old.extras["infrastructure"]
     shared = infra_key(settings) == infra.key or settings.storage == "memory"
-    new = await build_container(settings, infrastructure=infra if shared else None, iam=old.iam)
-
-    async def retire() -> None:
-        await asyncio.sleep(RETIRE_AFTER_SECONDS)
-        await old.aclose(infrastructure=not shared)
-
-    task = asyncio.get_running_loop().create_task(retire())
-    new.extras["retiring"] = task
-    return new
+    return await build_container(settings, infrastructure=infra if shared else None, iam=old.iam)

@@ -48,13 +48,55 @@ class ApiState:
         return await holder.reload()
 
 
-class AppHolder:
-    """Holds the current :class:`ApiState`; ``reload`` builds a new one and swaps it in."""
+BackgroundTask = Callable[[Container, asyncio.Event], Coroutine[Any, Any, None]]
 
-    def __init__(self, container: Container, reloader: Reloader | None) -> None:
+
+class BackgroundRunner:
+    """The background loops of one generation (refresher, relay, config watch)."""
+
+    def __init__(self, tasks: list[BackgroundTask], grace_seconds: float = 20.0) -> None:
+        self._factories = tasks
+        self._grace = grace_seconds
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self, container: Container) -> None:
+        self._stop = asyncio.Event()
+        self._tasks = [asyncio.create_task(make(container, self._stop)) for make in self._factories]
+
+    async def stop(self) -> None:
+        """Ask the loops to finish their pass (a refresh in flight commits its rotated token),
+        and cancel only what is still running after the grace period."""
+        self._stop.set()
+        tasks, self._tasks = self._tasks, []
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=self._grace)
+        for task in pending:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+class AppHolder:
+    """Holds the current :class:`ApiState`; ``reload`` builds the next generation, swaps it in,
+    moves the background loops onto it and retires the old one once requests in flight are done."""
+
+    def __init__(
+        self,
+        container: Container,
+        reloader: Reloader | None,
+        runner: BackgroundRunner | None = None,
+        retire_after_seconds: float = 30.0,
+    ) -> None:
         self._reloader = reloader
         self._lock = asyncio.Lock()
         self.state = ApiState(container, reloader)
+        self.runner = runner
+        self._retire_after = retire_after_seconds
+        self._retiring: dict[asyncio.Task[None], Container] = {}
+        self._restarts: set[asyncio.Task[None]] = set()
         container.extras["holder"] = self
 
     def current(self) -> ApiState:
@@ -64,39 +106,78 @@ class AppHolder:
         async with self._lock:
             old = self.state.container
             if self._reloader is None:
-                new = old
-            else:
-                new = await self._reloader(old)
-                new.generation = old.generation + 1
-                new.extras["holder"] = self
+                return old.generation, list(old.catalog.keys)
+            new = await self._reloader(old)
+            new.generation = old.generation + 1
+            new.extras["holder"] = self
             self.state = ApiState(new, self._reloader)
+            if self.runner is not None:
+                # not awaited here: the config watcher itself may be the caller
+                restart = asyncio.create_task(self._restart(new))
+                self._restarts.add(restart)
+                restart.add_done_callback(self._restarts.discard)
+            retire = asyncio.create_task(self._retire(old, new))
+            self._retiring[retire] = old
+            retire.add_done_callback(lambda t: self._retiring.pop(t, None))
             return new.generation, list(new.catalog.keys)
+
+    async def _restart(self, container: Container) -> None:
+        assert self.runner is not None
+        await self.runner.stop()
+        if self.state.container is container:
+            self.runner.start(container)
+
+    @staticmethod
+    def _shares_infrastructure(old: Container, new: Container) -> bool:
+        return old.extras.get("infrastructure") is new.extras.get("infrastructure")
+
+    async def _retire(self, old: Container, new: Container) -> None:
+        await asyncio.sleep(self._retire_after)
+        await old.aclose(infrastructure=not self._shares_infrastructure(old, new))
+
+    async def aclose(self) -> None:
+        """Shutdown: stop the loops gracefully, close retired generations now, then the current."""
+        for task in list(self._restarts):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.runner is not None:
+            await self.runner.stop()
+        current = self.state.container
+        for task, old in list(self._retiring.items()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            await old.aclose(infrastructure=not self._shares_infrastructure(old, current))
+        self._retiring.clear()
+        await current.aclose()
 
 
 def create_app(
     container: Container,
     *,
     reloader: Reloader | None = None,
-    lifespan_tasks: list[Callable[[Container, asyncio.Event], Coroutine[Any, Any, None]]] | None = None,
+    lifespan_tasks: list[BackgroundTask] | None = None,
+    close_on_shutdown: bool = False,
 ) -> Starlette:
-    holder = AppHolder(container, reloader)
+    """The ASGI application. ``lifespan_tasks`` run in the background while it serves (and move
+    to each new generation on reload); with ``close_on_shutdown`` the lifespan also closes every
+    generation's connections when the server stops."""
+    runner = BackgroundRunner(lifespan_tasks or [])
+    holder = AppHolder(container, reloader, runner)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_document(holder.current().container))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        stop = asyncio.Event()
-        tasks = [asyncio.create_task(t(holder.current().container, stop)) for t in lifespan_tasks or []]
+        runner.start(holder.current().container)
         try:
             yield
         finally:
-            stop.set()
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            if close_on_shutdown:
+                await holder.aclose()
+            else:
+                await runner.stop()
 
     handlers: dict[Any, Any] = {HTTPException: http_error, Exception: server_error}
     app = Starlette(

@@ -219,3 +219,40 @@ async def test_reload_swaps_without_dropping_requests_in_flight(tmp_path) -> Non
         assert r.status_code == 200
         r = await client.get(f"{P}/config/confluence", headers=api.admin)
         assert r.json()["config"]["auth"]["hasApiToken"] is True
+
+
+async def test_background_loops_follow_a_reload_and_stop_gracefully(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from entrypoints.bootstrap import build_container
+    from entrypoints.http.app import create_app
+    from entrypoints.settings import load_settings
+
+    env = {"CM_MASTER_KEY": "loops-test-key"}
+    settings = load_settings(env=env, storage="memory", secrets="memory", data_dir=tmp_path)
+    first = await build_container(settings, env=env)
+    seen: list[int] = []
+    finished: list[int] = []
+
+    async def loop(container, stop):  # type: ignore[no-untyped-def]
+        seen.append(container.generation)
+        await stop.wait()
+        await asyncio.sleep(0.05)  # a pass finishing its work after the stop signal
+        finished.append(container.generation)
+
+    async def reloader(old):  # type: ignore[no-untyped-def]
+        return await build_container(settings, env=env, storage=old.storage, iam=old.iam)
+
+    app = create_app(first, reloader=reloader, lifespan_tasks=[loop], close_on_shutdown=True)
+    holder = app.state.holder
+    async with app.router.lifespan_context(app):
+        await asyncio.sleep(0)
+        assert seen == [1]
+        generation, _ = await holder.reload()
+        assert generation == 2
+        for _ in range(100):
+            if seen == [1, 2]:
+                break
+            await asyncio.sleep(0.01)
+        assert seen == [1, 2] and finished == [1]  # generation 1's loop finished, not killed
+    assert finished == [1, 2]
