@@ -109,11 +109,16 @@ class MemoryUnitOfWork(BufferedUnitOfWork):
         with s.lock:
             for sc in batch.connectors:
                 current = s.connectors.get((sc.connector.org_id, sc.connector.key))
-                if (current["version"] if current else 0) != sc.expected_version:
+                # like the real stores: only an ADD may find nothing there
+                if (current is None and sc.op is not Op.ADD) or (
+                    (current["version"] if current else 0) != sc.expected_version
+                ):
                     raise Conflict(f"connector {sc.connector.key} was changed by someone else; retry")
             for st in batch.tokens:
                 current = s.tokens.get(st.record.id)
-                if (current["version"] if current else 0) != st.expected_version:
+                if (current is None and st.op is not Op.ADD) or (
+                    (current["version"] if current else 0) != st.expected_version
+                ):
                     raise Conflict("token record was changed by someone else; retry")
                 if st.op is Op.ADD and any(
                     (d["org_id"], d["connector_key"]) == (st.record.org_id, st.record.connector_key)
@@ -150,9 +155,10 @@ class MemoryOutboxReader:
         with self._s.lock:
             self._s.outbox = [(seq, doc, done or seq in wanted) for seq, doc, done in self._s.outbox]
 
-    async def recent(self, limit: int) -> Sequence[OutboxMessage]:
+    async def recent(self, limit: int, *, org_id: str | None = None) -> Sequence[OutboxMessage]:
         with self._s.lock:
-            rows = [(seq, doc) for seq, doc, _ in self._s.outbox[-limit:]] if limit else []
+            mine = [(seq, doc) for seq, doc, _ in self._s.outbox if org_id is None or doc["org_id"] == org_id]
+            rows = mine[-limit:] if limit else []
         return [OutboxMessage(seq, event_from_doc(self._s.conv, doc)) for seq, doc in rows]
 
 

@@ -269,6 +269,7 @@ class MongoDatabase:
             await self.tokens.create_index([("status", 1), ("refresh_due_at", 1)], name="due")
             await self.tokens.create_index([("expiry_notified", 1), ("expires_at", 1)], name="expiry")
             await self.outbox.create_index([("published", 1), ("seq", 1)], name="pending")
+            await self.outbox.create_index([("event.org_id", 1), ("_id", -1)], name="by_org")
             await self._ensure_ttl_index()
             await self.leases.create_index("name", name="name_unique", unique=True)
             # the hot counter exists up front, so concurrent first commits never race to create it
@@ -552,9 +553,10 @@ class MongoOutboxReader:
         with mongo_errors("mark events published"):
             await self._db.outbox.update_many({"_id": {"$in": list(seqs)}}, {"$set": {"published": True}})
 
-    async def recent(self, limit: int) -> Sequence[OutboxMessage]:
+    async def recent(self, limit: int, *, org_id: str | None = None) -> Sequence[OutboxMessage]:
+        query: Doc = {} if org_id is None else {"event.org_id": org_id}
         with mongo_errors("read recent events"):
-            docs = await self._db.outbox.find().sort("_id", -1).limit(limit).to_list()
+            docs = await self._db.outbox.find(query).sort("_id", -1).limit(limit).to_list()
         return [self._db.message_from(d) for d in reversed(docs)]
 
 

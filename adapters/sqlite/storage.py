@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, partition_key TEXT NOT NULL,
     event_type TEXT NOT NULL, doc TEXT NOT NULL, published INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (published, seq);
+CREATE INDEX IF NOT EXISTS outbox_by_key ON outbox (partition_key, seq);
 CREATE TABLE IF NOT EXISTS oauth_states (
     state_hash TEXT PRIMARY KEY, expires_at REAL NOT NULL, sealed TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (
@@ -332,12 +333,17 @@ class SQLiteOutboxReader:
         params = [(s,) for s in seqs]
         await self._db.write(lambda c: c.executemany("UPDATE outbox SET published=1 WHERE seq=?", params))
 
-    async def recent(self, limit: int) -> Sequence[OutboxMessage]:
+    async def recent(self, limit: int, *, org_id: str | None = None) -> Sequence[OutboxMessage]:
+        if org_id is None:
+            query, params = "SELECT seq, doc FROM outbox ORDER BY seq DESC LIMIT ?", (limit,)
+        else:
+            # partition keys are "org:connector": one org's keys sort between "org:" and "org;"
+            query = (
+                "SELECT seq, doc FROM outbox WHERE partition_key >= ? AND partition_key < ? ORDER BY seq DESC LIMIT ?"
+            )
+            params = (f"{org_id}:", f"{org_id};", limit)  # type: ignore[assignment]
         rows = await self._db.run(
-            lambda c: c.execute(
-                "SELECT seq, doc FROM (SELECT seq, doc FROM outbox ORDER BY seq DESC LIMIT ?) ORDER BY seq",
-                (limit,),
-            ).fetchall()
+            lambda c: c.execute(f"SELECT seq, doc FROM ({query}) ORDER BY seq", params).fetchall()  # noqa: S608
         )
         return self._messages(rows)
 

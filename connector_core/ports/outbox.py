@@ -33,6 +33,7 @@ class OutboxReader(Protocol):
         """Mark messages published (idempotent)."""
         ...
 
-    async def recent(self, limit: int) -> Sequence[OutboxMessage]:
-        """The newest ``limit`` messages, published or not, oldest first (for inspection)."""
+    async def recent(self, limit: int, *, org_id: str | None = None) -> Sequence[OutboxMessage]:
+        """The newest ``limit`` messages (of ``org_id`` only, when given), published or not,
+        oldest first (for inspection and the events route)."""
         ...

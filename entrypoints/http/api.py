@@ -523,10 +523,10 @@ async def get_credentials(call: Call) -> Response:
 async def recent_events(call: Call) -> Response:
     limit = int(call.query.get("limit") or 100)
     org = call.principal.org_id if call.principal else None
-    messages = await call.app.container.storage.outbox.recent(min(limit, 1000))
+    messages = await call.app.container.storage.outbox.recent(min(limit, 1000), org_id=org)
     from adapters.event_wire import envelope
 
-    return ok({"events": [envelope(m) for m in messages if org is None or m.event.org_id == org]})
+    return ok({"events": [envelope(m) for m in messages]})
 
 
 async def update_app_config(call: Call) -> Response:

@@ -159,3 +159,27 @@ async def test_leaving_without_commit_stores_nothing(harness: Harness, catalog: 
         assert await uow.connectors.get(o, "confluence") is None
     assert [m for m in await harness.outbox.recent(1000) if m.event.org_id == o] == []
     assert c.version == 0
+
+
+async def test_saving_or_deleting_what_was_never_stored_is_a_conflict(harness: Harness, catalog: Catalog) -> None:
+    """Every store agrees: an update needs a stored row of that version (memory used to accept it)."""
+    from tests.builders import token_record
+
+    o = org()
+    never_added = api_token_connector(catalog, o, harness.clock.now())
+    with pytest.raises(Conflict):
+        async with harness.uow() as uow:
+            await uow.connectors.save(never_added)
+            await uow.commit()
+    record = token_record(o, harness.clock.now())
+    with pytest.raises(Conflict):
+        async with harness.uow() as uow:
+            await uow.tokens.save(record)
+            await uow.commit()
+    with pytest.raises(Conflict):
+        async with harness.uow() as uow:
+            await uow.tokens.delete(record)
+            await uow.commit()
+    async with harness.uow() as uow:
+        assert await uow.connectors.get(o, "confluence") is None
+        assert await uow.tokens.get(record.id) is None

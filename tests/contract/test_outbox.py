@@ -97,3 +97,28 @@ async def test_process_killed_mid_transaction_leaves_no_event(sqlite_harness: Ha
     async with other.uow() as uow:
         await uow.connectors.add(api_token_connector(catalog, "after-crash", other.clock.now()))
         await uow.commit()
+
+
+async def test_recent_of_one_org_is_not_crowded_out_by_others(harness: Harness, catalog: Catalog) -> None:
+    """The events route reads one org's newest events; other orgs' later events must not
+    push them out of the window."""
+    mine, other = f"org-{uuid.uuid4().hex[:8]}", f"org-{uuid.uuid4().hex[:8]}"
+    now = harness.clock.now()
+    ids = CountingIds()
+    entry = catalog.get("confluence")
+    for org_id, toggles in ((mine, 1), (other, 5)):
+        c = api_token_connector(catalog, org_id, now)
+        async with harness.uow() as uow:
+            await uow.connectors.add(c)
+            await uow.commit()
+        for _ in range(toggles):
+            c.toggle(entry, by="u", now=now, ids=ids, sync_action=SyncAction.NONE)
+            async with harness.uow() as uow:
+                await uow.connectors.save(c)
+                await uow.outbox.add(c.pull_events())
+                await uow.commit()
+    got = await harness.outbox.recent(3, org_id=mine)
+    assert [m.event.org_id for m in got] == [mine] and got[0].event.event_type == "appEnabled"
+    theirs = await harness.outbox.recent(3, org_id=other)
+    assert [m.event.event_type for m in theirs] == ["appEnabled", "appDisabled", "appEnabled"]
+    assert [m.seq for m in theirs] == sorted(m.seq for m in theirs)
