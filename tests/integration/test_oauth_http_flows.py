@@ -90,6 +90,14 @@ async def client(idp: FakeOAuthProvider, tmp_path) -> AsyncIterator[Client]:  # 
     await container.aclose()
 
 
+async def configure(c: Client, idp: FakeOAuthProvider, key: str, client_id: str) -> None:
+    """Register a client at the provider and store it as the connector's OAuth client."""
+    idp.register_client(client_id, "s3cret")
+    body = {"baseUrl": FRONTEND, "auth": {"clientId": client_id, "clientSecret": "s3cret"}}
+    r = await c.http.put(f"{P}/config/{key}", json=body, headers=c.admin)
+    assert r.status_code == 200, r.text
+
+
 async def authorize_through_provider(c: Client, idp: FakeOAuthProvider, key: str) -> dict[str, list[str]]:
     r = await c.http.get(f"{P}/{key}/oauth/authorize", params={"baseUrl": FRONTEND}, headers=c.admin)
     assert r.status_code == 200, r.text
@@ -190,12 +198,7 @@ async def test_full_flow(client: Client, idp: FakeOAuthProvider, key: str, caplo
 
 async def test_replayed_state_is_refused_and_changes_nothing(client: Client, idp: FakeOAuthProvider) -> None:
     c = client
-    idp.register_client("cid-replay", "s3cret")
-    await c.http.put(
-        f"{P}/config/jira",
-        json={"baseUrl": FRONTEND, "auth": {"clientId": "cid-replay", "clientSecret": "s3cret"}},
-        headers=c.admin,
-    )
+    await configure(c, idp, "jira", "cid-replay")
     r = await c.http.get(f"{P}/jira/oauth/authorize", params={"baseUrl": FRONTEND}, headers=c.admin)
     async with httpx.AsyncClient() as browser:
         consent = await browser.get(r.json()["authorizationUrl"], follow_redirects=False)
@@ -211,12 +214,7 @@ async def test_replayed_state_is_refused_and_changes_nothing(client: Client, idp
 
 async def test_state_of_another_org_is_refused(client: Client, idp: FakeOAuthProvider) -> None:
     c = client
-    idp.register_client("cid-org", "s3cret")
-    await c.http.put(
-        f"{P}/config/jira",
-        json={"baseUrl": FRONTEND, "auth": {"clientId": "cid-org", "clientSecret": "s3cret"}},
-        headers=c.admin,
-    )
+    await configure(c, idp, "jira", "cid-org")
     r = await c.http.get(f"{P}/jira/oauth/authorize", params={"baseUrl": FRONTEND}, headers=c.admin)
     async with httpx.AsyncClient() as browser:
         consent = await browser.get(r.json()["authorizationUrl"], follow_redirects=False)
@@ -247,12 +245,7 @@ async def test_state_of_another_org_is_refused(client: Client, idp: FakeOAuthPro
 
 async def test_provider_error_marks_the_connector_with_the_reason(client: Client, idp: FakeOAuthProvider) -> None:
     c = client
-    idp.register_client("cid-deny", "s3cret")
-    await c.http.put(
-        f"{P}/config/jira",
-        json={"baseUrl": FRONTEND, "auth": {"clientId": "cid-deny", "clientSecret": "s3cret"}},
-        headers=c.admin,
-    )
+    await configure(c, idp, "jira", "cid-deny")
     r = await c.http.get(f"{P}/jira/oauth/authorize", params={"baseUrl": FRONTEND}, headers=c.admin)
     state = parse_qs(urlsplit(r.json()["authorizationUrl"]).query)["state"][0]
     r = await c.http.get(
@@ -268,12 +261,7 @@ async def test_provider_error_marks_the_connector_with_the_reason(client: Client
 
 async def test_open_redirect_is_refused(client: Client, idp: FakeOAuthProvider) -> None:
     c = client
-    idp.register_client("cid-redir", "s3cret")
-    await c.http.put(
-        f"{P}/config/jira",
-        json={"baseUrl": FRONTEND, "auth": {"clientId": "cid-redir", "clientSecret": "s3cret"}},
-        headers=c.admin,
-    )
+    await configure(c, idp, "jira", "cid-redir")
     for bad in ("https://evil.example", "javascript:alert(1)", "http://localhost:3000@evil.example"):
         r = await c.http.get(f"{P}/jira/oauth/authorize", params={"baseUrl": bad}, headers=c.admin)
         assert r.status_code == 400, bad
@@ -288,12 +276,7 @@ async def test_callback_without_code_and_state(client: Client) -> None:
 
 async def test_get_token_from_code_legacy_route(client: Client, idp: FakeOAuthProvider) -> None:
     c = client
-    idp.register_client("cid-legacy", "s3cret")
-    await c.http.put(
-        f"{P}/config/googleWorkspace",
-        json={"baseUrl": FRONTEND, "auth": {"clientId": "cid-legacy", "clientSecret": "s3cret"}},
-        headers=c.admin,
-    )
+    await configure(c, idp, "googleWorkspace", "cid-legacy")
     redirect = f"{FRONTEND}/connectors/oauth/callback/googleWorkspace"
     drive = "https://www.googleapis.com/auth/drive.readonly"
     idp.set_user("sub-1", "fake.user@example.test")
@@ -318,12 +301,7 @@ async def test_get_token_from_code_legacy_route(client: Client, idp: FakeOAuthPr
 
 async def test_a_disabled_connector_hands_out_no_tokens(client: Client, idp: FakeOAuthProvider) -> None:
     c = client
-    idp.register_client("cid-off", "s3cret")
-    await c.http.put(
-        f"{P}/config/jira",
-        json={"baseUrl": FRONTEND, "auth": {"clientId": "cid-off", "clientSecret": "s3cret"}},
-        headers=c.admin,
-    )
+    await configure(c, idp, "jira", "cid-off")
     await authorize_through_provider(c, idp, "jira")
     assert (await c.http.get(f"{P}/internal/credentials/jira", headers=c.scoped)).status_code == 200
     r = await c.http.post(f"{P}/toggle/jira", headers=c.admin)
@@ -343,12 +321,7 @@ async def test_a_disabled_connector_hands_out_no_tokens(client: Client, idp: Fak
 
 async def test_a_refused_code_is_a_400(client: Client, idp: FakeOAuthProvider) -> None:
     c = client
-    idp.register_client("cid-badcode", "s3cret")
-    await c.http.put(
-        f"{P}/config/jira",
-        json={"baseUrl": FRONTEND, "auth": {"clientId": "cid-badcode", "clientSecret": "s3cret"}},
-        headers=c.admin,
-    )
+    await configure(c, idp, "jira", "cid-badcode")
     r = await c.http.get(f"{P}/jira/oauth/authorize", params={"baseUrl": FRONTEND}, headers=c.admin)
     state = parse_qs(urlsplit(r.json()["authorizationUrl"]).query)["state"][0]
     r = await c.http.get(
