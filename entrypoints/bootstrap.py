@@ -544,6 +544,7 @@ async def build_container(
             post_auth_path=settings.oauth_post_auth_path,
             legacy_redirect_uri=settings.oauth_legacy_redirect_uri,
         ),
+        lock=infra.lock,
     )
     refresher = TokenRefresher(ctx, provider, infra.lock, oauth=oauth, states=storage.states)
     extras: dict[str, Any] = {

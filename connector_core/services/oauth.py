@@ -22,12 +22,14 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hashlib
 import logging
 import re
 import string
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -36,6 +38,7 @@ from attrs import evolve, field, frozen
 
 from connector_core.catalog import CatalogEntry, OAuthSpec
 from connector_core.errors import (
+    Conflict,
     ConnectorManagerError,
     DomainRuleViolation,
     IdTokenInvalid,
@@ -49,6 +52,7 @@ from connector_core.errors import (
 )
 from connector_core.model.connector import AuthState, Connector
 from connector_core.model.events import DomainEvent, SyncAction
+from connector_core.ports.lock import Lease, LeaseLock
 from connector_core.ports.oauth_provider import ClientCredentials, OAuthProviderClient
 from connector_core.ports.oauth_state import OAuthStateStore, PendingAuthorization
 from connector_core.ports.unit_of_work import UnitOfWork
@@ -214,11 +218,20 @@ class OAuthService:
         provider: OAuthProviderClient,
         states: OAuthStateStore,
         settings: OAuthSettings | None = None,
+        *,
+        lock: LeaseLock | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        lease_wait: float = 10.0,
     ) -> None:
         self.ctx = ctx
         self.provider = provider
         self.states = states
         self.settings = settings or OAuthSettings()
+        #: the refresher's leases: revocation holds a token's lease, so no refresh can mint a
+        #: token between the provider's revocation and the local delete
+        self.lock = lock
+        self._sleep = sleep
+        self.lease_wait = lease_wait
 
     # -- authorize ---------------------------------------------------------------------------
 
@@ -405,6 +418,40 @@ class OAuthService:
             record = await uow.tokens.get_for_connector(org_id, entry.key)
         if connector is None and record is None:
             return ConnectorView(entry, self._blank(entry, org_id))
+        lease = None
+        if record is not None and self.lock is not None:
+            lease = await self._refresh_lease(record.id)
+        try:
+            return await self._revoke(org_id, user_id, entry, connector, record)
+        finally:
+            if lease is not None and self.lock is not None:
+                with contextlib.suppress(ConnectorManagerError):
+                    await self.lock.release(lease)
+
+    async def _refresh_lease(self, token_id: str) -> Lease:
+        assert self.lock is not None
+        waited = 0.0
+        while True:
+            lease = await self.lock.acquire(f"token-refresh:{token_id}", max(30.0, self.lease_wait * 3))
+            if lease is not None:
+                return lease
+            if waited >= self.lease_wait:
+                raise Conflict("a refresh of this token is running; retry the revocation shortly")
+            await self._sleep(0.2)
+            waited += 0.2
+
+    async def _revoke(
+        self,
+        org_id: str,
+        user_id: str,
+        entry: CatalogEntry,
+        connector: Connector | None,
+        record: TokenRecord | None,
+    ) -> ConnectorView:
+        if record is not None:
+            # under the lease: the tokens as they are now (a refresh may have rotated them)
+            async with self.ctx.uow() as uow:
+                record = await uow.tokens.get_for_connector(org_id, entry.key)
         if record is not None:
             try:
                 resolved = await self._resolve(org_id, entry, connector)

@@ -869,3 +869,60 @@ async def test_no_secret_reaches_logs_reprs_or_errors(env: Env, caplog: Any) -> 
     for text in texts:
         for secret in secrets:
             assert secret not in text
+
+
+async def test_revoke_waits_for_a_running_refresh_and_revokes_what_it_rotated(env: Env) -> None:
+    """The refresher holds the token's lease and rotates the refresh token meanwhile: revocation
+    waits for the lease and revokes the rotated tokens, so nothing stays live at the provider."""
+    from adapters.memory import MemoryLeaseLock
+
+    await authorized(env)
+    lock = MemoryLeaseLock(env.clock)
+    record = await env.token()
+    assert record is not None
+    held = await lock.acquire(f"token-refresh:{record.id}", 60)
+    assert held is not None
+    sleeps: list[float] = []
+
+    async def refresher_finishes(delay: float) -> None:
+        sleeps.append(delay)
+        if len(sleeps) == 2:  # the refresh in flight stores a rotated token and lets go
+            async with env.ctx.uow() as uow:
+                current = await uow.tokens.get(record.id)
+                assert current is not None
+                tokens = current.tokens.refreshed(
+                    {"access_token": "PLANTED-AT-2", "refresh_token": "PLANTED-RT-2", "expires_in": 3600},
+                    now=env.clock.now(),
+                )
+                current.apply_refresh(tokens, lifecycle=env.ctx.lifecycle, now=env.clock.now(), ids=env.ctx.ids)
+                await uow.tokens.save(current)
+                await uow.commit()
+            assert held is not None
+            await lock.release(held)
+
+    env.oauth.lock = lock
+    env.oauth._sleep = refresher_finishes
+    await env.oauth.revoke(ORG, USER, "googleWorkspace")
+    revoked = [c.kwargs["token"] for c in env.provider.named("revoke")]
+    assert revoked == ["PLANTED-RT-2", "PLANTED-AT-2"]
+    assert await env.token() is None
+    assert await lock.acquire(f"token-refresh:{record.id}", 60) is not None  # released again
+
+
+async def test_revoke_gives_up_when_a_refresh_keeps_the_lease(env: Env) -> None:
+    from adapters.memory import MemoryLeaseLock
+
+    await authorized(env)
+    lock = MemoryLeaseLock(env.clock)
+    record = await env.token()
+    assert record is not None
+    assert await lock.acquire(f"token-refresh:{record.id}", 600) is not None
+
+    async def no_wait(delay: float) -> None:
+        return None
+
+    env.oauth.lock, env.oauth._sleep = lock, no_wait
+    with pytest.raises(Conflict):
+        await env.oauth.revoke(ORG, USER, "googleWorkspace")
+    assert env.provider.named("revoke") == []
+    assert await env.token() is not None
