@@ -52,6 +52,9 @@ class Settings:
     redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
     cache_ttl_seconds: float = 30.0
     relay_interval_seconds: float = 0.5
+    #: events kept in the outbox (the newest; with Kafka only published ones are ever removed)
+    outbox_keep: int = 100_000
+    outbox_prune_interval_seconds: float = 3600.0
     backend_timeout_seconds: float = 10.0
     log_level: str = "info"
     #: OAuth: origins a redirect URI may point at (scheme://host[:port]); empty = localhost only

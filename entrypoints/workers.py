@@ -55,8 +55,27 @@ async def config_watch_loop(container: Container, stop: asyncio.Event) -> None:
         await stop.wait()
 
 
+async def outbox_prune_loop(container: Container, stop: asyncio.Event) -> None:
+    """Keep the outbox bounded: the newest ``outbox_keep`` events stay (for the events route);
+    with Kafka, an event is only ever removed after it was published."""
+    settings = container.settings
+    while not stop.is_set():
+        try:
+            removed = await container.storage.outbox.prune(
+                settings.outbox_keep, published_only=settings.events == "kafka"
+            )
+            if removed:
+                log.info("outbox pruned: %d old events removed", removed)
+        except Exception as exc:  # a maintenance pass never stops the loop
+            log.warning("outbox prune failed (%s)", type(exc).__name__)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=settings.outbox_prune_interval_seconds)
+        except TimeoutError:
+            pass
+
+
 def background_tasks(settings: Settings) -> list[Task]:
-    tasks: list[Task] = []
+    tasks: list[Task] = [outbox_prune_loop]
     if settings.secrets == "etcd":
         tasks.append(config_watch_loop)
     if settings.run_refresher:

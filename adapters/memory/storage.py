@@ -161,6 +161,16 @@ class MemoryOutboxReader:
             rows = mine[-limit:] if limit else []
         return [OutboxMessage(seq, event_from_doc(self._s.conv, doc)) for seq, doc in rows]
 
+    async def prune(self, keep: int, *, published_only: bool) -> int:
+        with self._s.lock:
+            if not self._s.outbox:
+                return 0
+            cutoff = self._s.outbox[-1][0] - max(0, keep)
+            kept = [row for row in self._s.outbox if row[0] > cutoff or (published_only and not row[2])]
+            removed = len(self._s.outbox) - len(kept)
+            self._s.outbox = kept
+            return removed
+
 
 class MemoryOAuthStateStore:
     def __init__(self, storage: MemoryStorage) -> None:

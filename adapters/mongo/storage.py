@@ -553,6 +553,17 @@ class MongoOutboxReader:
         with mongo_errors("mark events published"):
             await self._db.outbox.update_many({"_id": {"$in": list(seqs)}}, {"$set": {"published": True}})
 
+    async def prune(self, keep: int, *, published_only: bool) -> int:
+        with mongo_errors("prune the outbox"):
+            newest = await self._db.outbox.find_one({}, sort=[("_id", -1)], projection={"_id": 1})
+            if newest is None:
+                return 0
+            query: Doc = {"_id": {"$lte": int(newest["_id"]) - max(0, keep)}}
+            if published_only:
+                query["published"] = True
+            result = await self._db.outbox.delete_many(query)
+        return int(result.deleted_count)
+
     async def recent(self, limit: int, *, org_id: str | None = None) -> Sequence[OutboxMessage]:
         query: Doc = {} if org_id is None else {"event.org_id": org_id}
         with mongo_errors("read recent events"):

@@ -347,6 +347,17 @@ class SQLiteOutboxReader:
         )
         return self._messages(rows)
 
+    async def prune(self, keep: int, *, published_only: bool) -> int:
+        only = " AND published=1" if published_only else ""
+        return await self._db.write(
+            lambda c: (
+                c.execute(
+                    f"DELETE FROM outbox WHERE seq <= (SELECT COALESCE(MAX(seq), 0) FROM outbox) - ?{only}",  # noqa: S608
+                    (max(0, keep),),
+                ).rowcount
+            )
+        )
+
 
 class SQLiteOAuthStateStore:
     def __init__(self, db: SQLiteDatabase) -> None:

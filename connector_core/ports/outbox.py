@@ -37,3 +37,8 @@ class OutboxReader(Protocol):
         """The newest ``limit`` messages (of ``org_id`` only, when given), published or not,
         oldest first (for inspection and the events route)."""
         ...
+
+    async def prune(self, keep: int, *, published_only: bool) -> int:
+        """Delete all but the newest ``keep`` messages (only published ones when
+        ``published_only``: an unpublished event is never lost); returns how many went."""
+        ...

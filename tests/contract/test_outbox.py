@@ -122,3 +122,31 @@ async def test_recent_of_one_org_is_not_crowded_out_by_others(harness: Harness, 
     theirs = await harness.outbox.recent(3, org_id=other)
     assert [m.event.event_type for m in theirs] == ["appEnabled", "appDisabled", "appEnabled"]
     assert [m.seq for m in theirs] == sorted(m.seq for m in theirs)
+
+
+async def test_prune_keeps_the_newest_and_never_an_unpublished_event(harness: Harness, catalog: Catalog) -> None:
+    o = f"org-{uuid.uuid4().hex[:8]}"
+    now = harness.clock.now()
+    ids = CountingIds()
+    entry = catalog.get("confluence")
+    c = api_token_connector(catalog, o, now)
+    async with harness.uow() as uow:
+        await uow.connectors.add(c)
+        await uow.commit()
+    for _ in range(6):
+        c.toggle(entry, by="u", now=now, ids=ids, sync_action=SyncAction.NONE)
+        async with harness.uow() as uow:
+            await uow.connectors.save(c)
+            await uow.outbox.add(c.pull_events())
+            await uow.commit()
+    mine = [m for m in await harness.outbox.recent(100) if m.event.org_id == o]
+    assert len(mine) == 6
+    await harness.outbox.mark_published([m.seq for m in mine[:2]])  # the two oldest went out
+    # keep 1: only the published ones may go
+    assert await harness.outbox.prune(1, published_only=True) >= 2
+    left = [m.seq for m in await harness.outbox.recent(100, org_id=o)]
+    assert left == [m.seq for m in mine[2:]]
+    assert [m.seq for m in await harness.outbox.pending(100) if m.event.org_id == o] == left
+    # outbox-only deployments: everything but the newest goes
+    await harness.outbox.prune(1, published_only=False)
+    assert [m.seq for m in await harness.outbox.recent(100, org_id=o)] == [mine[-1].seq]
