@@ -17,21 +17,27 @@ from tests.conftest import CountingIds
 from tests.contract.conftest import Harness
 
 
-async def test_pending_in_commit_order_and_mark_published(harness: Harness, catalog: Catalog) -> None:
-    o = f"org-{uuid.uuid4().hex[:8]}"
+async def toggled(harness: Harness, catalog: Catalog, org_id: str, times: int) -> None:
+    """Store a configured Confluence connector of ``org_id`` and toggle it ``times`` times,
+    each toggle in its own unit of work with its event."""
     now = harness.clock.now()
     ids = CountingIds()
     entry = catalog.get("confluence")
-    c = api_token_connector(catalog, o, now)
+    c = api_token_connector(catalog, org_id, now)
     async with harness.uow() as uow:
         await uow.connectors.add(c)
         await uow.commit()
-    for _ in range(3):
+    for _ in range(times):
         c.toggle(entry, by="u", now=now, ids=ids, sync_action=SyncAction.NONE)
         async with harness.uow() as uow:
             await uow.connectors.save(c)
             await uow.outbox.add(c.pull_events())
             await uow.commit()
+
+
+async def test_pending_in_commit_order_and_mark_published(harness: Harness, catalog: Catalog) -> None:
+    o = f"org-{uuid.uuid4().hex[:8]}"
+    await toggled(harness, catalog, o, 3)
     pending = [m for m in await harness.outbox.pending(100) if m.event.org_id == o]
     assert [m.event.event_type for m in pending] == ["appEnabled", "appDisabled", "appEnabled"]
     assert [m.seq for m in pending] == sorted(m.seq for m in pending)
@@ -103,20 +109,8 @@ async def test_recent_of_one_org_is_not_crowded_out_by_others(harness: Harness, 
     """The events route reads one org's newest events; other orgs' later events must not
     push them out of the window."""
     mine, other = f"org-{uuid.uuid4().hex[:8]}", f"org-{uuid.uuid4().hex[:8]}"
-    now = harness.clock.now()
-    ids = CountingIds()
-    entry = catalog.get("confluence")
-    for org_id, toggles in ((mine, 1), (other, 5)):
-        c = api_token_connector(catalog, org_id, now)
-        async with harness.uow() as uow:
-            await uow.connectors.add(c)
-            await uow.commit()
-        for _ in range(toggles):
-            c.toggle(entry, by="u", now=now, ids=ids, sync_action=SyncAction.NONE)
-            async with harness.uow() as uow:
-                await uow.connectors.save(c)
-                await uow.outbox.add(c.pull_events())
-                await uow.commit()
+    await toggled(harness, catalog, mine, 1)
+    await toggled(harness, catalog, other, 5)
     got = await harness.outbox.recent(3, org_id=mine)
     assert [m.event.org_id for m in got] == [mine] and got[0].event.event_type == "appEnabled"
     theirs = await harness.outbox.recent(3, org_id=other)
@@ -126,19 +120,7 @@ async def test_recent_of_one_org_is_not_crowded_out_by_others(harness: Harness, 
 
 async def test_prune_keeps_the_newest_and_never_an_unpublished_event(harness: Harness, catalog: Catalog) -> None:
     o = f"org-{uuid.uuid4().hex[:8]}"
-    now = harness.clock.now()
-    ids = CountingIds()
-    entry = catalog.get("confluence")
-    c = api_token_connector(catalog, o, now)
-    async with harness.uow() as uow:
-        await uow.connectors.add(c)
-        await uow.commit()
-    for _ in range(6):
-        c.toggle(entry, by="u", now=now, ids=ids, sync_action=SyncAction.NONE)
-        async with harness.uow() as uow:
-            await uow.connectors.save(c)
-            await uow.outbox.add(c.pull_events())
-            await uow.commit()
+    await toggled(harness, catalog, o, 6)
     mine = [m for m in await harness.outbox.recent(100) if m.event.org_id == o]
     assert len(mine) == 6
     await harness.outbox.mark_published([m.seq for m in mine[:2]])  # the two oldest went out

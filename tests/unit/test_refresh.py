@@ -160,6 +160,20 @@ class Env:
     async def token_events(self) -> list[str]:
         return [m.event.event_type for m in await self.outbox.recent(10_000) if isinstance(m.event, TokenEvent)]
 
+    async def refreshed_elsewhere(self, token_id: str, access: str = "AT-other") -> None:
+        """Another worker refreshes the token (and commits) behind this refresher's back."""
+        async with self.ctx.uow() as uow:
+            other = await uow.tokens.get(token_id)
+            assert other is not None
+            other.apply_refresh(
+                other.tokens.refreshed({"access_token": access}, now=self.clock.now()),
+                lifecycle=self.ctx.lifecycle,
+                now=self.clock.now(),
+                ids=self.ctx.ids,
+            )
+            await uow.tokens.save(other)
+            await uow.commit()
+
     def make_due(self) -> None:
         self.clock.advance(3600 - 600 + 1)  # past margin + jitter of a 1 h token
 
@@ -412,17 +426,7 @@ async def test_record_is_read_again_after_taking_the_lease(catalog: Catalog, t0:
 
     async def acquire_after_another_worker(name: str, ttl: float) -> Lease | None:
         # Between the due query and this lease another worker refreshed the token.
-        async with env.ctx.uow() as uow:
-            other = await uow.tokens.get(seeded.id)
-            assert other is not None
-            other.apply_refresh(
-                other.tokens.refreshed({"access_token": "AT-other"}, now=env.clock.now()),
-                lifecycle=env.ctx.lifecycle,
-                now=env.clock.now(),
-                ids=env.ctx.ids,
-            )
-            await uow.tokens.save(other)
-            await uow.commit()
+        await env.refreshed_elsewhere(seeded.id)
         return await real_acquire(name, ttl)
 
     env.lock.acquire = acquire_after_another_worker  # type: ignore[method-assign]
@@ -564,17 +568,7 @@ async def test_refresh_connector_waits_for_a_running_refresh_and_reuses_it(catal
         waits["n"] += 1
         if waits["n"] == 3:
             env.clock.advance(1)
-            async with env.ctx.uow() as uow:
-                other = await uow.tokens.get(seeded.id)
-                assert other is not None
-                other.apply_refresh(
-                    other.tokens.refreshed({"access_token": "AT-other"}, now=env.clock.now()),
-                    lifecycle=env.ctx.lifecycle,
-                    now=env.clock.now(),
-                    ids=env.ctx.ids,
-                )
-                await uow.tokens.save(other)
-                await uow.commit()
+            await env.refreshed_elsewhere(seeded.id)
             await env.lock.release(held)
         await real_sleep(delay)
 
