@@ -663,9 +663,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         f"{PREFIX}/{NAME}/oauth/revoke",
         revoke_tokens,
         Access.ADMIN,
-        "Revoke a connector's tokens at the provider and forget them",
+        "Revoke a connector's tokens at the provider and forget them (409 while a refresh holds the token)",
         schemas.TOGGLE_VIEW,
-        errors=(404,),
+        errors=(404, 409),
         tag="oauth",
     ),
     Endpoint(

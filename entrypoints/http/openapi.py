@@ -50,7 +50,8 @@ def _operation(endpoint: Endpoint, components: dict[str, Any]) -> dict[str, Any]
             for name, schema in endpoint.query.get("properties", {}).items()
         ]
     errors = {401, 403} if endpoint.access is not Access.PUBLIC else set()
-    errors |= set(endpoint.errors) | {500}
+    # every route may meet an unexpected error (500) or a dependency that is down (503)
+    errors |= set(endpoint.errors) | {500, 503}
     if endpoint.access is Access.USER:
         errors.discard(403)
     responses: dict[str, Any] = {
