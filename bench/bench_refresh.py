@@ -91,9 +91,7 @@ async def run(n: int, concurrency: int, refreshers: int, latency: float) -> floa
         containers = [await container(Path(tmp), idp) for _ in range(refreshers)]
         await seed(containers[0], idp, n)
         start = time.perf_counter()
-        await asyncio.gather(
-            *(c.extras["refresher"].refresh_due(batch_size=n, concurrency=concurrency) for c in containers)
-        )
+        await asyncio.gather(*(c.refresher.refresh_due(batch_size=n, concurrency=concurrency) for c in containers))
         elapsed = time.perf_counter() - start
         assert idp.stats()["refresh_grants"] == n
         for c in containers:

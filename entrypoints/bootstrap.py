@@ -16,7 +16,7 @@ import secrets as pysecrets
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from attrs import define, field
 
@@ -120,8 +120,19 @@ class Storage:
     close: Callable[[], Awaitable[None]]
 
 
+class Generations(Protocol):
+    """Whoever serves the current container generation (the HTTP app's holder): builds and swaps
+    in the next one."""
+
+    async def reload(self) -> tuple[int, list[str]]:
+        """Build the next generation and make it current; its number and the catalog's keys."""
+        ...
+
+
 @define
 class Container:
+    """One generation of the wired application: every service and the adapters under them."""
+
     settings: Settings
     catalog: Catalog
     ctx: ServiceContext
@@ -131,15 +142,25 @@ class Container:
     iam: IdentityAccess
     health_checks: list[HealthCheck]
     connectors: ConnectorService
-    extras: dict[str, Any] = field(factory=dict)
+    oauth: OAuthService
+    refresher: TokenRefresher
+    infrastructure: Infrastructure
+    #: publishes the outbox to the broker; None when events stay in the outbox
+    relay: OutboxRelay | None = None
+    read_cache: ReadThroughCache | None = None
+    #: an external connector service that owns connectors; None when this service does
+    backend: BackendConnectorClient | None = None
+    #: closed with this generation (the connections of ``infrastructure`` may outlive it)
+    closers: list[Callable[[], Awaitable[None]]] = field(factory=list)
+    #: set by the HTTP app that serves this generation
+    holder: Generations | None = None
     generation: int = 1
 
     async def aclose(self, *, infrastructure: bool = True) -> None:
-        for closer in reversed(self.extras.get("closers", [])):
+        for closer in reversed(self.closers):
             await closer()
-        infra = self.extras.get("infrastructure")
-        if infrastructure and infra is not None:
-            await infra.aclose()
+        if infrastructure:
+            await self.infrastructure.aclose()
 
 
 def _keyring(settings: Settings, env: dict[str, str]) -> Keyring:
@@ -547,17 +568,9 @@ async def build_container(
         lock=infra.lock,
     )
     refresher = TokenRefresher(ctx, provider, infra.lock, oauth=oauth, states=storage.states)
-    extras: dict[str, Any] = {
-        "aead": aead,
-        "closers": [provider.aclose],
-        "oauth": oauth,
-        "refresher": refresher,
-        "infrastructure": infra,
-        "read_cache": infra.cache,
-        "backend": infra.backend,
-    }
+    relay = None
     if infra.publisher is not None:
-        extras["relay"] = OutboxRelay(storage.outbox, infra.publisher, infra.lock, clock)
+        relay = OutboxRelay(storage.outbox, infra.publisher, infra.lock, clock)
     return Container(
         settings=settings,
         catalog=catalog,
@@ -568,7 +581,13 @@ async def build_container(
         iam=iam or ClaimAdminIam(),
         health_checks=list(infra.checks),
         connectors=ConnectorService(ctx),
-        extras=extras,
+        oauth=oauth,
+        refresher=refresher,
+        infrastructure=infra,
+        relay=relay,
+        read_cache=infra.cache,
+        backend=infra.backend,
+        closers=[provider.aclose],
     )
 
 

@@ -16,12 +16,8 @@ Task = Callable[[Container, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 async def refresher_loop(container: Container, stop: asyncio.Event) -> None:
-    refresher = container.extras.get("refresher")
-    if refresher is None:
-        await stop.wait()
-        return
     settings = container.settings
-    await refresher.run_forever(
+    await container.refresher.run_forever(
         settings.refresh_interval_seconds,
         stop,
         batch_size=settings.refresh_batch_size,
@@ -30,7 +26,7 @@ async def refresher_loop(container: Container, stop: asyncio.Event) -> None:
 
 
 async def relay_loop(container: Container, stop: asyncio.Event) -> None:
-    relay = container.extras.get("relay")
+    relay = container.relay
     if relay is None:
         await stop.wait()
         return
@@ -39,8 +35,8 @@ async def relay_loop(container: Container, stop: asyncio.Event) -> None:
 
 async def config_watch_loop(container: Container, stop: asyncio.Event) -> None:
     """With etcd, reload when another process changes the run-time configuration key."""
-    infra = container.extras["infrastructure"]
-    holder = container.extras.get("holder")
+    infra = container.infrastructure
+    holder = container.holder
     if infra.etcd_client is None or holder is None:
         await stop.wait()
         return
@@ -88,15 +84,13 @@ def background_tasks(settings: Settings) -> list[Task]:
 async def run_worker(container: Container, *, once: bool = False) -> None:
     if once:
         # drain: pass after pass until a pass finds nothing to do (bounded)
-        refresher = container.extras.get("refresher")
-        if refresher is not None:
-            for _ in range(100):
-                report = await refresher.run_once(
-                    container.settings.refresh_batch_size, container.settings.refresh_concurrency
-                )
-                if report.total == 0:
-                    break
-        relay = container.extras.get("relay")
+        for _ in range(100):
+            report = await container.refresher.run_once(
+                container.settings.refresh_batch_size, container.settings.refresh_concurrency
+            )
+            if report.total == 0:
+                break
+        relay = container.relay
         if relay is not None:
             await relay.drain()
         return
@@ -114,6 +108,6 @@ async def reload_container(old: Container) -> Container:
     store, and build the next generation. Connections are shared unless a connection setting
     changed; the application retires the old generation once requests in flight are done."""
     settings = load_settings(old.settings.config_file, data_dir=old.settings.data_dir)
-    infra = old.extras["infrastructure"]
+    infra = old.infrastructure
     shared = infra_key(settings) == infra.key or settings.storage == "memory"
     return await build_container(settings, infrastructure=infra if shared else None, iam=old.iam)

@@ -276,7 +276,7 @@ def _dispatch(endpoint: Endpoint, state_getter: Callable[[], Any]) -> Callable[[
                 scoped_secret=container.service_secrets.scoped_jwt_secret,
                 iam=container.iam,
             )
-            backend = container.extras.get("backend")
+            backend = container.backend
             if backend is not None and endpoint.tag == "connectors":
                 return await _proxy(request, backend)
             call = Call(
@@ -343,7 +343,7 @@ def ok(data: Any, status: int = 200) -> JSONResponse:
 async def _cached(call: Call, name: str, load: Callable[[], Awaitable[Any]]) -> Any:
     """Hot reads go through the read cache when one is configured; every committed change to
     the org's connectors invalidates it before the write's response is sent."""
-    cache = call.app.container.extras.get("read_cache")
+    cache = call.app.container.read_cache
     if cache is None:
         return await load()
     return await cache.get_or_load(call.org_id, name, load)
@@ -427,10 +427,7 @@ async def save_filters(call: Call) -> Response:
 
 
 def _oauth(call: Call) -> Any:
-    service = call.app.container.extras.get("oauth")
-    if service is None:
-        raise Unavailable("OAuth is not available in this deployment")
-    return service
+    return call.app.container.oauth
 
 
 async def oauth_authorize(call: Call) -> Response:
@@ -492,9 +489,7 @@ def _scoped_org(call: Call, given: str | None) -> str:
 
 
 async def refresh_token(call: Call) -> Response:
-    refresher = call.app.container.extras.get("refresher")
-    if refresher is None:
-        raise Unavailable("token refresh is not available in this deployment")
+    refresher = call.app.container.refresher
     org = _scoped_org(call, call.body.get("orgId"))
     name = call.body.get("connector") or "googleWorkspace"
     await refresher.refresh_connector(org, name)
@@ -502,9 +497,7 @@ async def refresh_token(call: Call) -> Response:
 
 
 async def get_credentials(call: Call) -> Response:
-    refresher = call.app.container.extras.get("refresher")
-    if refresher is None:
-        raise Unavailable("token refresh is not available in this deployment")
+    refresher = call.app.container.refresher
     org = _scoped_org(call, call.query.get("orgId"))
     record = await refresher.fresh_token(org, call.params["name"])
     tokens = record.tokens

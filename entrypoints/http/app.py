@@ -44,7 +44,8 @@ class ApiState:
         return found
 
     async def reload(self) -> tuple[int, list[str]]:
-        holder: AppHolder = self.container.extras["holder"]
+        holder = self.container.holder
+        assert holder is not None, "a served container always has its holder"
         return await holder.reload()
 
 
@@ -97,7 +98,7 @@ class AppHolder:
         self._retire_after = retire_after_seconds
         self._retiring: dict[asyncio.Task[None], Container] = {}
         self._restarts: set[asyncio.Task[None]] = set()
-        container.extras["holder"] = self
+        container.holder = self
 
     def current(self) -> ApiState:
         return self.state
@@ -109,7 +110,7 @@ class AppHolder:
                 return old.generation, list(old.catalog.keys)
             new = await self._reloader(old)
             new.generation = old.generation + 1
-            new.extras["holder"] = self
+            new.holder = self
             self.state = ApiState(new, self._reloader)
             if self.runner is not None:
                 # not awaited here: the config watcher itself may be the caller
@@ -129,7 +130,7 @@ class AppHolder:
 
     @staticmethod
     def _shares_infrastructure(old: Container, new: Container) -> bool:
-        return old.extras.get("infrastructure") is new.extras.get("infrastructure")
+        return old.infrastructure is new.infrastructure
 
     async def _retire(self, old: Container, new: Container) -> None:
         await asyncio.sleep(self._retire_after)

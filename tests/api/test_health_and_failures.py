@@ -9,7 +9,7 @@ from attrs import evolve
 
 from connector_core.errors import Unavailable
 from entrypoints.bootstrap import NamedCheck, build_container
-from entrypoints.http.app import create_app
+from entrypoints.http.app import AppHolder, create_app
 from entrypoints.settings import load_settings
 from tests.api.conftest import Api
 
@@ -34,7 +34,9 @@ async def test_health_is_503_when_a_required_dependency_is_down(api: Api) -> Non
 
     api.container.health_checks.append(NamedCheck("eventBroker", True, down))
     api.container.health_checks.append(NamedCheck("cache", False, hangs))
-    api.container.extras["holder"].state.health_timeout = 0.2
+    holder = api.container.holder
+    assert isinstance(holder, AppHolder)
+    holder.state.health_timeout = 0.2
     r = await api.client.get("/api/v1/health")
     assert r.status_code == 503
     body = r.json()

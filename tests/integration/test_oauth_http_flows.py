@@ -312,7 +312,7 @@ async def test_a_disabled_connector_hands_out_no_tokens(client: Client, idp: Fak
     r = await c.http.post(f"{P}/internal/refreshIndividualConnectorToken", json={"connector": "jira"}, headers=c.scoped)
     assert r.status_code == 409
     # the background refresher leaves it alone too
-    report = await c.container.extras["refresher"].refresh_due(batch_size=100)
+    report = await c.container.refresher.refresh_due(batch_size=100)
     assert report.total == 0 and idp.stats()["refresh_grants"] == grants
     r = await c.http.post(f"{P}/toggle/jira", headers=c.admin)
     assert r.json()["connector"]["isEnabled"] is True
