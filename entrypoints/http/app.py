@@ -8,45 +8,21 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
-from jsonschema import Draft202012Validator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from connector_core.catalog import thaw
 from entrypoints.bootstrap import Container
-from entrypoints.http.api import FORMATS, http_error, routes, server_error
+from entrypoints.http.dispatch import http_error, server_error
 from entrypoints.http.openapi import openapi_document
+from entrypoints.http.routes import routes
+from entrypoints.http.state import ApiState
 
 log = logging.getLogger("connector_manager.http")
 
 Reloader = Callable[[Container], Awaitable[Container]]
-
-
-class ApiState:
-    """What a request works with. Replaced as a whole on reload; a request keeps the one it
-    started with, so nothing in flight sees half a configuration."""
-
-    def __init__(self, container: Container, reloader: Reloader | None = None) -> None:
-        self.container = container
-        self._reloader = reloader
-        self._validators: dict[str, Draft202012Validator] = {}
-        self.health_timeout = 2.0
-
-    def config_validator(self, key: str) -> Draft202012Validator:
-        found = self._validators.get(key)
-        if found is None:
-            entry = self.container.catalog.get(key)
-            found = Draft202012Validator(thaw(entry.config_schema), format_checker=FORMATS)
-            self._validators[key] = found
-        return found
-
-    async def reload(self) -> tuple[int, list[str]]:
-        holder = self.container.holder
-        assert holder is not None, "a served container always has its holder"
-        return await holder.reload()
 
 
 BackgroundTask = Callable[[Container, asyncio.Event], Coroutine[Any, Any, None]]

@@ -6,9 +6,10 @@ import re
 from typing import Any
 
 from entrypoints.http import schemas
-from entrypoints.http.api import ENDPOINTS, Endpoint
 from entrypoints.http.auth import Access
+from entrypoints.http.endpoint import Endpoint
 from entrypoints.http.errors import ERROR_SCHEMA
+from entrypoints.http.routes import ENDPOINTS
 
 _ERROR_TEXT = {
     400: "Invalid input (VALIDATION_ERROR lists each field path)",

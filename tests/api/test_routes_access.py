@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from starlette.routing import Route
 
-from entrypoints.http.api import ENDPOINTS
 from entrypoints.http.auth import Access
+from entrypoints.http.routes import ENDPOINTS
 from tests.api.conftest import CONFLUENCE_API_TOKEN, Api
 
 SAMPLE_BODY: dict[str, Any] = {

@@ -1,0 +1,48 @@
+"""The org's connectors: lists and the enable/disable toggle."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from starlette.responses import Response
+
+from entrypoints.http.endpoint import Call, ok
+from entrypoints.http.views import connector_json
+
+T = TypeVar("T")
+
+
+async def cached(call: Call, name: str, load: Callable[[], Awaitable[T]]) -> T:
+    """Hot reads go through the read cache when one is configured; every committed change to
+    the org's connectors invalidates it before the write's response is sent."""
+    cache = call.app.container.read_cache
+    if cache is None:
+        return await load()
+    result: T = await cache.get_or_load(call.org_id, name, load)
+    return result
+
+
+async def _connector_list(call: Call) -> list[dict[str, Any]]:
+    async def load() -> list[dict[str, Any]]:
+        return [connector_json(v) for v in await call.app.container.connectors.list(call.org_id)]
+
+    return await cached(call, "connectors", load)
+
+
+async def list_connectors(call: Call) -> Response:
+    return ok(await _connector_list(call))
+
+
+async def list_active(call: Call) -> Response:
+    return ok([c for c in await _connector_list(call) if c["isEnabled"]])
+
+
+async def list_inactive(call: Call) -> Response:
+    return ok([c for c in await _connector_list(call) if not c["isEnabled"]])
+
+
+async def toggle(call: Call) -> Response:
+    view = await call.app.container.connectors.toggle(call.org_id, call.user_id, call.params["name"])
+    state = "enabled" if view.connector.is_enabled else "disabled"
+    return ok({"message": f"{view.entry.display_name} {state}", "connector": connector_json(view)})

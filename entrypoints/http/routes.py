@@ -1,0 +1,201 @@
+"""The route table: every route of the HTTP API, declared once. The same declarations drive
+authentication, input validation and the OpenAPI document, so they cannot drift apart."""
+
+from __future__ import annotations
+
+from starlette.routing import Route
+
+from entrypoints.http import schemas
+from entrypoints.http.auth import Access
+from entrypoints.http.dispatch import StateGetter, dispatch
+from entrypoints.http.endpoint import PREFIX, Endpoint
+from entrypoints.http.handlers.config import get_config, get_schema, put_config
+from entrypoints.http.handlers.connectors import list_active, list_connectors, list_inactive, toggle
+from entrypoints.http.handlers.filters import get_filters, save_filters
+from entrypoints.http.handlers.health import health
+from entrypoints.http.handlers.internal import get_credentials, recent_events, refresh_token, update_app_config
+from entrypoints.http.handlers.oauth import get_token_from_code, oauth_authorize, oauth_callback, revoke_tokens
+
+NAME = "{name}"
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(
+        "GET",
+        f"{PREFIX}/",
+        list_connectors,
+        Access.ADMIN,
+        "List every connector of the caller's org (catalog entries not yet configured included)",
+        {"$ref": "#/components/schemas/ConnectorList"},
+    ),
+    Endpoint(
+        "GET",
+        f"{PREFIX}/active",
+        list_active,
+        Access.USER,
+        "List the org's enabled connectors",
+        {"$ref": "#/components/schemas/ConnectorList"},
+    ),
+    Endpoint(
+        "GET",
+        f"{PREFIX}/inactive",
+        list_inactive,
+        Access.USER,
+        "List the org's disabled connectors",
+        {"$ref": "#/components/schemas/ConnectorList"},
+    ),
+    Endpoint(
+        "GET",
+        f"{PREFIX}/config/{NAME}",
+        get_config,
+        Access.ADMIN,
+        "Read a connector's configuration (secrets masked as has<Field>)",
+        {"$ref": "#/components/schemas/ConnectorConfig"},
+        errors=(404,),
+    ),
+    Endpoint(
+        "PUT",
+        f"{PREFIX}/config/{NAME}",
+        put_config,
+        Access.ADMIN,
+        "Replace a connector's configuration; secrets are write-only, omitted ones kept",
+        schemas.CONFIG_SAVED,
+        body=schemas.CONFIG_BODY,
+        errors=(400, 404, 409, 413, 415),
+    ),
+    Endpoint(
+        "GET",
+        f"{PREFIX}/schema/{NAME}",
+        get_schema,
+        Access.ADMIN,
+        "The JSON Schema of a connector's configuration",
+        schemas.SCHEMA_VIEW,
+        errors=(404,),
+    ),
+    Endpoint(
+        "POST",
+        f"{PREFIX}/toggle/{NAME}",
+        toggle,
+        Access.ADMIN,
+        "Enable a disabled connector or disable an enabled one (emits appEnabled/appDisabled)",
+        schemas.TOGGLE_VIEW,
+        errors=(400, 404, 409),
+    ),
+    Endpoint(
+        "GET",
+        f"{PREFIX}/{NAME}/oauth/authorize",
+        oauth_authorize,
+        Access.ADMIN,
+        "Build the provider's authorization URL (state + PKCE kept server-side)",
+        schemas.AUTHORIZE_VIEW,
+        query=schemas.AUTHORIZE_QUERY,
+        errors=(400, 404),
+        tag="oauth",
+    ),
+    Endpoint(
+        "GET",
+        f"{PREFIX}/{NAME}/oauth/callback",
+        oauth_callback,
+        Access.ADMIN,
+        "Finish the authorization: exchange the code, store the tokens",
+        schemas.CALLBACK_VIEW,
+        query=schemas.CALLBACK_QUERY,
+        errors=(400, 404, 502, 503),
+        tag="oauth",
+    ),
+    Endpoint(
+        "POST",
+        f"{PREFIX}/getTokenFromCode",
+        get_token_from_code,
+        Access.ADMIN,
+        "Legacy Google Workspace code exchange (201 new connector, 200 existing)",
+        {"$ref": "#/components/schemas/Connector"},
+        body=schemas.TEMP_CODE_BODY,
+        errors=(400, 403, 413, 415, 502, 503),
+        tag="oauth",
+    ),
+    Endpoint(
+        "POST",
+        f"{PREFIX}/{NAME}/oauth/revoke",
+        revoke_tokens,
+        Access.ADMIN,
+        "Revoke a connector's tokens at the provider and forget them (409 while a refresh holds the token)",
+        schemas.TOGGLE_VIEW,
+        errors=(404, 409),
+        tag="oauth",
+    ),
+    Endpoint(
+        "GET",
+        f"{PREFIX}/filters/{NAME}",
+        get_filters,
+        Access.ADMIN,
+        "The saved filter selection and the filters available",
+        schemas.FILTERS_VIEW,
+        errors=(404,),
+    ),
+    Endpoint(
+        "POST",
+        f"{PREFIX}/filters/{NAME}",
+        save_filters,
+        Access.ADMIN,
+        "Save a filter selection (validated against the catalog)",
+        schemas.FILTERS_VIEW,
+        body=schemas.FILTERS_BODY,
+        errors=(400, 404, 413, 415),
+    ),
+    Endpoint(
+        "POST",
+        f"{PREFIX}/internal/refreshIndividualConnectorToken",
+        refresh_token,
+        Access.SCOPED,
+        "Refresh a connector's token now",
+        schemas.MESSAGE,
+        body=schemas.REFRESH_BODY,
+        errors=(400, 404, 409, 502, 503),
+        tag="internal",
+    ),
+    Endpoint(
+        "GET",
+        f"{PREFIX}/internal/credentials/{NAME}",
+        get_credentials,
+        Access.SCOPED,
+        "A fresh access token for a connector (refreshed first when due)",
+        schemas.CREDENTIALS_VIEW,
+        query=schemas.CREDENTIALS_QUERY,
+        errors=(400, 404, 409, 502, 503),
+        tag="internal",
+    ),
+    Endpoint(
+        "GET",
+        f"{PREFIX}/internal/events",
+        recent_events,
+        Access.SCOPED,
+        "The newest events of the outbox (for deployments without Kafka)",
+        schemas.EVENTS_VIEW,
+        query=schemas.EVENTS_QUERY,
+        tag="internal",
+    ),
+    Endpoint(
+        "POST",
+        f"{PREFIX}/updateAppConfig",
+        update_app_config,
+        Access.SCOPED,
+        "Reload the application configuration (no secret in the reply)",
+        schemas.RELOAD_VIEW,
+        body={"type": "object"},
+        tag="internal",
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/health",
+        health,
+        Access.PUBLIC,
+        "Health of the service and each dependency (503 when a required one is down)",
+        {"$ref": "#/components/schemas/Health"},
+        errors=(503,),
+        tag="health",
+    ),
+)
+
+
+def routes(state_getter: StateGetter) -> list[Route]:
+    return [Route(e.path, dispatch(e, state_getter), methods=[e.method], name=e.operation_id) for e in ENDPOINTS]

@@ -1,0 +1,194 @@
+"""Request validation: the body read within its size limit, strict JSON, JSON Schema checks
+whose errors name each field at fault and never echo a value back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import ValidationError as SchemaError
+from starlette.requests import Request
+
+from connector_core.errors import ConnectorManagerError, ValidationError
+
+MAX_BODY_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 32
+
+
+class PayloadTooLarge(ConnectorManagerError):
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class UnsupportedMediaType(ConnectorManagerError):
+    code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+FORMATS = FormatChecker()
+
+
+@FORMATS.checks("uri", raises=ValueError)
+def _is_web_uri(value: object) -> bool:
+    """``format: uri`` here means an absolute http(s) URL with a host (jsonschema only checks
+    it when an optional package is installed; this check is always on)."""
+    if not isinstance(value, str):
+        return True
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in value)
+
+
+def make_validator(schema: Mapping[str, Any] | None) -> Draft202012Validator | None:
+    if schema is None:
+        return None
+    return Draft202012Validator(dict(schema), format_checker=FORMATS)
+
+
+def schema_errors(validator: Draft202012Validator, data: Any, root: str) -> list[dict[str, str]]:
+    """Every violation, each with the dotted path of the field at fault."""
+    found: list[dict[str, str]] = []
+    for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+        found.extend(_describe(err, root))
+    return found
+
+
+def _describe(err: SchemaError, root: str) -> list[dict[str, str]]:
+    parts = [str(p) for p in err.absolute_path]
+    base = ".".join([root, *parts]) if root else ".".join(parts)
+
+    def at(name: str) -> str:
+        return f"{base}.{name}" if base else name
+
+    wanted: Any = err.validator_value
+    schema: Any = err.schema
+    if err.validator == "required" and isinstance(err.instance, dict):
+        missing = [p for p in wanted if p not in err.instance]
+        return [{"path": at(m), "message": "is required"} for m in missing]
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = set(schema.get("properties", {}))
+        extra = sorted(k for k in err.instance if k not in allowed)
+        return [{"path": at(k), "message": "is not an allowed field"} for k in extra]
+    message = _safe_message(err)
+    return [{"path": base or root or "body", "message": message}]
+
+
+def _safe_message(err: SchemaError) -> str:
+    """The violation in words, never echoing the value back (it may be a secret)."""
+    value: Any = err.validator_value
+    if err.validator == "minLength":
+        return f"must be at least {value} characters"
+    if err.validator == "maxLength":
+        return f"must be at most {value} characters"
+    if err.validator == "pattern":
+        return "has an invalid format"
+    if err.validator == "format":
+        return f"must be a valid {value}"
+    if err.validator == "enum":
+        return f"must be one of {', '.join(map(str, value))}"
+    if err.validator == "type":
+        return f"must be of type {value if isinstance(value, str) else ' or '.join(value)}"
+    if err.validator in {"minimum", "maximum"}:
+        return f"must be {'at least' if err.validator == 'minimum' else 'at most'} {value}"
+    return f"violates {err.validator}"
+
+
+def check(validator: Draft202012Validator, data: Any, what: str) -> None:
+    """Raise one :class:`ValidationError` listing every violation of ``data``."""
+    errors = schema_errors(validator, data, "")
+    if errors:
+        raise ValidationError(f"invalid {what}: {errors[0]['path']} {errors[0]['message']}", errors=errors)
+
+
+async def read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > MAX_BODY_BYTES:
+                raise PayloadTooLarge("request body is larger than 1 MiB")
+        except ValueError:
+            raise ValidationError.for_field("Content-Length", "is not a number") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise PayloadTooLarge("request body is larger than 1 MiB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def parse_body(request: Request, validator: Draft202012Validator | None) -> dict[str, Any]:
+    """The body as a JSON object checked against the route's schema; ``{}`` for a route
+    without a body (which is still read, so its size limit holds)."""
+    raw = await read_body(request)
+    if validator is None:
+        return {}
+    if not raw.strip():
+        data: Any = {}
+    else:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise UnsupportedMediaType("Content-Type must be application/json")
+        data = parse_json(raw)
+    if not isinstance(data, dict):
+        raise ValidationError.for_field("body", "must be a JSON object")
+    check(validator, data, "request body")
+    return data
+
+
+def parse_query(
+    request: Request, schema: Mapping[str, Any] | None, validator: Draft202012Validator | None
+) -> dict[str, Any]:
+    if schema is None or validator is None:
+        return {}
+    known = set(schema.get("properties", {}))
+    # Unknown query parameters are ignored (documented): proxies add cache-busters.
+    data = {k: v for k, v in request.query_params.items() if k in known}
+    check(validator, data, "query")
+    return data
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _depth(value: Any, limit: int) -> int:
+    stack = [(value, 1)]
+    deepest = 0
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if level > limit:
+            return level
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return deepest
+
+
+def parse_json(raw: bytes) -> Any:
+    """Strict JSON: no NaN/Infinity, no lone surrogates, at most 32 levels deep. Anything that
+    would not survive being stored and sent back is refused here, as a 400."""
+
+    def bad(message: str) -> ValidationError:
+        return ValidationError(
+            f"request body is not valid JSON ({message})", errors=[{"path": "body", "message": message}]
+        )
+
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise bad("malformed JSON") from None
+    except RecursionError:
+        raise bad(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError:  # NaN/Infinity, integers with thousands of digits
+        raise bad("a number that is not a finite JSON number") from None
+    if _depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise bad(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        json.dumps(data, allow_nan=False).encode("utf-8")
+    except (UnicodeEncodeError, ValueError):
+        raise bad("text that is not valid Unicode") from None
+    return data
