@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
@@ -17,6 +17,7 @@ from connector_core.model.events import SyncAction
 from connector_core.ports.kv_store import Versioned
 from connector_core.ports.unit_of_work import UnitOfWork
 from connector_core.services.context import ServiceContext, read_secrets, secret_path
+from connector_core.services.staging import stage_connector
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class ConnectorService:
                         path, json.dumps(merged, sort_keys=True), expected_revision=expected
                     )
                 try:
-                    await self._store(uow, connector)
+                    await uow.outbox.add(await stage_connector(uow, connector, self.ctx))
                     await uow.commit()
                 except BaseException:
                     if written is not None:  # the configuration was not saved: neither is the secret
@@ -126,25 +127,17 @@ class ConnectorService:
         name: str,
         sync_action: SyncAction = SyncAction.IMMEDIATE,
     ) -> ConnectorView:
-        entry = self.ctx.catalog.get(name)
+        def change(entry: CatalogEntry, connector: Connector) -> None:
+            connector.toggle(
+                entry,
+                by=user_id,
+                now=self.ctx.clock.now(),
+                ids=self.ctx.ids,
+                sync_action=sync_action,
+                routes=self.ctx.routes(entry.key),
+            )
 
-        async def op() -> ConnectorView:
-            async with self.ctx.uow() as uow:
-                connector = await self._load_or_create(uow, entry, org_id, user_id)
-                connector.toggle(
-                    entry,
-                    by=user_id,
-                    now=self.ctx.clock.now(),
-                    ids=self.ctx.ids,
-                    sync_action=sync_action,
-                    routes=self.ctx.routes(entry.key),
-                )
-                await self._follow_enabled_state(uow, connector)
-                await self._store(uow, connector)
-                await uow.commit()
-            return ConnectorView(entry, connector)
-
-        return await self.ctx.retry_on_conflict(op)
+        return await self._change(org_id, user_id, name, change)
 
     async def set_enabled(
         self,
@@ -154,41 +147,38 @@ class ConnectorService:
         enabled: bool,
         sync_action: SyncAction = SyncAction.IMMEDIATE,
     ) -> ConnectorView:
-        entry = self.ctx.catalog.get(name)
+        def change(entry: CatalogEntry, connector: Connector) -> None:
+            now = self.ctx.clock.now()
+            if enabled:
+                routes = self.ctx.routes(entry.key)
+                connector.enable(entry, sync_action=sync_action, by=user_id, now=now, ids=self.ctx.ids, routes=routes)
+            else:
+                connector.disable(by=user_id, now=now, ids=self.ctx.ids)
 
-        async def op() -> ConnectorView:
-            async with self.ctx.uow() as uow:
-                connector = await self._load_or_create(uow, entry, org_id, user_id)
-                now = self.ctx.clock.now()
-                if enabled:
-                    connector.enable(
-                        entry,
-                        sync_action=sync_action,
-                        by=user_id,
-                        now=now,
-                        ids=self.ctx.ids,
-                        routes=self.ctx.routes(entry.key),
-                    )
-                else:
-                    connector.disable(by=user_id, now=now, ids=self.ctx.ids)
-                await self._follow_enabled_state(uow, connector)
-                await self._store(uow, connector)
-                await uow.commit()
-            return ConnectorView(entry, connector)
-
-        return await self.ctx.retry_on_conflict(op)
+        return await self._change(org_id, user_id, name, change)
 
     async def save_filters(
         self, org_id: str, user_id: str | None, name: str, selection: Mapping[str, Any]
     ) -> ConnectorView:
+        clean = validate_filter_selection(self.ctx.catalog.get(name), selection)
+
+        def change(entry: CatalogEntry, connector: Connector) -> None:
+            connector.save_filters(clean, by=user_id, now=self.ctx.clock.now(), ids=self.ctx.ids)
+
+        return await self._change(org_id, user_id, name, change)
+
+    async def _change(
+        self, org_id: str, user_id: str | None, name: str, change: Callable[[CatalogEntry, Connector], None]
+    ) -> ConnectorView:
+        """Load (or create) the connector, ``change`` it, stage it with its events, commit;
+        the whole again when a concurrent writer won."""
         entry = self.ctx.catalog.get(name)
-        clean = validate_filter_selection(entry, selection)
 
         async def op() -> ConnectorView:
             async with self.ctx.uow() as uow:
                 connector = await self._load_or_create(uow, entry, org_id, user_id)
-                connector.save_filters(clean, by=user_id, now=self.ctx.clock.now(), ids=self.ctx.ids)
-                await self._store(uow, connector)
+                change(entry, connector)
+                await uow.outbox.add(await stage_connector(uow, connector, self.ctx))
                 await uow.commit()
             return ConnectorView(entry, connector)
 
@@ -213,30 +203,6 @@ class ConnectorService:
             now=self.ctx.clock.now(),
             by=user_id,
         )
-
-    async def _follow_enabled_state(self, uow: UnitOfWork, connector: Connector) -> None:
-        """A disabled connector's token is paused (not refreshed, not handed out); enabling
-        resumes it. Same unit of work as the toggle."""
-        record = await uow.tokens.get_for_connector(connector.org_id, connector.key)
-        if record is None:
-            return
-        now = self.ctx.clock.now()
-        changed = (
-            record.resume(lifecycle=self.ctx.lifecycle, now=now) if connector.is_enabled else record.pause(now=now)
-        )
-        if changed:
-            await uow.tokens.save(record)
-
-    @staticmethod
-    async def _store(uow: UnitOfWork, connector: Connector) -> None:
-        events = connector.pull_events()
-        if not events and not connector.is_new:
-            return
-        if connector.is_new:
-            await uow.connectors.add(connector)
-        else:
-            await uow.connectors.save(connector)
-        await uow.outbox.add(events)
 
 
 def _decode_secrets(raw: str) -> dict[str, str]:

@@ -55,10 +55,11 @@ from connector_core.model.events import DomainEvent, SyncAction
 from connector_core.ports.lock import Lease, LeaseLock
 from connector_core.ports.oauth_provider import ClientCredentials, OAuthProviderClient
 from connector_core.ports.oauth_state import OAuthStateStore, PendingAuthorization
-from connector_core.ports.unit_of_work import UnitOfWork
 from connector_core.scopes import ScopeMapper
 from connector_core.services.connectors import ConnectorView
 from connector_core.services.context import ServiceContext, read_secrets
+from connector_core.services.revocation import revoke_at_provider
+from connector_core.services.staging import stage_connector
 from connector_core.tokens import TokenRecord, TokenSet, TokenStatus
 
 __all__ = [
@@ -474,7 +475,7 @@ class OAuthService:
                 connector = await uow.connectors.get(org_id, entry.key)
                 if connector is not None:
                     connector.mark_not_authenticated(reason, now=now, ids=self.ctx.ids, by=user_id)
-                    events += await self._stage_connector(uow, connector)
+                    events += await stage_connector(uow, connector, self.ctx)
                 record = await uow.tokens.get_for_connector(org_id, entry.key)
                 if record is not None:
                     record.revoke(now=now, ids=self.ctx.ids)
@@ -693,7 +694,7 @@ class OAuthService:
                         account_id=user_id,
                     )
                     await uow.tokens.save(record)
-                events = await self._stage_connector(uow, connector)
+                events = await stage_connector(uow, connector, self.ctx)
                 await uow.outbox.add([*events, *record.pull_events()])
                 await uow.commit()
             return ConnectorView(entry, connector), created
@@ -726,7 +727,7 @@ class OAuthService:
                 )
                 if not working:
                     connector.mark_not_authenticated(reason, now=self.ctx.clock.now(), ids=self.ctx.ids, by=user_id)
-                    await uow.outbox.add(await self._stage_connector(uow, connector))
+                    await uow.outbox.add(await stage_connector(uow, connector, self.ctx))
                     await uow.commit()
             return ConnectorView(entry, connector)
 
@@ -747,33 +748,7 @@ class OAuthService:
         org_id: str,
         key: str,
     ) -> None:
-        """Best effort: a provider failure is logged (without secrets), never raised."""
-        if not spec.revocation_url:
-            return
-        attempts = [(tokens.refresh_token, "refresh_token"), (tokens.access_token, "access_token")]
-        for token, hint in attempts:
-            if not token:
-                continue
-            try:
-                await self.provider.revoke(spec, client, token=token, token_type_hint=hint)
-            except ConnectorManagerError as exc:
-                log.warning(
-                    "provider revocation failed: org=%s connector=%s hint=%s (%s: %s)",
-                    org_id,
-                    key,
-                    hint,
-                    type(exc).__name__,
-                    exc.message,
-                )
-
-    @staticmethod
-    async def _stage_connector(uow: UnitOfWork, connector: Connector) -> list[DomainEvent]:
-        events = connector.pull_events()
-        if connector.is_new:
-            await uow.connectors.add(connector)
-        elif events:
-            await uow.connectors.save(connector)
-        return events
+        await revoke_at_provider(self.provider, spec, client, tokens, org_id=org_id, key=key)
 
     def _blank(self, entry: CatalogEntry, org_id: str) -> Connector:
         return Connector.create(entry, org_id=org_id, connector_id="", now=self.ctx.clock.now(), by=None)

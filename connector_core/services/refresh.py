@@ -45,7 +45,9 @@ from connector_core.ports.oauth_state import OAuthStateStore
 from connector_core.ports.unit_of_work import UnitOfWork
 from connector_core.services.context import ServiceContext
 from connector_core.services.oauth import OAuthService, ResolvedProvider
-from connector_core.tokens import TokenRecord, TokenStatus
+from connector_core.services.revocation import revoke_at_provider
+from connector_core.services.staging import stage_connector
+from connector_core.tokens import RefreshFate, TokenRecord, TokenStatus
 
 __all__ = ["CredentialsSource", "RefreshOutcome", "RefreshReport", "TokenRefresher"]
 
@@ -409,13 +411,21 @@ class TokenRefresher:
 
         # A rotated refresh token exists only in this response: keep trying to store it through
         # a storage outage for as long as a lease lasts, not just a few attempts.
-        saved = await self._commit(record, apply, persist_seconds=self.lease_ttl)
-        if saved is None:
-            log.warning(
-                "refreshed token discarded: the record was replaced or removed meanwhile: token=%s",
-                record.id,
+        fate, saved = await self._commit(record, apply, persist_seconds=self.lease_ttl)
+        if fate == RefreshFate.REVOKE:
+            log.warning("refreshed token not stored: the token was revoked meanwhile: token=%s", record.id)
+            fresh = record.tokens.refreshed(response, now=now, scope_separator=separator)
+            await revoke_at_provider(
+                self.provider, resolved.spec, resolved.client, fresh, org_id=record.org_id, key=record.connector_key
             )
             return _Result(RefreshOutcome.SKIPPED)
+        if saved is None:
+            log.warning("refreshed token dropped: the token was authorized again meanwhile: token=%s", record.id)
+            return _Result(RefreshOutcome.SKIPPED)
+        if saved.status != TokenStatus.ACTIVE:
+            log.warning(
+                "token refreshed while it turned %s: stored, status kept: token=%s", saved.status.value, saved.id
+            )
         log.debug("token refreshed: token=%s connector=%s", saved.id, saved.connector_key)
         return _Result(RefreshOutcome.REFRESHED, saved)
 
@@ -426,7 +436,7 @@ class TokenRefresher:
             current.apply_retryable_failure(error, lifecycle=self.ctx.lifecycle, now=now)
             await uow.tokens.save(current)
 
-        saved = await self._commit(record, apply)
+        _, saved = await self._commit(record, apply)
         log.warning(
             "token refresh failed, resting the token: token=%s connector=%s (%s)",
             record.id,
@@ -442,15 +452,16 @@ class TokenRefresher:
         reason = f"the provider refused the token refresh ({error.error_code or 'error'}); authorize again"
 
         async def apply(uow: UnitOfWork, current: TokenRecord) -> None:
-            current.apply_reauthorization_required(error, now=now, ids=self.ctx.ids)
-            events = current.pull_events()
-            events = [*(await self._mark_connector(uow, current, reason)), *events]
+            events: list[DomainEvent] = []
+            if current.apply_reauthorization_required(error, now=now, ids=self.ctx.ids):
+                events += await self._mark_connector(uow, current, reason)
+            events += current.pull_events()
             await uow.tokens.save(current)
             await uow.outbox.add(events)
 
         # Read again first: if another worker rotated the token meanwhile, the refusal was
         # about an outdated refresh token, which is not a failure.
-        saved = await self._commit(record, apply, reload_first=True)
+        _, saved = await self._commit(record, apply, reload_first=True)
         if saved is None:
             return _Result(RefreshOutcome.SKIPPED)
         log.warning(
@@ -466,17 +477,14 @@ class TokenRefresher:
         if connector is None:
             return []
         connector.mark_needs_reauthentication(reason, now=self.ctx.clock.now(), ids=self.ctx.ids)
-        events = connector.pull_events()
-        if events:
-            await uow.connectors.save(connector)
-        return events
+        return await stage_connector(uow, connector, self.ctx)
 
     async def _commit(
         self, record: TokenRecord, apply: Apply, *, reload_first: bool = False, persist_seconds: float = 0.0
-    ) -> TokenRecord | None:
-        """Apply and commit; on :class:`Conflict` (or a storage outage) re-read and apply again,
-        as long as the stored record still holds the refresh token we used. ``None`` when it
-        does not (re-authorized or removed meanwhile). Storage outages are retried
+    ) -> tuple[RefreshFate, TokenRecord | None]:
+        """Apply and commit; on :class:`Conflict` (or a storage outage) re-read and apply again
+        when :meth:`TokenLifecycle.fate_of_refresh` says the result may still be stored. Returns
+        that fate and the stored record (None unless STORE). Storage outages are retried
         ``policy.attempts`` times, or for ``persist_seconds`` when that is longer."""
         used = record.tokens.refresh_token
         current: TokenRecord | None = None if reload_first else record
@@ -487,11 +495,13 @@ class TokenRefresher:
                 async with self.ctx.uow() as uow:
                     if current is None:
                         current = await uow.tokens.get(record.id)
-                        if current is None or current.tokens.refresh_token != used:
-                            return None
+                        fate = self.ctx.lifecycle.fate_of_refresh(current, used)
+                        if fate != RefreshFate.STORE:
+                            return fate, None
+                        assert current is not None
                     await apply(uow, current)
                     await uow.commit()
-                return current
+                return RefreshFate.STORE, current
             except Conflict:
                 conflicts += 1
                 if conflicts >= max(1, self.ctx.conflict_retries):

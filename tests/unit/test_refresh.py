@@ -48,6 +48,7 @@ class RefreshingProvider:
     answers: list[Answer] = field(factory=list)
     calls: list[str] = field(factory=list)
     before_answer: Callable[[str], Awaitable[None]] | None = None
+    revoked: list[tuple[str, str]] = field(factory=list)
     n: int = 0
 
     async def refresh(
@@ -70,8 +71,8 @@ class RefreshingProvider:
     async def exchange_code(self, *a: Any, **k: Any) -> Mapping[str, Any]:
         raise AssertionError("not used")
 
-    async def revoke(self, *a: Any, **k: Any) -> None:
-        raise AssertionError("not used")
+    async def revoke(self, spec: OAuthSpec, client: ClientCredentials, *, token: str, token_type_hint: str) -> None:
+        self.revoked.append((token, token_type_hint))
 
     async def verify_id_token(self, *a: Any, **k: Any) -> Mapping[str, Any]:
         raise AssertionError("not used")
@@ -160,19 +161,28 @@ class Env:
     async def token_events(self) -> list[str]:
         return [m.event.event_type for m in await self.outbox.recent(10_000) if isinstance(m.event, TokenEvent)]
 
-    async def refreshed_elsewhere(self, token_id: str, access: str = "AT-other") -> None:
-        """Another worker refreshes the token (and commits) behind this refresher's back."""
+    async def changed_elsewhere(
+        self, token_id: str, change: Callable[[TokenRecord], object], *, delete: bool = False
+    ) -> None:
+        """Someone else changes the stored token (and commits) behind this refresher's back."""
         async with self.ctx.uow() as uow:
             other = await uow.tokens.get(token_id)
             assert other is not None
-            other.apply_refresh(
-                other.tokens.refreshed({"access_token": access}, now=self.clock.now()),
-                lifecycle=self.ctx.lifecycle,
-                now=self.clock.now(),
-                ids=self.ctx.ids,
-            )
-            await uow.tokens.save(other)
+            change(other)
+            await uow.outbox.add(other.pull_events())
+            await (uow.tokens.delete(other) if delete else uow.tokens.save(other))
             await uow.commit()
+
+    async def refreshed_elsewhere(self, token_id: str, access: str = "AT-other", rotated: str | None = None) -> None:
+        """Another worker refreshes the token (and commits) behind this refresher's back."""
+        answer = {"access_token": access} | ({"refresh_token": rotated} if rotated else {})
+        now = self.clock.now()
+        await self.changed_elsewhere(
+            token_id,
+            lambda other: other.apply_refresh(
+                other.tokens.refreshed(answer, now=now), lifecycle=self.ctx.lifecycle, now=now, ids=self.ctx.ids
+            ),
+        )
 
     def make_due(self) -> None:
         self.clock.advance(3600 - 600 + 1)  # past margin + jitter of a 1 h token
@@ -382,20 +392,7 @@ async def test_invalid_grant_after_a_concurrent_rotation_is_not_a_failure(env: E
     env.make_due()
 
     async def someone_rotates(used: str) -> None:
-        async with env.ctx.uow() as uow:
-            other = await uow.tokens.get(seeded.id)
-            assert other is not None
-            other.apply_refresh(
-                other.tokens.refreshed(
-                    {"access_token": "PLANTED-AT-x", "refresh_token": "PLANTED-RT-x"},
-                    now=env.clock.now(),
-                ),
-                lifecycle=env.ctx.lifecycle,
-                now=env.clock.now(),
-                ids=env.ctx.ids,
-            )
-            await uow.tokens.save(other)
-            await uow.commit()
+        await env.refreshed_elsewhere(seeded.id, "PLANTED-AT-x", rotated="PLANTED-RT-x")
 
     env.provider.before_answer = someone_rotates
     env.provider.answers = [ReauthorizationRequired("refused", error_code="invalid_grant")]
@@ -455,17 +452,13 @@ async def test_refresh_result_is_dropped_when_reauthorized_meanwhile(env: Env) -
     env.make_due()
 
     async def reauthorized_meanwhile(used: str) -> None:
-        async with env.ctx.uow() as uow:
-            other = await uow.tokens.get(seeded.id)
-            assert other is not None
-            other.replace_tokens(
-                TokenSet(access_token="AT-new-grant", obtained_at=env.clock.now(), refresh_token="RT-new-grant"),
-                lifecycle=env.ctx.lifecycle,
-                now=env.clock.now(),
-                ids=env.ctx.ids,
-            )
-            await uow.tokens.save(other)
-            await uow.commit()
+        tokens = TokenSet(access_token="AT-new-grant", obtained_at=env.clock.now(), refresh_token="RT-new-grant")
+        await env.changed_elsewhere(
+            seeded.id,
+            lambda other: other.replace_tokens(
+                tokens, lifecycle=env.ctx.lifecycle, now=env.clock.now(), ids=env.ctx.ids
+            ),
+        )
 
     env.provider.before_answer = reauthorized_meanwhile
     assert await env.refresher.refresh_due() == RefreshReport(skipped=1)
@@ -706,3 +699,86 @@ async def test_forced_refresh_respects_the_backoff(catalog: Catalog, t0: Any) ->
             await env.refresher.refresh_connector("org-1", KEY)
         assert err.value.retry_after is not None and err.value.retry_after > 3000
     assert len(env.provider.calls) == calls  # no storm: the provider was not asked again
+
+
+# -- a late success never overrides a state a person or the provider set -------------------------
+
+
+async def test_a_refresh_finishing_after_the_connector_was_disabled_keeps_it_paused(env: Env) -> None:
+    """Disabling pauses the token outside the refresh lease. The refresh in flight still stores
+    the rotated refresh token (the provider retired the old one) but the token stays paused and
+    no credentials are served."""
+    from connector_core.errors import ConnectorDisabled
+    from connector_core.services.connectors import ConnectorService
+
+    await env.seed()
+    env.make_due()
+    connectors = ConnectorService(env.ctx)
+
+    async def person_disables(used: str) -> None:
+        await connectors.set_enabled("org-1", "u1", KEY, False)
+
+    env.provider.before_answer = person_disables
+    env.provider.answers = [{"access_token": "PLANTED-AT-2", "refresh_token": "PLANTED-RT-2", "expires_in": 3600}]
+    await env.refresher.refresh_due()
+    record = await env.token()
+    assert record.status == TokenStatus.PAUSED
+    assert record.tokens.refresh_token == "PLANTED-RT-2"  # the newest the provider issued
+    assert not (await env.connector()).is_enabled
+    with pytest.raises(ConnectorDisabled):
+        await env.refresher.fresh_token("org-1", KEY)
+    env.clock.advance(7200)
+    assert (await env.refresher.refresh_due()).total == 0  # not refreshed while paused
+    # enabling again resumes it with the stored (rotated) material
+    await connectors.set_enabled("org-1", "u1", KEY, True)
+    assert (await env.refresher.refresh_due()).refreshed == 1
+    assert env.provider.calls[-1] == "PLANTED-RT-2"
+
+
+async def test_a_refresh_finishing_after_reauthorization_was_required_keeps_that_verdict(env: Env) -> None:
+    """Another worker (whose lease had lapsed) was told invalid_grant and marked the token; the
+    late success keeps the new material but does not silently make the token ACTIVE again."""
+    seeded = await env.seed()
+    env.make_due()
+
+    async def provider_refused_elsewhere(used: str) -> None:
+        refused = ReauthorizationRequired("refused", error_code="invalid_grant")
+        await env.changed_elsewhere(
+            seeded.id, lambda other: other.apply_reauthorization_required(refused, now=env.clock.now(), ids=env.ctx.ids)
+        )
+
+    env.provider.before_answer = provider_refused_elsewhere
+    env.provider.answers = [{"access_token": "PLANTED-AT-2", "refresh_token": "PLANTED-RT-2", "expires_in": 3600}]
+    await env.refresher.refresh_due()
+    record = await env.token()
+    assert record.status == TokenStatus.NEEDS_REAUTHENTICATION
+    assert record.tokens.refresh_token == "PLANTED-RT-2"
+    assert await env.token_events() == ["TOKEN_EXPIRED"]  # one terminal event, no TOKEN_REFRESHED
+    with pytest.raises(ReauthorizationRequired):
+        await env.refresher.fresh_token("org-1", KEY)
+
+
+async def test_a_refresh_finishing_after_a_revocation_is_not_stored_and_is_revoked(env: Env) -> None:
+    """The refresh's lease lapsed and a person revoked the connector meanwhile: the tokens the
+    provider issued late are neither stored nor served, and are revoked at the provider."""
+    seeded = await env.seed()
+    env.make_due()
+
+    async def revoked_meanwhile(used: str) -> None:
+        await env.changed_elsewhere(
+            seeded.id, lambda other: other.revoke(now=env.clock.now(), ids=env.ctx.ids), delete=True
+        )
+
+    env.provider.before_answer = revoked_meanwhile
+    env.provider.answers = [{"access_token": "PLANTED-AT-2", "refresh_token": "PLANTED-RT-2", "expires_in": 3600}]
+    spec = OAuthSpec("https://idp.test/auth", "https://idp.test/token", revocation_url="https://idp.test/revoke")
+
+    async def with_revocation(org: str, key: str) -> ResolvedProvider:
+        return ResolvedProvider(spec, CLIENT)
+
+    env.refresher._resolve = with_revocation
+    assert await env.refresher.refresh_due() == RefreshReport(skipped=1)
+    async with env.ctx.uow() as uow:
+        assert await uow.tokens.get(seeded.id) is None
+    assert env.provider.revoked == [("PLANTED-RT-2", "refresh_token"), ("PLANTED-AT-2", "access_token")]
+    assert await env.token_events() == ["TOKEN_REVOKED"]

@@ -1,0 +1,33 @@
+"""Staging a changed connector in a unit of work, written once for every use case."""
+
+from __future__ import annotations
+
+from connector_core.model.connector import Connector
+from connector_core.model.events import AppDisabled, AppEnabled, DomainEvent
+from connector_core.ports.unit_of_work import UnitOfWork
+from connector_core.services.context import ServiceContext
+
+__all__ = ["stage_connector"]
+
+
+async def stage_connector(uow: UnitOfWork, connector: Connector, ctx: ServiceContext) -> list[DomainEvent]:
+    """Add (new) or save (changed) ``connector`` in ``uow`` and return the events it recorded,
+    for the caller to put in the outbox with the rest of the change.
+
+    When the connector was enabled or disabled, its token follows in the same unit of work
+    (:meth:`TokenRecord.follow_connector`): a disabled connector's token is paused — neither
+    refreshed nor handed out — and enabling resumes it. Whatever disabled the connector (a
+    person, a refused consent), its credentials stop being served in the same commit.
+    """
+    events = connector.pull_events()
+    if connector.is_new:
+        await uow.connectors.add(connector)
+    elif events:
+        await uow.connectors.save(connector)
+    if any(isinstance(e, AppEnabled | AppDisabled) for e in events):
+        record = await uow.tokens.get_for_connector(connector.org_id, connector.key)
+        if record is not None and record.follow_connector(
+            connector.is_enabled, lifecycle=ctx.lifecycle, now=ctx.clock.now()
+        ):
+            await uow.tokens.save(record)
+    return events
