@@ -1,0 +1,178 @@
+"""The unit of work on MongoDB: reads go straight to the collections, :meth:`commit` writes the
+batch in ONE multi-document transaction.
+
+Every connector and token write is conditional on the version the caller loaded (the policy of
+:mod:`adapters.batch_writes`: an update or delete matching nothing, or an insert hitting a unique
+index, is :class:`Conflict`), and the outbox events are inserted in the same transaction, so a
+state change and its events are stored together or not at all.
+
+Outbox order. Each committing transaction takes its ``seq`` numbers with ``$inc`` on the single
+``counters/outbox_seq`` document *inside* the transaction. Two transactions that both write
+events therefore write the same document: the second gets a WriteConflict and is retried after
+the first committed, so the numbers are handed out in commit order and a number is only
+visible once every smaller one is (an aborted transaction rolls its ``$inc`` back: no gaps).
+Hence ``seq`` order == commit order, for one connector and globally. The price: commits that
+carry events are serialised on that document. The ``$inc`` is the transaction's first write, so
+a loser learns it before doing any other work; losers are retried by ``with_transaction`` for up
+to ``transaction_retry_seconds``, then get :class:`Conflict`. Within one process such commits
+queue on an ``asyncio.Lock`` instead of spinning on the server (a wait longer than
+``transaction_retry_seconds`` is :class:`Unavailable`, so a slow or down server does not pile up
+requests); only commits from other processes meet as WriteConflicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from adapters.batch_writes import Kind, Table, Write, connector_from_fields, plan
+from adapters.codec import event_to_doc
+from adapters.mongo.database import OUTBOX_SEQ, Doc, MongoDatabase, bson_time, mongo_errors
+from adapters.sealing import open_token_record
+from adapters.unit_of_work_base import Batch, BufferedUnitOfWork
+from connector_core.model.connector import Connector
+from connector_core.tokens import TokenRecord, TokenStatus
+
+
+def _value(value: Any) -> Any:
+    return bson_time(value) if isinstance(value, datetime) else value
+
+
+def _renamed(fields: Mapping[str, Any]) -> Doc:
+    """Batch fields as a document: the token ``id`` is the document's ``_id``, dates in BSON precision."""
+    return {("_id" if name == "id" else name): _value(value) for name, value in fields.items()}
+
+
+def _document(w: Write) -> Doc:
+    assert w.fields is not None
+    doc = _renamed(w.fields)
+    con = w.subject
+    if isinstance(con, Connector):
+        # what the old service's readers look for
+        doc |= {
+            "orgId": con.org_id,
+            "name": con.key,
+            "isEnabled": con.is_enabled,
+            "lastUpdatedBy": con.last_updated_by,
+            "createdAt": bson_time(con.created_at),
+            "updatedAt": bson_time(con.updated_at),
+        }
+    return doc
+
+
+class MongoUnitOfWork(BufferedUnitOfWork):
+    """Reads go straight to the collections; :meth:`commit` writes the batch in one transaction."""
+
+    def __init__(self, db: MongoDatabase) -> None:
+        super().__init__()
+        self._db = db
+
+    def _connector(self, doc: Mapping[str, Any]) -> Connector:
+        return connector_from_fields(self._db.conv, doc["state"], int(doc["version"]))
+
+    def _token(self, doc: Mapping[str, Any]) -> TokenRecord:
+        db = self._db
+        return open_token_record(db.conv, db.sealer, doc["_id"], doc["meta"], doc["material"], int(doc["version"]))
+
+    async def _load_connector(self, org_id: str, key: str) -> Connector | None:
+        with mongo_errors("load a connector"):
+            doc = await self._db.connectors.find_one({"org_id": org_id, "key": key})
+        return None if doc is None else self._connector(doc)
+
+    async def _list_connectors(self, org_id: str) -> Sequence[Connector]:
+        with mongo_errors("list connectors"):
+            docs = await self._db.connectors.find({"org_id": org_id}).sort("key", 1).to_list(None)
+        return [self._connector(d) for d in docs]
+
+    async def _load_token(self, token_id: str) -> TokenRecord | None:
+        with mongo_errors("load a token record"):
+            doc = await self._db.tokens.find_one({"_id": token_id})
+        return None if doc is None else self._token(doc)
+
+    async def _load_token_for_connector(self, org_id: str, connector_key: str) -> TokenRecord | None:
+        with mongo_errors("load a token record"):
+            doc = await self._db.tokens.find_one({"org_id": org_id, "connector_key": connector_key})
+        return None if doc is None else self._token(doc)
+
+    async def _tokens_due(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
+        query = {
+            "status": str(TokenStatus.ACTIVE),
+            "refresh_due_at": {"$lte": moment},
+            "$or": [{"next_attempt_at": None}, {"next_attempt_at": {"$lte": moment}}],
+        }
+        with mongo_errors("find tokens due for refresh"):
+            docs = await self._db.tokens.find(query).sort([("refresh_due_at", 1), ("_id", 1)]).limit(limit).to_list()
+        return [self._token(d) for d in docs]
+
+    async def _tokens_expired(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
+        query = {
+            "expiry_notified": False,
+            "status": {"$ne": str(TokenStatus.REVOKED)},
+            "expires_at": {"$lte": moment},
+        }
+        with mongo_errors("find expired tokens"):
+            docs = await self._db.tokens.find(query).sort([("expires_at", 1), ("_id", 1)]).limit(limit).to_list()
+        return [self._token(d) for d in docs]
+
+    def _collection(self, table: Table) -> AsyncCollection[Doc]:
+        return self._db.connectors if table is Table.CONNECTORS else self._db.tokens
+
+    async def _applied(self, w: Write, s: AsyncClientSession) -> bool:
+        """Run one conditional write in the transaction; False when it did not apply."""
+        collection = self._collection(w.table)
+        if w.kind is Kind.INSERT:
+            try:
+                await collection.insert_one(_document(w), session=s)
+            except DuplicateKeyError:
+                return False
+            return True
+        where = {**_renamed(w.match), "version": w.expected_version}
+        if w.kind is Kind.DELETE:
+            return (await collection.delete_one(where, session=s)).deleted_count == 1
+        fields = {k: v for k, v in _document(w).items() if k != "_id"}
+        return (await collection.update_one(where, {"$set": fields}, session=s)).matched_count == 1
+
+    async def _apply(self, batch: Batch) -> None:
+        db = self._db
+        # Serialise and seal before the transaction, which should be short.
+        writes = plan(batch, db.conv, db.sealer)
+        stored_at = bson_time(db.clock.now())
+        events = [event_to_doc(db.conv, e) for e in batch.events]
+
+        async def write(s: AsyncClientSession) -> None:
+            # The counter first: the transaction's snapshot starts with it, so a writer that
+            # lost the race learns it at once (WriteConflict) instead of after all its writes.
+            first = 0
+            if events:
+                first = await db.next_value(OUTBOX_SEQ, s, count=len(events)) - len(events) + 1
+            for w in writes:
+                if not await self._applied(w, s):
+                    raise w.refused()
+            if events:
+                await db.outbox.insert_many(
+                    [
+                        {
+                            "_id": first + i,
+                            "seq": first + i,
+                            "topic": ev.topic,
+                            "partition_key": ev.partition_key,
+                            "event_type": ev.event_type,
+                            "event": e,
+                            "published": False,
+                            "stored_at": stored_at,
+                        }
+                        for i, (e, ev) in enumerate(zip(events, batch.events, strict=True))
+                    ],
+                    session=s,
+                )
+
+        if not events:
+            await db.transaction("commit a unit of work", write)
+            return
+        async with db.outbox_writer():
+            await db.transaction("commit a unit of work", write)

@@ -1,0 +1,144 @@
+"""One SQLite database file (WAL mode) holding every storage table, and the one place where
+``sqlite3`` errors become ours.
+
+Several processes may share the file: writes run in ``BEGIN IMMEDIATE`` transactions with
+version checks, so a unit of work's state change and its outbox events are stored together
+or not at all, and a stale writer gets :class:`Conflict`. Token material and OAuth state are
+sealed (AES-256-GCM) before they reach the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+from adapters.codec import make_json_converter
+from adapters.sealing import Sealer
+from connector_core.errors import Unavailable
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS connectors (
+    org_id TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL,
+    is_enabled INTEGER NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (org_id, key));
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY, org_id TEXT NOT NULL, connector_key TEXT NOT NULL,
+    status TEXT NOT NULL, refresh_due_at REAL, next_attempt_at REAL, expires_at REAL,
+    expiry_notified INTEGER NOT NULL, version INTEGER NOT NULL,
+    meta TEXT NOT NULL, material TEXT NOT NULL, UNIQUE (org_id, connector_key));
+CREATE INDEX IF NOT EXISTS tokens_due ON tokens (status, refresh_due_at);
+CREATE INDEX IF NOT EXISTS tokens_expiry ON tokens (expiry_notified, expires_at);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, partition_key TEXT NOT NULL,
+    event_type TEXT NOT NULL, doc TEXT NOT NULL, published INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (published, seq);
+CREATE INDEX IF NOT EXISTS outbox_by_key ON outbox (partition_key, seq);
+CREATE TABLE IF NOT EXISTS oauth_states (
+    state_hash TEXT PRIMARY KEY, expires_at REAL NOT NULL, sealed TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY, value TEXT NOT NULL, revision INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY, owner TEXT NOT NULL, fencing INTEGER NOT NULL, expires_at REAL NOT NULL);
+"""
+
+
+def timestamp(value: datetime | None) -> float | None:
+    """How a datetime is stored: POSIX seconds (REAL)."""
+    return None if value is None else value.timestamp()
+
+
+def next_counter(c: sqlite3.Connection, name: str) -> int:
+    """Add one to counter ``name`` inside the caller's transaction; the new value."""
+    row = c.execute(
+        "INSERT INTO counters (name, value) VALUES (?, 1) ON CONFLICT(name)"
+        " DO UPDATE SET value=value+1 RETURNING value",
+        (name,),
+    ).fetchone()
+    return int(row[0])
+
+
+class SQLiteDatabase:
+    """One database file. Statements run on a private thread, one connection, so the event
+    loop never blocks on disk; other processes may open the same file."""
+
+    def __init__(self, path: str | Path, *, sealer: Sealer, busy_timeout_ms: int = 10_000) -> None:
+        self.path = str(path)
+        self.sealer = sealer
+        self.conv = make_json_converter()
+        self._busy_timeout_ms = busy_timeout_ms
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._conn: sqlite3.Connection | None = None
+        self._open_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SQLiteDatabase(path={self.path!r})"
+
+    def _connection(self) -> sqlite3.Connection:
+        with self._open_lock:
+            if self._conn is None:
+                if self.path != ":memory:":
+                    Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(
+                    self.path,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=self._busy_timeout_ms / 1000,
+                )
+                conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA foreign_keys=ON")
+                conn.executescript(SCHEMA)
+                self._conn = conn
+            return self._conn
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` on the database thread; driver errors become ours."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, lambda: fn(self._connection()))
+        except sqlite3.OperationalError as exc:
+            raise Unavailable(f"SQLite database is unavailable: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise Unavailable(f"SQLite database error: {type(exc).__name__}") from exc
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` inside ``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back on any error)."""
+
+        def tx(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await self.run(tx)
+
+    async def check(self) -> bool:
+        try:
+            await self.run(lambda c: c.execute("SELECT 1").fetchone())
+        except Unavailable:
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        def close(_: sqlite3.Connection) -> None:
+            with self._open_lock:
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+
+        if self._conn is not None:
+            await self.run(close)
+        self._executor.shutdown(wait=True)

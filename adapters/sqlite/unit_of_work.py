@@ -1,0 +1,145 @@
+"""The unit of work on SQLite: reads go straight to the file, :meth:`commit` writes the whole
+batch (connectors, tokens, outbox events) in one ``BEGIN IMMEDIATE`` transaction."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from adapters.batch_writes import Kind, Write, connector_from_fields, plan
+from adapters.codec import event_to_doc
+from adapters.sealing import open_token_record
+from adapters.sqlite.database import SQLiteDatabase
+from adapters.unit_of_work_base import Batch, BufferedUnitOfWork
+from connector_core.model.connector import Connector
+from connector_core.tokens import TokenRecord, TokenStatus
+
+#: the batch fields stored under another column name
+_COLUMNS = {"state": "doc"}
+_TOKEN_COLUMNS = "id, meta, material, version"
+
+
+def _value(value: Any) -> Any:
+    """A field as SQLite stores it: datetimes as POSIX seconds, booleans as 0/1, documents as JSON."""
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, Mapping):
+        return json.dumps(value)
+    return value
+
+
+def _row(fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {_COLUMNS.get(name, name): _value(value) for name, value in fields.items()}
+
+
+def _applied(c: sqlite3.Connection, w: Write) -> bool:
+    """Run one conditional write; False when it did not apply (the caller raises the conflict).
+    Table and column names come from :mod:`adapters.batch_writes`, never from input."""
+    table = w.table.value
+    if w.kind is Kind.INSERT:
+        assert w.fields is not None
+        row = _row(w.fields)
+        columns, names = ", ".join(row), ", ".join(f":{k}" for k in row)
+        try:
+            c.execute(f"INSERT INTO {table} ({columns}) VALUES ({names})", row)  # noqa: S608 - our names
+        except sqlite3.IntegrityError:
+            return False
+        return True
+    where = " AND ".join(f"{k}=:where_{k}" for k in w.match) + " AND version=:expected"
+    params = {f"where_{k}": v for k, v in w.match.items()} | {"expected": w.expected_version}
+    if w.kind is Kind.DELETE:
+        return c.execute(f"DELETE FROM {table} WHERE {where}", params).rowcount == 1  # noqa: S608 - our names
+    assert w.fields is not None
+    row = _row(w.fields)
+    sets = ", ".join(f"{k}=:{k}" for k in row if k not in w.match)
+    return c.execute(f"UPDATE {table} SET {sets} WHERE {where}", row | params).rowcount == 1  # noqa: S608
+
+
+class SQLiteUnitOfWork(BufferedUnitOfWork):
+    def __init__(self, db: SQLiteDatabase) -> None:
+        super().__init__()
+        self._db = db
+
+    async def _load_connector(self, org_id: str, key: str) -> Connector | None:
+        row = await self._db.run(
+            lambda c: c.execute(
+                "SELECT doc, version FROM connectors WHERE org_id=? AND key=?", (org_id, key)
+            ).fetchone()
+        )
+        return None if row is None else self._connector(row)
+
+    async def _list_connectors(self, org_id: str) -> Sequence[Connector]:
+        rows = await self._db.run(
+            lambda c: c.execute("SELECT doc, version FROM connectors WHERE org_id=? ORDER BY key", (org_id,)).fetchall()
+        )
+        return [self._connector(r) for r in rows]
+
+    def _connector(self, row: Sequence[Any]) -> Connector:
+        return connector_from_fields(self._db.conv, json.loads(row[0]), int(row[1]))
+
+    def _token(self, row: Sequence[Any]) -> TokenRecord:
+        token_id, meta, material, version = row
+        return open_token_record(self._db.conv, self._db.sealer, token_id, json.loads(meta), material, int(version))
+
+    async def _load_token(self, token_id: str) -> TokenRecord | None:
+        row = await self._db.run(
+            lambda c: c.execute(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE id=?", (token_id,)).fetchone()  # noqa: S608
+        )
+        return None if row is None else self._token(row)
+
+    async def _load_token_for_connector(self, org_id: str, connector_key: str) -> TokenRecord | None:
+        row = await self._db.run(
+            lambda c: c.execute(
+                f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE org_id=? AND connector_key=?",  # noqa: S608
+                (org_id, connector_key),
+            ).fetchone()
+        )
+        return None if row is None else self._token(row)
+
+    async def _tokens_due(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
+        t = moment.timestamp()
+        rows = await self._db.run(
+            lambda c: c.execute(
+                f"SELECT {_TOKEN_COLUMNS} FROM tokens"  # noqa: S608
+                " WHERE status=? AND refresh_due_at <= ?"
+                " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+                " ORDER BY refresh_due_at, id LIMIT ?",
+                (str(TokenStatus.ACTIVE), t, t, limit),
+            ).fetchall()
+        )
+        return [self._token(r) for r in rows]
+
+    async def _tokens_expired(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
+        rows = await self._db.run(
+            lambda c: c.execute(
+                f"SELECT {_TOKEN_COLUMNS} FROM tokens"  # noqa: S608
+                " WHERE expiry_notified=0 AND status!=? AND expires_at <= ?"
+                " ORDER BY expires_at, id LIMIT ?",
+                (str(TokenStatus.REVOKED), moment.timestamp(), limit),
+            ).fetchall()
+        )
+        return [self._token(r) for r in rows]
+
+    async def _apply(self, batch: Batch) -> None:
+        db = self._db
+        # Serialise and seal outside the write lock.
+        writes = plan(batch, db.conv, db.sealer)
+        event_rows = [
+            (e.topic, e.partition_key, e.event_type, json.dumps(event_to_doc(db.conv, e))) for e in batch.events
+        ]
+
+        def write(c: sqlite3.Connection) -> None:
+            for w in writes:
+                if not _applied(c, w):
+                    raise w.refused()
+            c.executemany(
+                "INSERT INTO outbox (topic, partition_key, event_type, doc) VALUES (?, ?, ?, ?)",
+                event_rows,
+            )
+
+        await db.write(write)

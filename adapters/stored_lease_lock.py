@@ -1,0 +1,58 @@
+"""The lease-lock policy shared by the leases kept in a database (SQLite, MongoDB).
+
+A lease row holds ``name``, a random ``owner``, a fencing token and ``expires_at``. Expiry is
+judged by the injected clock, never the server's. The policy, written once here:
+
+- **acquire** takes the row when it is absent or expired, with a new owner and a fencing token
+  greater than every earlier one for that name; None when someone else holds it;
+- **release** deletes the row only while the owner is ours (compare-and-delete);
+- **extend** moves ``expires_at`` only while the owner is ours and the lease has not lapsed,
+  else :class:`LeaseLost`.
+
+An adapter provides the three conditional statements (:meth:`_take`, :meth:`_drop`, :meth:`_prolong`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from abc import ABC, abstractmethod
+from datetime import datetime, timedelta
+
+from connector_core.errors import LeaseLost
+from connector_core.ports.clock import Clock
+from connector_core.ports.lock import Lease
+
+
+class StoredLeaseLock(ABC):
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+
+    async def acquire(self, name: str, ttl_seconds: float) -> Lease | None:
+        now = self._clock.now()
+        expires = now + timedelta(seconds=ttl_seconds)
+        owner = secrets.token_hex(16)
+        fence = await self._take(name, owner, now, expires)
+        return None if fence is None else Lease(name, owner, fence, expires)
+
+    async def release(self, lease: Lease) -> bool:
+        return await self._drop(lease.name, lease.owner)
+
+    async def extend(self, lease: Lease, ttl_seconds: float) -> Lease:
+        now = self._clock.now()
+        expires = now + timedelta(seconds=ttl_seconds)
+        if not await self._prolong(lease.name, lease.owner, now, expires):
+            raise LeaseLost(f"lease {lease.name!r} is no longer held")
+        return Lease(lease.name, lease.owner, lease.fencing_token, expires)
+
+    @abstractmethod
+    async def _take(self, name: str, owner: str, now: datetime, expires: datetime) -> int | None:
+        """Store (name, owner, a new fencing token, expires) unless a row for ``name`` expires
+        after ``now``; the fencing token, or None when the lease is held."""
+
+    @abstractmethod
+    async def _drop(self, name: str, owner: str) -> bool:
+        """Delete the row of (name, owner); whether there was one."""
+
+    @abstractmethod
+    async def _prolong(self, name: str, owner: str, now: datetime, expires: datetime) -> bool:
+        """Set ``expires`` on the row of (name, owner) if it expires after ``now``; whether it did."""
