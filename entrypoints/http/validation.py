@@ -4,6 +4,7 @@ whose errors name each field at fault and never echo a value back."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -153,6 +154,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400
+        raise ValueError("not a finite number")
+    return value
+
+
 def _depth(value: Any, limit: int) -> int:
     stack = [(value, 1)]
     deepest = 0
@@ -169,8 +177,9 @@ def _depth(value: Any, limit: int) -> int:
 
 
 def parse_json(raw: bytes) -> Any:
-    """Strict JSON: no NaN/Infinity, no lone surrogates, at most 32 levels deep. Anything that
-    would not survive being stored and sent back is refused here, as a 400."""
+    """Strict JSON: no NaN/Infinity (nor numbers too large for one), no lone surrogates (in
+    values or field names), at most 32 levels deep. Anything that would not survive being
+    stored and sent back is refused here, as a 400."""
 
     def bad(message: str) -> ValidationError:
         return ValidationError(
@@ -178,7 +187,7 @@ def parse_json(raw: bytes) -> Any:
         )
 
     try:
-        data = json.loads(raw, parse_constant=_reject_constant)
+        data = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise bad("malformed JSON") from None
     except RecursionError:
@@ -187,8 +196,38 @@ def parse_json(raw: bytes) -> Any:
         raise bad("a number that is not a finite JSON number") from None
     if _depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
         raise bad(f"nested deeper than {MAX_JSON_DEPTH} levels")
-    try:
-        json.dumps(data, allow_nan=False).encode("utf-8")
-    except (UnicodeEncodeError, ValueError):
-        raise bad("text that is not valid Unicode") from None
+    where = _invalid_text(data)
+    if where is not None:
+        path, message = where
+        raise ValidationError(
+            f"request body is not valid JSON ({path} {message})", errors=[{"path": path, "message": message}]
+        )
     return data
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a lone surrogate (``"\\ud800"`` in JSON): valid JSON syntax, but not text that
+    can be stored as UTF-8 or sent back."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _invalid_text(data: Any) -> tuple[str, str] | None:
+    """The dotted path of the first field name or string that is not valid Unicode (the path
+    never contains one: a bad name is reported at its parent)."""
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str) and not _is_unicode(item):
+            return path or "body", "is not valid Unicode text (a lone surrogate)"
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if not _is_unicode(key):
+                    return path or "body", "has a field name that is not valid Unicode text (a lone surrogate)"
+                stack.append((value, f"{path}.{key}" if path else key))
+        elif isinstance(item, list):
+            stack.extend((v, f"{path}.{i}" if path else str(i)) for i, v in enumerate(item))
+    return None
