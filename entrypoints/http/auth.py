@@ -62,10 +62,15 @@ def scoped_principal(token: str, secret: str) -> Principal:
         raise Unauthenticated("scoped token lacks a scopes list")
     if FETCH_CONFIG not in scopes:
         raise PermissionDenied(f"scoped token lacks the {FETCH_CONFIG} scope")
+    # A token without the claim is a service token for every org; one whose claim is present
+    # but not an org id (a number, a list, "", null) is refused: read as "unbound", it would
+    # open every org's credentials to a token meant for one.
     org = claims.get("orgId")
+    if "orgId" in claims and not (isinstance(org, str) and org):
+        raise Unauthenticated("scoped token has an orgId claim that is not an org id")
     return Principal(
         user_id=None,
-        org_id=org if isinstance(org, str) and org else None,
+        org_id=org,
         scopes=frozenset(scopes),
         claims=claims,
     )

@@ -46,3 +46,29 @@ async def test_an_unknown_key_with_a_lone_surrogate_gets_a_readable_400(api: Api
     body = r.json()
     assert body["error"]["code"] == "VALIDATION_ERROR"
     assert body["error"]["metadata"]["errors"]
+
+
+def _scoped_with(api: Api, **claims: object) -> dict[str, str]:
+    import time
+
+    import jwt
+
+    body: dict[str, object] = {"scopes": ["fetch:config"], "exp": int(time.time()) + 60, **claims}
+    return api.auth(jwt.encode(body, api.container.service_secrets.scoped_jwt_secret, algorithm="HS256"))
+
+
+@pytest.mark.parametrize("org", [7, ["org-a"], {"id": "org-a"}, "", None, True], ids=repr)
+async def test_a_scoped_token_with_a_malformed_org_claim_is_refused(api: Api, org: object) -> None:
+    """Present but not a non-empty string: fail closed, never read it as 'unbound'."""
+    headers = _scoped_with(api, orgId=org)
+    for method, path, kwargs in (
+        ("GET", f"{P}/internal/events", {}),
+        ("GET", f"{P}/internal/credentials/jira", {"params": {"orgId": "org-a"}}),
+        ("POST", f"{P}/internal/refreshIndividualConnectorToken", {"json": {"orgId": "org-a", "connector": "jira"}}),
+    ):
+        r = await api.client.request(method, path, headers=headers, **kwargs)
+        assert r.status_code == 401, (path, r.text)
+        assert r.json()["error"]["code"] == "UNAUTHORIZED"
+    # without the claim the token is unbound, as before
+    r = await api.client.get(f"{P}/internal/events", headers=_scoped_with(api))
+    assert r.status_code == 200
