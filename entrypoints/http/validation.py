@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,12 +33,17 @@ FORMATS = FormatChecker()
 
 @FORMATS.checks("uri", raises=ValueError)
 def _is_web_uri(value: object) -> bool:
-    """``format: uri`` here means an absolute http(s) URL with a host (jsonschema only checks
-    it when an optional package is installed; this check is always on)."""
+    """``format: uri`` here means an absolute http(s) URL with a host and a valid port, free of
+    whitespace, control characters (NUL, ESC, DEL, C1) and backslashes, which browsers and
+    HTTP libraries read in different ways (jsonschema only checks the format when an optional
+    package is installed; this check is always on)."""
     if not isinstance(value, str):
         return True
-    parts = urlsplit(value)
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in value)
+    if any(c.isspace() or c == "\\" or unicodedata.category(c) == "Cc" for c in value):
+        return False
+    parts = urlsplit(value)  # ValueError (e.g. "http://[::1") means: not a URI
+    _ = parts.port  # ValueError when out of range or not a number
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def make_validator(schema: Mapping[str, Any] | None) -> Draft202012Validator | None:

@@ -72,3 +72,25 @@ async def test_a_scoped_token_with_a_malformed_org_claim_is_refused(api: Api, or
     # without the claim the token is unbound, as before
     r = await api.client.get(f"{P}/internal/events", headers=_scoped_with(api))
     assert r.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://acme.example/\x00",
+        "https://acme\x00.example",
+        "https://acme.example/a\x1bb",
+        "https://acme.example/\x7f",
+        "https://acme.example/\x85",
+        "https://acme.example\\@evil.example",
+        "https://acme.example:99999",
+    ],
+    ids=["nul-path", "nul-host", "escape", "del", "c1-nel", "backslash", "bad-port"],
+)
+async def test_a_uri_with_control_characters_is_refused(api: Api, base_url: str) -> None:
+    for name in ("jira", "confluence", "onedrive"):
+        r = await api.client.put(f"{P}/config/{name}", json={"baseUrl": base_url}, headers=api.admin)
+        assert r.status_code == 400, (name, r.text)
+        assert r.json()["error"]["metadata"]["errors"][0]["path"] == "baseUrl"
+        got = await api.client.get(f"{P}/config/{name}", headers=api.admin)
+        assert got.json()["version"] == 0
