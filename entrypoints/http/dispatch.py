@@ -27,9 +27,10 @@ from entrypoints.http.validation import (
 log = logging.getLogger("connector_manager.http")
 
 StateGetter = Callable[[], ApiState]
+RequestHandler = Callable[[Request], Awaitable[Response]]
 
 
-def dispatch(endpoint: Endpoint, state_getter: StateGetter) -> Callable[[Request], Awaitable[Response]]:
+def dispatch(endpoint: Endpoint, state_getter: StateGetter) -> RequestHandler:
     body_validator = make_validator(endpoint.body)
     query_validator = make_validator(endpoint.query)
 

@@ -3,11 +3,13 @@ authentication, input validation and the OpenAPI document, so they cannot drift 
 
 from __future__ import annotations
 
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
 from entrypoints.http import schemas
 from entrypoints.http.auth import Access
-from entrypoints.http.dispatch import StateGetter, dispatch
+from entrypoints.http.dispatch import RequestHandler, StateGetter, dispatch
 from entrypoints.http.endpoint import PREFIX, Endpoint
 from entrypoints.http.handlers.config import get_config, get_schema, put_config
 from entrypoints.http.handlers.connectors import list_active, list_connectors, list_inactive, toggle
@@ -198,4 +200,22 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 
 
 def routes(state_getter: StateGetter) -> list[Route]:
-    return [Route(e.path, dispatch(e, state_getter), methods=[e.method], name=e.operation_id) for e in ENDPOINTS]
+    """One Starlette route per path, whatever its methods: a method the path does not serve gets
+    405 with every method it does serve in ``Allow`` (one route per method named only its own)."""
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for endpoint in ENDPOINTS:
+        by_path.setdefault(endpoint.path, {})[endpoint.method] = endpoint
+    mounted = []
+    for path, endpoints in by_path.items():
+        handlers = {method: dispatch(e, state_getter) for method, e in endpoints.items()}
+        name = "|".join(e.operation_id for e in endpoints.values())
+        mounted.append(Route(path, _by_method(handlers), methods=list(handlers), name=name))
+    return mounted
+
+
+def _by_method(handlers: dict[str, RequestHandler]) -> RequestHandler:
+    async def run(request: Request) -> Response:
+        # Starlette answered 405 already for a method not listed; HEAD is served as GET.
+        return await handlers["GET" if request.method == "HEAD" else request.method](request)
+
+    return run

@@ -94,3 +94,31 @@ async def test_a_uri_with_control_characters_is_refused(api: Api, base_url: str)
         assert r.json()["error"]["metadata"]["errors"][0]["path"] == "baseUrl"
         got = await api.client.get(f"{P}/config/{name}", headers=api.admin)
         assert got.json()["version"] == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        (f"{P}/config/jira", {"GET", "HEAD", "PUT"}),
+        (f"{P}/filters/jira", {"GET", "HEAD", "POST"}),
+        (f"{P}/toggle/jira", {"POST"}),
+        ("/api/v1/health", {"GET", "HEAD"}),
+    ],
+)
+@pytest.mark.parametrize("method", ["OPTIONS", "DELETE", "PATCH"])
+async def test_405_lists_every_allowed_method(api: Api, path: str, allowed: set[str], method: str) -> None:
+    r = await api.client.request(method, path, headers=api.admin)
+    assert r.status_code == 405
+    assert r.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+    assert {m.strip() for m in r.headers["allow"].split(",")} == allowed
+
+
+async def test_each_method_of_a_shared_path_reaches_its_own_handler(api: Api) -> None:
+    r = await api.client.put(f"{P}/config/jira", json={"baseUrl": "https://acme.example"}, headers=api.admin)
+    assert r.status_code == 200 and r.json()["message"] == "Configuration saved"
+    r = await api.client.get(f"{P}/config/jira", headers=api.admin)
+    assert r.status_code == 200 and r.json()["config"]["baseUrl"] == "https://acme.example"
+    r = await api.client.head(f"{P}/config/jira", headers=api.admin)
+    assert r.status_code == 200 and r.content == b""
+    r = await api.client.post(f"{P}/filters/jira", json={"filterOptions": {}}, headers=api.admin)
+    assert r.status_code == 200 and r.json()["key"] == "jira"
