@@ -59,6 +59,13 @@ HTTP_CODES = {
 }
 
 
+#: an error body lists this many field errors at most, then says how many there were
+MAX_LISTED_ERRORS = 20
+#: a field path longer than this (a 500 kB field name) is cut, and so is a longer message
+MAX_PATH_CHARS = 256
+MAX_MESSAGE_CHARS = 512
+
+
 def status_for(exc: ConnectorManagerError) -> int:
     if isinstance(exc, BackendError):
         return exc.status
@@ -75,10 +82,31 @@ def error_response(
     metadata: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
+    if len(message) > MAX_MESSAGE_CHARS:  # it may quote a field name of any length
+        message = message[:MAX_MESSAGE_CHARS] + "…"
     body: dict[str, Any] = {"code": code, "message": message}
     if metadata:
         body["metadata"] = metadata
     return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def _short(item: Any) -> Any:
+    path = item.get("path") if isinstance(item, dict) else None
+    if isinstance(path, str) and len(path) > MAX_PATH_CHARS:
+        return {**item, "path": path[:MAX_PATH_CHARS] + "…"}
+    return item
+
+
+def _capped(metadata: dict[str, Any]) -> dict[str, Any]:
+    """A body with 100k unknown fields gets the first few errors and their count, not a
+    multi-megabyte reply; an endless field name is cut."""
+    errors = metadata.get("errors")
+    if not isinstance(errors, list):
+        return metadata
+    capped = {**metadata, "errors": [_short(e) for e in errors[:MAX_LISTED_ERRORS]]}
+    if len(errors) > MAX_LISTED_ERRORS:
+        capped["errorCount"] = len(errors)
+    return capped
 
 
 def from_exception(exc: ConnectorManagerError) -> JSONResponse:
@@ -86,7 +114,7 @@ def from_exception(exc: ConnectorManagerError) -> JSONResponse:
     headers = None
     if isinstance(exc, RetryableProviderError) and exc.retry_after:
         headers = {"Retry-After": str(int(exc.retry_after + 0.999))}
-    return error_response(status, exc.code, exc.message, exc.metadata or None, headers)
+    return error_response(status, exc.code, exc.message, _capped(exc.metadata) or None, headers)
 
 
 ERROR_SCHEMA: dict[str, Any] = {
@@ -99,7 +127,20 @@ ERROR_SCHEMA: dict[str, Any] = {
             "properties": {
                 "code": {"type": "string", "examples": ["VALIDATION_ERROR"]},
                 "message": {"type": "string"},
-                "metadata": {"type": "object"},
+                "metadata": {
+                    "type": "object",
+                    "properties": {
+                        "errors": {
+                            "type": "array",
+                            "maxItems": MAX_LISTED_ERRORS,
+                            "items": {
+                                "type": "object",
+                                "properties": {"path": {"type": "string"}, "message": {"type": "string"}},
+                            },
+                        },
+                        "errorCount": {"type": "integer", "description": "how many errors there were in all"},
+                    },
+                },
             },
         }
     },

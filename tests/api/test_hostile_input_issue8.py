@@ -122,3 +122,28 @@ async def test_each_method_of_a_shared_path_reaches_its_own_handler(api: Api) ->
     assert r.status_code == 200 and r.content == b""
     r = await api.client.post(f"{P}/filters/jira", json={"filterOptions": {}}, headers=api.admin)
     assert r.status_code == 200 and r.json()["key"] == "jira"
+
+
+@pytest.mark.parametrize(("method", "path"), [("PUT", "config/jira"), ("POST", "filters/jira")])
+async def test_a_body_with_many_unknown_keys_gets_a_short_error(api: Api, method: str, path: str) -> None:
+    unknown = ",".join(f'"k{i:05d}":0' for i in range(90_000))
+    if path.startswith("config"):
+        raw = ('{"baseUrl": "https://acme.example", ' + unknown + "}").encode()
+    else:
+        raw = ('{"filterOptions": {' + unknown + "}}").encode()
+    assert len(raw) < 1024 * 1024
+    r = await api.client.request(method, f"{P}/{path}", content=raw, headers={**api.admin, **JSON})
+    assert r.status_code == 400
+    assert len(r.content) < 10_000, len(r.content)
+    meta = r.json()["error"]["metadata"]
+    assert len(meta["errors"]) == 20 and meta["errors"][0]["path"].endswith("k00000")
+    assert meta["errorCount"] == 90_000
+
+
+async def test_an_endless_field_name_is_not_echoed_in_full(api: Api) -> None:
+    name = "k" * 500_000
+    raw = ('{"baseUrl": "https://acme.example", "' + name + '": 1}').encode()
+    r = await api.client.put(f"{P}/config/jira", content=raw, headers={**api.admin, **JSON})
+    assert r.status_code == 400
+    assert len(r.content) < 2_000, len(r.content)
+    assert r.json()["error"]["metadata"]["errors"][0]["path"].startswith("kkkk")
