@@ -56,7 +56,9 @@ from connector_core.model.events import (
 from connector_core.scopes import ScopeMapper
 from connector_core.services.connectors import ConfigUpdate, ConnectorService, ConnectorView
 from connector_core.services.context import ServiceContext
-from connector_core.services.oauth import CallbackResult, OAuthService, OAuthSettings, ResolvedProvider
+from connector_core.services.oauth import CallbackResult, OAuthService
+from connector_core.services.providers import ResolvedProvider
+from connector_core.services.redirects import OAuthSettings
 from connector_core.services.refresh import RefreshReport, TokenRefresher
 from connector_core.tokens import (
     RefreshPolicy,

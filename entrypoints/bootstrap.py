@@ -55,7 +55,8 @@ from connector_core.ports.outbox import OutboxReader
 from connector_core.ports.unit_of_work import UnitOfWorkFactory
 from connector_core.services.connectors import ConnectorService
 from connector_core.services.context import ServiceContext
-from connector_core.services.oauth import OAuthService, OAuthSettings
+from connector_core.services.oauth import OAuthService
+from connector_core.services.redirects import OAuthSettings
 from connector_core.services.refresh import TokenRefresher
 from connector_core.services.relay import OutboxRelay
 from connector_core.tokens import RefreshPolicy

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from attrs import frozen
@@ -30,6 +30,11 @@ class ConnectorView:
     entry: CatalogEntry
     connector: Connector
 
+    @classmethod
+    def untouched(cls, entry: CatalogEntry, org_id: str, now: datetime) -> ConnectorView:
+        """The default of a catalog entry the org has not touched (not stored: no id)."""
+        return cls(entry, Connector.create(entry, org_id=org_id, connector_id="", now=now, by=None))
+
 
 @frozen
 class ConfigUpdate:
@@ -50,8 +55,12 @@ class ConnectorService:
     async def list(self, org_id: str, *, enabled: bool | None = None) -> list[ConnectorView]:
         async with self.ctx.uow() as uow:
             stored = {c.key: c for c in await uow.connectors.list(org_id)}
+        now = self.ctx.clock.now()
         views = [
-            ConnectorView(entry, stored.get(entry.key) or self._blank(entry, org_id)) for entry in self.ctx.catalog
+            ConnectorView(entry, found)
+            if (found := stored.get(entry.key))
+            else ConnectorView.untouched(entry, org_id, now)
+            for entry in self.ctx.catalog
         ]
         if enabled is None:
             return views
@@ -61,7 +70,7 @@ class ConnectorService:
         entry = self.ctx.catalog.get(name)
         async with self.ctx.uow() as uow:
             found = await uow.connectors.get(org_id, entry.key)
-        return ConnectorView(entry, found or self._blank(entry, org_id))
+        return ConnectorView(entry, found) if found else ConnectorView.untouched(entry, org_id, self.ctx.clock.now())
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -185,10 +194,6 @@ class ConnectorService:
         return await self.ctx.retry_on_conflict(op)
 
     # -- helpers -----------------------------------------------------------------------------
-
-    def _blank(self, entry: CatalogEntry, org_id: str) -> Connector:
-        now = self.ctx.clock.now()
-        return Connector.create(entry, org_id=org_id, connector_id="", now=now, by=None)
 
     async def _load_or_create(
         self, uow: UnitOfWork, entry: CatalogEntry, org_id: str, user_id: str | None

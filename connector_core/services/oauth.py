@@ -2,7 +2,10 @@
 
 ``authorization_url`` → the person consents at the provider → ``handle_callback`` exchanges the
 code, verifies the ID token, stores the tokens and enables the connector. ``token_from_code`` is
-the legacy Google route (the front end ran the consent itself), ``revoke`` disconnects.
+the legacy Google route (the front end ran the consent itself), ``revoke`` disconnects
+(:mod:`~connector_core.services.revocation`). Where the browser may be sent is the
+:mod:`~connector_core.services.redirects` policy; the provider's URLs and the org's client come
+from :mod:`~connector_core.services.providers`.
 
 Decisions worth knowing:
 
@@ -15,7 +18,8 @@ Decisions worth knowing:
   reason, **unless** it is authenticated with a live token: cancelling a re-consent must not
   break a connector that works.
 * Tokens received but not stored (ID token invalid, no app granted) are revoked at the provider
-  when it offers revocation, so no orphan grant lives on.
+  when it offers revocation, so no orphan grant lives on. A rejected ID token is logged at
+  WARNING with the connector and the reason (never the token).
 * Replacing tokens on re-authorization does not revoke the old ones: at Google, revoking any
   token of a grant revokes the whole grant, the new tokens included.
 """
@@ -24,65 +28,51 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import logging
 import re
 import string
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import timedelta
 from typing import Any
-from urllib.parse import urlencode, urlsplit
 
-from attrs import evolve, field, frozen
+from attrs import frozen
 
 from connector_core.catalog import CatalogEntry, OAuthSpec
 from connector_core.errors import (
-    Conflict,
-    ConnectorManagerError,
     DomainRuleViolation,
     IdTokenInvalid,
     InvalidState,
-    NotConfigured,
     OAuthError,
     PermissionDenied,
     ProviderError,
     ReauthorizationRequired,
     ValidationError,
 )
-from connector_core.model.connector import AuthState, Connector
-from connector_core.model.events import DomainEvent, SyncAction
-from connector_core.ports.lock import Lease, LeaseLock
+from connector_core.ports.lock import LeaseLock
 from connector_core.ports.oauth_provider import ClientCredentials, OAuthProviderClient
 from connector_core.ports.oauth_state import OAuthStateStore, PendingAuthorization
 from connector_core.scopes import ScopeMapper
+from connector_core.services.authorization_outcomes import AuthorizationOutcomes
 from connector_core.services.connectors import ConnectorView
-from connector_core.services.context import ServiceContext, read_secrets
-from connector_core.services.revocation import revoke_at_provider
-from connector_core.services.staging import stage_connector
-from connector_core.tokens import TokenRecord, TokenSet, TokenStatus
+from connector_core.services.context import ServiceContext
+from connector_core.services.providers import ProviderResolver, ResolvedProvider
+from connector_core.services.redirects import OAuthSettings, with_query
+from connector_core.services.revocation import TokenRevocation, revoke_at_provider
+from connector_core.services.token_lease import TokenLeases
+from connector_core.tokens import TokenSet
 
-__all__ = [
-    "LEGACY_CONNECTOR",
-    "CallbackResult",
-    "OAuthService",
-    "OAuthSettings",
-    "ResolvedProvider",
-    "pkce_challenge",
-    "state_hash",
-]
+__all__ = ["LEGACY_CONNECTOR", "CallbackResult", "OAuthService", "pkce_challenge", "state_hash"]
 
 log = logging.getLogger(__name__)
 
 #: The connector of the legacy ``POST /getTokenFromCode`` route.
 LEGACY_CONNECTOR = "googleWorkspace"
-WELL_KNOWN_SUFFIX = "/.well-known/openid-configuration"
 
-_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1"})
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-_URL_PARAM_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _ERROR_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _PRINTABLE = frozenset(string.printable) - frozenset("\t\n\r\x0b\x0c")
+
+#: What verifies the tokens a code exchange granted before they are stored (raises to refuse).
+Verify = Callable[[TokenSet, ResolvedProvider], Awaitable[None]]
 
 
 def state_hash(state: str) -> str:
@@ -96,82 +86,6 @@ def pkce_challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-# -- redirect origins ------------------------------------------------------------------------
-
-_Origin = tuple[str, str, int]
-
-
-def _origin(url: str, path: str, *, allow_path: bool = True) -> _Origin:
-    """``(scheme, host, port)`` of an absolute http(s) URL, else :class:`ValidationError`."""
-
-    def bad(why: str) -> ValidationError:
-        return ValidationError.for_field(path, why)
-
-    if not isinstance(url, str) or not url or len(url) > 2048:
-        raise bad("must be an absolute http(s) URL of at most 2048 characters")
-    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F or c == "\\" for c in url):
-        raise bad("must not contain whitespace, control characters or backslashes")
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.netloc:
-        raise bad("must be an absolute http(s) URL")
-    if "@" in parts.netloc:
-        raise bad("must not contain user information")
-    if "#" in url:
-        raise bad("must not contain a fragment")
-    if "?" in url:
-        raise bad("must not contain a query")
-    if not allow_path and parts.path not in ("", "/"):
-        raise bad("must be an origin (scheme://host[:port]) without a path")
-    host = parts.hostname
-    if not host:
-        raise bad("must name a host")
-    try:
-        port = parts.port
-    except ValueError:
-        raise bad("has an invalid port") from None
-    return scheme, host, port or _DEFAULT_PORTS[scheme]
-
-
-def _check_origins(instance: Any, attribute: Any, value: tuple[str, ...]) -> None:
-    for i, origin in enumerate(value):
-        _origin(origin, f"allowed_redirect_origins[{i}]", allow_path=False)
-
-
-def _to_tuple(values: Iterable[str]) -> tuple[str, ...]:
-    return tuple(values)
-
-
-@frozen
-class OAuthSettings:
-    """Where the OAuth dance sends the browser.
-
-    ``redirect_path`` and ``post_auth_path`` are appended to the caller's ``baseUrl``
-    (``{connector}`` becomes the catalog key). ``allowed_redirect_origins`` lists the origins
-    (``scheme://host[:port]``) a ``baseUrl`` may have; empty allows only ``http://localhost``
-    and ``http://127.0.0.1`` on any port. ``legacy_redirect_uri`` is the redirect URI the front
-    end used for ``POST /getTokenFromCode`` (e.g. Google's ``postmessage``); when unset, the
-    caller's ``baseUrl`` + ``redirect_path`` is used.
-    """
-
-    redirect_path: str = "/connectors/oauth/callback/{connector}"
-    allowed_redirect_origins: tuple[str, ...] = field(default=(), converter=_to_tuple, validator=_check_origins)
-    state_ttl: timedelta = timedelta(minutes=10)
-    post_auth_path: str = "/connectors/{connector}"
-    legacy_redirect_uri: str | None = None
-
-    def allows(self, origin: _Origin) -> bool:
-        scheme, host, _ = origin
-        if not self.allowed_redirect_origins:
-            return scheme == "http" and host in _LOCAL_HOSTS
-        return any(
-            _origin(o, "allowed_redirect_origins", allow_path=False) == origin for o in self.allowed_redirect_origins
-        )
-
-
-# -- results ---------------------------------------------------------------------------------
-
-
 @frozen
 class CallbackResult:
     """What the callback did. ``redirect_url`` is where the front end sends the person next
@@ -183,20 +97,8 @@ class CallbackResult:
     reason: str | None = None
 
 
-@frozen
-class ResolvedProvider:
-    """One org's view of a provider: URLs filled in (tenant, discovery) and its client."""
-
-    spec: OAuthSpec
-    client: ClientCredentials
-
-
 def _required(path: str) -> ValidationError:
     return ValidationError("Code and state are required", errors=[{"path": path, "message": "is required"}])
-
-
-def _clean_error_code(error: str) -> str:
-    return error if _ERROR_CODE.match(error) else "authorization_failed"
 
 
 def _clean_text(text: str | None, limit: int = 200) -> str | None:
@@ -206,12 +108,10 @@ def _clean_text(text: str | None, limit: int = 200) -> str | None:
     return cleaned[:limit] or None
 
 
-def _with_query(url: str, params: dict[str, str]) -> str:
-    return f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
-
-
 class OAuthService:
-    """Authorization flows of every OAuth connector of the catalog."""
+    """Authorization flows of every OAuth connector of the catalog. ``lock`` holds the tokens'
+    refresh leases (shared with the refresher): revocation takes a token's lease, for up to
+    ``lease_wait`` seconds, and renews it (``lease_ttl``) while it works."""
 
     def __init__(
         self,
@@ -220,30 +120,28 @@ class OAuthService:
         states: OAuthStateStore,
         settings: OAuthSettings | None = None,
         *,
-        lock: LeaseLock | None = None,
+        lock: LeaseLock,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        lease_ttl: float = 60.0,
         lease_wait: float = 10.0,
     ) -> None:
         self.ctx = ctx
         self.provider = provider
         self.states = states
         self.settings = settings or OAuthSettings()
-        #: the refresher's leases: revocation holds a token's lease, so no refresh can mint a
-        #: token between the provider's revocation and the local delete
-        self.lock = lock
-        self._sleep = sleep
-        self.lease_wait = lease_wait
+        self.providers = ProviderResolver(ctx, provider)
+        self.outcomes = AuthorizationOutcomes(ctx)
+        leases = TokenLeases(lock, ttl=lease_ttl, wait=lease_wait, sleep=sleep)
+        self.revocation = TokenRevocation(ctx, provider, self.providers, leases)
 
     # -- authorize ---------------------------------------------------------------------------
 
     async def authorization_url(self, org_id: str, user_id: str, name: str, base_url: str) -> str:
         """The provider URL to send the person to. Stores a single-use pending authorization
         (state hash, PKCE verifier, nonce) that expires after ``settings.state_ttl``."""
-        entry = self._oauth_entry(name)
-        redirect_uri = self._base(base_url) + self._path(self.settings.redirect_path, entry)
-        connector = await self._load_connector(org_id, entry)
-        self._require_oauth(entry, connector)
-        resolved = await self._resolve(org_id, entry, connector)
+        entry = self.providers.oauth_entry(name)
+        redirect_uri = self.settings.redirect_uri(self.settings.checked_base(base_url), entry.key)
+        resolved = await self._resolve(org_id, entry)
         spec = resolved.spec
         scopes = ScopeMapper(entry).default_scopes()
         state = self.ctx.ids.secret_token(32)
@@ -278,7 +176,7 @@ class OAuthService:
         for key, value in spec.extra_authorize_params.items():
             params.setdefault(key, value)  # never let catalog data override the core params
         log.info("OAuth authorization started: org=%s connector=%s", org_id, entry.key)
-        return _with_query(spec.authorize_url, params)
+        return with_query(spec.authorize_url, params)
 
     # -- callback ----------------------------------------------------------------------------
 
@@ -300,50 +198,31 @@ class OAuthService:
         spent). The code exchange runs once, outside any retry; the connector, its token
         record and all their events are stored in one unit of work.
         """
-        entry = self._oauth_entry(name)
+        entry = self.providers.oauth_entry(name)
         if not state:
             raise _required("state")
         if not error and not code:
             raise _required("code")
-        base = self._base(base_url) if base_url else None
+        base = self.settings.checked_base(base_url) if base_url else None
         pending = await self._take_pending(state, org_id, user_id, entry)
-        base = base or self._base_of(pending.redirect_uri, entry)
-        target = base + self._path(self.settings.post_auth_path, entry)
+        base = base or self.settings.base_of(pending.redirect_uri, entry.key)
+        target = self.settings.post_auth_url(base, entry.key)
         if error:
-            return await self._record_refusal(entry, org_id, user_id, error, error_description, target)
+            return await self._refused(entry, org_id, user_id, error, error_description, target)
         assert code is not None
-        connector = await self._load_connector(org_id, entry)
-        self._require_oauth(entry, connector)
-        resolved = await self._resolve(org_id, entry, connector)
-        spec, client = resolved.spec, resolved.client
-        response = await _exchange(
-            self.provider.exchange_code(
-                spec,
-                client,
-                code=code,
-                redirect_uri=pending.redirect_uri,
-                code_verifier=pending.code_verifier,
-            )
-        )
-        tokens = self._token_set(response, spec, pending.scopes)
-        try:
+
+        async def verify(tokens: TokenSet, resolved: ResolvedProvider) -> None:
             if tokens.id_token is not None:
                 await self.provider.verify_id_token(
-                    spec, id_token=tokens.id_token, client_id=client.client_id, nonce=pending.nonce
+                    resolved.spec, id_token=tokens.id_token, client_id=resolved.client.client_id, nonce=pending.nonce
                 )
             elif pending.nonce is not None:
                 raise IdTokenInvalid("the provider returned no ID token although 'openid' was requested")
-            apps = self._granted_apps(entry, tokens)
-            view, _ = await self._store_authorization(entry, org_id, user_id, tokens, apps)
-        except (IdTokenInvalid, DomainRuleViolation):  # refused before anything was stored
-            await self._revoke_at_provider(spec, client, tokens, org_id, entry.key)
-            raise
-        log.info(
-            "OAuth authorization completed: org=%s connector=%s apps=%s",
-            org_id,
-            entry.key,
-            ",".join(apps),
+
+        view, _, apps = await self._complete(
+            entry, org_id, user_id, code, pending.redirect_uri, pending.code_verifier, pending.scopes, verify
         )
+        log.info("OAuth authorization completed: org=%s connector=%s apps=%s", org_id, entry.key, ",".join(apps))
         return CallbackResult(redirect_url=target, authenticated=True, connector=view)
 
     # -- legacy Google route -----------------------------------------------------------------
@@ -366,26 +245,19 @@ class OAuthService:
         """
         if not temp_code:
             raise ValidationError.for_field("tempCode", "is required")
-        entry = self._oauth_entry(LEGACY_CONNECTOR)
+        entry = self.providers.oauth_entry(LEGACY_CONNECTOR)
         if self.settings.legacy_redirect_uri:
             redirect_uri = self.settings.legacy_redirect_uri
         elif base_url:
-            redirect_uri = self._base(base_url) + self._path(self.settings.redirect_path, entry)
+            redirect_uri = self.settings.redirect_uri(self.settings.checked_base(base_url), entry.key)
         else:
             raise ValidationError.for_field("baseUrl", "is required (no legacy redirect URI is configured)")
-        connector = await self._load_connector(org_id, entry)
-        self._require_oauth(entry, connector)
-        resolved = await self._resolve(org_id, entry, connector)
-        spec, client = resolved.spec, resolved.client
-        response = await _exchange(
-            self.provider.exchange_code(spec, client, code=temp_code, redirect_uri=redirect_uri, code_verifier=None)
-        )
-        tokens = self._token_set(response, spec, ScopeMapper(entry).default_scopes())
-        try:
+
+        async def verify(tokens: TokenSet, resolved: ResolvedProvider) -> None:
             if tokens.id_token is None:
                 raise IdTokenInvalid("the provider returned no ID token, so the account cannot be checked")
             claims = await self.provider.verify_id_token(
-                spec, id_token=tokens.id_token, client_id=client.client_id, nonce=None
+                resolved.spec, id_token=tokens.id_token, client_id=resolved.client.client_id, nonce=None
             )
             claimed = claims.get("email")
             if (
@@ -394,216 +266,66 @@ class OAuthService:
                 or claims.get("email_verified") is False
             ):
                 raise PermissionDenied("Account email is different from the consent-giving mail.")
-            apps = self._granted_apps(entry, tokens)
-            view, created = await self._store_authorization(entry, org_id, user_id, tokens, apps)
-        except (IdTokenInvalid, PermissionDenied, DomainRuleViolation):
-            await self._revoke_at_provider(spec, client, tokens, org_id, entry.key)
-            raise
-        log.info(
-            "OAuth code exchanged (legacy route): org=%s connector=%s created=%s",
-            org_id,
-            entry.key,
-            created,
-        )
+
+        scopes = ScopeMapper(entry).default_scopes()
+        view, created, _ = await self._complete(entry, org_id, user_id, temp_code, redirect_uri, None, scopes, verify)
+        log.info("OAuth code exchanged (legacy route): org=%s connector=%s created=%s", org_id, entry.key, created)
         return view, created
 
-    # -- revoke ------------------------------------------------------------------------------
+    # -- revoke and provider access (also used by the refresher) -------------------------------
 
     async def revoke(self, org_id: str, user_id: str, name: str) -> ConnectorView:
-        """Disconnect: revoke at the provider (RFC 7009, when offered: refresh token, then
-        access token; failures are logged and do not stop the rest), delete the token record
-        (TOKEN_REVOKED) and mark the connector NOT_AUTHENTICATED (which disables it)."""
-        entry = self._oauth_entry(name)
-        async with self.ctx.uow() as uow:
-            connector = await uow.connectors.get(org_id, entry.key)
-            record = await uow.tokens.get_for_connector(org_id, entry.key)
-        if connector is None and record is None:
-            return ConnectorView(entry, self._blank(entry, org_id))
-        lease = None
-        if record is not None and self.lock is not None:
-            lease = await self._refresh_lease(record.id)
-        try:
-            return await self._revoke(org_id, user_id, entry, connector, record)
-        finally:
-            if lease is not None and self.lock is not None:
-                with contextlib.suppress(ConnectorManagerError):
-                    await self.lock.release(lease)
-
-    async def _refresh_lease(self, token_id: str) -> Lease:
-        assert self.lock is not None
-        waited = 0.0
-        while True:
-            lease = await self.lock.acquire(f"token-refresh:{token_id}", max(30.0, self.lease_wait * 3))
-            if lease is not None:
-                return lease
-            if waited >= self.lease_wait:
-                raise Conflict("a refresh of this token is running; retry the revocation shortly")
-            await self._sleep(0.2)
-            waited += 0.2
-
-    async def _revoke(
-        self,
-        org_id: str,
-        user_id: str,
-        entry: CatalogEntry,
-        connector: Connector | None,
-        record: TokenRecord | None,
-    ) -> ConnectorView:
-        if record is not None:
-            # under the lease: the tokens as they are now (a refresh may have rotated them)
-            async with self.ctx.uow() as uow:
-                record = await uow.tokens.get_for_connector(org_id, entry.key)
-        if record is not None:
-            try:
-                resolved = await self._resolve(org_id, entry, connector)
-            except ConnectorManagerError as exc:
-                log.warning(
-                    "cannot revoke at the provider: org=%s connector=%s (%s: %s)",
-                    org_id,
-                    entry.key,
-                    type(exc).__name__,
-                    exc.message,
-                )
-            else:
-                await self._revoke_at_provider(resolved.spec, resolved.client, record.tokens, org_id, entry.key)
-        reason = f"revoked by {user_id}"
-
-        async def op() -> ConnectorView:
-            async with self.ctx.uow() as uow:
-                now = self.ctx.clock.now()
-                events: list[DomainEvent] = []
-                connector = await uow.connectors.get(org_id, entry.key)
-                if connector is not None:
-                    connector.mark_not_authenticated(reason, now=now, ids=self.ctx.ids, by=user_id)
-                    events += await stage_connector(uow, connector, self.ctx)
-                record = await uow.tokens.get_for_connector(org_id, entry.key)
-                if record is not None:
-                    record.revoke(now=now, ids=self.ctx.ids)
-                    events += record.pull_events()
-                    await uow.tokens.delete(record)
-                await uow.outbox.add(events)
-                await uow.commit()
-            return ConnectorView(entry, connector or self._blank(entry, org_id))
-
-        view = await self.ctx.retry_on_conflict(op)
-        log.info("OAuth tokens revoked: org=%s connector=%s", org_id, entry.key)
-        return view
-
-    # -- provider access (also used by the refresher) -----------------------------------------
+        """See :meth:`TokenRevocation.revoke`."""
+        return await self.revocation.revoke(org_id, user_id, name)
 
     async def client_credentials(self, org_id: str, key: str) -> ClientCredentials:
-        """The org's OAuth client of connector ``key``, else :class:`NotConfigured`."""
-        entry = self._oauth_entry(key)
-        connector = await self._load_connector(org_id, entry)
-        return await self._client(org_id, entry, connector)
+        return await self.providers.client_credentials(org_id, key)
 
     async def resolve_provider(self, org_id: str, key: str) -> ResolvedProvider:
-        """The provider's URLs for this org (tenant filled in, OIDC discovery applied) and the
-        org's client credentials."""
-        entry = self._oauth_entry(key)
-        connector = await self._load_connector(org_id, entry)
-        return await self._resolve(org_id, entry, connector)
+        return await self.providers.resolve_provider(org_id, key)
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _oauth_entry(self, name: str) -> CatalogEntry:
-        entry = self.ctx.catalog.get(name)
-        if entry.oauth is None:
-            raise ValidationError.for_field("connector", f"{entry.display_name} does not support OAuth authorization")
-        return entry
+    async def _resolve(self, org_id: str, entry: CatalogEntry) -> ResolvedProvider:
+        connector = await self.providers.load_connector(org_id, entry)
+        self.providers.require_oauth(entry, connector)
+        return await self.providers.resolve(org_id, entry, connector)
 
-    @staticmethod
-    def _require_oauth(entry: CatalogEntry, connector: Connector | None) -> None:
-        if connector is not None and not connector.uses_oauth:
-            raise DomainRuleViolation(
-                f"{entry.display_name} is configured for {connector.auth_type} authentication;"
-                " set authType to OAUTH to authorize it with OAuth",
-                metadata={"connector": entry.key},
-            )
-
-    def _base(self, base_url: str) -> str:
-        """The caller's base URL, checked against the origin allow-list (no open redirects)."""
-        origin = _origin(base_url, "baseUrl")
-        if not self.settings.allows(origin):
-            raise ValidationError.for_field("baseUrl", "origin is not allowed as an OAuth redirect target")
-        return base_url.rstrip("/")
-
-    def _base_of(self, redirect_uri: str, entry: CatalogEntry) -> str:
-        suffix = self._path(self.settings.redirect_path, entry)
-        return redirect_uri[: -len(suffix)] if redirect_uri.endswith(suffix) else redirect_uri
-
-    @staticmethod
-    def _path(template: str, entry: CatalogEntry) -> str:
-        path = template.replace("{connector}", entry.key)
-        return path if path.startswith("/") else f"/{path}"
-
-    async def _load_connector(self, org_id: str, entry: CatalogEntry) -> Connector | None:
-        async with self.ctx.uow() as uow:
-            return await uow.connectors.get(org_id, entry.key)
-
-    async def _client(self, org_id: str, entry: CatalogEntry, connector: Connector | None) -> ClientCredentials:
-        assert entry.oauth is not None
-        auth = connector.config.auth if connector is not None else {}
-        client_id = auth.get("clientId")
-        secrets = await read_secrets(self.ctx.secrets, entry.key, org_id)
-        client_secret = secrets.get("auth.clientSecret")
-        missing = [
-            path
-            for path, present in (
-                ("auth.clientId", isinstance(client_id, str) and bool(client_id)),
-                ("auth.clientSecret", bool(client_secret)),
-                *((f"auth.{p}", bool(auth.get(p))) for p in entry.oauth.url_params),
-            )
-            if not present
-        ]
-        # Every catalog requirement of OAuth (e.g. SharePoint's domain) is checked before the
-        # person is sent to the provider, not after their consent.
-        if connector is not None:
-            missing += [
-                p
-                for p in entry.requirements_for("OAUTH")
-                if p not in missing and not connector.config.has(p) and p != "auth.clientSecret"
-            ]
-        if missing:
-            raise NotConfigured(
-                f"{entry.display_name} cannot be authorized: missing {', '.join(missing)}",
-                metadata={"connector": entry.key, "missing": missing},
-            )
-        for param in entry.oauth.url_params:
-            if not _URL_PARAM_VALUE.match(str(auth.get(param))):
-                raise ValidationError.for_field(f"auth.{param}", "has characters not allowed")
-        assert client_secret is not None
-        return ClientCredentials(client_id=str(client_id), client_secret=client_secret)
-
-    async def _resolve(self, org_id: str, entry: CatalogEntry, connector: Connector | None) -> ResolvedProvider:
-        assert entry.oauth is not None
-        client = await self._client(org_id, entry, connector)
-        auth = connector.config.auth if connector is not None else {}
-        spec = await self._discovered(entry.oauth.resolve(auth))
-        return ResolvedProvider(spec=spec, client=client)
-
-    async def _discovered(self, spec: OAuthSpec) -> OAuthSpec:
-        """Fill the endpoints the catalog leaves empty from the OIDC discovery document."""
-        if not spec.discovery_url:
-            return spec
-        issuer = spec.issuer or spec.discovery_url.removesuffix(WELL_KNOWN_SUFFIX)
-        doc = await self.provider.discover(issuer)
-
-        def pick(current: str | None, key: str) -> str | None:
-            found = doc.get(key)
-            return current or (found if isinstance(found, str) and found else None)
-
-        filled = evolve(
-            spec,
-            authorize_url=pick(spec.authorize_url, "authorization_endpoint") or "",
-            token_url=pick(spec.token_url, "token_endpoint") or "",
-            revocation_url=pick(spec.revocation_url, "revocation_endpoint"),
-            jwks_uri=pick(spec.jwks_uri, "jwks_uri"),
-            issuer=pick(spec.issuer, "issuer"),
+    async def _complete(
+        self,
+        entry: CatalogEntry,
+        org_id: str,
+        user_id: str,
+        code: str,
+        redirect_uri: str,
+        code_verifier: str | None,
+        requested: Iterable[str],
+        verify: Verify,
+    ) -> tuple[ConnectorView, bool, tuple[str, ...]]:
+        """Exchange ``code`` (once, outside any retry) → ``verify`` → store. Tokens received
+        but refused are revoked at the provider. Returns the view, whether the token record is
+        new, and the granted apps."""
+        resolved = await self._resolve(org_id, entry)
+        spec, client = resolved.spec, resolved.client
+        response = await _exchange(
+            self.provider.exchange_code(spec, client, code=code, redirect_uri=redirect_uri, code_verifier=code_verifier)
         )
-        if not filled.authorize_url or not filled.token_url:
-            raise ProviderError("the provider's discovery document lacks its endpoints")
-        return filled
+        tokens = self._token_set(response, spec, requested)
+        try:
+            await verify(tokens, resolved)
+            apps = ScopeMapper(entry).apps_for(tokens.scopes)
+            if not apps:
+                raise DomainRuleViolation(
+                    f"none of the granted scopes gives access to an app of {entry.display_name}",
+                    metadata={"connector": entry.key, "grantedScopes": sorted(tokens.scopes)},
+                )
+            view, created = await self.outcomes.granted(entry, org_id, user_id, tokens, apps)
+        except (IdTokenInvalid, PermissionDenied, DomainRuleViolation) as refused:  # nothing was stored
+            if isinstance(refused, IdTokenInvalid):
+                log.warning("ID token rejected: org=%s connector=%s (%s)", org_id, entry.key, refused.message)
+            await revoke_at_provider(self.provider, spec, client, tokens, org_id=org_id, key=entry.key)
+            raise
+        return view, created, apps
 
     async def _take_pending(self, state: str, org_id: str, user_id: str, entry: CatalogEntry) -> PendingAuthorization:
         pending = await self.states.take(state_hash(state))
@@ -633,125 +355,17 @@ class OAuthService:
         except ValidationError:
             raise ProviderError("the token endpoint answered without an access token") from None
 
-    @staticmethod
-    def _granted_apps(entry: CatalogEntry, tokens: TokenSet) -> tuple[str, ...]:
-        apps = ScopeMapper(entry).apps_for(tokens.scopes)
-        if not apps:
-            raise DomainRuleViolation(
-                f"none of the granted scopes gives access to an app of {entry.display_name}",
-                metadata={"connector": entry.key, "grantedScopes": sorted(tokens.scopes)},
-            )
-        return apps
-
-    async def _store_authorization(
-        self,
-        entry: CatalogEntry,
-        org_id: str,
-        user_id: str,
-        tokens: TokenSet,
-        apps: tuple[str, ...],
-    ) -> tuple[ConnectorView, bool]:
-        async def op() -> tuple[ConnectorView, bool]:
-            async with self.ctx.uow() as uow:
-                now = self.ctx.clock.now()
-                connector = await uow.connectors.get(org_id, entry.key) or Connector.create(
-                    entry,
-                    org_id=org_id,
-                    connector_id=self.ctx.ids.new_id(),
-                    now=now,
-                    by=user_id,
-                )
-                connector.record_authorization(
-                    entry,
-                    apps,
-                    by=user_id,
-                    now=now,
-                    ids=self.ctx.ids,
-                    sync_action=SyncAction.IMMEDIATE,
-                    routes=self.ctx.routes(entry.key),
-                )
-                record = await uow.tokens.get_for_connector(org_id, entry.key)
-                created = record is None
-                if record is None:
-                    record = TokenRecord.create(
-                        token_id=self.ctx.ids.new_id(),
-                        org_id=org_id,
-                        connector_key=entry.key,
-                        account_id=user_id,
-                        service_type=entry.token_service_type,
-                        tokens=tokens,
-                        lifecycle=self.ctx.lifecycle,
-                        now=now,
-                        ids=self.ctx.ids,
-                    )
-                    await uow.tokens.add(record)
-                else:
-                    record.replace_tokens(
-                        tokens,
-                        lifecycle=self.ctx.lifecycle,
-                        now=now,
-                        ids=self.ctx.ids,
-                        account_id=user_id,
-                    )
-                    await uow.tokens.save(record)
-                events = await stage_connector(uow, connector, self.ctx)
-                await uow.outbox.add([*events, *record.pull_events()])
-                await uow.commit()
-            return ConnectorView(entry, connector), created
-
-        return await self.ctx.retry_on_conflict(op)
-
-    async def _record_refusal(
-        self,
-        entry: CatalogEntry,
-        org_id: str,
-        user_id: str,
-        error: str,
-        description: str | None,
-        target: str,
+    async def _refused(
+        self, entry: CatalogEntry, org_id: str, user_id: str, error: str, description: str | None, target: str
     ) -> CallbackResult:
-        code = _clean_error_code(error)
+        code = error if _ERROR_CODE.match(error) else "authorization_failed"
         detail = _clean_text(description)
         reason = f"authorization failed: {code}" + (f" ({detail})" if detail else "")
-
-        async def op() -> ConnectorView:
-            async with self.ctx.uow() as uow:
-                connector = await uow.connectors.get(org_id, entry.key)
-                if connector is None:
-                    return ConnectorView(entry, self._blank(entry, org_id))
-                record = await uow.tokens.get_for_connector(org_id, entry.key)
-                working = (
-                    connector.auth_status.state == AuthState.AUTHENTICATED
-                    and record is not None
-                    and record.status == TokenStatus.ACTIVE
-                )
-                if not working:
-                    connector.mark_not_authenticated(reason, now=self.ctx.clock.now(), ids=self.ctx.ids, by=user_id)
-                    await uow.outbox.add(await stage_connector(uow, connector, self.ctx))
-                    await uow.commit()
-            return ConnectorView(entry, connector)
-
-        view = await self.ctx.retry_on_conflict(op)
+        view = await self.outcomes.refused(entry, org_id, user_id, reason)
         log.info("OAuth authorization refused: org=%s connector=%s error=%s", org_id, entry.key, code)
         return CallbackResult(
-            redirect_url=_with_query(target, {"error": code}),
-            authenticated=False,
-            connector=view,
-            reason=reason,
+            redirect_url=with_query(target, {"error": code}), authenticated=False, connector=view, reason=reason
         )
-
-    async def _revoke_at_provider(
-        self,
-        spec: OAuthSpec,
-        client: ClientCredentials,
-        tokens: TokenSet,
-        org_id: str,
-        key: str,
-    ) -> None:
-        await revoke_at_provider(self.provider, spec, client, tokens, org_id=org_id, key=key)
-
-    def _blank(self, entry: CatalogEntry, org_id: str) -> Connector:
-        return Connector.create(entry, org_id=org_id, connector_id="", now=self.ctx.clock.now(), by=None)
 
 
 async def _exchange(call: Awaitable[Mapping[str, Any]]) -> Mapping[str, Any]:

@@ -1,11 +1,12 @@
 """Keeps OAuth tokens fresh, safely when many workers share one store.
 
-Every provider call for a token happens under the lease ``token-refresh:<token id>``: with
-rotating refresh tokens, two workers refreshing the same token burn it. After taking the
-lease the record is read again (another worker may just have refreshed it). A refreshed token
-is committed before anyone is handed the new access token; when that commit meets a concurrent
-metadata change (expiry notice), the refresh is re-applied to the newer record rather than lost,
-because the provider has already retired the old refresh token.
+Every provider call for a token happens under the token's lease
+(:mod:`~connector_core.services.token_lease`): with rotating refresh tokens, two workers
+refreshing the same token burn it. After taking the lease the record is read again (another
+worker may just have refreshed it). How the outcome is stored, and what a refresh that finishes
+after a person or the provider changed the token may do, is
+:mod:`~connector_core.services.refresh_outcomes`; the expiry sweep is
+:mod:`~connector_core.services.expiry`.
 
 Failures: retryable ones (network, 5xx, 429) are retried ``policy.attempts`` times in the run
 (``Retry-After`` honoured), then the token rests (growing per-token cooldown), so failing tokens
@@ -17,13 +18,10 @@ re-authorization, once, and the token is not tried again until a person re-autho
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
-
-from attrs import frozen
 
 from connector_core.errors import (
     Conflict,
@@ -36,18 +34,17 @@ from connector_core.errors import (
     ReauthorizationRequired,
     RetryableProviderError,
     Unavailable,
-    ValidationError,
 )
-from connector_core.model.events import DomainEvent
-from connector_core.ports.lock import Lease, LeaseLock
+from connector_core.ports.lock import LeaseLock
 from connector_core.ports.oauth_provider import OAuthProviderClient
 from connector_core.ports.oauth_state import OAuthStateStore
-from connector_core.ports.unit_of_work import UnitOfWork
 from connector_core.services.context import ServiceContext
-from connector_core.services.oauth import OAuthService, ResolvedProvider
-from connector_core.services.revocation import revoke_at_provider
-from connector_core.services.staging import stage_connector
-from connector_core.tokens import RefreshFate, TokenRecord, TokenStatus
+from connector_core.services.expiry import ExpirySweep
+from connector_core.services.oauth import OAuthService
+from connector_core.services.providers import ResolvedProvider
+from connector_core.services.refresh_outcomes import RefreshOutcome, RefreshOutcomes, RefreshReport, RefreshResult
+from connector_core.services.token_lease import HeldLease, TokenLeases
+from connector_core.tokens import TokenRecord, TokenStatus
 
 __all__ = ["CredentialsSource", "RefreshOutcome", "RefreshReport", "TokenRefresher"]
 
@@ -55,39 +52,6 @@ log = logging.getLogger(__name__)
 
 #: ``(org_id, connector_key) -> ResolvedProvider``: the provider URLs and client of one org.
 CredentialsSource = Callable[[str, str], Awaitable[ResolvedProvider]]
-
-_LEASE_POLL_SECONDS = 0.1
-
-
-class RefreshOutcome(enum.StrEnum):
-    REFRESHED = "refreshed"
-    FAILED = "failed"
-    REAUTH_REQUIRED = "reauth_required"
-    SKIPPED = "skipped"
-
-
-@frozen
-class RefreshReport:
-    """What one :meth:`TokenRefresher.refresh_due` run did."""
-
-    refreshed: int = 0
-    failed: int = 0
-    reauth_required: int = 0
-    skipped: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.refreshed + self.failed + self.reauth_required + self.skipped
-
-
-@frozen
-class _Result:
-    outcome: RefreshOutcome
-    record: TokenRecord | None = None
-    error: ConnectorManagerError | None = None
-
-
-Apply = Callable[[UnitOfWork, TokenRecord], Awaitable[None]]
 
 
 class TokenRefresher:
@@ -114,7 +78,9 @@ class TokenRefresher:
     ) -> None:
         self.ctx = ctx
         self.provider = provider
-        self.lock = lock
+        self.leases = TokenLeases(lock, ttl=lease_ttl, wait=lease_wait, sleep=sleep)
+        self.outcomes = RefreshOutcomes(ctx, provider, sleep)
+        self.expiry = ExpirySweep(ctx)
         if isinstance(oauth, OAuthService):
             self._resolve: CredentialsSource = oauth.resolve_provider
             states = states or oauth.states
@@ -122,8 +88,6 @@ class TokenRefresher:
             self._resolve = oauth
         self.states = states
         self._sleep = sleep
-        self.lease_ttl = lease_ttl
-        self.lease_wait = lease_wait
 
     # -- on demand ---------------------------------------------------------------------------
 
@@ -172,10 +136,9 @@ class TokenRefresher:
     async def _refresh_now(self, seen: TokenRecord, *, force: bool) -> TokenRecord:
         if not seen.tokens.can_refresh:
             raise DomainRuleViolation("the stored token has no refresh token; authorize again")
-        lease = await self._acquire(seen.id, wait=True)
-        if lease is None:
-            raise Conflict("a refresh of this token is already running; retry shortly")
-        try:
+        async with self.leases.hold(seen.id, wait=True) as held:
+            if held is None:
+                raise Conflict("a refresh of this token is already running; retry shortly")
             current = await self._load(seen.id)
             if current is None:
                 raise NotFound("the token was removed meanwhile")
@@ -194,9 +157,7 @@ class TokenRefresher:
                 )
             if not force and not self.ctx.lifecycle.is_due(current, now):
                 return current
-            result = await self._run(current, lease)
-        finally:
-            await self._release(lease)
+            result = await self._run(current, held)
         if result.error is not None:
             raise result.error
         if result.record is None:
@@ -252,48 +213,18 @@ class TokenRefresher:
         )
         return report
 
-    async def _refresh_leased(self, token_id: str) -> _Result:
-        lease = await self._acquire(token_id, wait=False)
-        if lease is None:
-            return _Result(RefreshOutcome.SKIPPED)
-        try:
+    async def _refresh_leased(self, token_id: str) -> RefreshResult:
+        async with self.leases.hold(token_id, wait=False) as held:
+            if held is None:
+                return RefreshResult(RefreshOutcome.SKIPPED)
             current = await self._load(token_id)
             if current is None or not self.ctx.lifecycle.is_due(current, self.ctx.clock.now()):
-                return _Result(RefreshOutcome.SKIPPED, current)
-            return await self._run(current, lease)
-        finally:
-            await self._release(lease)
-
-    # -- expiry ------------------------------------------------------------------------------
+                return RefreshResult(RefreshOutcome.SKIPPED, current)
+            return await self._run(current, held)
 
     async def sweep_expired(self, limit: int = 500) -> int:
-        """Announce TOKEN_EXPIRED once for every access token that expired unrefreshed. A token
-        that cannot be refreshed at all also marks its connector as needing re-authorization.
-        Returns how many were announced."""
-        now = self.ctx.clock.now()
-        async with self.ctx.uow() as uow:
-            expired = list(await uow.tokens.expired_unnotified(now, limit))
-        announced = 0
-        for record in expired:
-            try:
-                async with self.ctx.uow() as uow:
-                    if not record.check_expiry(now=now, ids=self.ctx.ids):
-                        continue
-                    events = record.pull_events()
-                    if not record.tokens.can_refresh and record.status == TokenStatus.ACTIVE:
-                        reason = "the access token expired and cannot be refreshed"
-                        record.apply_reauthorization_required(ProviderError(reason), now=now, ids=self.ctx.ids)
-                        events += record.pull_events()
-                        events += await self._mark_connector(uow, record, reason)
-                    await uow.tokens.save(record)
-                    await uow.outbox.add(events)
-                    await uow.commit()
-                announced += 1
-            except Conflict:
-                continue  # changed meanwhile (refreshed, re-authorized): the next sweep decides
-        if announced:
-            log.info("token expiry announced for %d token(s)", announced)
-        return announced
+        """See :meth:`ExpirySweep.run`."""
+        return await self.expiry.run(limit)
 
     # -- loop --------------------------------------------------------------------------------
 
@@ -334,8 +265,8 @@ class TokenRefresher:
 
     # -- one refresh -------------------------------------------------------------------------
 
-    async def _run(self, record: TokenRecord, lease: Lease) -> _Result:
-        """Refresh ``record`` (freshly loaded, under ``lease``) and store the outcome."""
+    async def _run(self, record: TokenRecord, held: HeldLease) -> RefreshResult:
+        """Refresh ``record`` (freshly loaded, under ``held``) and store the outcome."""
         used = record.tokens.refresh_token
         assert used is not None
         try:
@@ -343,34 +274,32 @@ class TokenRefresher:
         except Unavailable:
             raise
         except RetryableProviderError as exc:
-            return await self._record_failure(record, exc)
+            return await self.outcomes.failure(record, held, exc)
         except ConnectorManagerError as exc:  # client gone, connector unknown, ...
-            return await self._record_failure(record, RetryableProviderError(f"cannot refresh: {exc.message}"))
+            failure = RetryableProviderError(f"cannot refresh: {exc.message}")
+            return await self.outcomes.failure(record, held, failure)
         policy, lifecycle = self.ctx.policy, self.ctx.lifecycle
         attempt = 1
         while True:
             try:
-                # The lease must outlive the call: renew it first, and give the provider at most
-                # half of it, so a worker whose lease lapsed never races another with the same
-                # refresh token.
-                await self.lock.extend(lease, self.lease_ttl)
+                # The lease is renewed first and the provider gets at most half of it, so a
+                # worker whose lease lapsed never races another with the same refresh token.
+                response = await held.step(
+                    lambda: self.provider.refresh(resolved.spec, resolved.client, refresh_token=used)
+                )
+                break
             except LeaseLost:
                 log.warning("refresh lease lost before calling the provider: token=%s", record.id)
-                return _Result(RefreshOutcome.SKIPPED)
-            try:
-                async with asyncio.timeout(self.lease_ttl / 2):
-                    response = await self.provider.refresh(resolved.spec, resolved.client, refresh_token=used)
-                break
+                return RefreshResult(RefreshOutcome.SKIPPED)
             except TimeoutError:
-                return await self._record_failure(
-                    record, RetryableProviderError("the provider did not answer within half the refresh lease")
-                )
+                failure = RetryableProviderError("the provider did not answer within half the refresh lease")
+                return await self.outcomes.failure(record, held, failure)
             except ReauthorizationRequired as exc:
-                return await self._record_reauth(record, exc)
+                return await self.outcomes.reauthorization_required(record, held, exc)
             except RetryableProviderError as exc:
                 delay = lifecycle.retry_delay(attempt, exc.retry_after)
-                if attempt >= max(1, policy.attempts) or delay > self.lease_ttl / 2:
-                    return await self._record_failure(record, exc)
+                if attempt >= max(1, policy.attempts) or delay > held.ttl / 2:
+                    return await self.outcomes.failure(record, held, exc)
                 log.info(
                     "token refresh attempt %d failed, retrying in %.1fs: token=%s (%s)",
                     attempt,
@@ -378,163 +307,17 @@ class TokenRefresher:
                     record.id,
                     exc.message,
                 )
-                await self._sleep(delay)
                 try:
-                    await self.lock.extend(lease, self.lease_ttl)
+                    await held.renew()  # the wait is shorter than half the renewed lease
                 except LeaseLost:
                     log.warning("refresh lease lost while backing off: token=%s", record.id)
-                    return _Result(RefreshOutcome.SKIPPED)
+                    return RefreshResult(RefreshOutcome.SKIPPED)
+                await self._sleep(delay)
                 attempt += 1
             except ProviderError as exc:
-                return await self._record_failure(
-                    record,
-                    RetryableProviderError(exc.message, status=exc.status, error_code=exc.error_code),
-                )
-        return await self._record_success(record, response, resolved)
-
-    async def _record_success(
-        self, record: TokenRecord, response: Mapping[str, Any], resolved: ResolvedProvider
-    ) -> _Result:
-        separator = resolved.spec.scope_separator
-        now = self.ctx.clock.now()
-        try:
-            record.tokens.refreshed(response, now=now, scope_separator=separator)
-        except ValidationError:
-            failure = RetryableProviderError("the token endpoint answered without an access token")
-            return await self._record_failure(record, failure)
-
-        async def apply(uow: UnitOfWork, current: TokenRecord) -> None:
-            tokens = current.tokens.refreshed(response, now=now, scope_separator=separator)
-            current.apply_refresh(tokens, lifecycle=self.ctx.lifecycle, now=now, ids=self.ctx.ids)
-            await uow.tokens.save(current)
-            await uow.outbox.add(current.pull_events())
-
-        # A rotated refresh token exists only in this response: keep trying to store it through
-        # a storage outage for as long as a lease lasts, not just a few attempts.
-        fate, saved = await self._commit(record, apply, persist_seconds=self.lease_ttl)
-        if fate == RefreshFate.REVOKE:
-            log.warning("refreshed token not stored: the token was revoked meanwhile: token=%s", record.id)
-            fresh = record.tokens.refreshed(response, now=now, scope_separator=separator)
-            await revoke_at_provider(
-                self.provider, resolved.spec, resolved.client, fresh, org_id=record.org_id, key=record.connector_key
-            )
-            return _Result(RefreshOutcome.SKIPPED)
-        if saved is None:
-            log.warning("refreshed token dropped: the token was authorized again meanwhile: token=%s", record.id)
-            return _Result(RefreshOutcome.SKIPPED)
-        if saved.status != TokenStatus.ACTIVE:
-            log.warning(
-                "token refreshed while it turned %s: stored, status kept: token=%s", saved.status.value, saved.id
-            )
-        log.debug("token refreshed: token=%s connector=%s", saved.id, saved.connector_key)
-        return _Result(RefreshOutcome.REFRESHED, saved)
-
-    async def _record_failure(self, record: TokenRecord, error: RetryableProviderError) -> _Result:
-        now = self.ctx.clock.now()
-
-        async def apply(uow: UnitOfWork, current: TokenRecord) -> None:
-            current.apply_retryable_failure(error, lifecycle=self.ctx.lifecycle, now=now)
-            await uow.tokens.save(current)
-
-        _, saved = await self._commit(record, apply)
-        log.warning(
-            "token refresh failed, resting the token: token=%s connector=%s (%s)",
-            record.id,
-            record.connector_key,
-            error.message,
-        )
-        if saved is None:
-            return _Result(RefreshOutcome.SKIPPED)
-        return _Result(RefreshOutcome.FAILED, saved, error)
-
-    async def _record_reauth(self, record: TokenRecord, error: ReauthorizationRequired) -> _Result:
-        now = self.ctx.clock.now()
-        reason = f"the provider refused the token refresh ({error.error_code or 'error'}); authorize again"
-
-        async def apply(uow: UnitOfWork, current: TokenRecord) -> None:
-            events: list[DomainEvent] = []
-            if current.apply_reauthorization_required(error, now=now, ids=self.ctx.ids):
-                events += await self._mark_connector(uow, current, reason)
-            events += current.pull_events()
-            await uow.tokens.save(current)
-            await uow.outbox.add(events)
-
-        # Read again first: if another worker rotated the token meanwhile, the refusal was
-        # about an outdated refresh token, which is not a failure.
-        _, saved = await self._commit(record, apply, reload_first=True)
-        if saved is None:
-            return _Result(RefreshOutcome.SKIPPED)
-        log.warning(
-            "token needs re-authorization: token=%s connector=%s (%s)",
-            record.id,
-            record.connector_key,
-            error.error_code or "error",
-        )
-        return _Result(RefreshOutcome.REAUTH_REQUIRED, saved, error)
-
-    async def _mark_connector(self, uow: UnitOfWork, record: TokenRecord, reason: str) -> list[DomainEvent]:
-        connector = await uow.connectors.get(record.org_id, record.connector_key)
-        if connector is None:
-            return []
-        connector.mark_needs_reauthentication(reason, now=self.ctx.clock.now(), ids=self.ctx.ids)
-        return await stage_connector(uow, connector, self.ctx)
-
-    async def _commit(
-        self, record: TokenRecord, apply: Apply, *, reload_first: bool = False, persist_seconds: float = 0.0
-    ) -> tuple[RefreshFate, TokenRecord | None]:
-        """Apply and commit; on :class:`Conflict` (or a storage outage) re-read and apply again
-        when :meth:`TokenLifecycle.fate_of_refresh` says the result may still be stored. Returns
-        that fate and the stored record (None unless STORE). Storage outages are retried
-        ``policy.attempts`` times, or for ``persist_seconds`` when that is longer."""
-        used = record.tokens.refresh_token
-        current: TokenRecord | None = None if reload_first else record
-        conflicts = outages = 0
-        waited = 0.0
-        while True:
-            try:
-                async with self.ctx.uow() as uow:
-                    if current is None:
-                        current = await uow.tokens.get(record.id)
-                        fate = self.ctx.lifecycle.fate_of_refresh(current, used)
-                        if fate != RefreshFate.STORE:
-                            return fate, None
-                        assert current is not None
-                    await apply(uow, current)
-                    await uow.commit()
-                return RefreshFate.STORE, current
-            except Conflict:
-                conflicts += 1
-                if conflicts >= max(1, self.ctx.conflict_retries):
-                    raise
-            except Unavailable:
-                outages += 1
-                if outages >= max(1, self.ctx.policy.attempts) and waited >= persist_seconds:
-                    log.error("cannot store the outcome of a token refresh: token=%s", record.id)
-                    raise
-                delay = min(self.ctx.lifecycle.retry_delay(outages), 5.0)
-                await self._sleep(delay)
-                waited += delay
-            current = None
-
-    # -- leases and loads --------------------------------------------------------------------
-
-    async def _acquire(self, token_id: str, *, wait: bool) -> Lease | None:
-        name = f"token-refresh:{token_id}"
-        tries = max(1, int(self.lease_wait / _LEASE_POLL_SECONDS)) if wait else 1
-        for i in range(tries):
-            lease = await self.lock.acquire(name, self.lease_ttl)
-            if lease is not None:
-                return lease
-            if i + 1 < tries:
-                await self._sleep(_LEASE_POLL_SECONDS)
-        return None
-
-    async def _release(self, lease: Lease) -> None:
-        try:
-            if not await self.lock.release(lease):
-                log.warning("refresh lease had expired before release: %s", lease.name)
-        except ConnectorManagerError as exc:
-            log.warning("cannot release the refresh lease %s (%s)", lease.name, exc.message)
+                failure = RetryableProviderError(exc.message, status=exc.status, error_code=exc.error_code)
+                return await self.outcomes.failure(record, held, failure)
+        return await self.outcomes.success(record, held, response, resolved)
 
     async def _load(self, token_id: str) -> TokenRecord | None:
         async with self.ctx.uow() as uow:

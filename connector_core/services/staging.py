@@ -6,8 +6,9 @@ from connector_core.model.connector import Connector
 from connector_core.model.events import AppDisabled, AppEnabled, DomainEvent
 from connector_core.ports.unit_of_work import UnitOfWork
 from connector_core.services.context import ServiceContext
+from connector_core.tokens import TokenRecord
 
-__all__ = ["stage_connector"]
+__all__ = ["mark_needs_reauthentication", "stage_connector"]
 
 
 async def stage_connector(uow: UnitOfWork, connector: Connector, ctx: ServiceContext) -> list[DomainEvent]:
@@ -31,3 +32,15 @@ async def stage_connector(uow: UnitOfWork, connector: Connector, ctx: ServiceCon
         ):
             await uow.tokens.save(record)
     return events
+
+
+async def mark_needs_reauthentication(
+    uow: UnitOfWork, ctx: ServiceContext, record: TokenRecord, reason: str
+) -> list[DomainEvent]:
+    """The provider refused ``record``'s grant: its connector (if any) asks a person to
+    authorize again. Staged in ``uow``; returns the connector's events."""
+    connector = await uow.connectors.get(record.org_id, record.connector_key)
+    if connector is None:
+        return []
+    connector.mark_needs_reauthentication(reason, now=ctx.clock.now(), ids=ctx.ids)
+    return await stage_connector(uow, connector, ctx)

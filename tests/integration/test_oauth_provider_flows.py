@@ -46,12 +46,9 @@ from connector_core.model.events import TokenEvent
 from connector_core.ports.oauth_provider import ClientCredentials
 from connector_core.services.connectors import ConfigUpdate, ConnectorService
 from connector_core.services.context import ServiceContext
-from connector_core.services.oauth import (
-    CallbackResult,
-    OAuthService,
-    OAuthSettings,
-    ResolvedProvider,
-)
+from connector_core.services.oauth import CallbackResult, OAuthService
+from connector_core.services.providers import ResolvedProvider
+from connector_core.services.redirects import OAuthSettings
 from connector_core.services.refresh import RefreshReport, TokenRefresher
 from connector_core.tokens import TokenRecord, TokenSet, TokenStatus
 from tests.fakes.oauth_provider import FakeOAuthProvider
@@ -250,9 +247,10 @@ async def environment(idp: FakeOAuthProvider, *, timeout: float = 5.0) -> AsyncI
     gateway = TenantGateway()
     http = httpx.AsyncClient(transport=gateway, timeout=timeout)
     client = HttpxOAuthClient(http, timeout=timeout)
-    oauth = OAuthService(ctx, client, MemoryOAuthStateStore(storage), OAuthSettings())
+    lock = MemoryLeaseLock(clock)
+    oauth = OAuthService(ctx, client, MemoryOAuthStateStore(storage), OAuthSettings(), lock=lock)
     sleeps = SleepRecorder()
-    refresher = TokenRefresher(ctx, client, MemoryLeaseLock(clock), oauth=oauth, sleep=sleeps)
+    refresher = TokenRefresher(ctx, client, lock, oauth=oauth, sleep=sleeps)
     try:
         yield Env(
             idp,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from attrs import define, field
 
-from adapters.memory import MemoryKeyValueStore, MemoryOAuthStateStore, MemoryOutboxReader
+from adapters.memory import MemoryKeyValueStore, MemoryLeaseLock, MemoryOAuthStateStore, MemoryOutboxReader
 from adapters.memory.storage import MemoryStorage
 from adapters.system import ManualClock
 from connector_core.catalog import Catalog, OAuthSpec
@@ -35,12 +35,8 @@ from connector_core.ports.oauth_provider import ClientCredentials
 from connector_core.ports.unit_of_work import UnitOfWork
 from connector_core.services.connectors import ConfigUpdate, ConnectorService
 from connector_core.services.context import ServiceContext
-from connector_core.services.oauth import (
-    OAuthService,
-    OAuthSettings,
-    pkce_challenge,
-    state_hash,
-)
+from connector_core.services.oauth import OAuthService, pkce_challenge, state_hash
+from connector_core.services.redirects import OAuthSettings
 from connector_core.tokens import TokenStatus
 from tests.conftest import CountingIds, SeededRandom
 
@@ -68,6 +64,7 @@ class RecordingProvider:
     claims: dict[str, Any] = field(factory=lambda: {"email": "Person@Example.com", "sub": "s1"})
     verify_error: Exception | None = None
     revoke_error: Exception | None = None
+    on_revoke: Callable[[], Awaitable[None]] | None = None
     discovery: dict[str, Any] = field(factory=dict)
     n: int = 0
 
@@ -125,6 +122,8 @@ class RecordingProvider:
 
     async def revoke(self, spec: OAuthSpec, client: ClientCredentials, *, token: str, token_type_hint: str) -> None:
         self.calls.append(Call("revoke", spec, {"token": token, "hint": token_type_hint}))
+        if self.on_revoke is not None:
+            await self.on_revoke()
         if self.revoke_error is not None:
             raise self.revoke_error
 
@@ -142,6 +141,19 @@ class RecordingProvider:
 
 
 @define
+class Sleeper:
+    """The services' sleep: records the delays and runs ``hook`` (with the count so far)."""
+
+    delays: list[float] = field(factory=list)
+    hook: Callable[[int], Awaitable[None]] | None = None
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+        if self.hook is not None:
+            await self.hook(len(self.delays))
+
+
+@define
 class Env:
     ctx: ServiceContext
     storage: MemoryStorage
@@ -150,6 +162,8 @@ class Env:
     oauth: OAuthService
     connectors: ConnectorService
     outbox: MemoryOutboxReader
+    lock: MemoryLeaseLock
+    sleeper: Sleeper
 
     async def configure(
         self,
@@ -200,13 +214,17 @@ def make_env(
         random=SeededRandom(),
     )
     provider = RecordingProvider()
+    lock, sleeper = MemoryLeaseLock(clock), Sleeper()
     oauth = OAuthService(
         ctx,
         provider,
         MemoryOAuthStateStore(storage),
         settings or OAuthSettings(allowed_redirect_origins=(BASE,)),
+        lock=lock,
+        sleep=sleeper,
     )
-    return Env(ctx, storage, clock, provider, oauth, ConnectorService(ctx), MemoryOutboxReader(storage))
+    connectors = ConnectorService(ctx)
+    return Env(ctx, storage, clock, provider, oauth, connectors, MemoryOutboxReader(storage), lock, sleeper)
 
 
 @pytest.fixture
@@ -623,6 +641,33 @@ async def test_invalid_id_token_stores_nothing_and_revokes_what_was_issued(env: 
     assert await env.token_events() == []
 
 
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "the ID token's signature is invalid",
+        "the ID token's nonce does not match the authorization request",
+        "the ID token is not signed with an accepted algorithm",  # alg none
+    ],
+)
+@pytest.mark.parametrize("legacy", [False, True])
+async def test_a_rejected_id_token_is_logged_with_connector_and_reason(
+    env: Env, caplog: Any, reason: str, legacy: bool
+) -> None:
+    await env.configure()
+    q = await env.authorize()
+    env.provider.verify_error = IdTokenInvalid(reason)
+    with caplog.at_level(logging.WARNING, logger="connector_core"), pytest.raises(IdTokenInvalid):
+        if legacy:
+            await env.oauth.token_from_code(ORG, USER, "person@example.com", "PLANTED-CODE", BASE)
+        else:
+            await env.oauth.handle_callback(ORG, USER, "googleWorkspace", code="PLANTED-CODE", state=q["state"])
+    rejected = [r for r in caplog.records if r.levelno == logging.WARNING and "ID token rejected" in r.getMessage()]
+    assert len(rejected) == 1
+    message = rejected[0].getMessage()
+    assert "connector=googleWorkspace" in message and f"org={ORG}" in message and reason in message
+    assert "PLANTED" not in caplog.text
+
+
 async def test_missing_id_token_when_openid_was_requested_is_refused(env: Env) -> None:
     await env.configure()
     q = await env.authorize()
@@ -888,19 +933,15 @@ async def test_no_secret_reaches_logs_reprs_or_errors(env: Env, caplog: Any) -> 
 async def test_revoke_waits_for_a_running_refresh_and_revokes_what_it_rotated(env: Env) -> None:
     """The refresher holds the token's lease and rotates the refresh token meanwhile: revocation
     waits for the lease and revokes the rotated tokens, so nothing stays live at the provider."""
-    from adapters.memory import MemoryLeaseLock
-
     await authorized(env)
-    lock = MemoryLeaseLock(env.clock)
+    lock = env.lock
     record = await env.token()
     assert record is not None
     held = await lock.acquire(f"token-refresh:{record.id}", 60)
     assert held is not None
-    sleeps: list[float] = []
 
-    async def refresher_finishes(delay: float) -> None:
-        sleeps.append(delay)
-        if len(sleeps) == 2:  # the refresh in flight stores a rotated token and lets go
+    async def refresher_finishes(waits: int) -> None:
+        if waits == 2:  # the refresh in flight stores a rotated token and lets go
             async with env.ctx.uow() as uow:
                 current = await uow.tokens.get(record.id)
                 assert current is not None
@@ -914,8 +955,7 @@ async def test_revoke_waits_for_a_running_refresh_and_revokes_what_it_rotated(en
             assert held is not None
             await lock.release(held)
 
-    env.oauth.lock = lock
-    env.oauth._sleep = refresher_finishes
+    env.sleeper.hook = refresher_finishes
     await env.oauth.revoke(ORG, USER, "googleWorkspace")
     revoked = [c.kwargs["token"] for c in env.provider.named("revoke")]
     assert revoked == ["PLANTED-RT-2", "PLANTED-AT-2"]
@@ -924,19 +964,41 @@ async def test_revoke_waits_for_a_running_refresh_and_revokes_what_it_rotated(en
 
 
 async def test_revoke_gives_up_when_a_refresh_keeps_the_lease(env: Env) -> None:
-    from adapters.memory import MemoryLeaseLock
-
     await authorized(env)
-    lock = MemoryLeaseLock(env.clock)
     record = await env.token()
     assert record is not None
-    assert await lock.acquire(f"token-refresh:{record.id}", 600) is not None
-
-    async def no_wait(delay: float) -> None:
-        return None
-
-    env.oauth.lock, env.oauth._sleep = lock, no_wait
+    assert await env.lock.acquire(f"token-refresh:{record.id}", 600) is not None
     with pytest.raises(Conflict):
         await env.oauth.revoke(ORG, USER, "googleWorkspace")
     assert env.provider.named("revoke") == []
     assert await env.token() is not None
+
+
+async def test_revocation_renews_the_lease_between_provider_calls(env: Env) -> None:
+    await authorized(env)
+    record = await env.token()
+    held_meanwhile: list[bool] = []
+
+    async def slow_provider() -> None:
+        env.clock.advance(40)  # two slow calls outlast a lease that is not renewed
+        held_meanwhile.append(await env.lock.acquire(f"token-refresh:{record.id}", 1) is None)
+
+    env.provider.on_revoke = slow_provider
+    await env.oauth.revoke(ORG, USER, "googleWorkspace")
+    assert held_meanwhile == [True, True]
+    assert await env.token() is None
+
+
+async def test_revocation_stops_when_a_refresh_takes_the_lease_over(env: Env) -> None:
+    await authorized(env)
+    record = await env.token()
+
+    async def lease_lapses_and_is_taken() -> None:
+        env.clock.advance(3600)
+        assert await env.lock.acquire(f"token-refresh:{record.id}", 600) is not None
+
+    env.provider.on_revoke = lease_lapses_and_is_taken
+    with pytest.raises(Conflict):
+        await env.oauth.revoke(ORG, USER, "googleWorkspace")
+    assert [c.kwargs["hint"] for c in env.provider.named("revoke")] == ["refresh_token"]
+    assert await env.token() is not None  # the person's retry finishes the revocation

@@ -29,7 +29,7 @@ from connector_core.ports.lock import Lease
 from connector_core.ports.oauth_provider import ClientCredentials
 from connector_core.ports.oauth_state import PendingAuthorization
 from connector_core.services.context import ServiceContext
-from connector_core.services.oauth import ResolvedProvider
+from connector_core.services.providers import ResolvedProvider
 from connector_core.services.refresh import RefreshReport, TokenRefresher
 from connector_core.tokens import RefreshPolicy, TokenRecord, TokenSet, TokenStatus
 from tests.conftest import CountingIds, SeededRandom
@@ -82,11 +82,16 @@ class RefreshingProvider:
 
 
 class SleepRecorder:
+    """The refresher's sleep: records the delays and runs ``hook`` (with the count so far)."""
+
     def __init__(self) -> None:
         self.delays: list[float] = []
+        self.hook: Callable[[int], Awaitable[None]] | None = None
 
     async def __call__(self, delay: float) -> None:
         self.delays.append(delay)
+        if self.hook is not None:
+            await self.hook(len(self.delays))
         await asyncio.sleep(0)
 
 
@@ -224,6 +229,30 @@ def make_env(catalog: Catalog, t0: Any, **refresher_kw: Any) -> Env:
 @pytest.fixture
 def env(catalog: Catalog, t0: Any) -> Env:
     return make_env(catalog, t0)
+
+
+def failing_commits(env: Env, failures: int) -> dict[str, int]:
+    """The token store is down for the next ``failures`` commits that carry a token."""
+    box = {"left": failures, "attempts": 0}
+    real = env.storage.unit_of_work
+
+    def flaky() -> Any:
+        uow = real()
+        commit = uow.commit
+
+        async def failing_commit() -> None:
+            if uow._staged_tokens:
+                box["attempts"] += 1
+                if box["left"]:
+                    box["left"] -= 1
+                    raise Unavailable("storage is down")
+            await commit()
+
+        uow.commit = failing_commit  # type: ignore[method-assign]
+        return uow
+
+    env.ctx.uow = flaky
+    return box
 
 
 # -- the happy path ------------------------------------------------------------------------------
@@ -495,23 +524,7 @@ async def test_storage_outage_on_commit_is_retried(catalog: Catalog, t0: Any) ->
     env = make_env(catalog, t0)
     await env.seed()
     env.make_due()
-    failures = {"left": 1}
-    real = env.storage.unit_of_work
-
-    def flaky() -> Any:
-        uow = real()
-        commit = uow.commit
-
-        async def failing_commit() -> None:
-            if failures["left"] and uow._staged_tokens:
-                failures["left"] -= 1
-                raise Unavailable("storage is down")
-            await commit()
-
-        uow.commit = failing_commit  # type: ignore[method-assign]
-        return uow
-
-    env.ctx.uow = flaky
+    failing_commits(env, 1)
     assert (await env.refresher.refresh_due()).refreshed == 1
     assert (await env.token()).tokens.access_token == "PLANTED-AT-new-1"
     assert len(env.sleeps.delays) == 1
@@ -554,18 +567,14 @@ async def test_refresh_connector_waits_for_a_running_refresh_and_reuses_it(catal
     seeded = await env.seed()
     held = await env.lock.acquire(f"token-refresh:{seeded.id}", 60)
     assert held is not None
-    waits = {"n": 0}
-    real_sleep = env.refresher._sleep
 
-    async def other_worker_finishes(delay: float) -> None:
-        waits["n"] += 1
-        if waits["n"] == 3:
+    async def other_worker_finishes(waits: int) -> None:
+        if waits == 3:
             env.clock.advance(1)
             await env.refreshed_elsewhere(seeded.id)
             await env.lock.release(held)
-        await real_sleep(delay)
 
-    env.refresher._sleep = other_worker_finishes
+    env.sleeps.hook = other_worker_finishes
     record = await env.refresher.refresh_connector("org-1", KEY)
     assert record.tokens.access_token == "AT-other"
     assert env.provider.calls == []
@@ -782,3 +791,45 @@ async def test_a_refresh_finishing_after_a_revocation_is_not_stored_and_is_revok
         assert await uow.tokens.get(seeded.id) is None
     assert env.provider.revoked == [("PLANTED-RT-2", "refresh_token"), ("PLANTED-AT-2", "access_token")]
     assert await env.token_events() == ["TOKEN_REVOKED"]
+
+
+# -- the lease outlives the work, or the work stops ----------------------------------------------
+
+
+async def test_storing_through_an_outage_keeps_the_lease(env: Env) -> None:
+    """While the refreshed (rotated) token waits for the store to come back, the lease is
+    renewed: no other worker may send the retired refresh token meanwhile."""
+    seeded = await env.seed()
+    env.make_due()
+    env.provider.answers = [{"access_token": "PLANTED-AT-2", "refresh_token": "PLANTED-RT-2", "expires_in": 3600}]
+    failing_commits(env, 4)
+    taken: list[bool] = []
+
+    async def time_passes(waits: int) -> None:
+        env.clock.advance(40)  # two of these outlast a 60 s lease that is not renewed
+        other = await env.lock.acquire(f"token-refresh:{seeded.id}", 1)
+        taken.append(other is not None)
+
+    env.sleeps.hook = time_passes
+    assert (await env.refresher.refresh_due()).refreshed == 1
+    assert taken == [False] * 4
+    assert (await env.token()).tokens.refresh_token == "PLANTED-RT-2"
+
+
+async def test_storing_stops_when_the_lease_is_lost(env: Env, caplog: Any) -> None:
+    """Another worker took the lease over during the outage: this one stops trying to store."""
+    seeded = await env.seed()
+    env.make_due()
+    box = failing_commits(env, 10)
+
+    async def taken_over(waits: int) -> None:
+        if waits == 1:
+            env.clock.advance(61)
+            assert await env.lock.acquire(f"token-refresh:{seeded.id}", 600) is not None
+
+    env.sleeps.hook = taken_over
+    with caplog.at_level(logging.ERROR):
+        assert await env.refresher.refresh_due() == RefreshReport(failed=1)
+    assert box["attempts"] == 2
+    assert "lease cannot be held" in caplog.text
+    assert "PLANTED" not in caplog.text
