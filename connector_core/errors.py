@@ -30,7 +30,7 @@ Messages never contain secret values (tokens, client secrets, keys).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Self
 
 
 class ConnectorManagerError(Exception):
@@ -75,7 +75,7 @@ class ValidationError(ConnectorManagerError):
         super().__init__(message, metadata=meta)
 
     @classmethod
-    def for_field(cls, path: str, message: str) -> ValidationError:
+    def for_field(cls, path: str, message: str) -> Self:
         return cls(f"{path}: {message}", errors=[{"path": path, "message": message}])
 
 

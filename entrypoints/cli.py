@@ -41,13 +41,15 @@ async def _serve(settings: Settings) -> None:
     import uvicorn
 
     from entrypoints.http.app import create_app
-    from entrypoints.workers import background_tasks, reload_container
+    from entrypoints.workers import announce, reload_container, serve_tasks
 
     container = await build_container(settings)
+    tasks = serve_tasks(settings)
+    announce("serve", tasks)
     app = create_app(
         container,
         reloader=reload_container,
-        lifespan_tasks=background_tasks(settings),
+        lifespan_tasks=tasks,
         close_on_shutdown=True,
     )
     config = uvicorn.Config(

@@ -1,20 +1,33 @@
 """Settings: defaults, then a TOML file, then environment variables (``CM_*``) win.
 
-Every setting is listed in docs/configuration.md. A bad value fails start-up with one line
-naming the setting.
+Every setting is listed in docs/configuration.md. The raw values (TOML values, environment
+strings, CLI flags) are structured by one cattrs converter into :class:`Settings`, whose types
+are the rules: ``Literal`` choices, ranges as validators. A bad value fails start-up with one
+line naming the setting.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import attrs
-from attrs import define, evolve, field
+import cattrs
+from attrs import field, frozen
+from cattrs.errors import ClassValidationError
 
+from adapters.factories.sections import (
+    BackendSettings,
+    EtcdSettings,
+    KafkaSettings,
+    MongoSettings,
+    RedisSettings,
+    SQLiteSettings,
+)
 from connector_core.errors import ValidationError
 
 
@@ -22,26 +35,56 @@ class SettingsError(ValidationError):
     """A setting is missing, malformed or points at something unreachable."""
 
 
-@define(frozen=True)
+# -- ranges: a validator names the setting it refuses -------------------------------------------
+
+
+def _at_least(low: float) -> Callable[[Any, attrs.Attribute[Any], float], None]:
+    def check(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+        if value < low:
+            raise SettingsError.for_field(attribute.name, f"must be at least {low:g}, got {value:g}")
+
+    return check
+
+
+def _positive(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not value > 0:
+        raise SettingsError.for_field(attribute.name, f"must be greater than 0, got {value:g}")
+
+
+def _port(_: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+    if not 0 < value < 65536:
+        raise SettingsError.for_field(attribute.name, "must be between 1 and 65535")
+
+
+def _host_port(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError.for_field(attribute.name, "must be host:port")
+
+
+@frozen
 class Settings:
     data_dir: Path = Path(".data")
     host: str = "127.0.0.1"
-    port: int = 8088
+    port: int = field(default=8088, validator=_port)
     #: where callers reach this service (used in event routes); default http://host:port
     public_url: str | None = None
-    storage: str = "sqlite"  # sqlite | memory | mongo
-    secrets: str = "sqlite"  # sqlite | memory | etcd  (encrypted whatever the choice)
-    events: str = "outbox"  # outbox (kept, readable at /internal/events) | kafka
-    cache: str = "none"  # none | memory | redis
-    locks: str = "local"  # local (the storage's own leases) | redis | etcd
+    storage: Literal["sqlite", "memory", "mongo"] = "sqlite"
+    #: the key-value store of secrets (encrypted whatever the choice)
+    secrets: Literal["sqlite", "memory", "etcd"] = "sqlite"
+    #: outbox: kept, readable at /internal/events; kafka: a relay publishes them
+    events: Literal["outbox", "kafka"] = "outbox"
+    cache: Literal["none", "memory", "redis"] = "none"
+    #: local: the storage's own leases
+    locks: Literal["local", "redis", "etcd"] = "local"
     # connection strings may carry credentials: never in a repr
     mongo_url: str = field(default="mongodb://127.0.0.1:27017/?replicaSet=rs0", repr=False)
     mongo_database: str = "connector_manager"
-    mongo_timeout_seconds: float = 2.0
-    etcd_endpoint: str = "127.0.0.1:2379"
+    mongo_timeout_seconds: float = field(default=2.0, validator=_positive)
+    etcd_endpoint: str = field(default="127.0.0.1:2379", validator=_host_port)
     etcd_user: str | None = None
     etcd_password: str | None = field(default=None, repr=False)
-    etcd_timeout_seconds: float = 2.0
+    etcd_timeout_seconds: float = field(default=2.0, validator=_positive)
     #: a prefix in front of every key this deployment writes (several deployments on one etcd)
     etcd_namespace: str = ""
     #: watch this etcd key for configuration changes made by other processes (reload on change)
@@ -50,28 +93,30 @@ class Settings:
     #: extra librdkafka settings (security.protocol, sasl.*, ...)
     kafka_client_config: Mapping[str, str] = field(factory=dict, repr=False)
     redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
-    cache_ttl_seconds: float = 30.0
-    relay_interval_seconds: float = 0.5
+    cache_ttl_seconds: float = field(default=30.0, validator=_positive)
+    relay_interval_seconds: float = field(default=0.5, validator=_positive)
     #: events kept in the outbox (the newest; with Kafka only published ones are ever removed)
-    outbox_keep: int = 100_000
-    outbox_prune_interval_seconds: float = 3600.0
-    backend_timeout_seconds: float = 10.0
-    log_level: str = "info"
+    outbox_keep: int = field(default=100_000, validator=_at_least(0))
+    outbox_prune_interval_seconds: float = field(default=3600.0, validator=_positive)
+    backend_url: str | None = field(default=None, repr=False)
+    backend_timeout_seconds: float = field(default=10.0, validator=_positive)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
     #: OAuth: origins a redirect URI may point at (scheme://host[:port]); empty = localhost only
     oauth_allowed_origins: tuple[str, ...] = ()
     oauth_redirect_path: str = "/connectors/oauth/callback/{connector}"
     oauth_post_auth_path: str = "/connectors/{connector}"
-    oauth_state_ttl_seconds: int = 600
+    oauth_state_ttl_seconds: int = field(default=600, validator=_at_least(1))
     #: redirect URI the front end used for the legacy POST /getTokenFromCode (e.g. "postmessage")
     oauth_legacy_redirect_uri: str | None = None
-    oauth_http_timeout_seconds: float = 10.0
-    refresh_interval_seconds: float = 30.0
-    refresh_margin_seconds: int = 600
-    refresh_batch_size: int = 100
-    refresh_concurrency: int = 8
+    oauth_http_timeout_seconds: float = field(default=10.0, validator=_positive)
+    refresh_interval_seconds: float = field(default=30.0, validator=_positive)
+    refresh_margin_seconds: int = field(default=600, validator=_at_least(0))
+    #: due tokens per pass; 0 is refused (a database "limit 0" means no limit)
+    refresh_batch_size: int = field(default=100, validator=_at_least(1))
+    refresh_concurrency: int = field(default=8, validator=_at_least(1))
+    #: whether ``serve`` refreshes tokens in the background; ``worker`` always does
     run_refresher: bool = True
-    backend_url: str | None = None
-    custom_providers: tuple[Mapping[str, Any], ...] = field(factory=tuple)
+    custom_providers: tuple[Mapping[str, Any], ...] = ()
     config_file: Path | None = None
 
     @property
@@ -82,49 +127,192 @@ class Settings:
     def base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
 
+    # -- each backend's section --------------------------------------------------------------
 
-_ENV_PREFIX = "CM_"
-_CHOICES = {
-    "storage": {"sqlite", "memory", "mongo"},
-    "secrets": {"sqlite", "memory", "etcd"},
-    "events": {"outbox", "kafka"},
-    "cache": {"none", "memory", "redis"},
-    "locks": {"local", "redis", "etcd"},
-    "log_level": {"debug", "info", "warning", "error"},
-}
+    @property
+    def sqlite(self) -> SQLiteSettings:
+        return SQLiteSettings(path=self.database_path)
+
+    @property
+    def mongo(self) -> MongoSettings:
+        return MongoSettings(
+            url=self.mongo_url, database=self.mongo_database, timeout_seconds=self.mongo_timeout_seconds
+        )
+
+    @property
+    def etcd(self) -> EtcdSettings:
+        host, _, port = self.etcd_endpoint.rpartition(":")
+        return EtcdSettings(
+            host=host,
+            port=int(port),
+            user=self.etcd_user,
+            password=self.etcd_password,
+            timeout_seconds=self.etcd_timeout_seconds,
+            namespace=self.etcd_namespace,
+        )
+
+    @property
+    def redis(self) -> RedisSettings:
+        return RedisSettings(url=self.redis_url)
+
+    @property
+    def kafka(self) -> KafkaSettings:
+        return KafkaSettings(bootstrap=self.kafka_bootstrap, client_config=self.kafka_client_config)
+
+    @property
+    def backend(self) -> BackendSettings | None:
+        if not self.backend_url:
+            return None
+        return BackendSettings(url=self.backend_url, timeout_seconds=self.backend_timeout_seconds)
 
 
-def _coerce(name: str, raw: Any, default: Any) -> Any:
+# -- raw values → typed: TOML gives typed values, the environment and flags give strings ------
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _bool(raw: object, _: type) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE | _FALSE:
+        return text in _TRUE
+    raise ValueError("expected true or false")
+
+
+def _int(raw: object, _: type) -> int:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lstrip("+-").isdigit():
+        return int(raw)
+    raise ValueError("expected a whole number")
+
+
+def _float(raw: object, _: type) -> float:
+    if isinstance(raw, bool):
+        raise ValueError("expected a number")
     try:
-        if isinstance(default, bool):
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower()
-            if text in {"1", "true", "yes", "on"}:
-                return True
-            if text in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError("expected true or false")
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
-        if isinstance(default, Path) or name in {"data_dir", "config_file"}:
-            return Path(str(raw)).expanduser()
-        if isinstance(default, tuple) and name != "custom_providers":
-            if isinstance(raw, str):
-                return tuple(p.strip() for p in raw.split(",") if p.strip())
-            return tuple(str(p) for p in raw)
-        if name == "custom_providers":
-            return tuple(dict(p) for p in raw)
-        if name == "kafka_client_config":
-            if isinstance(raw, str):
-                pairs = [p.split("=", 1) for p in raw.split(",") if p.strip()]
-                return {k.strip(): v.strip() for k, v in pairs}
-            return {str(k): str(v) for k, v in dict(raw).items()}
-        return None if raw is None else str(raw)
-    except (TypeError, ValueError) as exc:
-        raise SettingsError.for_field(name, f"invalid value ({exc})") from None
+        value = float(raw) if isinstance(raw, int | float | str) else math.nan
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ValueError("expected a number")
+    return value
+
+
+def _str(raw: object, _: type) -> str:
+    if not isinstance(raw, str):
+        raise ValueError("expected a string")
+    return raw
+
+
+def _path(raw: object, _: type) -> Path:
+    if not isinstance(raw, str | Path):
+        raise ValueError("expected a path")
+    return Path(raw).expanduser()
+
+
+def _strings(raw: object, _: type) -> tuple[str, ...]:
+    """A list, or a comma-separated string (environment)."""
+    if isinstance(raw, str):
+        return tuple(p.strip() for p in raw.split(",") if p.strip())
+    if isinstance(raw, list | tuple) and all(isinstance(p, str) for p in raw):
+        return tuple(raw)
+    raise ValueError("expected a list of strings")
+
+
+def _string_map(raw: object, _: type) -> Mapping[str, str]:
+    """A table, or ``key=value,key=value`` (environment)."""
+    if isinstance(raw, str):
+        pairs = [p.split("=", 1) for p in raw.split(",") if p.strip()]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError("expected key=value pairs separated by commas")
+        return {k.strip(): v.strip() for k, v in pairs}
+    if isinstance(raw, Mapping):
+        return {str(k): str(v) for k, v in raw.items()}
+    raise ValueError("expected a table of strings")
+
+
+def _tables(raw: object, _: type) -> tuple[Mapping[str, Any], ...]:
+    if isinstance(raw, list | tuple) and all(isinstance(p, Mapping) for p in raw):
+        return tuple(dict(p) for p in raw)
+    raise ValueError("expected [[providers]] tables")
+
+
+def _is_literal(t: Any) -> bool:
+    return getattr(t, "__origin__", None) is Literal
+
+
+def _literal(t: Any) -> Callable[[object, type], object]:
+    allowed = get_args(t)
+
+    def structure(raw: object, _: type) -> object:
+        if raw not in allowed:
+            raise ValueError(f"must be one of {', '.join(sorted(map(str, allowed)))}, got {raw!r}")
+        return raw
+
+    return structure
+
+
+#: hooks for generic types, which cattrs dispatches by predicate rather than by class
+_GENERIC_HOOKS: tuple[tuple[object, Callable[[object, type], object]], ...] = (
+    (tuple[str, ...], _strings),
+    (Mapping[str, str], _string_map),
+    (tuple[Mapping[str, Any], ...], _tables),
+)
+
+
+def _is(exact: object) -> Callable[[Any], bool]:
+    return lambda t: bool(t == exact)
+
+
+def make_settings_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(detailed_validation=True, forbid_extra_keys=True)
+    conv.register_structure_hook(bool, _bool)
+    conv.register_structure_hook(int, _int)
+    conv.register_structure_hook(float, _float)
+    conv.register_structure_hook(str, _str)
+    conv.register_structure_hook(Path, _path)
+    for exact, hook in _GENERIC_HOOKS:
+        conv.register_structure_hook_func(_is(exact), hook)
+    conv.register_structure_hook_factory(_is_literal, _literal)
+    return conv
+
+
+_CONVERTER = make_settings_converter()
+_ENV_PREFIX = "CM_"
+#: come only from the settings file
+_FILE_ONLY = {"custom_providers"}
+
+
+def _names() -> set[str]:
+    return {f.name for f in attrs.fields(Settings)}
+
+
+def structure_settings(values: Mapping[str, Any], base: Settings | None = None) -> Settings:
+    """``base`` (default: the defaults) with ``values`` (setting name → raw value) applied, or
+    :class:`SettingsError` naming the first setting at fault."""
+    unknown = sorted(set(values) - _names())
+    if unknown:
+        raise SettingsError.for_field(unknown[0], "unknown setting")
+    merged = {**(_CONVERTER.unstructure(base) if base is not None else {}), **values}
+    try:
+        return _CONVERTER.structure(merged, Settings)
+    except ClassValidationError as exc:
+        raise _first_error(exc) from None
+
+
+def _first_error(exc: ClassValidationError) -> SettingsError:
+    """The first failure as one error naming its setting: a value of the wrong kind (noted by
+    cattrs with the attribute's name) or a range the class's validators refused."""
+    with_notes, without_notes = exc.group_exceptions()
+    for error in without_notes:
+        if isinstance(error, SettingsError):
+            return error
+    for error, note in with_notes:
+        return SettingsError.for_field(note.name, str(error) if isinstance(error, ValueError) else "invalid value")
+    return SettingsError("the settings are invalid")
 
 
 def load_settings(
@@ -135,7 +323,6 @@ def load_settings(
 ) -> Settings:
     """Defaults ← TOML file ← ``CM_*`` environment ← explicit overrides (CLI flags)."""
     env = os.environ if env is None else env
-    base = Settings()
     values: dict[str, Any] = {}
     path = config_file or env.get("CM_CONFIG_FILE")
     if path:
@@ -147,38 +334,24 @@ def load_settings(
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError.for_field("config_file", f"{file} is not valid TOML: {exc}") from None
         values.update(_flatten(data))
-        values["config_file"] = file
-    known = {f.name: f for f in attrs.fields(Settings)}
-    for name in known:
+        values["config_file"] = str(file)
+    for name in _names() - _FILE_ONLY:
         key = _ENV_PREFIX + name.upper()
-        if key in env and name != "custom_providers":  # providers come from the file
+        if key in env:
             values[name] = env[key]
     values.update({k: v for k, v in overrides.items() if v is not None})
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise SettingsError.for_field(unknown[0], "unknown setting")
-    typed = {n: _coerce(n, v, getattr(base, n)) for n, v in values.items()}
-    settings = evolve(base, **typed)
-    for name, allowed in _CHOICES.items():
-        if getattr(settings, name) not in allowed:
-            raise SettingsError.for_field(
-                name,
-                f"must be one of {', '.join(sorted(allowed))}, got {getattr(settings, name)!r}",
-            )
-    host, _, etcd_port = settings.etcd_endpoint.rpartition(":")
-    if not host or not etcd_port.isdigit() or not 0 < int(etcd_port) < 65536:
-        raise SettingsError.for_field("etcd_endpoint", "must be host:port")
-    if not 0 < settings.port < 65536:
-        raise SettingsError.for_field("port", "must be between 1 and 65535")
-    return settings
+    return structure_settings(values)
 
 
 def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
     """``[oauth] allowed_origins = [...]`` → ``oauth_allowed_origins``; ``[[providers]]`` →
     ``custom_providers``; ``[server] host`` → ``host``."""
     flat: dict[str, Any] = {}
+    names = _names()
     for key, value in data.items():
-        if key == "providers":
+        if key in names:  # a setting written whole (kafka_client_config = {...})
+            flat[key] = value
+        elif key == "providers":
             flat["custom_providers"] = value
         elif key == "kafka" and isinstance(value, Mapping) and "client_config" in value:
             flat.update({f"kafka_{k}": v for k, v in value.items()})
@@ -193,10 +366,5 @@ def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def apply_overrides(settings: Settings, values: Mapping[str, Any]) -> Settings:
-    """``settings`` with ``values`` (setting name → raw value) coerced and applied."""
-    known = {f.name for f in attrs.fields(Settings)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise SettingsError.for_field(unknown[0], "unknown setting")
-    typed = {n: _coerce(n, v, getattr(settings, n)) for n, v in values.items()}
-    return evolve(settings, **typed)
+    """``settings`` with ``values`` (setting name → raw value) structured and applied."""
+    return structure_settings(values, base=settings)

@@ -7,7 +7,8 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from entrypoints.bootstrap import Container, build_container, infra_key
+from entrypoints.bootstrap import Container, build_container
+from entrypoints.infrastructure import connection_key
 from entrypoints.settings import Settings, load_settings
 
 log = logging.getLogger("connector_manager.worker")
@@ -35,19 +36,17 @@ async def relay_loop(container: Container, stop: asyncio.Event) -> None:
 
 async def config_watch_loop(container: Container, stop: asyncio.Event) -> None:
     """With etcd, reload when another process changes the run-time configuration key."""
-    infra = container.infrastructure
+    etcd = container.infrastructure.etcd
     holder = container.holder
-    if infra.etcd_client is None or holder is None:
+    if etcd is None or holder is None:
         await stop.wait()
         return
-    from adapters.etcd import EtcdConfigWatcher
 
     async def reload() -> None:
         generation, _ = await holder.reload()
         log.info("configuration changed in etcd: generation %d is live", generation)
 
-    settings = container.settings
-    async with EtcdConfigWatcher(infra.etcd_client, settings.etcd_namespace + settings.etcd_config_key, reload):
+    async with etcd.config_watcher(container.settings.etcd_config_key, reload):
         await stop.wait()
 
 
@@ -70,15 +69,45 @@ async def outbox_prune_loop(container: Container, stop: asyncio.Event) -> None:
             pass
 
 
-def background_tasks(settings: Settings) -> list[Task]:
+def _tasks(settings: Settings, *, refresh: bool) -> list[Task]:
     tasks: list[Task] = [outbox_prune_loop]
     if settings.secrets == "etcd":
         tasks.append(config_watch_loop)
-    if settings.run_refresher:
+    if refresh:
         tasks.append(refresher_loop)
     if settings.events == "kafka":
         tasks.append(relay_loop)
     return tasks
+
+
+def serve_tasks(settings: Settings) -> list[Task]:
+    """What ``serve`` runs beside the API: the refresher only while ``run_refresher`` is on."""
+    return _tasks(settings, refresh=settings.run_refresher)
+
+
+def worker_tasks(settings: Settings) -> list[Task]:
+    """What ``worker`` runs: it always refreshes (``run_refresher`` is the switch of ``serve``)."""
+    return _tasks(settings, refresh=True)
+
+
+def announce(process: str, tasks: list[Task]) -> None:
+    """One start-up line saying what this process does in the background; a process that
+    refreshes no token says so, and where the refresh should run instead."""
+    names = ", ".join(_NAMES[t] for t in tasks)
+    log.info("%s: running %s", process, names)
+    if refresher_loop not in tasks:
+        log.warning(
+            "%s: refreshes no tokens here (run_refresher = false); run `connector-manager worker` for that",
+            process,
+        )
+
+
+_NAMES: dict[Task, str] = {
+    outbox_prune_loop: "outbox pruning",
+    config_watch_loop: "configuration watch",
+    refresher_loop: "token refresh",
+    relay_loop: "event relay",
+}
 
 
 async def run_worker(container: Container, *, once: bool = False) -> None:
@@ -100,7 +129,9 @@ async def run_worker(container: Container, *, once: bool = False) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await asyncio.gather(*(task(container, stop) for task in background_tasks(container.settings)))
+    tasks = worker_tasks(container.settings)
+    announce("worker", tasks)
+    await asyncio.gather(*(task(container, stop) for task in tasks))
 
 
 async def reload_container(old: Container) -> Container:
@@ -109,5 +140,5 @@ async def reload_container(old: Container) -> Container:
     changed; the application retires the old generation once requests in flight are done."""
     settings = load_settings(old.settings.config_file, data_dir=old.settings.data_dir)
     infra = old.infrastructure
-    shared = infra_key(settings) == infra.key or settings.storage == "memory"
+    shared = connection_key(settings) == infra.key or settings.storage == "memory"
     return await build_container(settings, infrastructure=infra if shared else None, iam=old.iam)

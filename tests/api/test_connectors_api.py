@@ -65,7 +65,7 @@ async def test_config_secrets_are_write_only(api: Api, caplog: pytest.LogCapture
     stored = await api.container.secrets_store.get("/services/connectors/confluence/config/org-a")
     assert stored is not None and "PLANTED-API-TOKEN" in stored.value
     # the raw store underneath holds ciphertext only
-    raw = await api.container.storage.raw_kv.get("/services/connectors/confluence/config/org-a")
+    raw = await api.container.infrastructure.secrets.get("/services/connectors/confluence/config/org-a")
     assert raw is not None and "PLANTED-API-TOKEN" not in raw.value
     assert "PLANTED-API-TOKEN" not in caplog.text
     assert all("PLANTED-API-TOKEN" not in str(e) for e in await events(api))
@@ -194,7 +194,7 @@ async def test_reload_swaps_without_dropping_requests_in_flight(tmp_path) -> Non
         reloads += 1
         await asyncio.sleep(0.05)  # a slow rebuild: requests keep flowing meanwhile
         new_settings = load_settings(settings_file, env=env, data_dir=tmp_path)
-        return await build_container(new_settings, env=env, storage=old.storage, iam=old.iam)
+        return await build_container(new_settings, env=env, infrastructure=old.infrastructure, iam=old.iam)
 
     app = create_app(container, reloader=reloader)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
@@ -241,7 +241,7 @@ async def test_background_loops_follow_a_reload_and_stop_gracefully(tmp_path) ->
         finished.append(container.generation)
 
     async def reloader(old):  # type: ignore[no-untyped-def]
-        return await build_container(settings, env=env, storage=old.storage, iam=old.iam)
+        return await build_container(settings, env=env, infrastructure=old.infrastructure, iam=old.iam)
 
     app = create_app(first, reloader=reloader, lifespan_tasks=[loop], close_on_shutdown=True)
     holder = app.state.holder

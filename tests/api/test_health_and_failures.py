@@ -7,8 +7,9 @@ import asyncio
 import httpx
 from attrs import evolve
 
+from adapters.health import NamedCheck
 from connector_core.errors import Unavailable
-from entrypoints.bootstrap import NamedCheck, build_container
+from entrypoints.bootstrap import build_container
 from entrypoints.http.app import AppHolder, create_app
 from entrypoints.settings import load_settings
 from tests.api.conftest import Api

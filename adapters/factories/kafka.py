@@ -1,0 +1,23 @@
+"""The Kafka backend: the event publisher of the outbox relay."""
+
+from __future__ import annotations
+
+from adapters.factories.sections import KafkaSettings
+from adapters.health import require
+from adapters.kafka import KafkaEventPublisher
+from connector_core.errors import ValidationError
+
+
+async def open_kafka(settings: KafkaSettings) -> KafkaEventPublisher:
+    """A publisher whose broker answers and whose topics exist."""
+    try:
+        publisher = KafkaEventPublisher(settings.bootstrap, client_config=dict(settings.client_config))
+    except ValueError as exc:  # the message names a key, never a value
+        raise ValidationError.for_field("client_config", str(exc)) from None
+    try:
+        await require(publisher.check, f"Kafka at {settings.bootstrap}")
+        await publisher.ensure_topics()
+    except BaseException:
+        await publisher.aclose()
+        raise
+    return publisher

@@ -1,0 +1,39 @@
+"""The in-memory backend: every port in this process, nothing kept across restarts."""
+
+from __future__ import annotations
+
+from adapters.factories.storage_ports import StoragePorts
+from adapters.memory import (
+    MemoryCache,
+    MemoryKeyValueStore,
+    MemoryLeaseLock,
+    MemoryOAuthStateStore,
+    MemoryOutboxReader,
+    MemoryStorage,
+)
+from connector_core.ports.cache import Cache
+from connector_core.ports.clock import Clock
+from connector_core.ports.kv_store import KeyValueStore
+
+
+async def _healthy() -> bool:
+    return True
+
+
+def memory_storage(clock: Clock) -> StoragePorts:
+    storage = MemoryStorage()
+    return StoragePorts(
+        uow=storage.unit_of_work,
+        outbox=MemoryOutboxReader(storage),
+        states=MemoryOAuthStateStore(storage),
+        lock=MemoryLeaseLock(clock),
+        check=_healthy,
+    )
+
+
+def memory_kv_store() -> KeyValueStore:
+    return MemoryKeyValueStore()
+
+
+def memory_cache() -> Cache:
+    return MemoryCache()

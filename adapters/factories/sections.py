@@ -1,0 +1,54 @@
+"""The settings section of each backend. A credential is never part of a repr."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from attrs import field, frozen
+
+
+def _frozen_mapping(value: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(value.items()))
+
+
+@frozen
+class SQLiteSettings:
+    #: the database file; its directory is created (mode 0700) when missing
+    path: Path
+
+
+@frozen
+class MongoSettings:
+    url: str = field(repr=False)  # may carry user:password
+    database: str
+    timeout_seconds: float
+
+
+@frozen
+class EtcdSettings:
+    host: str
+    port: int
+    user: str | None
+    password: str | None = field(repr=False)
+    timeout_seconds: float
+    #: a prefix in front of every key this deployment writes
+    namespace: str
+
+
+@frozen
+class RedisSettings:
+    url: str = field(repr=False)  # may carry a password
+
+
+@frozen
+class KafkaSettings:
+    bootstrap: str
+    #: extra librdkafka settings; ``sasl.password`` and the like live here
+    client_config: tuple[tuple[str, str], ...] = field(converter=_frozen_mapping, repr=False)
+
+
+@frozen
+class BackendSettings:
+    url: str = field(repr=False)  # may carry user:password
+    timeout_seconds: float

@@ -1,0 +1,23 @@
+"""What a storage backend provides: the storage ports on one database."""
+
+from __future__ import annotations
+
+from attrs import define
+
+from adapters.health import Probe
+from connector_core.ports.lock import LeaseLock
+from connector_core.ports.oauth_state import OAuthStateStore
+from connector_core.ports.outbox import OutboxReader
+from connector_core.ports.unit_of_work import UnitOfWorkFactory
+
+
+@define
+class StoragePorts:
+    """Connectors, tokens and the outbox (through units of work), OAuth state, and leases kept
+    in the same database (the ``local`` lock choice)."""
+
+    uow: UnitOfWorkFactory
+    outbox: OutboxReader
+    states: OAuthStateStore
+    lock: LeaseLock
+    check: Probe
