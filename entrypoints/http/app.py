@@ -18,7 +18,7 @@ from entrypoints.bootstrap import Container
 from entrypoints.http.dispatch import http_error, server_error
 from entrypoints.http.openapi import openapi_document
 from entrypoints.http.routes import routes
-from entrypoints.http.state import ApiState
+from entrypoints.http.state import DEFAULT_BODY_TIMEOUT_SECONDS, ApiState
 
 log = logging.getLogger("connector_manager.http")
 
@@ -66,10 +66,12 @@ class AppHolder:
         reloader: Reloader | None,
         runner: BackgroundRunner | None = None,
         retire_after_seconds: float = 30.0,
+        body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS,
     ) -> None:
         self._reloader = reloader
         self._lock = asyncio.Lock()
-        self.state = ApiState(container, reloader)
+        self._body_timeout = body_timeout_seconds
+        self.state = ApiState(container, body_timeout=body_timeout_seconds)
         self.runner = runner
         self._retire_after = retire_after_seconds
         self._retiring: dict[asyncio.Task[None], Container] = {}
@@ -87,7 +89,7 @@ class AppHolder:
             new = await self._reloader(old)
             new.generation = old.generation + 1
             new.holder = self
-            self.state = ApiState(new, self._reloader)
+            self.state = ApiState(new, body_timeout=self._body_timeout)
             if self.runner is not None:
                 # not awaited here: the config watcher itself may be the caller
                 restart = asyncio.create_task(self._restart(new))
@@ -135,12 +137,14 @@ def create_app(
     reloader: Reloader | None = None,
     lifespan_tasks: list[BackgroundTask] | None = None,
     close_on_shutdown: bool = False,
+    body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS,
 ) -> Starlette:
     """The ASGI application. ``lifespan_tasks`` run in the background while it serves (and move
     to each new generation on reload); with ``close_on_shutdown`` the lifespan also closes every
-    generation's connections when the server stops."""
+    generation's connections when the server stops. A request body that has not fully arrived
+    ``body_timeout_seconds`` after the route began reading it is answered 408."""
     runner = BackgroundRunner(lifespan_tasks or [])
-    holder = AppHolder(container, reloader, runner)
+    holder = AppHolder(container, reloader, runner, body_timeout_seconds=body_timeout_seconds)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_document(holder.current().container))

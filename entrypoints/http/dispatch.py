@@ -18,6 +18,7 @@ from entrypoints.http.proxy import proxy
 from entrypoints.http.state import ApiState
 from entrypoints.http.validation import (
     PayloadTooLarge,
+    RequestTimeout,
     UnsupportedMediaType,
     make_validator,
     parse_body,
@@ -47,20 +48,22 @@ def dispatch(endpoint: Endpoint, state_getter: StateGetter) -> RequestHandler:
             )
             backend = container.backend
             if backend is not None and endpoint.tag == "connectors":
-                return await proxy(request, backend)
+                return await proxy(request, backend, state.body_timeout)
             call = Call(
                 request=request,
                 app=state,
                 principal=principal,
                 params=dict(request.path_params),
                 query=parse_query(request, endpoint.query, query_validator),
-                body=await parse_body(request, body_validator),
+                body=await parse_body(request, body_validator, state.body_timeout),
             )
             return await endpoint.handler(call)
         except ConnectorManagerError as exc:
-            status = {PayloadTooLarge: 413, UnsupportedMediaType: 415}.get(type(exc))
+            status = {PayloadTooLarge: 413, UnsupportedMediaType: 415, RequestTimeout: 408}.get(type(exc))
             if status:
-                return error_response(status, exc.code, exc.message)
+                # the rest of an unread body cannot be skipped: the connection ends with the answer
+                headers = {"Connection": "close"} if status in (408, 413) else None
+                return error_response(status, exc.code, exc.message, headers=headers)
             if isinstance(exc, Unavailable):
                 log.warning(
                     "dependency unavailable on %s %s: %s",

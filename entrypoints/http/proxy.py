@@ -13,10 +13,10 @@ from entrypoints.http.errors import HTTP_CODES, error_response
 from entrypoints.http.validation import read_body
 
 
-async def proxy(request: Request, backend: BackendConnectorClient) -> Response:
+async def proxy(request: Request, backend: BackendConnectorClient, body_timeout: float) -> Response:
     """Forward to the backend connector service (Authorization and Content-Type only), map its
     status as the old service did, pass its body through."""
-    raw = await read_body(request)
+    raw = await read_body(request, body_timeout)
     headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "content-type")}
     answer = await backend.forward(
         request.method, request.url.path, headers=headers, body=raw or None, query=dict(request.query_params)

@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from jsonschema import Draft202012Validator
 
 from connector_core.catalog import thaw
 from entrypoints.bootstrap import Container
 from entrypoints.http.validation import FORMATS
 
-if TYPE_CHECKING:
-    from entrypoints.http.app import Reloader
+#: a body of at most 1 MiB arrives well within this on any working connection
+DEFAULT_BODY_TIMEOUT_SECONDS = 10.0
 
 
 class ApiState:
     """What a request works with. Replaced as a whole on reload; a request keeps the one it
     started with, so nothing in flight sees half a configuration."""
 
-    def __init__(self, container: Container, reloader: Reloader | None = None) -> None:
+    def __init__(self, container: Container, *, body_timeout: float = DEFAULT_BODY_TIMEOUT_SECONDS) -> None:
         self.container = container
-        self._reloader = reloader
         self._validators: dict[str, Draft202012Validator] = {}
         self.health_timeout = 2.0
+        #: seconds a route waits for the whole request body (slow clients get 408)
+        self.body_timeout = body_timeout
 
     def config_validator(self, key: str) -> Draft202012Validator:
         found = self._validators.get(key)

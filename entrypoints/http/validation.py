@@ -3,6 +3,7 @@ whose errors name each field at fault and never echo a value back."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import unicodedata
@@ -26,6 +27,10 @@ class PayloadTooLarge(ConnectorManagerError):
 
 class UnsupportedMediaType(ConnectorManagerError):
     code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+class RequestTimeout(ConnectorManagerError):
+    code = "REQUEST_TIMEOUT"
 
 
 FORMATS = FormatChecker()
@@ -107,7 +112,9 @@ def check(validator: Draft202012Validator, data: Any, what: str) -> None:
         raise ValidationError(f"invalid {what}: {errors[0]['path']} {errors[0]['message']}", errors=errors)
 
 
-async def read_body(request: Request) -> bytes:
+async def read_body(request: Request, within_seconds: float) -> bytes:
+    """The whole body, at most 1 MiB, within ``within_seconds`` (a client that trickles its
+    body would otherwise hold a connection and a task for as long as it likes)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -117,18 +124,24 @@ async def read_body(request: Request) -> bytes:
             raise ValidationError.for_field("Content-Length", "is not a number") from None
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise PayloadTooLarge("request body is larger than 1 MiB")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(within_seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise PayloadTooLarge("request body is larger than 1 MiB")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the request body did not arrive within {within_seconds:g} seconds; send it again, without pauses"
+        ) from None
     return b"".join(chunks)
 
 
-async def parse_body(request: Request, validator: Draft202012Validator | None) -> dict[str, Any]:
+async def parse_body(request: Request, validator: Draft202012Validator | None, within_seconds: float) -> dict[str, Any]:
     """The body as a JSON object checked against the route's schema; ``{}`` for a route
-    without a body (which is still read, so its size limit holds)."""
-    raw = await read_body(request)
+    without a body (which is still read, so its size and time limits hold)."""
+    raw = await read_body(request, within_seconds)
     if validator is None:
         return {}
     if not raw.strip():
