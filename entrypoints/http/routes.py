@@ -181,7 +181,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         f"{PREFIX}/updateAppConfig",
         update_app_config,
         Access.SCOPED,
-        "Reload the application configuration (no secret in the reply)",
+        "Reload the application configuration (no secret in the reply); service tokens not bound to an org only",
         schemas.RELOAD_VIEW,
         body={"type": "object"},
         tag="internal",

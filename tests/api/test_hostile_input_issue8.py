@@ -147,3 +147,13 @@ async def test_an_endless_field_name_is_not_echoed_in_full(api: Api) -> None:
     assert r.status_code == 400
     assert len(r.content) < 2_000, len(r.content)
     assert r.json()["error"]["metadata"]["errors"][0]["path"].startswith("kkkk")
+
+
+async def test_only_an_unbound_service_token_may_reload_the_configuration(api: Api) -> None:
+    """A reload re-reads every org's configuration: a token bound to one org may not start it."""
+    bound = api.auth(api.scoped_token(org="org-a"))
+    r = await api.client.post(f"{P}/updateAppConfig", json={}, headers=bound)
+    assert r.status_code == 403, r.text
+    assert r.json()["error"]["code"] == "FORBIDDEN"
+    r = await api.client.post(f"{P}/updateAppConfig", json={}, headers=api.scoped)
+    assert r.status_code == 200 and r.json()["message"] == "Application configuration reloaded"

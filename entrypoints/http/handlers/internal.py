@@ -51,6 +51,10 @@ async def recent_events(call: Call) -> Response:
 
 
 async def update_app_config(call: Call) -> Response:
+    assert call.principal is not None
+    if call.principal.org_id is not None:
+        # a reload re-reads every org's configuration: not for a token bound to one org
+        raise PermissionDenied("only a service token not bound to an org may reload the configuration")
     generation, keys = await call.app.reload()
     return ok(
         {
