@@ -12,11 +12,12 @@ Retries (3 attempts, exponential backoff with jitter):
   5xx answers are retried only for idempotent methods (GET, HEAD, PUT, DELETE, OPTIONS):
   repeating a POST could act twice. A POST that fails that way is :class:`Unavailable` at once.
 
-A backend that stays unreachable is :class:`Unavailable` with the message users know from
-the existing service; a backend that answers is returned as it answered (the HTTP layer maps
-the status with :func:`map_backend_status`). The retry loop is a small loop rather than the
-``backoff`` library: one attempt budget is shared by exceptions and 5xx answers and depends on
-the method, which stacked ``backoff`` decorators would split (and multiply).
+A backend that stays unreachable, or answers what httpx cannot read (an undecodable body, a
+redirect loop), is :class:`Unavailable` with the message users know from the existing service:
+every httpx error is translated in one place, :meth:`HttpxBackendClient.forward`. A backend
+that answers is returned as it answered (the HTTP layer maps the status with
+:func:`map_backend_status`). Retries are tenacity's: one attempt budget shared by exceptions
+and 5xx answers, the predicates chosen by the method.
 
 No message and no log line carries a header value, a body or a query string.
 """
@@ -30,7 +31,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import unquote, urlsplit
 
 import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, retry_if_result, stop_after_attempt
 
+from adapters.http.httpx_errors import HTTPX_ERRORS
 from connector_core.errors import Unavailable, ValidationError
 from connector_core.ports.backend_client import BackendResponse
 
@@ -116,38 +119,49 @@ class HttpxBackendClient:
         wanted = {h.lower(): h for h in FORWARDED_HEADERS}
         forwarded = {wanted[k.lower()]: v for k, v in headers.items() if k.lower() in wanted}
         idempotent = method in IDEMPOTENT_METHODS
-        attempt = 0
-        while True:
-            attempt += 1
-            last = attempt >= self.attempts
-            try:
-                response = await self._client.request(
-                    method,
-                    url,
-                    headers=forwarded,
-                    content=body,
-                    params=dict(query) if query else None,
-                    timeout=self.timeout,
-                )
-            except httpx.TransportError as exc:
-                retryable = idempotent or isinstance(exc, _NOT_SENT)
-                if last or not retryable:
-                    log.warning(
-                        "backend connector service unreachable: %s %s (%s, attempt %d)",
-                        method,
-                        path,
-                        type(exc).__name__,
-                        attempt,
-                    )
-                    raise Unavailable(UNAVAILABLE_MESSAGE, metadata={"reason": type(exc).__name__}) from exc
-                reason = type(exc).__name__
-            else:
-                if response.status_code < 500 or not idempotent or last:
-                    return BackendResponse(response.status_code, response.content, response.headers.get("content-type"))
-                reason = f"HTTP {response.status_code}"
-            delay = self._delay(attempt)
-            log.info("backend %s %s failed (%s); retrying in %.2fs", method, path, reason, delay)
-            await self._sleep(delay)
+
+        def retry_error(exc: BaseException) -> bool:
+            return isinstance(exc, httpx.TransportError) and (idempotent or isinstance(exc, _NOT_SENT))
+
+        def retry_answer(response: httpx.Response) -> bool:
+            return idempotent and response.status_code >= 500
+
+        def log_retry(state: RetryCallState) -> None:
+            outcome = state.outcome
+            assert outcome is not None and state.next_action is not None
+            exc = outcome.exception()
+            reason = type(exc).__name__ if exc is not None else f"HTTP {outcome.result().status_code}"
+            log.info("backend %s %s failed (%s); retrying in %.2fs", method, path, reason, state.next_action.sleep)
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=lambda state: self._delay(state.attempt_number),
+            sleep=self._sleep,
+            retry=retry_if_exception(retry_error) | retry_if_result(retry_answer),
+            before_sleep=log_retry,
+            # out of attempts: the last answer as it was (a 5xx), or the last error raised
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        )
+        try:
+            response: httpx.Response = await retrying(
+                self._client.request,
+                method,
+                url,
+                headers=forwarded,
+                content=body,
+                params=dict(query) if query else None,
+                timeout=self.timeout,
+            )
+        except HTTPX_ERRORS as exc:
+            log.warning(
+                "backend connector service unreachable: %s %s (%s, attempt %d)",
+                method,
+                path,
+                type(exc).__name__,
+                retrying.statistics.get("attempt_number", 1),
+            )
+            raise Unavailable(UNAVAILABLE_MESSAGE, metadata={"reason": type(exc).__name__}) from exc
+        return BackendResponse(response.status_code, response.content, response.headers.get("content-type"))
 
     async def check(self) -> bool:
         """GET ``/health`` (or ``/`` when the backend has no such route) within
@@ -155,7 +169,7 @@ class HttpxBackendClient:
         for path in ("/health", "/"):
             try:
                 response = await self._client.get(self.base_url + path, timeout=self.check_timeout)
-            except httpx.HTTPError:
+            except HTTPX_ERRORS:
                 return False
             if response.status_code != 404:
                 return response.status_code < 500

@@ -51,6 +51,7 @@ class _Behaviour:
     delay: float = 0.0
     healthy: bool = True
     routes: dict[str, tuple[int, bytes, str]] = field(default_factory=dict)
+    content_encoding: str | None = None
 
 
 class _Server(ThreadingHTTPServer):
@@ -107,6 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
             body,
         )
         action, status, payload, content_type, delay = fake._next_action(recorded)
+        encoding = fake._content_encoding()
         if action == "close":
             self.close_connection = True
             try:
@@ -119,6 +121,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
+            if encoding:
+                self.send_header("Content-Encoding", encoding)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             if self.command != "HEAD":
@@ -151,11 +155,14 @@ class FakeBackend:
         *,
         content_type: str = "application/json",
         path: str | None = None,
+        content_encoding: str | None = None,
     ) -> None:
         """Answer ``status`` with ``body`` (a mapping is sent as JSON; None echoes the request),
-        for every request, or only for ``path``."""
+        for every request, or only for ``path``. ``content_encoding`` is sent as that header
+        whatever the body is (``"gzip"`` with a plain body: an answer no client can decode)."""
         raw = json.dumps(body).encode() if isinstance(body, Mapping) else body
         with self._lock:
+            self._b.content_encoding = content_encoding
             if path is not None:
                 self._b.routes[path] = (status, raw if raw is not None else b"", content_type)
             else:
@@ -194,6 +201,10 @@ class FakeBackend:
 
     def requests_to(self, path: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path == path]
+
+    def _content_encoding(self) -> str | None:
+        with self._lock:
+            return self._b.content_encoding
 
     def _next_action(self, req: RecordedRequest) -> tuple[str, int, bytes, str, float]:
         with self._lock:

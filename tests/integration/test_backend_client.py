@@ -268,3 +268,33 @@ def test_rejects_a_base_url_that_is_not_http() -> None:
         HttpxBackendClient("ftp://backend")
     with pytest.raises(ValueError):
         HttpxBackendClient("backend:8080")
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_an_answer_that_cannot_be_decoded_is_unavailable(
+    client: HttpxBackendClient, backend: FakeBackend, method: str
+) -> None:
+    """Not a TransportError (httpx.DecodingError): translated like every other httpx error."""
+    backend.respond(200, b"this is not gzip", content_encoding="gzip")
+    with pytest.raises(Unavailable) as info:
+        await client.forward(method, "/garbled", headers={}, body=b"{}")
+    assert str(info.value) == UNAVAILABLE_MESSAGE
+    assert info.value.metadata["reason"] == "DecodingError"
+    assert isinstance(info.value.__cause__, httpx.DecodingError)
+    assert len(backend.requests) == 1  # the backend answered: nothing to gain from asking again
+
+
+async def test_too_many_redirects_and_bad_urls_are_unavailable(backend: FakeBackend, sleeps: Sleeps) -> None:
+    async def redirect_loop(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(302, headers={"Location": str(request.url)})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(redirect_loop), follow_redirects=True) as shared:
+        client = HttpxBackendClient("http://backend.invalid", client=shared, sleep=sleeps)
+        with pytest.raises(Unavailable) as info:
+            await client.forward("GET", "/loop", headers={})
+        assert isinstance(info.value.__cause__, httpx.TooManyRedirects)
+    async with httpx.AsyncClient() as shared:
+        client = HttpxBackendClient(backend.base_url, client=shared, sleep=sleeps)
+        with pytest.raises(Unavailable) as info:
+            await client.forward("GET", "/x", headers={"Authorization": "Bearer \x00bad"})
+        assert info.value.metadata["reason"] in {"LocalProtocolError", "InvalidURL", "UnsupportedProtocol"}

@@ -130,3 +130,14 @@ async def test_health_reports_the_backend(proxied: tuple[httpx.AsyncClient, Cont
     backend.healthy(False)
     r = await client.get("/api/v1/health")
     assert r.status_code == 503 and r.json()["services"]["connectorBackend"] == "unhealthy"
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_a_backend_answer_that_cannot_be_decoded_is_503_not_500(
+    proxied: tuple[httpx.AsyncClient, Container], backend: FakeBackend, method: str
+) -> None:
+    client, container = proxied
+    backend.respond(200, b"this is not gzip", content_encoding="gzip")
+    r = await client.request(method, f"{P}/filters/confluence", headers=admin(container), json={"filterOptions": {}})
+    assert r.status_code == 503, r.text
+    assert r.json()["error"]["message"].startswith("Connector Service is currently unavailable")
