@@ -1,7 +1,8 @@
 """The OAuth provider client port over HTTP with httpx: token, revocation, JWKS, discovery.
 
-Every failure is translated here, in one place, into the core's errors: network errors and
-timeouts, 5xx and 429 become :class:`RetryableProviderError` (``Retry-After`` parsed),
+Every failure is translated here, in one place (``_send`` for every httpx error, ``_failure``
+for answers), into the core's errors: network errors, timeouts, answers httpx cannot decode,
+5xx and 429 become :class:`RetryableProviderError` (``Retry-After`` parsed),
 ``invalid_grant`` and kin :class:`ReauthorizationRequired`, other answers
 :class:`ProviderError` (see :func:`connector_core.tokens.classify_token_error`). ID tokens are
 verified with PyJWT against the provider's JWKS (RS256/ES256 only). No message and no log line
@@ -27,6 +28,7 @@ from urllib.parse import quote_plus, urlsplit
 import httpx
 import jwt
 
+from adapters.http.httpx_errors import HTTPX_ERRORS
 from connector_core.catalog import OAuthSpec
 from connector_core.errors import (
     IdTokenInvalid,
@@ -351,7 +353,7 @@ class HttpxOAuthClient:
             error = classify_token_error(None, None)
             error.metadata["reason"] = "timeout"
             raise error from exc
-        except (httpx.TransportError, httpx.InvalidURL) as exc:
+        except HTTPX_ERRORS as exc:  # transport, an undecodable answer, a redirect loop, ...
             log.info("%s %s failed (%s)", method, where, type(exc).__name__)
             error = classify_token_error(None, None)
             error.metadata["reason"] = type(exc).__name__
