@@ -12,7 +12,6 @@ texts are reduced to their ``error`` code.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import email.utils
 import hmac
@@ -29,6 +28,7 @@ import httpx
 import jwt
 
 from adapters.http.httpx_errors import HTTPX_ERRORS
+from adapters.http.lru import LruCache, SingleFlight
 from connector_core.catalog import OAuthSpec
 from connector_core.errors import (
     IdTokenInvalid,
@@ -104,8 +104,10 @@ class HttpxOAuthClient:
     ``client``: a shared :class:`httpx.AsyncClient` (not closed by :meth:`aclose`); by default
     one is created and owned. ``timeout`` applies to every request. JWKS and discovery
     documents are cached per URL for ``jwks_ttl`` seconds; an unknown ``kid`` refetches the
-    JWKS once (at most every ``jwks_refetch_interval`` seconds). ``leeway`` seconds of clock
-    skew are tolerated on ``exp``/``iat``.
+    JWKS once (at most every ``jwks_refetch_interval`` seconds). At most
+    ``max_cached_documents`` JWKS and as many discovery documents are kept (one per tenant for
+    Microsoft; the least recently used goes first). ``leeway`` seconds of clock skew are
+    tolerated on ``exp``/``iat``.
     """
 
     def __init__(
@@ -117,6 +119,7 @@ class HttpxOAuthClient:
         jwks_refetch_interval: float = 10.0,
         leeway: float = 60.0,
         monotonic: Callable[[], float] = time.monotonic,
+        max_cached_documents: int = 256,
     ) -> None:
         self._owns_client = client is None
         self._http = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False)
@@ -125,9 +128,10 @@ class HttpxOAuthClient:
         self._refetch_interval = jwks_refetch_interval
         self._leeway = leeway
         self._monotonic = monotonic
-        self._jwks: dict[str, tuple[float, jwt.PyJWKSet]] = {}
-        self._discovery: dict[str, tuple[float, dict[str, Any]]] = {}
-        self._fetch_locks: dict[str, asyncio.Lock] = {}
+        # per issuer / JWKS URL, i.e. per Microsoft tenant: bounded, least recently used dropped
+        self._jwks: LruCache[str, tuple[float, jwt.PyJWKSet]] = LruCache(max_cached_documents)
+        self._discovery: LruCache[str, tuple[float, dict[str, Any]]] = LruCache(max_cached_documents)
+        self._fetching: SingleFlight[str] = SingleFlight()
 
     def __repr__(self) -> str:
         return f"HttpxOAuthClient(timeout={self._timeout})"
@@ -277,7 +281,7 @@ class HttpxOAuthClient:
         return cached is None or self._monotonic() - cached[0] >= self._refetch_interval
 
     async def _keyset(self, uri: str, *, force: bool) -> jwt.PyJWKSet:
-        async with self._fetch_locks.setdefault(f"jwks:{uri}", asyncio.Lock()):
+        async with self._fetching.hold(f"jwks:{uri}"):
             cached = self._jwks.get(uri)
             now = self._monotonic()
             fresh_enough = cached is not None and (
@@ -293,7 +297,7 @@ class HttpxOAuthClient:
                 keyset = jwt.PyJWKSet.from_dict(body or {})
             except jwt.PyJWTError:
                 raise IdTokenInvalid("the provider's key set (JWKS) is unusable") from None
-            self._jwks[uri] = (now, keyset)
+            self._jwks.put(uri, (now, keyset))
             return keyset
 
     # -- discovery -------------------------------------------------------------------------------
@@ -301,7 +305,7 @@ class HttpxOAuthClient:
     async def discover(self, issuer: str) -> Mapping[str, Any]:
         """The issuer's OpenID configuration; its ``issuer`` must be the one asked for."""
         issuer = issuer.rstrip("/")
-        async with self._fetch_locks.setdefault(f"discovery:{issuer}", asyncio.Lock()):
+        async with self._fetching.hold(f"discovery:{issuer}"):
             cached = self._discovery.get(issuer)
             now = self._monotonic()
             if cached is not None and now - cached[0] < self._jwks_ttl:
@@ -315,7 +319,7 @@ class HttpxOAuthClient:
             named = doc.get("issuer")
             if not isinstance(named, str) or named.rstrip("/") != issuer:
                 raise ProviderError("the discovery document names another issuer than the one configured")
-            self._discovery[issuer] = (now, doc)
+            self._discovery.put(issuer, (now, doc))
             return dict(doc)
 
     # -- plumbing --------------------------------------------------------------------------------
