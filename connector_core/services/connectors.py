@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -20,6 +21,9 @@ from connector_core.services.context import ServiceContext, read_secrets, secret
 from connector_core.services.staging import stage_connector
 
 log = logging.getLogger(__name__)
+
+#: first wait before reading again to settle a commit whose outcome is unknown (then doubled)
+_OUTCOME_DELAY = 0.2
 
 
 @frozen
@@ -47,8 +51,19 @@ class ConfigUpdate:
 
 
 class ConnectorService:
-    def __init__(self, ctx: ServiceContext) -> None:
+    """Use cases on connectors. ``sleep`` is awaited between the reads that settle a commit
+    whose outcome is unknown (at most ``outcome_attempts``; inject a recorder in tests)."""
+
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        *,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        outcome_attempts: int = 3,
+    ) -> None:
         self.ctx = ctx
+        self._sleep = sleep
+        self.outcome_attempts = outcome_attempts
 
     # -- reads (no secret is decrypted; one storage round trip) -----------------------------
 
@@ -77,7 +92,21 @@ class ConnectorService:
     async def update_configuration(
         self, org_id: str, user_id: str | None, name: str, update: ConfigUpdate
     ) -> ConnectorView:
-        """Replace the configuration; secrets given are stored encrypted, omitted ones kept."""
+        """Replace the configuration; secrets given are stored encrypted, omitted ones kept.
+
+        The secrets are written first (compare-and-swap), then the configuration is committed;
+        the secret write is undone only when the configuration certainly did not land:
+
+        * the commit raised :class:`Conflict` (nothing stored): undo, and the use case retries;
+        * it raised :class:`Unavailable` (the outcome may be unknown — e.g. a MongoDB commit
+          that timed out may still land): :meth:`_outcome` reads the connector again. If the
+          configuration is there, it is kept with its secret and the save succeeded; if not, the
+          version the commit expected is taken first (so it can never land later), then the
+          secret is undone and the caller gets 503 "not saved". When storage cannot tell within
+          a few attempts, both are left as they are (the commit may still land) and the caller
+          gets 503 saying the outcome is unknown; saving again converges;
+        * anything else (a cancelled request, a bug) leaves the outcome unknown too: both stay.
+        """
         entry = self.ctx.catalog.get(name)
         secret_fields = set(entry.secret_fields)
         given_secrets = {f"auth.{k}": str(v) for k, v in update.auth.items() if f"auth.{k}" in secret_fields}
@@ -118,13 +147,34 @@ class ConnectorService:
                     written = await self.ctx.secrets.put(
                         path, json.dumps(merged, sort_keys=True), expected_revision=expected
                     )
+                expected_version = connector.version
                 try:
                     await uow.outbox.add(await stage_connector(uow, connector, self.ctx))
-                    await uow.commit()
                 except BaseException:
+                    if written is not None:  # nothing was committed: neither is the secret
+                        await _restore_secrets(self.ctx, path, found, written)
+                    raise
+                try:
+                    await uow.commit()
+                except Conflict:
                     if written is not None:  # the configuration was not saved: neither is the secret
                         await _restore_secrets(self.ctx, path, found, written)
                     raise
+                except Unavailable as outage:
+                    if written is None:
+                        raise
+                    landed, stored_now = await self._outcome(entry, connector, expected_version)
+                    if landed is None:
+                        log.error("configuration save outcome unknown; secret left as written: %s", path)
+                        raise Unavailable(
+                            "storage failed while saving the configuration and the outcome is unknown;"
+                            " read the configuration and save it again if it is not there"
+                        ) from outage
+                    if not landed:
+                        await _restore_secrets(self.ctx, path, found, written)
+                        raise Unavailable("storage failed: the configuration was not saved; retry") from outage
+                    assert stored_now is not None
+                    connector = stored_now
             return ConnectorView(entry, connector)
 
         return await self.ctx.retry_on_conflict(op)
@@ -194,6 +244,42 @@ class ConnectorService:
         return await self.ctx.retry_on_conflict(op)
 
     # -- helpers -----------------------------------------------------------------------------
+
+    async def _outcome(
+        self, entry: CatalogEntry, ours: Connector, expected_version: int
+    ) -> tuple[bool | None, Connector | None]:
+        """Did a commit of ``ours`` (expecting ``expected_version``) that raised store it?
+        ``(True, stored)``, ``(False, None)`` — made certain: a commit that may still land is
+        fenced out by taking the version it expects — or ``(None, None)`` when storage cannot
+        tell within ``outcome_attempts`` tries."""
+        for attempt in range(self.outcome_attempts):
+            if attempt:
+                await self._sleep(_OUTCOME_DELAY * 2 ** (attempt - 1))
+            try:
+                async with self.ctx.uow() as uow:
+                    stored = await uow.connectors.get(ours.org_id, ours.key)
+                    if stored is not None and stored.version > expected_version:
+                        # ours, or written over ours (equal configuration: a toggle) → landed;
+                        # else ours can no longer land (or a later save replaced it and its secrets)
+                        landed = (stored.config, stored.auth_type) == (ours.config, ours.auth_type)
+                        return (True, stored) if landed else (False, None)
+                    if stored is None:  # ours was the first save: a blank connector takes the slot
+                        await uow.connectors.add(
+                            Connector.create(
+                                entry,
+                                org_id=ours.org_id,
+                                connector_id=self.ctx.ids.new_id(),
+                                now=ours.updated_at,
+                                by=None,
+                            )
+                        )
+                    else:
+                        await uow.connectors.save(stored)  # a version bump, nothing else
+                    await uow.commit()
+                return False, None
+            except (Conflict, Unavailable):
+                continue  # changed meanwhile (maybe ours just landed), or still down: look again
+        return None, None
 
     async def _load_or_create(
         self, uow: UnitOfWork, entry: CatalogEntry, org_id: str, user_id: str | None

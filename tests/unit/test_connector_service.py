@@ -21,13 +21,17 @@ PATH = secret_path("googleWorkspace", "org-1")
 
 
 class FlakyUnitOfWork:
-    """Wraps a unit of work; commit fails with ``error`` while ``failures`` lasts."""
+    """Wraps a unit of work; commit fails with ``error`` while ``failures`` lasts (after storing
+    the data when ``lands``); reads fail with ``error`` while ``read_failures`` lasts."""
 
     def __init__(self, inner: Any, box: dict[str, Any]) -> None:
         self._inner, self._box = inner, box
         self.connectors, self.tokens, self.outbox = inner.connectors, inner.tokens, inner.outbox
 
     async def __aenter__(self) -> FlakyUnitOfWork:
+        if self._box.get("read_failures", 0) > 0:
+            self._box["read_failures"] -= 1
+            raise self._box["error"]
         await self._inner.__aenter__()
         return self
 
@@ -37,6 +41,9 @@ class FlakyUnitOfWork:
     async def commit(self) -> None:
         if self._box["failures"] > 0:
             self._box["failures"] -= 1
+            if self._box.get("lands"):
+                await self._inner.commit()
+            self._box["read_failures"] = self._box.get("then_reads_fail", 0)
             raise self._box["error"]
         await self._inner.commit()
 
@@ -52,7 +59,11 @@ def service(catalog: Catalog, t0: Any, box: dict[str, Any]) -> tuple[ConnectorSe
         ids=CountingIds(),
         random=SeededRandom(),
     )
-    return ConnectorService(ctx), kv, MemoryOutboxReader(storage)
+    return ConnectorService(ctx, sleep=no_wait), kv, MemoryOutboxReader(storage)
+
+
+async def no_wait(delay: float) -> None:
+    return None
 
 
 def update(secret: str | None, client_id: str = "cid") -> ConfigUpdate:
@@ -127,3 +138,68 @@ async def test_concurrent_secret_writers_lose_nothing(catalog: Catalog, t0: Any)
     found = await kv.get(PATH)
     assert found is not None
     assert json.loads(found.value) == {"auth.clientSecret": "S2", "auth.serviceAccountJson": "{}"}
+
+
+async def configured_events(outbox: Any) -> list[Any]:
+    return [m.event for m in await outbox.recent(100) if m.event.event_type == "connectorConfigured"]
+
+
+async def test_a_save_whose_commit_landed_although_it_raised_keeps_its_secret(catalog: Catalog, t0: Any) -> None:
+    """MongoDB's "commit outcome unknown": the commit stored the configuration, then raised.
+    The service finds out that it landed: the secret stays, the caller is told it worked, and
+    the one connectorConfigured event describes a change that really happened."""
+    box: dict[str, Any] = {"failures": 0, "error": Unavailable("commit outcome unknown")}
+    svc, kv, outbox = service(catalog, t0, box)
+    await svc.update_configuration("org-1", "u", "googleWorkspace", update("OLD"))
+    box.update(failures=1, lands=True)
+    view = await svc.update_configuration("org-1", "u", "googleWorkspace", update("NEW", client_id="cid2"))
+    assert view.connector.config.auth["clientId"] == "cid2"
+    assert await stored_secret(kv) == "NEW"
+    stored = (await svc.get("org-1", "googleWorkspace")).connector
+    assert stored.config.auth["clientId"] == "cid2" and stored.version == view.connector.version
+    assert len(await configured_events(outbox)) == 2
+
+
+async def test_a_first_save_whose_commit_landed_although_it_raised_keeps_its_secret(
+    catalog: Catalog, t0: Any
+) -> None:
+    box: dict[str, Any] = {"failures": 1, "lands": True, "error": Unavailable("commit outcome unknown")}
+    svc, kv, outbox = service(catalog, t0, box)
+    await svc.update_configuration("org-1", "u", "googleWorkspace", update("FIRST"))
+    assert await stored_secret(kv) == "FIRST"
+    assert (await svc.get("org-1", "googleWorkspace")).connector.config.auth["clientId"] == "cid"
+
+
+@pytest.mark.parametrize("client_id", ["cid2", "cid"])  # the second changes only the secret
+async def test_a_save_that_did_not_land_is_fenced_then_its_secret_rolled_back(
+    catalog: Catalog, t0: Any, client_id: str
+) -> None:
+    """The commit raised and did not land (yet): the service takes the version it expected, so
+    that commit can never land later, then rolls the secret back and reports the failure."""
+    box: dict[str, Any] = {"failures": 0, "error": Unavailable("storage down")}
+    svc, kv, outbox = service(catalog, t0, box)
+    before = (await svc.update_configuration("org-1", "u", "googleWorkspace", update("OLD"))).connector
+    box["failures"] = 1
+    with pytest.raises(Unavailable, match="not saved"):
+        await svc.update_configuration("org-1", "u", "googleWorkspace", update("NEW", client_id=client_id))
+    assert await stored_secret(kv) == "OLD"
+    stored = (await svc.get("org-1", "googleWorkspace")).connector
+    assert stored.config == before.config
+    assert stored.version == before.version + 1  # the fence: a late commit of the failed save conflicts
+    assert len(await configured_events(outbox)) == 1
+
+
+async def test_a_save_whose_outcome_stays_unknown_leaves_both_and_says_so(catalog: Catalog, t0: Any) -> None:
+    """Storage does not answer while the outcome is checked: nothing is rolled back (the commit
+    may still land), and the caller is told the outcome is unknown."""
+    box: dict[str, Any] = {"failures": 0, "error": Unavailable("storage down")}
+    svc, kv, _ = service(catalog, t0, box)
+    await svc.update_configuration("org-1", "u", "googleWorkspace", update("OLD"))
+    box.update(failures=1, then_reads_fail=10)
+    with pytest.raises(Unavailable, match="unknown") as info:
+        await svc.update_configuration("org-1", "u", "googleWorkspace", update("NEW", client_id="cid2"))
+    assert "NEW" not in info.value.message
+    assert await stored_secret(kv) == "NEW"  # left as written: saving again converges
+    box["read_failures"] = 0
+    await svc.update_configuration("org-1", "u", "googleWorkspace", update("NEW", client_id="cid2"))
+    assert (await svc.get("org-1", "googleWorkspace")).connector.config.auth["clientId"] == "cid2"
