@@ -160,14 +160,13 @@ async def test_a_save_whose_commit_landed_although_it_raised_keeps_its_secret(ca
     assert len(await configured_events(outbox)) == 2
 
 
-async def test_a_first_save_whose_commit_landed_although_it_raised_keeps_its_secret(
-    catalog: Catalog, t0: Any
-) -> None:
+async def test_a_first_save_whose_commit_landed_although_it_raised_keeps_its_secret(catalog: Catalog, t0: Any) -> None:
     box: dict[str, Any] = {"failures": 1, "lands": True, "error": Unavailable("commit outcome unknown")}
     svc, kv, outbox = service(catalog, t0, box)
     await svc.update_configuration("org-1", "u", "googleWorkspace", update("FIRST"))
     assert await stored_secret(kv) == "FIRST"
     assert (await svc.get("org-1", "googleWorkspace")).connector.config.auth["clientId"] == "cid"
+    assert len(await configured_events(outbox)) == 1
 
 
 @pytest.mark.parametrize("client_id", ["cid2", "cid"])  # the second changes only the secret
