@@ -1,10 +1,11 @@
 """The lease-lock policy shared by the leases kept in a database (SQLite, MongoDB).
 
-A lease row holds ``name``, a random ``owner``, a fencing token and ``expires_at``. Expiry is
-judged by the injected clock, never the server's. The policy, written once here:
+A lease row holds ``name``, a random ``owner`` and ``expires_at`` (no fencing token: see
+:mod:`connector_core.ports.lock`). Expiry is judged by the injected clock, never the server's.
+The policy, written once here:
 
-- **acquire** takes the row when it is absent or expired, with a new owner and a fencing token
-  greater than every earlier one for that name; None when someone else holds it;
+- **acquire** takes the row when it is absent or expired, with a new owner; None when someone
+  else holds it (waiting up to ``wait`` seconds: :mod:`adapters.lease_wait`);
 - **release** deletes the row only while the owner is ours (compare-and-delete);
 - **extend** moves ``expires_at`` only while the owner is ours and the lease has not lapsed,
   else :class:`LeaseLost`.
@@ -18,6 +19,7 @@ import secrets
 from abc import ABC, abstractmethod
 from datetime import datetime, timedelta
 
+from adapters.lease_wait import acquire_waiting
 from connector_core.errors import LeaseLost
 from connector_core.ports.clock import Clock
 from connector_core.ports.lock import Lease
@@ -27,12 +29,14 @@ class StoredLeaseLock(ABC):
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
 
-    async def acquire(self, name: str, ttl_seconds: float) -> Lease | None:
-        now = self._clock.now()
-        expires = now + timedelta(seconds=ttl_seconds)
-        owner = secrets.token_hex(16)
-        fence = await self._take(name, owner, now, expires)
-        return None if fence is None else Lease(name, owner, fence, expires)
+    async def acquire(self, name: str, ttl_seconds: float, *, wait: float = 0.0) -> Lease | None:
+        async def attempt() -> Lease | None:
+            now = self._clock.now()
+            expires = now + timedelta(seconds=ttl_seconds)
+            owner = secrets.token_hex(16)
+            return Lease(name, owner, expires) if await self._take(name, owner, now, expires) else None
+
+        return await acquire_waiting(attempt, wait)
 
     async def release(self, lease: Lease) -> bool:
         return await self._drop(lease.name, lease.owner)
@@ -42,12 +46,12 @@ class StoredLeaseLock(ABC):
         expires = now + timedelta(seconds=ttl_seconds)
         if not await self._prolong(lease.name, lease.owner, now, expires):
             raise LeaseLost(f"lease {lease.name!r} is no longer held")
-        return Lease(lease.name, lease.owner, lease.fencing_token, expires)
+        return Lease(lease.name, lease.owner, expires)
 
     @abstractmethod
-    async def _take(self, name: str, owner: str, now: datetime, expires: datetime) -> int | None:
-        """Store (name, owner, a new fencing token, expires) unless a row for ``name`` expires
-        after ``now``; the fencing token, or None when the lease is held."""
+    async def _take(self, name: str, owner: str, now: datetime, expires: datetime) -> bool:
+        """Store (name, owner, expires) unless a row for ``name`` expires after ``now``;
+        whether it did."""
 
     @abstractmethod
     async def _drop(self, name: str, owner: str) -> bool:

@@ -2,17 +2,17 @@
 
 Design:
 
-- **Fencing token = the lock key's ``create_revision``.** Every successful acquire *creates* the
-  key (a lapsed holder's key is deleted first, in its own compare-and-delete), and etcd revisions
-  are global and only grow, so each acquire's token is greater than every earlier one, for that
-  name and any other. The token also identifies the holding: release and extend compare it.
+- **The holding is the owner token** (random, in the value): release and extend act only while
+  the key still carries it. Every successful acquire *creates* the key (a lapsed holder's key is
+  deleted first, in its own compare-and-delete). There are no fencing tokens (see
+  :mod:`connector_core.ports.lock`).
 - **Expiry has two clocks.** The key is attached to an etcd lease of ``ceil(ttl)`` seconds so a
   crashed holder's key disappears on its own. But etcd raises short TTLs to its minimum (2 s with
   default raft timing) and reaps expired leases in ~0.5 s ticks, so the lease alone would hold a
   1 s lock for ~2.5 s. The value therefore also records the deadline on ``clock``; a key whose
   deadline passed counts as free (taken over with a compare-and-swap on its ``mod_revision``),
   exactly as in the other adapters. Holders on different machines need loosely synchronised
-  clocks (NTP); the fencing token is what protects the guarded resource when they are not.
+  clocks (NTP); the guarded store's own check protects its data when they are not.
 - **Extend grants a new etcd lease** with the new TTL and moves the key to it in a transaction
   guarded by the ``mod_revision`` just read, then revokes the old lease: a keep-alive can only
   restore the TTL first granted, and the port lets each extend choose its TTL.
@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 import aetcd
 
 from adapters.etcd.kv_store import EtcdEntry, EtcdOps
+from adapters.lease_wait import acquire_waiting
 from connector_core.errors import LeaseLost
 from connector_core.ports.clock import Clock
 from connector_core.ports.lock import Lease
@@ -71,7 +72,10 @@ class EtcdLeaseLock:
         # etcd TTLs are whole seconds; never shorter than asked, so the key outlives the deadline
         return max(1, math.ceil(ttl_seconds))
 
-    async def acquire(self, name: str, ttl_seconds: float) -> Lease | None:
+    async def acquire(self, name: str, ttl_seconds: float, *, wait: float = 0.0) -> Lease | None:
+        return await acquire_waiting(lambda: self._take(name, ttl_seconds), wait)
+
+    async def _take(self, name: str, ttl_seconds: float) -> Lease | None:
         key = self._key(name)
         now = self._clock.now()
         held = await self._ops.get(key)
@@ -85,12 +89,12 @@ class EtcdLeaseLock:
                 done = await self._ops.txn(
                     "lock acquire",
                     [self._ops.absent(key)],
-                    [self._ops.op_put(key, self._value(owner, deadline), lease=lease_id), self._ops.op_get(key)],
+                    [self._ops.op_put(key, self._value(owner, deadline), lease=lease_id)],
                     [self._ops.op_get(key)],
                 )
                 if done.succeeded:
-                    lease_id, created = 0, done.entries[0].create_revision  # the key owns the lease now
-                    return Lease(name, owner, created, deadline)
+                    lease_id = 0  # the key owns the lease now
+                    return Lease(name, owner, deadline)
                 if not done.entries:  # deleted in between: try again
                     continue
                 current = done.entries[0]
@@ -107,9 +111,9 @@ class EtcdLeaseLock:
             await self._ops.revoke(lease_id)
 
     async def _current(self, lease: Lease) -> EtcdEntry | None:
-        """The lock key if it is still this holding (same creation, same owner)."""
+        """The lock key if it is still this holding (same owner)."""
         entry = await self._ops.get(self._key(lease.name))
-        if entry is None or entry.create_revision != lease.fencing_token or _holding(entry)[0] != lease.owner:
+        if entry is None or _holding(entry)[0] != lease.owner:
             return None
         return entry
 
@@ -141,7 +145,7 @@ class EtcdLeaseLock:
         await self._ops.revoke(entry.lease if done.succeeded else new_lease)
         if not done.succeeded:
             raise LeaseLost(f"lease {lease.name!r} is no longer held")
-        return Lease(lease.name, lease.owner, lease.fencing_token, deadline)
+        return Lease(lease.name, lease.owner, deadline)
 
     def __repr__(self) -> str:
         return f"EtcdLeaseLock(prefix={self._prefix!r})"

@@ -14,7 +14,7 @@ Collections
                           ``material``, exactly as the SQLite adapter does (:mod:`adapters.batch_writes`).
     ``outbox``            events (:mod:`adapters.mongo.outbox_reader`).
     ``oauthStates``       pending authorizations, sealed (bound to ``/oauth-state/{hash}``).
-    ``leases``            lease locks; ``counters`` holds ``outbox_seq`` and ``fence:{name}``.
+    ``leases``            lease locks; ``counters`` holds ``outbox_seq``.
 
 Standalone servers. A standalone ``mongod`` (no ``--replSet``) has no multi-document
 transactions, so it cannot give the unit of work's guarantees: a fallback to unordered
@@ -245,6 +245,8 @@ class MongoDatabase:
             await self.outbox.create_index([("event.org_id", 1), ("_id", -1)], name="by_org")
             await self._ensure_ttl_index()
             await self.leases.create_index("name", name="name_unique", unique=True)
+            # leases carried fencing tokens once, from one counter per lock name kept forever
+            await self.counters.delete_many({"_id": {"$regex": "^fence:"}})
             # the hot counter exists up front, so concurrent first commits never race to create it
             await self.counters.update_one({"_id": OUTBOX_SEQ}, {"$setOnInsert": {"value": 0}}, upsert=True)
 

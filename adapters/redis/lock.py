@@ -1,19 +1,9 @@
-"""The lease lock port on Redis: ``SET NX PX`` with a random owner token, a fencing counter.
+"""The lease lock port on Redis: ``SET NX PX`` with a random owner token.
 
-Each lock name has two keys in one hash slot (``{name}`` is a Redis Cluster hash tag): the lock
-itself (value = owner token, expiring after the TTL on the server's clock) and a fencing counter
-that never expires. Acquire, release and extend are Lua scripts, so each is atomic:
-
-- acquire: ``SET NX PX`` and, only if that succeeded, increment the counter. Incrementing in a
-  separate call could hand a slow acquirer a smaller token than the holder before it.
-- release: compare-and-delete on the owner token; extend: compare-and-``PEXPIRE``.
-
-The counter is an ``INCR`` with a floor: the next token is ``max(counter + 1, server time in
-microseconds)``. A plain ``INCR`` restarts at 1 when Redis loses its data (a restart without
-persistence, a failover to a replica that had not received the key), and a restarted counter
-would hand out tokens *smaller* than ones still in use, which is exactly what fencing must never
-do. With the floor, tokens keep growing across such a loss as long as the server's clock does.
-The counter key (a few bytes per lock name) is kept forever.
+One key per lock name (value = owner token, expiring after the TTL on the server's clock).
+Acquire is one ``SET NX PX``; release (compare-and-delete) and extend (compare-and-``PEXPIRE``)
+are Lua scripts, so each is atomic. There are no fencing tokens (see
+:mod:`connector_core.ports.lock`); keys ``{name}:fence`` left by earlier versions are unused.
 """
 
 from __future__ import annotations
@@ -25,26 +15,13 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from adapters.lease_wait import acquire_waiting
 from adapters.redis.cache import redis_call
 from connector_core.errors import LeaseLost
 from connector_core.ports.clock import Clock
 from connector_core.ports.lock import Lease
 
 __all__ = ["RedisLeaseLock"]
-
-_ACQUIRE = """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    return false
-end
-local now = redis.call('TIME')
-local floor = tonumber(now[1]) * 1000000 + tonumber(now[2])
-local fence = tonumber(redis.call('GET', KEYS[2]) or '0') + 1
-if fence < floor then
-    fence = floor
-end
-redis.call('SET', KEYS[2], string.format('%.0f', fence))
-return fence
-"""
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -75,27 +52,28 @@ class RedisLeaseLock:
         self._prefix = prefix
         self._timeout = timeout
         # registering only computes the SHA; EVALSHA falls back to loading the script once
-        self._acquire: Any = client.register_script(_ACQUIRE)
         self._release: Any = client.register_script(_RELEASE)
         self._extend: Any = client.register_script(_EXTEND)
 
-    def _keys(self, name: str) -> list[str]:
-        base = f"{self._prefix}{{{name}}}"
-        return [base, base + ":fence"]
+    def _key(self, name: str) -> str:
+        return f"{self._prefix}{{{name}}}"  # {name}: a Redis Cluster hash tag
 
-    async def acquire(self, name: str, ttl_seconds: float) -> Lease | None:
-        now = self._clock.now()
-        owner = secrets.token_hex(16)
-        fence = await redis_call(
-            "lock acquire", self._timeout, lambda: self._acquire(keys=self._keys(name), args=[owner, _px(ttl_seconds)])
-        )
-        if fence is None:
-            return None
-        return Lease(name, owner, int(fence), now + timedelta(seconds=ttl_seconds))
+    async def acquire(self, name: str, ttl_seconds: float, *, wait: float = 0.0) -> Lease | None:
+        async def attempt() -> Lease | None:
+            now = self._clock.now()
+            owner = secrets.token_hex(16)
+            taken = await redis_call(
+                "lock acquire",
+                self._timeout,
+                lambda: self._client.set(self._key(name), owner, nx=True, px=_px(ttl_seconds)),
+            )
+            return Lease(name, owner, now + timedelta(seconds=ttl_seconds)) if taken else None
+
+        return await acquire_waiting(attempt, wait)
 
     async def release(self, lease: Lease) -> bool:
         deleted = await redis_call(
-            "lock release", self._timeout, lambda: self._release(keys=self._keys(lease.name)[:1], args=[lease.owner])
+            "lock release", self._timeout, lambda: self._release(keys=[self._key(lease.name)], args=[lease.owner])
         )
         return int(deleted) == 1
 
@@ -104,11 +82,11 @@ class RedisLeaseLock:
         done = await redis_call(
             "lock extend",
             self._timeout,
-            lambda: self._extend(keys=self._keys(lease.name)[:1], args=[lease.owner, _px(ttl_seconds)]),
+            lambda: self._extend(keys=[self._key(lease.name)], args=[lease.owner, _px(ttl_seconds)]),
         )
         if int(done) != 1:
             raise LeaseLost(f"lease {lease.name!r} is no longer held")
-        return Lease(lease.name, lease.owner, lease.fencing_token, now + timedelta(seconds=ttl_seconds))
+        return Lease(lease.name, lease.owner, now + timedelta(seconds=ttl_seconds))
 
     def __repr__(self) -> str:
         return f"RedisLeaseLock(prefix={self._prefix!r})"

@@ -45,9 +45,29 @@ CREATE TABLE IF NOT EXISTS oauth_states (
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY, value TEXT NOT NULL, revision INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS leases (
-    name TEXT PRIMARY KEY, owner TEXT NOT NULL, fencing INTEGER NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL);
 """
+
+
+def _drop_lease_fencing(conn: sqlite3.Connection) -> None:
+    """Files created while leases carried fencing tokens: drop that column and its counters
+    (one per lock name, kept forever). Checked again under the write lock: another process
+    opening the same file may have done it."""
+
+    def fenced() -> bool:
+        return any(row[1] == "fencing" for row in conn.execute("PRAGMA table_info(leases)"))
+
+    if not fenced():
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if fenced():
+            conn.execute("ALTER TABLE leases DROP COLUMN fencing")
+            conn.execute("DELETE FROM counters WHERE name LIKE 'fence:%'")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def timestamp(value: datetime | None) -> float | None:
@@ -97,6 +117,7 @@ class SQLiteDatabase:
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA foreign_keys=ON")
                 conn.executescript(SCHEMA)
+                _drop_lease_fencing(conn)
                 self._conn = conn
             return self._conn
 

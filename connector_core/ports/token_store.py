@@ -24,7 +24,8 @@ class TokenStore(Protocol):
 
     async def save(self, record: TokenRecord) -> None:
         """Compare-and-set on ``record.version``; stale → :class:`Conflict`, nothing written.
-        This is the fencing check that keeps a slow worker from overwriting a newer token."""
+        With "the stored refresh token is the one used", this is the fence that keeps a worker
+        whose lease lapsed from overwriting a newer token (leases carry no fencing token)."""
         ...
 
     async def delete(self, record: TokenRecord) -> None:

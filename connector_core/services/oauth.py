@@ -26,7 +26,6 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import logging
@@ -121,7 +120,6 @@ class OAuthService:
         settings: OAuthSettings | None = None,
         *,
         lock: LeaseLock,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         lease_ttl: float = 60.0,
         lease_wait: float = 10.0,
     ) -> None:
@@ -131,7 +129,7 @@ class OAuthService:
         self.settings = settings or OAuthSettings()
         self.providers = ProviderResolver(ctx, provider)
         self.outcomes = AuthorizationOutcomes(ctx)
-        leases = TokenLeases(lock, ttl=lease_ttl, wait=lease_wait, sleep=sleep)
+        leases = TokenLeases(lock, ttl=lease_ttl, wait=lease_wait)
         self.revocation = TokenRevocation(ctx, provider, self.providers, leases)
 
     # -- authorize ---------------------------------------------------------------------------

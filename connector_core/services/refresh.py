@@ -78,7 +78,7 @@ class TokenRefresher:
     ) -> None:
         self.ctx = ctx
         self.provider = provider
-        self.leases = TokenLeases(lock, ttl=lease_ttl, wait=lease_wait, sleep=sleep)
+        self.leases = TokenLeases(lock, ttl=lease_ttl, wait=lease_wait)
         self.outcomes = RefreshOutcomes(ctx, provider, sleep)
         self.expiry = ExpirySweep(ctx)
         if isinstance(oauth, OAuthService):

@@ -7,10 +7,10 @@ and gives a provider call at most half of it, so the lease does not lapse while 
 works; when it cannot be renewed the holder stops (:class:`LeaseLost`, or :class:`Unavailable`
 from the lock's backend).
 
-The lease only keeps workers from *sending* the same refresh token twice. What keeps a slow
-holder from *storing* over a newer token is the token store's version check together with
-"the stored refresh token is the one this refresh used"
-(:meth:`~connector_core.tokens.TokenLifecycle.fate_of_refresh`).
+The lease only keeps workers from *sending* the same refresh token twice; it has no fencing
+token (:mod:`connector_core.ports.lock`). What keeps a slow holder from *storing* over a newer
+token is the token store's version check together with "the stored refresh token is the one
+this refresh used" (:meth:`~connector_core.tokens.TokenLifecycle.fate_of_refresh`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from connector_core.errors import ConnectorManagerError
 from connector_core.ports.lock import Lease, LeaseLock
@@ -29,8 +29,6 @@ __all__ = ["HeldLease", "TokenLeases", "lease_name"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_POLL_SECONDS = 0.1
 
 
 def lease_name(token_id: str) -> str:
@@ -78,24 +76,16 @@ class TokenLeases:
     """Takes tokens' leases on ``lock``. ``ttl`` must exceed the provider client's timeout;
     ``wait`` is how long :meth:`hold` waits for a lease held elsewhere when asked to."""
 
-    def __init__(
-        self,
-        lock: LeaseLock,
-        *,
-        ttl: float = 60.0,
-        wait: float = 10.0,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-    ) -> None:
+    def __init__(self, lock: LeaseLock, *, ttl: float = 60.0, wait: float = 10.0) -> None:
         self.lock = lock
         self.ttl = ttl
         self.wait = wait
-        self._sleep = sleep
 
     @contextlib.asynccontextmanager
     async def hold(self, token_id: str, *, wait: bool) -> AsyncIterator[HeldLease | None]:
         """The token's lease for the block (released after it), or None when another holder
         kept it (for up to ``self.wait`` seconds when ``wait``)."""
-        lease = await self._acquire(lease_name(token_id), wait=wait)
+        lease = await self.lock.acquire(lease_name(token_id), self.ttl, wait=self.wait if wait else 0.0)
         if lease is None:
             yield None
             return
@@ -104,13 +94,3 @@ class TokenLeases:
             yield held
         finally:
             await held.release()
-
-    async def _acquire(self, name: str, *, wait: bool) -> Lease | None:
-        tries = max(1, int(self.wait / _POLL_SECONDS)) if wait else 1
-        for i in range(tries):
-            lease = await self.lock.acquire(name, self.ttl)
-            if lease is not None:
-                return lease
-            if i + 1 < tries:
-                await self._sleep(_POLL_SECONDS)
-        return None

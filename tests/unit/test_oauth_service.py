@@ -142,7 +142,7 @@ class RecordingProvider:
 
 @define
 class Sleeper:
-    """The services' sleep: records the delays and runs ``hook`` (with the count so far)."""
+    """The lease lock's sleep: records the delays and runs ``hook`` (with the count so far)."""
 
     delays: list[float] = field(factory=list)
     hook: Callable[[int], Awaitable[None]] | None = None
@@ -214,14 +214,14 @@ def make_env(
         random=SeededRandom(),
     )
     provider = RecordingProvider()
-    lock, sleeper = MemoryLeaseLock(clock), Sleeper()
+    sleeper = Sleeper()
+    lock = MemoryLeaseLock(clock, sleep=sleeper)
     oauth = OAuthService(
         ctx,
         provider,
         MemoryOAuthStateStore(storage),
         settings or OAuthSettings(allowed_redirect_origins=(BASE,)),
         lock=lock,
-        sleep=sleeper,
     )
     connectors = ConnectorService(ctx)
     return Env(ctx, storage, clock, provider, oauth, connectors, MemoryOutboxReader(storage), lock, sleeper)

@@ -206,8 +206,8 @@ def make_env(catalog: Catalog, t0: Any, **refresher_kw: Any) -> Env:
         policy=RefreshPolicy(),
     )
     provider = RefreshingProvider()
-    lock = MemoryLeaseLock(clock)
     sleeps = SleepRecorder()
+    lock = MemoryLeaseLock(clock, sleep=sleeps)
     resolved: list[tuple[str, str]] = []
 
     async def credentials(org: str, key: str) -> ResolvedProvider:
@@ -450,10 +450,10 @@ async def test_record_is_read_again_after_taking_the_lease(catalog: Catalog, t0:
     env.make_due()
     real_acquire = env.lock.acquire
 
-    async def acquire_after_another_worker(name: str, ttl: float) -> Lease | None:
+    async def acquire_after_another_worker(name: str, ttl: float, *, wait: float = 0.0) -> Lease | None:
         # Between the due query and this lease another worker refreshed the token.
         await env.refreshed_elsewhere(seeded.id)
-        return await real_acquire(name, ttl)
+        return await real_acquire(name, ttl, wait=wait)
 
     env.lock.acquire = acquire_after_another_worker  # type: ignore[method-assign]
     assert await env.refresher.refresh_due() == RefreshReport(skipped=1)
