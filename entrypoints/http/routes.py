@@ -78,9 +78,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         f"{PREFIX}/toggle/{NAME}",
         toggle,
         Access.ADMIN,
-        "Enable a disabled connector or disable an enabled one (emits appEnabled/appDisabled)",
+        'Set a connector enabled or disabled ({"enabled": bool}), or flip it without a body'
+        " (emits appEnabled/appDisabled when the state changes)",
         schemas.TOGGLE_VIEW,
-        errors=(400, 404, 409),
+        body=schemas.TOGGLE_BODY,
+        errors=(400, 404, 409, 413, 415),
     ),
     Endpoint(
         "GET",

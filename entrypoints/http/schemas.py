@@ -116,6 +116,14 @@ SCHEMA_VIEW = {
     },
 }
 
+TOGGLE_BODY: dict[str, Any] = {
+    "type": "object",
+    "description": "Optional. With enabled, the connector is set to that state (sending it again "
+    "changes nothing); without it, an enabled connector is disabled and a disabled one enabled.",
+    "properties": {"enabled": {"type": "boolean"}},
+    "additionalProperties": False,
+}
+
 TOGGLE_VIEW = {
     "type": "object",
     "properties": {

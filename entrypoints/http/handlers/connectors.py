@@ -43,6 +43,13 @@ async def list_inactive(call: Call) -> Response:
 
 
 async def toggle(call: Call) -> Response:
-    view = await call.app.container.connectors.toggle(call.org_id, call.user_id, call.params["name"])
+    """``{"enabled": true|false}`` sets that state (a retry changes nothing); without it, the
+    old service's flip."""
+    connectors = call.app.container.connectors
+    wanted = call.body.get("enabled")
+    if isinstance(wanted, bool):
+        view = await connectors.set_enabled(call.org_id, call.user_id, call.params["name"], wanted)
+    else:
+        view = await connectors.toggle(call.org_id, call.user_id, call.params["name"])
     state = "enabled" if view.connector.is_enabled else "disabled"
     return ok({"message": f"{view.entry.display_name} {state}", "connector": connector_json(view)})
