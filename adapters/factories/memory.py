@@ -11,6 +11,7 @@ from adapters.memory import (
     MemoryOutboxReader,
     MemoryStorage,
 )
+from adapters.memory.idempotency_store import MemoryIdempotencyStore
 from connector_core.ports.cache import Cache
 from connector_core.ports.clock import Clock
 from connector_core.ports.kv_store import KeyValueStore
@@ -28,6 +29,7 @@ def memory_storage(clock: Clock) -> StoragePorts:
         states=MemoryOAuthStateStore(storage),
         lock=MemoryLeaseLock(clock),
         check=_healthy,
+        idempotency=MemoryIdempotencyStore(),
     )
 
 

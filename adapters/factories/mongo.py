@@ -16,6 +16,7 @@ from adapters.mongo import (
     MongoUnitOfWork,
     make_client,
 )
+from adapters.mongo.idempotency_store import MongoIdempotencyStore
 from adapters.sealing import Sealer
 from connector_core.ports.clock import Clock
 from connector_core.ports.unit_of_work import UnitOfWork
@@ -37,6 +38,7 @@ class MongoBackend:
             states=MongoOAuthStateStore(db),
             lock=MongoLeaseLock(db, clock),
             check=db.check,
+            idempotency=MongoIdempotencyStore(db),
         )
 
     async def aclose(self) -> None:

@@ -15,6 +15,7 @@ from adapters.sqlite import (
     SQLiteOutboxReader,
     SQLiteUnitOfWork,
 )
+from adapters.sqlite.idempotency_store import SQLiteIdempotencyStore
 from connector_core.ports.clock import Clock
 from connector_core.ports.kv_store import KeyValueStore
 from connector_core.ports.unit_of_work import UnitOfWork
@@ -36,6 +37,7 @@ class SQLiteBackend:
             states=SQLiteOAuthStateStore(db),
             lock=SQLiteLeaseLock(db, clock),
             check=db.check,
+            idempotency=SQLiteIdempotencyStore(db),
         )
 
     def kv_store(self) -> KeyValueStore:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from attrs import define
 
 from adapters.health import Probe
+from connector_core.ports.idempotency import IdempotencyStore
 from connector_core.ports.lock import LeaseLock
 from connector_core.ports.oauth_state import OAuthStateStore
 from connector_core.ports.outbox import OutboxReader
@@ -13,11 +14,12 @@ from connector_core.ports.unit_of_work import UnitOfWorkFactory
 
 @define
 class StoragePorts:
-    """Connectors, tokens and the outbox (through units of work), OAuth state, and leases kept
-    in the same database (the ``local`` lock choice)."""
+    """Connectors, tokens and the outbox (through units of work), OAuth state, answers kept for
+    Idempotency-Key retries, and leases kept in the same database (the ``local`` lock choice)."""
 
     uow: UnitOfWorkFactory
     outbox: OutboxReader
     states: OAuthStateStore
     lock: LeaseLock
     check: Probe
+    idempotency: IdempotencyStore

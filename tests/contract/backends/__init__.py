@@ -7,6 +7,7 @@ context-manager factories, each taking a :class:`Env`:
 - ``kv(env) -> KeyValueStore``
 - ``lock(env) -> LockUnderTest``
 - ``cache(env) -> Cache``
+- ``idempotency(env) -> IdempotencyUnderTest``
 
 The contract conftest parametrizes every suite over every module that provides its port.
 """
@@ -25,6 +26,7 @@ from attrs import define
 
 from adapters.crypto import Aead
 from adapters.system import ManualClock
+from connector_core.ports.idempotency import IdempotencyStore
 from connector_core.ports.lock import LeaseLock
 from connector_core.ports.oauth_state import OAuthStateStore
 from connector_core.ports.outbox import OutboxReader
@@ -56,6 +58,13 @@ class LockUnderTest:
     lock: LeaseLock
     #: let ``seconds`` pass as this lock sees time (moves a manual clock, or really sleeps)
     advance: Callable[[float], Awaitable[None]]
+
+
+@define
+class IdempotencyUnderTest:
+    store: IdempotencyStore
+    #: a second, independent handle on the same records (another "process")
+    other: IdempotencyStore
 
 
 def manual_advance(clock: ManualClock) -> Callable[[float], Awaitable[None]]:

@@ -13,9 +13,10 @@ from adapters.memory import (
     MemoryOutboxReader,
     MemoryStorage,
 )
+from adapters.memory.idempotency_store import MemoryIdempotencyStore
 from connector_core.ports.cache import Cache
 from connector_core.ports.kv_store import KeyValueStore
-from tests.contract.backends import Env, LockUnderTest, Storage, manual_advance
+from tests.contract.backends import Env, IdempotencyUnderTest, LockUnderTest, Storage, manual_advance
 
 MARK = "memory"
 
@@ -39,3 +40,9 @@ async def lock(env: Env) -> AsyncIterator[LockUnderTest]:
 @contextlib.asynccontextmanager
 async def cache(env: Env) -> AsyncIterator[Cache]:
     yield MemoryCache()
+
+
+@contextlib.asynccontextmanager
+async def idempotency(env: Env) -> AsyncIterator[IdempotencyUnderTest]:
+    store = MemoryIdempotencyStore()
+    yield IdempotencyUnderTest(store, store)  # one process: the same records

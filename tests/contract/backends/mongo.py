@@ -16,8 +16,9 @@ from adapters.mongo import (
     MongoUnitOfWork,
     make_client,
 )
+from adapters.mongo.idempotency_store import MongoIdempotencyStore
 from adapters.system import ManualClock
-from tests.contract.backends import Env, LockUnderTest, Storage, manual_advance
+from tests.contract.backends import Env, IdempotencyUnderTest, LockUnderTest, Storage, manual_advance
 
 MARK = "mongo"
 
@@ -76,3 +77,13 @@ async def lock(env: Env) -> AsyncIterator[LockUnderTest]:
         opened.append(db)
         await db.ensure_indexes()
         yield LockUnderTest(MongoLeaseLock(db, env.clock), manual_advance(env.clock))
+
+
+@contextlib.asynccontextmanager
+async def idempotency(env: Env) -> AsyncIterator[IdempotencyUnderTest]:
+    async with _database(env, "cmidem") as (url, db_name, opened):
+        db, other = _open(url, db_name, env.clock, env.aead), _open(url, db_name, env.clock, env.aead)
+        opened.extend([db, other])
+        yield IdempotencyUnderTest(
+            MongoIdempotencyStore(db, ttl_grace=_TTL_GRACE), MongoIdempotencyStore(other, ttl_grace=_TTL_GRACE)
+        )

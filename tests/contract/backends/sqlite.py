@@ -16,9 +16,10 @@ from adapters.sqlite import (
     SQLiteOutboxReader,
     SQLiteUnitOfWork,
 )
+from adapters.sqlite.idempotency_store import SQLiteIdempotencyStore
 from adapters.system import ManualClock
 from connector_core.ports.kv_store import KeyValueStore
-from tests.contract.backends import Env, LockUnderTest, Storage, manual_advance
+from tests.contract.backends import Env, IdempotencyUnderTest, LockUnderTest, Storage, manual_advance
 
 MARK = "sqlite"
 
@@ -65,3 +66,14 @@ async def lock(env: Env) -> AsyncIterator[LockUnderTest]:
         yield LockUnderTest(SQLiteLeaseLock(db, env.clock), manual_advance(env.clock))
     finally:
         await db.aclose()
+
+
+@contextlib.asynccontextmanager
+async def idempotency(env: Env) -> AsyncIterator[IdempotencyUnderTest]:
+    path = env.tmp_path / f"idem-{uuid.uuid4().hex}.db"
+    db, other_db = SQLiteDatabase(path, sealer=env.aead), SQLiteDatabase(path, sealer=env.aead)
+    try:
+        yield IdempotencyUnderTest(SQLiteIdempotencyStore(db), SQLiteIdempotencyStore(other_db))
+    finally:
+        await db.aclose()
+        await other_db.aclose()
