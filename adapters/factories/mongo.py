@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from attrs import frozen
 
-from adapters.factories.redaction import redact_url
 from adapters.factories.sections import MongoSettings
 from adapters.factories.storage_ports import StoragePorts
 from adapters.health import require
@@ -17,6 +16,7 @@ from adapters.mongo import (
     make_client,
 )
 from adapters.mongo.idempotency_store import MongoIdempotencyStore
+from adapters.redaction import redact_url
 from adapters.sealing import Sealer
 from connector_core.ports.clock import Clock
 from connector_core.ports.unit_of_work import UnitOfWork

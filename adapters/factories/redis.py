@@ -7,9 +7,9 @@ import asyncio
 import redis.asyncio as aioredis
 from attrs import frozen
 
-from adapters.factories.redaction import redact_url
 from adapters.factories.sections import RedisSettings
 from adapters.health import require
+from adapters.redaction import redact_url
 from adapters.redis import RedisCache, RedisLeaseLock, connect_redis
 from connector_core.ports.cache import Cache
 from connector_core.ports.clock import Clock

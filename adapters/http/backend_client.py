@@ -34,6 +34,7 @@ import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, retry_if_result, stop_after_attempt
 
 from adapters.http.httpx_errors import HTTPX_ERRORS
+from adapters.redaction import redact_url
 from connector_core.errors import Unavailable, ValidationError
 from connector_core.ports.backend_client import BackendResponse
 
@@ -102,7 +103,7 @@ class HttpxBackendClient:
         self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False)
 
     def __repr__(self) -> str:
-        return f"HttpxBackendClient(base_url={self.base_url!r})"
+        return f"HttpxBackendClient(base_url={redact_url(self.base_url)!r})"
 
     async def forward(
         self,

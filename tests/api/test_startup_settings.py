@@ -133,3 +133,33 @@ def test_equal_user_and_scoped_secrets_are_refused(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.strip() == "connector-manager: CM_SCOPED_JWT_SECRET: must differ from the user token secret"
+
+
+@pytest.mark.parametrize(
+    ("config", "setting"),
+    [
+        (
+            'storage = "mongo"\nmongo_url = "mongodb://app:PLANTED-PW@127.0.0.1:{port}/?replicaSet=rs0"\n'
+            "mongo_timeout_seconds = 0.5\n",
+            "mongo_url",
+        ),
+        (
+            'secrets = "etcd"\netcd_endpoint = "127.0.0.1:{port}"\netcd_user = "app"\n'
+            'etcd_password = "PLANTED-PW"\netcd_timeout_seconds = 0.5\n',
+            "etcd_endpoint",
+        ),
+        ('cache = "redis"\nredis_url = "redis://:PLANTED-PW@127.0.0.1:{port}/0"\n', "redis_url"),
+        (
+            'events = "kafka"\nkafka_bootstrap = "127.0.0.1:{port}"\n'
+            'kafka_client_config = { "security.protocol" = "SASL_PLAINTEXT", "sasl.mechanism" = "PLAIN",'
+            ' "sasl.username" = "app", "sasl.password" = "PLANTED-PW" }\n',
+            "kafka_bootstrap",
+        ),
+    ],
+    ids=["mongo", "etcd", "redis", "kafka"],
+)
+def test_a_failed_start_logged_at_debug_shows_no_credential(tmp_path: Path, config: str, setting: str) -> None:
+    done = serve(tmp_path, 'log_level = "debug"\n' + config.replace("{port}", str(free_port())))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"connector-manager: {setting}: cannot reach")
+    assert "PLANTED-PW" not in done.stderr + done.stdout
