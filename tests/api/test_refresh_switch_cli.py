@@ -1,0 +1,170 @@
+"""``run_refresher`` is the switch of ``serve`` only: with it off in the settings file every
+process shares, ``worker`` still refreshes, and ``serve`` says at start-up that it does not."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from connector_core.services.connectors import ConfigUpdate
+from connector_core.tokens import TokenRecord, TokenSet
+from entrypoints.bootstrap import build_container
+from entrypoints.settings import load_settings
+from tests.fakes.oauth_provider import FakeOAuthProvider
+from tests.servers import free_port
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def shared_settings(path: Path, idp: FakeOAuthProvider) -> Path:
+    """The file every process of the deployment reads, as docs/operations.md recommends it."""
+    path.write_text(
+        f"""
+run_refresher = false
+refresh_interval_seconds = 0.2
+
+[[providers]]
+key = "fakeIdp"
+displayName = "Fake IdP"
+apps = ["FAKE"]
+tokenServiceType = "FAKE"
+
+[providers.oauth]
+authorizeUrl = "{idp.authorize_url}"
+tokenUrl = "{idp.token_url}"
+defaultScopes = ["offline_access", "files.read"]
+
+[providers.oauth.scopeApps]
+"files.read" = "FAKE"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+async def seed_due_token(config: Path, data_dir: Path, env: dict[str, str], idp: FakeOAuthProvider) -> None:
+    container = await build_container(load_settings(config, env=env, data_dir=data_dir), env=env)
+    ctx = container.ctx
+    try:
+        update = ConfigUpdate(
+            base_url="http://localhost:3000", auth={"clientId": "cid", "clientSecret": "sec"}, sync={}, filters={}
+        )
+        await container.connectors.update_configuration("org-1", "seeder", "fakeIdp", update)
+        now = ctx.clock.now()
+        tokens = TokenSet(
+            access_token="stale",
+            obtained_at=now - timedelta(hours=1),
+            refresh_token=idp.mint_refresh_token("cid", ["offline_access", "files.read"]),
+            expires_at=now + timedelta(seconds=30),  # inside the refresh margin: due now
+            scopes=frozenset({"offline_access", "files.read"}),
+        )
+        async with ctx.uow() as uow:
+            connector = await uow.connectors.get("org-1", "fakeIdp")
+            assert connector is not None
+            connector.record_authorization(
+                container.catalog.get("fakeIdp"), ["FAKE"], by="seeder", now=now, ids=ctx.ids
+            )
+            record = TokenRecord.create(
+                token_id=ctx.ids.new_id(),
+                org_id="org-1",
+                connector_key="fakeIdp",
+                account_id="seeder",
+                service_type="FAKE",
+                tokens=tokens,
+                lifecycle=ctx.lifecycle,
+                now=now,
+                ids=ctx.ids,
+            )
+            await uow.connectors.save(connector)
+            await uow.tokens.add(record)
+            await uow.commit()
+    finally:
+        await container.aclose()
+
+
+def start(command: str, config: Path, data_dir: Path, env: dict[str, str], *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "entrypoints.cli",
+            command,
+            "--config",
+            str(config),
+            "--data-dir",
+            str(data_dir),
+            *extra,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    proc.terminate()
+    _, err = proc.communicate(timeout=30)
+    return err
+
+
+@pytest.fixture
+def env() -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CM_")}
+    return {**clean, "CM_MASTER_KEY": "switch-" + uuid.uuid4().hex}
+
+
+async def test_a_worker_refreshes_although_the_shared_file_turns_the_refresher_off(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    with FakeOAuthProvider() as idp:
+        idp.register_client("cid", "sec")
+        config = shared_settings(tmp_path / "cm.toml", idp)
+        data_dir = tmp_path / "data"
+        await seed_due_token(config, data_dir, env, idp)
+        worker = start("worker", config, data_dir, env)
+        try:
+            deadline = time.monotonic() + 60
+            while idp.stats()["refresh_grants"] == 0 and worker.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert idp.stats()["refresh_grants"] == 1
+        finally:
+            log = stop(worker)
+        assert worker.returncode == 0, log
+        assert "worker: running outbox pruning, token refresh" in log
+        assert "refreshes no tokens" not in log
+
+
+async def test_serve_with_the_refresher_off_says_so_at_start_up(tmp_path: Path, env: dict[str, str]) -> None:
+    with FakeOAuthProvider() as idp:
+        config = shared_settings(tmp_path / "cm.toml", idp)
+        port = free_port()
+        serve = start("serve", config, tmp_path / "data", env, "--port", str(port))
+        try:
+            deadline = time.monotonic() + 60
+            while not healthy(port) and serve.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            log = stop(serve)
+        assert serve.returncode == 0, log
+        running = [line for line in log.splitlines() if "serve: running" in line]
+        assert len(running) == 1 and "token refresh" not in running[0]
+        assert "serve: refreshes no tokens here (run_refresher = false); run `connector-manager worker`" in log
+
+
+def healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
