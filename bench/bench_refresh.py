@@ -13,13 +13,11 @@ import argparse
 import asyncio
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 
-from connector_core.services.connectors import ConfigUpdate
-from connector_core.tokens import TokenRecord, TokenSet
 from entrypoints.bootstrap import Container, build_container
 from entrypoints.settings import load_settings
+from tests.due_tokens import seed_due_token
 from tests.fakes.oauth_provider import FakeOAuthProvider
 
 ENV = {"CM_MASTER_KEY": "bench-refresh"}
@@ -43,44 +41,8 @@ async def container(data_dir: Path, idp: FakeOAuthProvider) -> Container:
 
 
 async def seed(c: Container, idp: FakeOAuthProvider, n: int) -> None:
-    ctx, entry = c.ctx, c.catalog.get("benchIdp")
     for i in range(n):
-        org = f"org-{i}"
-        await c.connectors.update_configuration(
-            org,
-            "b",
-            "benchIdp",
-            ConfigUpdate(
-                base_url="http://localhost", auth={"clientId": "cid", "clientSecret": "sec"}, sync={}, filters={}
-            ),
-        )
-        now = ctx.clock.now()
-        tokens = TokenSet(
-            access_token="a",
-            obtained_at=now - timedelta(hours=1),
-            refresh_token=idp.mint_refresh_token("cid", ["offline_access", "files.read"]),
-            expires_at=now + timedelta(seconds=60),
-            scopes=frozenset({"files.read"}),
-        )
-        async with ctx.uow() as uow:
-            connector = await uow.connectors.get(org, "benchIdp")
-            assert connector is not None
-            connector.record_authorization(entry, ["BENCH"], by="b", now=now, ids=ctx.ids)
-            await uow.connectors.save(connector)
-            await uow.tokens.add(
-                TokenRecord.create(
-                    token_id=ctx.ids.new_id(),
-                    org_id=org,
-                    connector_key="benchIdp",
-                    account_id="b",
-                    service_type="BENCH",
-                    tokens=tokens,
-                    lifecycle=ctx.lifecycle,
-                    now=now,
-                    ids=ctx.ids,
-                )
-            )
-            await uow.commit()
+        await seed_due_token(c, idp, f"org-{i}", key="benchIdp", app="BENCH")
 
 
 async def run(n: int, concurrency: int, refreshers: int, latency: float) -> float:

@@ -8,16 +8,14 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
-from connector_core.services.connectors import ConfigUpdate
-from connector_core.tokens import TokenRecord, TokenSet
 from entrypoints.bootstrap import build_container
 from entrypoints.settings import load_settings
+from tests.due_tokens import provider_toml, seed_due_token
 from tests.fakes.oauth_provider import FakeOAuthProvider
 from tests.servers import free_port
 
@@ -28,66 +26,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def shared_settings(path: Path, idp: FakeOAuthProvider) -> Path:
     """The file every process of the deployment reads, as docs/operations.md recommends it."""
-    path.write_text(
-        f"""
-run_refresher = false
-refresh_interval_seconds = 0.2
-
-[[providers]]
-key = "fakeIdp"
-displayName = "Fake IdP"
-apps = ["FAKE"]
-tokenServiceType = "FAKE"
-
-[providers.oauth]
-authorizeUrl = "{idp.authorize_url}"
-tokenUrl = "{idp.token_url}"
-defaultScopes = ["offline_access", "files.read"]
-
-[providers.oauth.scopeApps]
-"files.read" = "FAKE"
-""",
-        encoding="utf-8",
-    )
+    path.write_text("run_refresher = false\nrefresh_interval_seconds = 0.2\n" + provider_toml(idp), encoding="utf-8")
     return path
 
 
-async def seed_due_token(config: Path, data_dir: Path, env: dict[str, str], idp: FakeOAuthProvider) -> None:
+async def seed(config: Path, data_dir: Path, env: dict[str, str], idp: FakeOAuthProvider) -> None:
     container = await build_container(load_settings(config, env=env, data_dir=data_dir), env=env)
-    ctx = container.ctx
     try:
-        update = ConfigUpdate(
-            base_url="http://localhost:3000", auth={"clientId": "cid", "clientSecret": "sec"}, sync={}, filters={}
-        )
-        await container.connectors.update_configuration("org-1", "seeder", "fakeIdp", update)
-        now = ctx.clock.now()
-        tokens = TokenSet(
-            access_token="stale",
-            obtained_at=now - timedelta(hours=1),
-            refresh_token=idp.mint_refresh_token("cid", ["offline_access", "files.read"]),
-            expires_at=now + timedelta(seconds=30),  # inside the refresh margin: due now
-            scopes=frozenset({"offline_access", "files.read"}),
-        )
-        async with ctx.uow() as uow:
-            connector = await uow.connectors.get("org-1", "fakeIdp")
-            assert connector is not None
-            connector.record_authorization(
-                container.catalog.get("fakeIdp"), ["FAKE"], by="seeder", now=now, ids=ctx.ids
-            )
-            record = TokenRecord.create(
-                token_id=ctx.ids.new_id(),
-                org_id="org-1",
-                connector_key="fakeIdp",
-                account_id="seeder",
-                service_type="FAKE",
-                tokens=tokens,
-                lifecycle=ctx.lifecycle,
-                now=now,
-                ids=ctx.ids,
-            )
-            await uow.connectors.save(connector)
-            await uow.tokens.add(record)
-            await uow.commit()
+        await seed_due_token(container, idp, "org-1")
     finally:
         await container.aclose()
 
@@ -132,7 +78,7 @@ async def test_a_worker_refreshes_although_the_shared_file_turns_the_refresher_o
         idp.register_client("cid", "sec")
         config = shared_settings(tmp_path / "cm.toml", idp)
         data_dir = tmp_path / "data"
-        await seed_due_token(config, data_dir, env, idp)
+        await seed(config, data_dir, env, idp)
         worker = start("worker", config, data_dir, env)
         try:
             deadline = time.monotonic() + 60

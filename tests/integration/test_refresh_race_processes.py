@@ -8,15 +8,13 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from connector_core.services.connectors import ConfigUpdate
-from connector_core.tokens import TokenRecord, TokenSet
 from entrypoints.bootstrap import build_container
 from entrypoints.settings import load_settings
+from tests.due_tokens import provider_toml, seed_due_token
 from tests.fakes.oauth_provider import FakeOAuthProvider
 
 pytestmark = pytest.mark.slow
@@ -27,80 +25,20 @@ WORKERS = 4
 
 
 def settings_file(path: Path, idp: FakeOAuthProvider, backend: str = "") -> Path:
-    path.write_text(
-        backend
-        + f"""
-refresh_batch_size = 500
-refresh_concurrency = 16
-run_refresher = true
-
-[[providers]]
-key = "fakeIdp"
-displayName = "Fake IdP"
-apps = ["FAKE"]
-tokenServiceType = "FAKE"
-
-[providers.oauth]
-authorizeUrl = "{idp.authorize_url}"
-tokenUrl = "{idp.token_url}"
-revocationUrl = "{idp.revocation_url}"
-defaultScopes = ["offline_access", "files.read"]
-
-[providers.oauth.scopeApps]
-"files.read" = "FAKE"
-""",
-        encoding="utf-8",
-    )
+    settings = "refresh_batch_size = 500\nrefresh_concurrency = 16\nrun_refresher = true\n"
+    path.write_text(backend + settings + provider_toml(idp), encoding="utf-8")
     return path
 
 
 async def seed(config: Path, data_dir: Path, env: dict[str, str], idp: FakeOAuthProvider) -> list[str]:
-    settings = load_settings(config, env=env, data_dir=data_dir)
-    container = await build_container(settings, env=env)
-    ctx = container.ctx
-    entry = container.catalog.get("fakeIdp")
-    lineages: list[str] = []
+    container = await build_container(load_settings(config, env=env, data_dir=data_dir), env=env)
     try:
-        for n in range(TOKENS):
-            org = f"org-{n:03d}"
-            update = ConfigUpdate(
-                base_url="http://localhost:3000",
-                auth={"clientId": "cid-race", "clientSecret": "race-secret"},
-                sync={},
-                filters={},
-            )
-            await container.connectors.update_configuration(org, "seeder", "fakeIdp", update)
-            refresh = idp.mint_refresh_token("cid-race", ["offline_access", "files.read"])
-            lineages.append(refresh)
-            now = ctx.clock.now()
-            tokens = TokenSet(
-                access_token=f"stale-{n}",
-                obtained_at=now - timedelta(hours=1),
-                refresh_token=refresh,
-                expires_at=now + timedelta(seconds=60),
-                scopes=frozenset({"offline_access", "files.read"}),
-            )
-            async with ctx.uow() as uow:
-                connector = await uow.connectors.get(org, "fakeIdp")
-                assert connector is not None
-                connector.record_authorization(entry, ["FAKE"], by="seeder", now=now, ids=ctx.ids)
-                record = TokenRecord.create(
-                    token_id=ctx.ids.new_id(),
-                    org_id=org,
-                    connector_key="fakeIdp",
-                    account_id="seeder",
-                    service_type="FAKE",
-                    tokens=tokens,
-                    lifecycle=ctx.lifecycle,
-                    now=now,
-                    ids=ctx.ids,
-                )
-                await uow.connectors.save(connector)
-                await uow.tokens.add(record)
-                await uow.commit()
+        return [
+            await seed_due_token(container, idp, f"org-{n:03d}", client=("cid-race", "race-secret"))
+            for n in range(TOKENS)
+        ]
     finally:
         await container.aclose()
-    return lineages
 
 
 @pytest.fixture(
