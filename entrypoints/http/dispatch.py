@@ -14,6 +14,7 @@ from connector_core.errors import ConnectorManagerError, Unavailable
 from entrypoints.http.auth import authenticate
 from entrypoints.http.endpoint import Call, Endpoint
 from entrypoints.http.errors import HTTP_CODES, error_response, from_exception
+from entrypoints.http.idempotency import IdempotencyKeyReused, idempotency_key, run_once
 from entrypoints.http.proxy import proxy
 from entrypoints.http.state import ApiState
 from entrypoints.http.validation import (
@@ -26,6 +27,14 @@ from entrypoints.http.validation import (
 )
 
 log = logging.getLogger("connector_manager.http")
+
+#: errors of the HTTP layer itself (the core's are in errors.STATUS_TABLE)
+HTTP_LAYER_STATUS: dict[type[ConnectorManagerError], int] = {
+    RequestTimeout: 408,
+    PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
+    IdempotencyKeyReused: 422,
+}
 
 StateGetter = Callable[[], ApiState]
 RequestHandler = Callable[[Request], Awaitable[Response]]
@@ -57,13 +66,16 @@ def dispatch(endpoint: Endpoint, state_getter: StateGetter) -> RequestHandler:
                 query=parse_query(request, endpoint.query, query_validator),
                 body=await parse_body(request, body_validator, state.body_timeout),
             )
+            key = idempotency_key(call) if endpoint.method != "GET" else None
+            if key is not None:
+                return await run_once(call, key, endpoint.handler)
             return await endpoint.handler(call)
         except ConnectorManagerError as exc:
-            status = {PayloadTooLarge: 413, UnsupportedMediaType: 415, RequestTimeout: 408}.get(type(exc))
+            status = HTTP_LAYER_STATUS.get(type(exc))
             if status:
                 # the rest of an unread body cannot be skipped: the connection ends with the answer
                 headers = {"Connection": "close"} if status in (408, 413) else None
-                return error_response(status, exc.code, exc.message, headers=headers)
+                return error_response(status, exc.code, exc.message, exc.metadata or None, headers=headers)
             if isinstance(exc, Unavailable):
                 log.warning(
                     "dependency unavailable on %s %s: %s",

@@ -50,6 +50,9 @@ def render(doc: dict[str, Any]) -> str:
                     + ", ".join(f"`{p['name']}`{' (required)' if p['required'] else ''}" for p in params)
                     + ".",
                 ]
+            headers = [p for p in op["parameters"] if p["in"] == "header"]
+            if headers:
+                out += ["", "Headers: " + "; ".join(f"`{p['name']}`: {p['description']}" for p in headers)]
             if "requestBody" in op:
                 schema = op["requestBody"]["content"]["application/json"]["schema"]
                 out += ["", "Body:", "", "```json", json.dumps(schema, indent=2), "```"]

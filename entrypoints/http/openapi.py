@@ -16,9 +16,10 @@ _ERROR_TEXT = {
     401: "Missing, malformed, expired or wrongly signed token",
     403: "Not allowed (not an admin, missing scope)",
     404: "Unknown connector or resource",
-    409: "Concurrent change or state conflict",
+    409: "Concurrent change or state conflict (IDEMPOTENCY_KEY_IN_USE: a request with the key is running)",
     413: "Body larger than 1 MiB",
     415: "Content-Type is not application/json",
+    422: "The Idempotency-Key was used for another request (IDEMPOTENCY_KEY_REUSED)",
     500: "Unexpected error",
     502: "The OAuth provider failed",
     503: "A dependency is unavailable",
@@ -50,7 +51,20 @@ def _operation(endpoint: Endpoint, components: dict[str, Any]) -> dict[str, Any]
             {"name": name, "in": "query", "required": name in required, "schema": schema}
             for name, schema in endpoint.query.get("properties", {}).items()
         ]
+    if endpoint.method != "GET":
+        params.append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+                "description": "Retry safely: a success or a server error is kept for a day (per org) and "
+                "replayed with Idempotent-Replayed: true; a refusal (4xx) is not kept.",
+            }
+        )
     errors = {401, 403} if endpoint.access is not Access.PUBLIC else set()
+    if endpoint.method != "GET":
+        errors |= {400, 409, 422}  # a malformed key, a key still in use, a key used for another request
     # every route may meet an unexpected error (500) or a dependency that is down (503)
     errors |= set(endpoint.errors) | {500, 503}
     if endpoint.access is Access.USER:
