@@ -17,6 +17,7 @@ from hypothesis.stateful import (
 )
 
 from connector_core.errors import (
+    DomainRuleViolation,
     ProviderError,
     ReauthorizationRequired,
     RetryableProviderError,
@@ -25,6 +26,7 @@ from connector_core.errors import (
 from connector_core.model.events import TOKEN_TOPIC, DomainEvent, TokenEvent, TokenEventType
 from connector_core.tokens import (
     REAUTH_ERROR_CODES,
+    RefreshFate,
     RefreshPolicy,
     TokenLifecycle,
     TokenRecord,
@@ -541,8 +543,13 @@ def test_no_secret_in_reprs_or_messages() -> None:
 
 
 class TokenRecordMachine(RuleBasedStateMachine):
-    """Random sequences of refreshes, failures, expiry checks, revocations and
-    re-authorizations of one TokenRecord, checked against a small model."""
+    """Random sequences of refreshes, failures, expiry checks, pauses and resumes, revocations,
+    re-authorizations and refreshes that finish late (started, then overtaken by any of those),
+    of one TokenRecord, checked against a small model.
+
+    The rule for a late refresh: :meth:`TokenLifecycle.fate_of_refresh` against the record as
+    it is when the refresh finishes; a stored late success keeps the status a person or the
+    provider set meanwhile (PAUSED, NEEDS_REAUTHENTICATION)."""
 
     @initialize(lifetime_s=st.integers(60, 4 * 3600), seed=st.integers(0, 1000))
     def start(self, lifetime_s: int, seed: int) -> None:
@@ -570,6 +577,8 @@ class TokenRecordMachine(RuleBasedStateMachine):
         self.status = TokenStatus.ACTIVE
         self.expiry_notified = False
         self.failures = 0
+        #: refreshes under way: the refresh token each one sent
+        self.in_flight: list[str] = []
 
     def _new_tokens(self, lifetime: timedelta, *, refresh: bool = True) -> TokenSet:
         self.serial += 1
@@ -687,6 +696,98 @@ class TokenRecordMachine(RuleBasedStateMachine):
         assert self.record.last_error == err.message
 
     @rule()
+    def pause(self) -> None:
+        paused = self.record.follow_connector(False, lifecycle=self.lifecycle, now=self.now)
+        assert paused is (self.status == TokenStatus.ACTIVE)
+        if paused:
+            self.status = TokenStatus.PAUSED
+        self._expect_events([])
+
+    @rule()
+    def resume(self) -> None:
+        resumed = self.record.follow_connector(True, lifecycle=self.lifecycle, now=self.now)
+        assert resumed is (self.status == TokenStatus.PAUSED)
+        if resumed:
+            self.status = TokenStatus.ACTIVE
+            assert self.record.next_attempt_at is None
+        self._expect_events([])
+
+    @precondition(lambda self: self.status == TokenStatus.ACTIVE and self.record.tokens.can_refresh)
+    @rule()
+    def start_refresh(self) -> None:
+        """A refresh takes the token as it is now and calls the provider (it finishes later)."""
+        used = self.record.tokens.refresh_token
+        assert used is not None
+        self.in_flight.append(used)
+
+    @precondition(lambda self: bool(self.in_flight))
+    @rule(
+        which=st.integers(0, 10),
+        outcome=st.sampled_from(["success", "rotation", "retryable", "dead"]),
+    )
+    def finish_refresh(self, which: int, outcome: str) -> None:
+        """A refresh started earlier finishes now, whatever happened to the token meanwhile."""
+        used = self.in_flight.pop(which % len(self.in_flight))
+        fate = self.lifecycle.fate_of_refresh(self.record, used)
+        if self.status == TokenStatus.REVOKED:
+            assert fate == RefreshFate.REVOKE
+        elif self.record.tokens.refresh_token != used:
+            assert fate == RefreshFate.DROP
+        else:
+            assert fate == RefreshFate.STORE
+        if fate != RefreshFate.STORE:
+            return  # the service never applies it: nothing changes
+        status_before = self.status
+        if outcome in ("success", "rotation"):
+            self.serial += 1
+            data: dict[str, Any] = {"access_token": f"AT-secret-{self.serial:04d}", "expires_in": 3600}
+            if outcome == "rotation":
+                data["refresh_token"] = f"RT-secret-{self.serial:04d}"
+            self.secrets |= {v for v in data.values() if isinstance(v, str)}
+            self.record.apply_refresh(
+                self.record.tokens.refreshed(data, now=self.now), lifecycle=self.lifecycle, now=self.now, ids=self.ids
+            )
+            # the material is kept (the provider retired the old refresh token) ...
+            assert self.record.tokens.access_token == data["access_token"]
+            assert self.record.tokens.refresh_token == data.get("refresh_token", used)
+            if status_before == TokenStatus.NEEDS_REAUTHENTICATION:
+                self._expect_events([])  # ... the verdict stays, with its one terminal event
+            else:
+                self._reset_model()
+                self.status = status_before  # ... and a pause a person set stays
+                self._expect_events([TokenEventType.REFRESHED])
+        elif outcome == "retryable":
+            err = classify_token_error(503, None)
+            assert isinstance(err, RetryableProviderError)
+            self.record.apply_retryable_failure(err, lifecycle=self.lifecycle, now=self.now)
+            self.failures += 1
+            self._expect_events([])
+        else:
+            self.refresh_fails_for_good("invalid_grant", 400)
+        assert self.record.status == status_before or (outcome == "dead" and status_before == TokenStatus.ACTIVE), (
+            "a late refresh changed a status a person or the provider set"
+        )
+
+    @precondition(lambda self: self.status == TokenStatus.ACTIVE and self.record.tokens.can_refresh)
+    @rule(
+        by=st.sampled_from(["pause", "provider refusal", "revocation", "re-authorization", "expiry", "nothing"]),
+        outcome=st.sampled_from(["success", "rotation", "retryable", "dead"]),
+    )
+    def refresh_overtaken(self, by: str, outcome: str) -> None:
+        """A refresh starts, something happens to the token, then the refresh finishes."""
+        self.start_refresh()
+        meanwhile = {
+            "pause": self.pause,
+            "provider refusal": lambda: self.refresh_fails_for_good("invalid_grant", 400),
+            "revocation": self.revoke,
+            "re-authorization": lambda: self.reauthorize(3600, True),
+            "expiry": self.check_expiry,
+            "nothing": lambda: None,
+        }
+        meanwhile[by]()
+        self.finish_refresh(len(self.in_flight) - 1, outcome)
+
+    @rule()
     def revoke(self) -> None:
         self.record.revoke(now=self.now, ids=self.ids)
         self.status = TokenStatus.REVOKED
@@ -704,6 +805,9 @@ class TokenRecordMachine(RuleBasedStateMachine):
     @invariant()
     def matches_model(self) -> None:
         record = self.record
+        if self.status == TokenStatus.REVOKED:
+            with pytest.raises(DomainRuleViolation):  # a revoked token takes no new material
+                record.apply_refresh(record.tokens, lifecycle=self.lifecycle, now=self.now, ids=self.ids)
         assert record.status == self.status
         assert record.expiry_notified is self.expiry_notified
         assert record.failure_count == self.failures
@@ -721,7 +825,7 @@ class TokenRecordMachine(RuleBasedStateMachine):
 
 
 TokenRecordMachine.TestCase.settings = settings(
-    max_examples=60,
+    max_examples=200,
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
