@@ -37,6 +37,7 @@ from connector_core.errors import (
     ValidationError,
 )
 from connector_core.ports.oauth_provider import ClientCredentials
+from connector_core.services.providers import WELL_KNOWN_SUFFIX
 from connector_core.tokens import classify_token_error
 
 __all__ = ["ACCEPTED_ID_TOKEN_ALGORITHMS", "HttpxOAuthClient", "parse_retry_after"]
@@ -48,7 +49,6 @@ log = logging.getLogger(__name__)
 TENANT_PLACEHOLDER = "{tenantid}"
 
 ACCEPTED_ID_TOKEN_ALGORITHMS = {"RS256": "RSA", "ES256": "EC"}
-WELL_KNOWN_SUFFIX = "/.well-known/openid-configuration"
 MAX_RETRY_AFTER_SECONDS = 24 * 3600.0
 _ERROR_CODE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
