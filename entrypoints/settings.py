@@ -38,17 +38,17 @@ class SettingsError(ValidationError):
 # -- ranges: a validator names the setting it refuses -------------------------------------------
 
 
-def _at_least(low: float) -> Callable[[Any, attrs.Attribute[Any], float], None]:
+def _at_least(low: int) -> Callable[[Any, attrs.Attribute[Any], float], None]:
     def check(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
         if value < low:
-            raise SettingsError.for_field(attribute.name, f"must be at least {low:g}, got {value:g}")
+            raise SettingsError.for_field(attribute.name, f"must be at least {low}, got {value}")
 
     return check
 
 
 def _positive(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
     if not value > 0:
-        raise SettingsError.for_field(attribute.name, f"must be greater than 0, got {value:g}")
+        raise SettingsError.for_field(attribute.name, f"must be greater than 0, got {value}")
 
 
 def _port(_: Any, attribute: attrs.Attribute[Any], value: int) -> None:
