@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import itertools
+import os
 import random
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from connector_core.catalog import Catalog, load_default_catalog
+
+# Hypothesis: CI runs the same examples every time (a red build is reproducible from its log, and
+# a green one is not luck) with no time limit per example on a shared machine; elsewhere the
+# examples are random, so new ones keep being tried. CI=true selects the CI profile.
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True, database=None)
+hypothesis_settings.register_profile("dev", print_blob=True)
+hypothesis_settings.load_profile("ci" if os.environ.get("CI") == "true" else "dev")
 
 
 class CountingIds:

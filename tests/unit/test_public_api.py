@@ -5,27 +5,26 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import connector_core
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-FORBIDDEN = (
-    "pymongo",
-    "redis",
-    "confluent_kafka",
-    "aetcd",
-    "starlette",
-    "httpx",
-    "cattrs",
-    "jwt",
-    "cryptography",
-    "uvicorn",
-    "jsonschema",
-    "adapters",
-    "entrypoints",
-)
+
+def _forbidden_for_the_core() -> tuple[str, ...]:
+    """The import-linter contract's list: one list, kept in pyproject.toml."""
+    config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    (contract,) = [
+        c
+        for c in config["tool"]["importlinter"]["contracts"]
+        if c["type"] == "forbidden" and c["source_modules"] == ["connector_core"]
+    ]
+    return tuple(contract["forbidden_modules"])
+
+
+FORBIDDEN = _forbidden_for_the_core()
 
 
 def _is_constant(name: str) -> bool:
