@@ -21,6 +21,7 @@ from adapters.crypto import (
     is_legacy,
 )
 from adapters.crypto.aead import seal_legacy_for_tests
+from adapters.memory import MemoryKeyValueStore
 from connector_core.errors import Conflict, CryptoError, ValidationError
 from connector_core.ports.kv_store import KeyValueStore, Versioned
 
@@ -51,37 +52,6 @@ paths = st.text(min_size=0, max_size=80)
 payloads = st.binary(min_size=0, max_size=512)
 
 
-class MemoryKV:
-    """A tiny in-memory KeyValueStore: a dict and a revision counter, honouring CAS."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, Versioned] = {}
-        self.revision = 0
-
-    def _check(self, key: str, expected_revision: int | None) -> None:
-        if expected_revision is None:
-            return
-        current = self.data.get(key)
-        if (current.revision if current else 0) != expected_revision:
-            raise Conflict(f"key {key!r} changed concurrently")
-
-    async def get(self, key: str) -> Versioned | None:
-        return self.data.get(key)
-
-    async def put(self, key: str, value: str, *, expected_revision: int | None = None) -> int:
-        self._check(key, expected_revision)
-        self.revision += 1
-        self.data[key] = Versioned(value, self.revision)
-        return self.revision
-
-    async def delete(self, key: str, *, expected_revision: int | None = None) -> bool:
-        self._check(key, expected_revision)
-        return self.data.pop(key, None) is not None
-
-    async def list_prefix(self, prefix: str) -> Mapping[str, Versioned]:
-        return {k: v for k, v in sorted(self.data.items()) if k.startswith(prefix)}
-
-
 def ring12(*, legacy: bool = False) -> Keyring:
     return Keyring.parse(f"k1:{KEY1_B64},k2:{KEY2_B64}", legacy_secret=LEGACY_SECRET if legacy else None)
 
@@ -101,15 +71,19 @@ def assert_no_leak(text: str, *secrets: str) -> None:
         assert secret not in text
 
 
-def make_store(keyring: Keyring) -> tuple[MemoryKV, EncryptedKeyValueStore]:
-    inner = MemoryKV()
+def make_store(keyring: Keyring) -> tuple[MemoryKeyValueStore, EncryptedKeyValueStore]:
+    inner = MemoryKeyValueStore()
     return inner, EncryptedKeyValueStore(inner, Aead(keyring))
 
 
-def test_memory_kv_and_encrypted_store_satisfy_the_protocol() -> None:
-    inner: KeyValueStore = MemoryKV()
+async def test_the_encrypted_store_is_a_key_value_store_over_one() -> None:
+    # the annotations are checked by mypy (tests are type-checked); the round trip here
+    inner: KeyValueStore = MemoryKeyValueStore()
     store: KeyValueStore = EncryptedKeyValueStore(inner, Aead(Keyring.generate()))
-    assert store is not None
+    revision = await store.put("/p", "value")
+    assert await store.get("/p") == Versioned("value", revision)
+    stored = await inner.get("/p")
+    assert stored is not None and stored.value.startswith("v1:k1:")
 
 
 # -- Aead: round trip, envelope format, nonces -------------------------------------------------
@@ -461,7 +435,7 @@ def test_reprs_show_key_ids_only() -> None:
     for text in texts:
         assert_no_leak(text, *forbidden)
     assert repr(ring) == "Keyring(primary='k2', key_ids=('k2', 'k1'), legacy=True)"
-    assert "'k2'" in repr(store) and "MemoryKV" in repr(store)
+    assert "'k2'" in repr(store) and "MemoryKeyValueStore" in repr(store)
 
 
 def test_keyring_cannot_be_pickled_and_copies_are_itself() -> None:
@@ -485,8 +459,8 @@ def test_store_round_trip(value: str, key: str) -> None:
         revision = await store.put(key, value)
         got = await store.get(key)
         assert got == Versioned(value, revision)
-        assert inner.data[key].revision == revision
-        assert inner.data[key].value.startswith("v1:k1:")
+        assert inner.raw()[key].revision == revision
+        assert inner.raw()[key].value.startswith("v1:k1:")
         listed = await store.list_prefix("")
         assert listed == {key: Versioned(value, revision)}
 
@@ -498,7 +472,7 @@ async def test_inner_store_holds_no_plaintext() -> None:
     inner, store = make_store(ring12())
     await store.put("/services/connectors/google/tokens", f'{{"refresh_token": "{planted}"}}')
     await store.put("/services/connectors/google/raw", planted)
-    for key, stored in inner.data.items():
+    for key, stored in inner.raw().items():
         raw = stored.value
         assert planted not in raw
         assert "refresh_token" not in raw
@@ -530,7 +504,7 @@ async def test_cas_is_passed_through() -> None:
     with pytest.raises(Conflict):
         await store.delete("/a", expected_revision=rev)
     assert await store.delete("/a", expected_revision=rev2) is True
-    assert inner.data == {}
+    assert inner.raw() == {}
 
 
 async def test_list_prefix_decrypts_only_the_prefix() -> None:
@@ -545,7 +519,7 @@ async def test_list_prefix_decrypts_only_the_prefix() -> None:
 async def test_value_copied_to_another_key_fails_to_decrypt() -> None:
     inner, store = make_store(ring12())
     await store.put("/tenant-a/token", "secret-a")
-    await inner.put("/tenant-b/token", inner.data["/tenant-a/token"].value)
+    await inner.put("/tenant-b/token", inner.raw()["/tenant-a/token"].value)
     with pytest.raises(CryptoError, match="'/tenant-b/token'") as info:
         await store.get("/tenant-b/token")
     assert "secret-a" not in str(info.value)
@@ -577,11 +551,11 @@ async def test_key_rotation_and_rewrap_all() -> None:
     }
     # new writes use the new primary
     await new_store.put("/c/new", "fresh")
-    assert inner.data["/c/new"].value.startswith("v1:k2:")
+    assert inner.raw()["/c/new"].value.startswith("v1:k2:")
 
     assert await new_store.rewrap_all("/c/") == 5
-    assert all(v.value.startswith("v1:k2:") for k, v in inner.data.items() if k.startswith("/c/"))
-    assert inner.data["/elsewhere"].value.startswith("v1:k1:")
+    assert all(v.value.startswith("v1:k2:") for k, v in inner.raw().items() if k.startswith("/c/"))
+    assert inner.raw()["/elsewhere"].value.startswith("v1:k1:")
     assert await new_store.rewrap_all("/c/") == 0  # idempotent
 
     # the old key can now be dropped for that prefix
@@ -591,18 +565,18 @@ async def test_key_rotation_and_rewrap_all() -> None:
 
 
 async def test_rewrap_all_migrates_legacy_values() -> None:
-    inner = MemoryKV()
+    inner = MemoryKeyValueStore()
     await inner.put("/c/a", inline_legacy_seal(b"legacy-a", LEGACY_SECRET, b"\x03" * 12))
     await inner.put("/c/b", NODE_LEGACY_VALUE)
     store = EncryptedKeyValueStore(inner, Aead(ring12(legacy=True)))
     assert (await store.get("/c/b")) == Versioned(NODE_LEGACY_PLAINTEXT.decode(), 2)
     assert await store.rewrap_all("/c/") == 2
-    assert all(v.value.startswith("v1:k1:") for v in inner.data.values())
+    assert all(v.value.startswith("v1:k1:") for v in inner.raw().values())
     no_legacy = EncryptedKeyValueStore(inner, Aead(ring12()))
-    assert await no_legacy.get("/c/a") == Versioned("legacy-a", inner.data["/c/a"].revision)
+    assert await no_legacy.get("/c/a") == Versioned("legacy-a", inner.raw()["/c/a"].revision)
 
 
-class RacingKV(MemoryKV):
+class RacingKV(MemoryKeyValueStore):
     """Lets a concurrent writer update ``victim`` right after the listing."""
 
     def __init__(self, victim: str, writer: Aead) -> None:
@@ -629,7 +603,7 @@ async def test_rewrap_all_does_not_overwrite_a_concurrent_writer() -> None:
     assert await store.rewrap_all("/c/") == 1  # /c/a was skipped on Conflict
     values = {k: v.value for k, v in (await store.list_prefix("/c/")).items()}
     assert values == {"/c/a": "concurrent", "/c/b": "old-b"}
-    assert inner.data["/c/b"].value.startswith("v1:k2:")
+    assert inner.raw()["/c/b"].value.startswith("v1:k2:")
 
 
 async def test_rewrap_all_names_the_undecryptable_key() -> None:
