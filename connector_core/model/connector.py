@@ -185,17 +185,7 @@ class Connector:
             return
         self.is_enabled = False
         self._touch(by, now)
-        self._record(
-            AppDisabled(
-                event_id=ids.new_id(),
-                occurred_at=now,
-                org_id=self.org_id,
-                connector_key=self.key,
-                app_group=self.app_group,
-                app_group_id=self.id,
-                apps=self.enabled_apps,
-            )
-        )
+        self._record(AppDisabled, now, ids, app_group=self.app_group, app_group_id=self.id, apps=self.enabled_apps)
 
     def toggle(
         self,
@@ -249,15 +239,7 @@ class Connector:
         self.config = new
         self.auth_type = auth_type
         self._touch(by, now)
-        self._record(
-            ConnectorConfigured(
-                event_id=ids.new_id(),
-                occurred_at=now,
-                org_id=self.org_id,
-                connector_key=self.key,
-                changed_fields=tuple(changed),
-            )
-        )
+        self._record(ConnectorConfigured, now, ids, changed_fields=tuple(changed))
         self._settle_auth_status(entry, client_changed, now, ids)
 
     def save_filters(self, selection: Mapping[str, Any], *, by: str | None, now: datetime, ids: IdSource) -> None:
@@ -267,15 +249,7 @@ class Connector:
             return
         self.filter_selection = selection
         self._touch(by, now)
-        self._record(
-            FiltersSaved(
-                event_id=ids.new_id(),
-                occurred_at=now,
-                org_id=self.org_id,
-                connector_key=self.key,
-                filter_keys=tuple(sorted(selection)),
-            )
-        )
+        self._record(FiltersSaved, now, ids, filter_keys=tuple(sorted(selection)))
 
     def record_authorization(
         self,
@@ -337,8 +311,11 @@ class Connector:
         if by is not None:
             self.last_updated_by = by
 
-    def _record(self, event: DomainEvent) -> None:
-        self.events.append(event)
+    def _record(self, kind: type[DomainEvent], now: datetime, ids: IdSource, **payload: Any) -> None:
+        """Record an event of ``kind`` about this connector (the envelope is written here once)."""
+        self.events.append(
+            kind(event_id=ids.new_id(), occurred_at=now, org_id=self.org_id, connector_key=self.key, **payload)
+        )
 
     def _set_auth(self, status: AuthStatus, ids: IdSource) -> None:
         if (status.state, status.reason) == (self.auth_status.state, self.auth_status.reason):
@@ -347,14 +324,7 @@ class Connector:
         if status.changed_at is not None:
             self.updated_at = status.changed_at
         self._record(
-            AuthStatusChanged(
-                event_id=ids.new_id(),
-                occurred_at=status.changed_at or self.updated_at,
-                org_id=self.org_id,
-                connector_key=self.key,
-                status=str(status.state),
-                reason=status.reason,
-            )
+            AuthStatusChanged, status.changed_at or self.updated_at, ids, status=str(status.state), reason=status.reason
         )
 
     def _settle_auth_status(self, entry: CatalogEntry, client_changed: bool, now: datetime, ids: IdSource) -> None:
@@ -377,18 +347,15 @@ class Connector:
     ) -> None:
         routes = routes or EventRoutes()
         self._record(
-            AppEnabled(
-                event_id=ids.new_id(),
-                occurred_at=now,
-                org_id=self.org_id,
-                connector_key=self.key,
-                app_group=self.app_group,
-                app_group_id=self.id,
-                apps=self.enabled_apps,
-                sync_action=sync_action,
-                credentials_route=routes.credentials_route,
-                refresh_token_route=routes.refresh_token_route,
-            )
+            AppEnabled,
+            now,
+            ids,
+            app_group=self.app_group,
+            app_group_id=self.id,
+            apps=self.enabled_apps,
+            sync_action=sync_action,
+            credentials_route=routes.credentials_route,
+            refresh_token_route=routes.refresh_token_route,
         )
 
     def snapshot(self) -> Connector:
