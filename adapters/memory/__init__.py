@@ -1,4 +1,5 @@
-"""In-memory adapters for every port: product code, safe under concurrent async use."""
+"""In-memory adapters of the storage, key-value, lock, cache and event-publisher ports: product
+code, safe under concurrent async use (docs/architecture.md lists which ports have one)."""
 
 from adapters.memory.cache import MemoryCache
 from adapters.memory.event_publisher import MemoryEventPublisher
