@@ -331,3 +331,24 @@ async def test_a_refused_code_is_a_400(client: Client, idp: FakeOAuthProvider) -
     )
     assert r.status_code == 400 and r.json()["error"]["code"] == "OAUTH_ERROR"
     assert (await c.http.get(f"{P}/config/jira", headers=c.admin)).json()["authStatus"] == "NOT_AUTHENTICATED"
+
+
+async def test_a_refused_reconsent_that_disables_the_connector_stops_its_credentials(
+    client: Client, idp: FakeOAuthProvider
+) -> None:
+    """The OAuth client changed (re-authorization asked), then the person refuses consent: the
+    connector is disabled, and its old token must no longer be handed out."""
+    c = client
+    await configure(c, idp, "jira", "cid-first")
+    await authorize_through_provider(c, idp, "jira")
+    await configure(c, idp, "jira", "cid-second")
+    assert (await c.http.get(f"{P}/config/jira", headers=c.admin)).json()["authStatus"] == "NEEDS_REAUTHENTICATION"
+    assert (await c.http.get(f"{P}/internal/credentials/jira", headers=c.scoped)).status_code == 200
+    r = await c.http.get(f"{P}/jira/oauth/authorize", params={"baseUrl": FRONTEND}, headers=c.admin)
+    state = parse_qs(urlsplit(r.json()["authorizationUrl"]).query)["state"][0]
+    params = {"error": "access_denied", "state": state, "baseUrl": FRONTEND}
+    r = await c.http.get(f"{P}/jira/oauth/callback", params=params, headers=c.admin)
+    assert r.status_code == 200, r.text
+    assert r.json()["authenticated"] is False
+    r = await c.http.get(f"{P}/internal/credentials/jira", headers=c.scoped)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "CONNECTOR_DISABLED"
