@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
+from pathlib import Path
 
 from connector_core.services.connectors import ConfigUpdate
 from connector_core.tokens import TokenRecord, TokenSet
-from entrypoints.bootstrap import Container
+from entrypoints.bootstrap import Container, build_container
+from entrypoints.settings import load_settings
 from tests.fakes.oauth_provider import FakeOAuthProvider
 
 SCOPES = ("offline_access", "files.read")
@@ -81,3 +84,21 @@ async def seed_due_token(
         await uow.tokens.add(record)
         await uow.commit()
     return refresh
+
+
+async def seed_due_tokens(
+    config: Path,
+    data_dir: Path,
+    env: dict[str, str],
+    idp: FakeOAuthProvider,
+    orgs: Iterable[str],
+    *,
+    client: tuple[str, str] = ("cid", "sec"),
+) -> list[str]:
+    """:func:`seed_due_token` for each of ``orgs``, in the store a process started with
+    ``config``, ``data_dir`` and ``env`` uses. Returns the refresh tokens stored."""
+    container = await build_container(load_settings(config, env=env, data_dir=data_dir), env=env)
+    try:
+        return [await seed_due_token(container, idp, org, client=client) for org in orgs]
+    finally:
+        await container.aclose()

@@ -3,9 +3,7 @@ process shares, ``worker`` still refreshes, and ``serve`` says at start-up that 
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -13,15 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from entrypoints.bootstrap import build_container
-from entrypoints.settings import load_settings
-from tests.due_tokens import provider_toml, seed_due_token
+from tests.cli import clean_env, start_cli
+from tests.due_tokens import provider_toml, seed_due_tokens
 from tests.fakes.oauth_provider import FakeOAuthProvider
 from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def shared_settings(path: Path, idp: FakeOAuthProvider) -> Path:
@@ -30,33 +25,8 @@ def shared_settings(path: Path, idp: FakeOAuthProvider) -> Path:
     return path
 
 
-async def seed(config: Path, data_dir: Path, env: dict[str, str], idp: FakeOAuthProvider) -> None:
-    container = await build_container(load_settings(config, env=env, data_dir=data_dir), env=env)
-    try:
-        await seed_due_token(container, idp, "org-1")
-    finally:
-        await container.aclose()
-
-
 def start(command: str, config: Path, data_dir: Path, env: dict[str, str], *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "entrypoints.cli",
-            command,
-            "--config",
-            str(config),
-            "--data-dir",
-            str(data_dir),
-            *extra,
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_cli(command, "--config", str(config), "--data-dir", str(data_dir), *extra, env=env)
 
 
 def stop(proc: subprocess.Popen[str]) -> str:
@@ -67,8 +37,7 @@ def stop(proc: subprocess.Popen[str]) -> str:
 
 @pytest.fixture
 def env() -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("CM_")}
-    return {**clean, "CM_MASTER_KEY": "switch-" + uuid.uuid4().hex}
+    return clean_env(CM_MASTER_KEY="switch-" + uuid.uuid4().hex)
 
 
 async def test_a_worker_refreshes_although_the_shared_file_turns_the_refresher_off(
@@ -78,7 +47,7 @@ async def test_a_worker_refreshes_although_the_shared_file_turns_the_refresher_o
         idp.register_client("cid", "sec")
         config = shared_settings(tmp_path / "cm.toml", idp)
         data_dir = tmp_path / "data"
-        await seed(config, data_dir, env, idp)
+        await seed_due_tokens(config, data_dir, env, idp, ["org-1"])
         worker = start("worker", config, data_dir, env)
         try:
             deadline = time.monotonic() + 60

@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli import clean_env, run_cli
 from tests.servers import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def serve(tmp_path: Path, config: str) -> subprocess.CompletedProcess[str]:
     file = tmp_path / "cm.toml"
     file.write_text(config, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CM_")}
     # a port in the file must not be overridden by --port, or that case would start a server
     port = [] if config.startswith("port") else ["--port", str(free_port())]
-    command = [
-        sys.executable,
-        "-m",
-        "entrypoints.cli",
-        "serve",
-        "--config",
-        str(file),
-        "--data-dir",
-        str(tmp_path / "d"),
-    ]
-    return subprocess.run([*command, *port], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+    return run_cli("serve", "--config", str(file), "--data-dir", str(tmp_path / "d"), *port)
 
 
 @pytest.mark.parametrize(
@@ -93,43 +79,23 @@ def test_bad_setting_fails_start_with_one_line(tmp_path: Path, config: str, sett
 
 
 def test_another_master_key_is_named_not_a_crash(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CM_")}
-    command = [sys.executable, "-m", "entrypoints.cli", "token", "--scoped", "--data-dir", str(tmp_path / "d")]
-    first = subprocess.run(
-        command,
-        cwd=ROOT,
-        env={**env, "CM_MASTER_KEY": "key-one"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    token = ("token", "--scoped", "--data-dir", str(tmp_path / "d"))
+    first = run_cli(*token, env=clean_env(CM_MASTER_KEY="key-one"))
     assert first.returncode == 0, first.stderr
-    second = subprocess.run(
-        command,
-        cwd=ROOT,
-        env={**env, "CM_MASTER_KEY": "key-two"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    second = run_cli(*token, env=clean_env(CM_MASTER_KEY="key-two"))
     assert second.returncode == 2
     assert second.stderr.strip().startswith("connector-manager: CM_MASTER_KEY: cannot decrypt /services/secretKeys")
     assert "key-one" not in second.stderr and "key-two" not in second.stderr
 
 
 def test_equal_user_and_scoped_secrets_are_refused(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CM_")}
-    env.update(CM_JWT_SECRET="same-secret-for-both", CM_SCOPED_JWT_SECRET="same-secret-for-both")
-    done = subprocess.run(
-        [sys.executable, "-m", "entrypoints.cli", "token", "--scoped", "--data-dir", str(tmp_path / "d")],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    same = "same-secret-for-both"
+    done = run_cli(
+        "token",
+        "--scoped",
+        "--data-dir",
+        str(tmp_path / "d"),
+        env=clean_env(CM_JWT_SECRET=same, CM_SCOPED_JWT_SECRET=same),
     )
     assert done.returncode == 2
     assert done.stderr.strip() == "connector-manager: CM_SCOPED_JWT_SECRET: must differ from the user token secret"

@@ -4,9 +4,6 @@ none lost, no invalid_grant."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -14,12 +11,11 @@ import pytest
 
 from entrypoints.bootstrap import build_container
 from entrypoints.settings import load_settings
-from tests.due_tokens import provider_toml, seed_due_token
+from tests.cli import clean_env, start_cli
+from tests.due_tokens import provider_toml, seed_due_tokens
 from tests.fakes.oauth_provider import FakeOAuthProvider
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parents[2]
 TOKENS = 200
 WORKERS = 4
 
@@ -28,17 +24,6 @@ def settings_file(path: Path, idp: FakeOAuthProvider, backend: str = "") -> Path
     settings = "refresh_batch_size = 500\nrefresh_concurrency = 16\nrun_refresher = true\n"
     path.write_text(backend + settings + provider_toml(idp), encoding="utf-8")
     return path
-
-
-async def seed(config: Path, data_dir: Path, env: dict[str, str], idp: FakeOAuthProvider) -> list[str]:
-    container = await build_container(load_settings(config, env=env, data_dir=data_dir), env=env)
-    try:
-        return [
-            await seed_due_token(container, idp, f"org-{n:03d}", client=("cid-race", "race-secret"))
-            for n in range(TOKENS)
-        ]
-    finally:
-        await container.aclose()
 
 
 @pytest.fixture(
@@ -65,33 +50,14 @@ async def test_four_worker_processes_refresh_each_token_once(tmp_path: Path, bac
     with FakeOAuthProvider(rotate_refresh_tokens=True) as idp:
         idp.register_client("cid-race", "race-secret")
         data_dir = tmp_path / "data"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CM_")}
-        env["CM_MASTER_KEY"] = "race-" + uuid.uuid4().hex
+        env = clean_env(CM_MASTER_KEY="race-" + uuid.uuid4().hex)
         config = settings_file(tmp_path / "cm.toml", idp, backend)
-        await seed(config, data_dir, env, idp)
+        orgs = [f"org-{n:03d}" for n in range(TOKENS)]
+        await seed_due_tokens(config, data_dir, env, idp, orgs, client=("cid-race", "race-secret"))
         assert idp.stats()["refresh_grants"] == 0
 
-        procs = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "entrypoints.cli",
-                    "worker",
-                    "--once",
-                    "--config",
-                    str(config),
-                    "--data-dir",
-                    str(data_dir),
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            for _ in range(WORKERS)
-        ]
+        worker = ("worker", "--once", "--config", str(config), "--data-dir", str(data_dir))
+        procs = [start_cli(*worker, env=env, merge_stderr=True) for _ in range(WORKERS)]
         outputs = [p.communicate(timeout=300)[0] for p in procs]
         assert [p.returncode for p in procs] == [0] * WORKERS, outputs
 

@@ -3,30 +3,20 @@ signing secrets: a token printed by any of them is accepted by every server amon
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.cli import clean_env, start_cli
 from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 SERVERS = 3
 TOKENS = 4
-
-
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("CM_")}
-
-
-def _cli(*args: str, data_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "entrypoints.cli", *args, "--data-dir", str(data_dir)]
 
 
 def _wait_healthy(proc: subprocess.Popen[str], url: str) -> None:
@@ -46,19 +36,17 @@ def _wait_healthy(proc: subprocess.Popen[str], url: str) -> None:
 def test_processes_started_together_agree_on_keys_and_secrets(tmp_path: Path) -> None:
     data = tmp_path / "fresh"
     ports = [free_port() for _ in range(SERVERS)]
+    at = ("--data-dir", str(data))
     token_commands = [
-        _cli("token", "--org", "org-race", "--user", f"u{n}", "--email", f"u{n}@example.com", "--admin", data_dir=data)
+        ("token", "--org", "org-race", "--user", f"u{n}", "--email", f"u{n}@example.com", "--admin", *at)
         for n in range(TOKENS)
     ]
-    serve_commands = [_cli("serve", "--port", str(port), data_dir=data) for port in ports]
+    serve_commands = [("serve", "--port", str(port), *at) for port in ports]
     # every process is started before any has finished starting: they race for master.key and
     # for the signing secrets in the (equally fresh) database
     order = [c for pair in zip(serve_commands, token_commands, strict=False) for c in pair]
     order += token_commands[SERVERS:]
-    procs = [
-        subprocess.Popen(command, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for command in order
-    ]
+    procs = [start_cli(*command, env=clean_env()) for command in order]
     servers = [p for p, c in zip(procs, order, strict=True) if c in serve_commands]
     printers = [p for p, c in zip(procs, order, strict=True) if c in token_commands]
     try:
