@@ -5,12 +5,15 @@ from __future__ import annotations
 import itertools
 import os
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
 from hypothesis import settings as hypothesis_settings
 
 from connector_core.catalog import Catalog, load_default_catalog
+from tests import servers
+from tests.servers import ServerProcess
 
 # Hypothesis: CI runs the same examples every time (a red build is reproducible from its log, and
 # a green one is not luck) with no time limit per example on a shared machine; elsewhere the
@@ -54,14 +57,12 @@ def t0() -> datetime:
 
 # -- real servers (started on first use, one per session) ---------------------------------
 
-_SERVERS: dict[str, object] = {}
+_SERVERS: dict[str, ServerProcess] = {}
 
 
-def _server(name: str, factory):  # type: ignore[no-untyped-def]
-    from tests import servers
-
+def _server(name: str, factory: Callable[[], ServerProcess]) -> ServerProcess:
     if name not in _SERVERS:
-        proc = getattr(servers, factory)()
+        proc = factory()
         proc.start()
         _SERVERS[name] = proc
     return _SERVERS[name]
@@ -69,48 +70,46 @@ def _server(name: str, factory):  # type: ignore[no-untyped-def]
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for proc in _SERVERS.values():
-        proc.close()  # type: ignore[attr-defined]
+        proc.close()
     _SERVERS.clear()
 
 
 @pytest.fixture(scope="session")
-def mongo_server():  # type: ignore[no-untyped-def]
-    """The MongoDB-compatible server (SecantusDB) as a ServerProcess."""
-    return _server("mongo", "mongo")
+def mongo_server() -> ServerProcess:
+    """The MongoDB-compatible server (SecantusDB)."""
+    return _server("mongo", servers.mongo)
 
 
 @pytest.fixture(scope="session")
-def mongo_url(mongo_server) -> str:  # type: ignore[no-untyped-def]
-    import os
-
+def mongo_url(mongo_server: ServerProcess) -> str:
     return os.environ.get("CM_TEST_MONGO_URL") or f"mongodb://127.0.0.1:{mongo_server.port}/?directConnection=true"
 
 
 @pytest.fixture(scope="session")
-def kafka_server():  # type: ignore[no-untyped-def]
-    return _server("kafka", "kafka")
+def kafka_server() -> ServerProcess:
+    return _server("kafka", servers.kafka)
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(kafka_server) -> str:  # type: ignore[no-untyped-def]
+def kafka_bootstrap(kafka_server: ServerProcess) -> str:
     return f"127.0.0.1:{kafka_server.port}"
 
 
 @pytest.fixture(scope="session")
-def etcd_server():  # type: ignore[no-untyped-def]
-    return _server("etcd", "etcd")
+def etcd_server() -> ServerProcess:
+    return _server("etcd", servers.etcd)
 
 
 @pytest.fixture(scope="session")
-def etcd_endpoint(etcd_server) -> tuple[str, int]:  # type: ignore[no-untyped-def]
+def etcd_endpoint(etcd_server: ServerProcess) -> tuple[str, int]:
     return ("127.0.0.1", etcd_server.port)
 
 
 @pytest.fixture(scope="session")
-def redis_server():  # type: ignore[no-untyped-def]
-    return _server("redis", "redis")
+def redis_server() -> ServerProcess:
+    return _server("redis", servers.redis)
 
 
 @pytest.fixture(scope="session")
-def redis_url(redis_server) -> str:  # type: ignore[no-untyped-def]
+def redis_url(redis_server: ServerProcess) -> str:
     return f"redis://127.0.0.1:{redis_server.port}/0"

@@ -58,8 +58,8 @@ def _children(obj: object) -> Iterator[object]:
         yield from obj.values()
     elif isinstance(obj, list | tuple | set | frozenset):
         yield from obj
-    elif attrs.has(type(obj)):
-        for a in attrs.fields(type(obj)):
+    elif attrs.has(cls := type(obj)):
+        for a in attrs.fields(cls):
             yield getattr(obj, a.name, None)
     else:
         yield from getattr(obj, "__dict__", {}).values()
