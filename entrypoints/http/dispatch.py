@@ -14,7 +14,7 @@ from connector_core.errors import ConnectorManagerError, Unavailable
 from entrypoints.http.auth import authenticate
 from entrypoints.http.endpoint import Call, Endpoint
 from entrypoints.http.errors import HTTP_CODES, error_response, from_exception
-from entrypoints.http.idempotency import IdempotencyKeyReused, idempotency_key, run_once
+from entrypoints.http.idempotency import idempotency_key, run_once
 from entrypoints.http.proxy import proxy
 from entrypoints.http.state import ApiState
 from entrypoints.http.validation import (
@@ -33,7 +33,6 @@ HTTP_LAYER_STATUS: dict[type[ConnectorManagerError], int] = {
     RequestTimeout: 408,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
-    IdempotencyKeyReused: 422,
 }
 
 StateGetter = Callable[[], ApiState]

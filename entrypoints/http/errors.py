@@ -10,7 +10,6 @@ from starlette.responses import JSONResponse
 from connector_core.errors import (
     BackendError,
     Conflict,
-    ConnectorDisabled,
     ConnectorManagerError,
     CryptoError,
     DomainRuleViolation,
@@ -28,9 +27,9 @@ from connector_core.errors import (
 
 #: most specific first
 STATUS_TABLE: list[tuple[type[ConnectorManagerError], int]] = [
-    (ConnectorDisabled, 409),
     (ValidationError, 400),
-    (DomainRuleViolation, 400),
+    # well-formed, but refused in the resource's current state (not configured, disabled, ...)
+    (DomainRuleViolation, 409),
     (OAuthError, 400),
     (Unauthenticated, 401),
     (PermissionDenied, 403),

@@ -3,7 +3,7 @@ instead of acting twice.
 
 The key is claimed per org before the handler runs (a second request with the key while the
 first still runs gets ``409 IDEMPOTENCY_KEY_IN_USE``; the same key with another method, path or
-body gets ``422 IDEMPOTENCY_KEY_REUSED``). The answer is kept for a day and replayed with
+body gets ``409 IDEMPOTENCY_KEY_REUSED``). The answer is kept for a day and replayed with
 ``Idempotent-Replayed: true``:
 
 - a success (2xx) is kept;
@@ -47,8 +47,8 @@ _VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _NO_ORG = "*"
 
 
-class IdempotencyKeyReused(ConnectorManagerError):
-    """The key was used for another request (method, path or body): 422."""
+class IdempotencyKeyReused(Conflict):
+    """The key was used for another request (method, path or body)."""
 
     code = "IDEMPOTENCY_KEY_REUSED"
 

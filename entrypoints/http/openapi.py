@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from entrypoints.http import schemas
 from entrypoints.http.auth import Access
 from entrypoints.http.endpoint import Endpoint
 from entrypoints.http.errors import ERROR_SCHEMA
+from entrypoints.http.openapi_specialise import for_connector, for_settings
 from entrypoints.http.routes import ENDPOINTS
+
+if TYPE_CHECKING:
+    from entrypoints.bootstrap import Container
 
 _ERROR_TEXT = {
     400: "Invalid input (VALIDATION_ERROR lists each field path)",
     401: "Missing, malformed, expired or wrongly signed token",
     403: "Not allowed (not an admin, missing scope)",
     404: "Unknown connector or resource",
-    409: "Concurrent change or state conflict (IDEMPOTENCY_KEY_IN_USE: a request with the key is running)",
+    409: "Refused in the current state (not configured, disabled), a concurrent change, or an Idempotency-Key"
+    " still in use or used for another request",
+    408: "The request body did not arrive within 10 s",
     413: "Body larger than 1 MiB",
     415: "Content-Type is not application/json",
-    422: "The Idempotency-Key was used for another request (IDEMPOTENCY_KEY_REUSED)",
     500: "Unexpected error",
     502: "The OAuth provider failed",
     503: "A dependency is unavailable",
@@ -63,8 +68,13 @@ def _operation(endpoint: Endpoint, components: dict[str, Any]) -> dict[str, Any]
             }
         )
     errors = {401, 403} if endpoint.access is not Access.PUBLIC else set()
+    # every route reads its body (the size and time limits hold for all): 408, 413; a malformed
+    # Content-Length is 400
+    errors |= {400, 408, 413}
+    if endpoint.body is not None:
+        errors.add(415)
     if endpoint.method != "GET":
-        errors |= {400, 409, 422}  # a malformed key, a key still in use, a key used for another request
+        errors.add(409)  # an Idempotency-Key still in use or used for another request
     # every route may meet an unexpected error (500) or a dependency that is down (503)
     errors |= set(endpoint.errors) | {500, 503}
     if endpoint.access is Access.USER:
@@ -101,7 +111,11 @@ def _operation(endpoint: Endpoint, components: dict[str, Any]) -> dict[str, Any]
     return op
 
 
-def openapi_document(container: Any = None) -> dict[str, Any]:
+def openapi_document(container: Container | None = None) -> dict[str, Any]:
+    """The document. Without a container (docs/api.md): ``{name}`` routes once, generic. With
+    the serving container (``GET /openapi.json``): one path per connector of its catalog, each
+    with that connector's configuration and filter schemas, and the OAuth base URLs its
+    settings allow, so the document says exactly what this deployment accepts."""
     paths: dict[str, dict[str, Any]] = {}
     components: dict[str, Any] = {
         "Error": ERROR_SCHEMA,
@@ -109,7 +123,17 @@ def openapi_document(container: Any = None) -> dict[str, Any]:
         **schemas.COMPONENTS,
     }
     for endpoint in ENDPOINTS:
-        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(endpoint, components)
+        if container is not None and "{name}" in endpoint.path:
+            for entry in container.catalog:
+                path = endpoint.path.replace("{name}", entry.key)
+                paths.setdefault(path, {})[endpoint.method.lower()] = for_connector(
+                    _operation(endpoint, components), endpoint, entry, container.settings
+                )
+            continue
+        op = _operation(endpoint, components)
+        if container is not None:
+            op = for_settings(op, container.settings)
+        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = op
     return {
         "openapi": "3.1.0",
         "info": {

@@ -92,7 +92,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Build the provider's authorization URL (state + PKCE kept server-side)",
         schemas.AUTHORIZE_VIEW,
         query=schemas.AUTHORIZE_QUERY,
-        errors=(400, 404),
+        errors=(400, 404, 409),
         tag="oauth",
     ),
     Endpoint(
@@ -103,7 +103,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Finish the authorization: exchange the code, store the tokens",
         schemas.CALLBACK_VIEW,
         query=schemas.CALLBACK_QUERY,
-        errors=(400, 404, 502, 503),
+        errors=(400, 404, 409, 502, 503),
         tag="oauth",
     ),
     Endpoint(
@@ -176,6 +176,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "The newest events of the outbox (for deployments without Kafka)",
         schemas.EVENTS_VIEW,
         query=schemas.EVENTS_QUERY,
+        errors=(400,),
         tag="internal",
     ),
     Endpoint(

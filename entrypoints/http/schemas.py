@@ -4,6 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from entrypoints.http.connector_schemas import OAUTH_BASE_PATTERN
+from entrypoints.http.validation import WEB_URL_PATTERN
+
+#: a base URL the OAuth routes build the redirect URI on (its origin must also be allowed)
+OAUTH_BASE_URL: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 2048,
+    "pattern": OAUTH_BASE_PATTERN,
+    "description": "Where the browser returns: an allowed origin (oauth_allowed_origins; by default "
+    "http://localhost and http://127.0.0.1) with an optional path, no query or fragment.",
+}
+
 NAME_PARAM = {"type": "string", "minLength": 1, "maxLength": 100}
 
 CONNECTOR = {
@@ -74,7 +87,7 @@ CONFIG_BODY: dict[str, Any] = {
         "auth": {"type": "object"},
         "sync": {"type": "object"},
         "filters": {"type": "object"},
-        "baseUrl": {"type": "string", "minLength": 1, "maxLength": 2048},
+        "baseUrl": {"type": "string", "minLength": 1, "maxLength": 2048, "pattern": WEB_URL_PATTERN},
     },
     "required": ["baseUrl"],
     "additionalProperties": False,
@@ -158,7 +171,7 @@ MESSAGE = {"type": "object", "properties": {"message": {"type": "string"}}}
 
 AUTHORIZE_QUERY: dict[str, Any] = {
     "type": "object",
-    "properties": {"baseUrl": {"type": "string", "minLength": 1, "maxLength": 2048}},
+    "properties": {"baseUrl": OAUTH_BASE_URL},
     "required": ["baseUrl"],
 }
 
@@ -174,7 +187,7 @@ CALLBACK_QUERY: dict[str, Any] = {
         "state": {"type": "string", "minLength": 1, "maxLength": 512},
         "error": {"type": "string", "minLength": 1, "maxLength": 256},
         "error_description": {"type": "string", "maxLength": 2048},
-        "baseUrl": {"type": "string", "minLength": 1, "maxLength": 2048},
+        "baseUrl": OAUTH_BASE_URL,
     },
     "required": ["baseUrl"],
 }
@@ -193,7 +206,7 @@ TEMP_CODE_BODY: dict[str, Any] = {
     "type": "object",
     "properties": {
         "tempCode": {"type": "string", "minLength": 1, "maxLength": 4096},
-        "baseUrl": {"type": "string", "minLength": 1, "maxLength": 2048},
+        "baseUrl": OAUTH_BASE_URL,
     },
     "required": ["tempCode"],
     "additionalProperties": False,

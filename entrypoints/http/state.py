@@ -6,6 +6,7 @@ from jsonschema import Draft202012Validator
 
 from connector_core.catalog import thaw
 from entrypoints.bootstrap import Container
+from entrypoints.http.connector_schemas import filters_body
 from entrypoints.http.validation import FORMATS
 
 #: a body of at most 1 MiB arrives well within this on any working connection
@@ -29,6 +30,14 @@ class ApiState:
             entry = self.container.catalog.get(key)
             found = Draft202012Validator(thaw(entry.config_schema), format_checker=FORMATS)
             self._validators[key] = found
+        return found
+
+    def filters_validator(self, key: str) -> Draft202012Validator:
+        """The connector's filter body (:func:`connector_schemas.filters_body`), as documented."""
+        found = self._validators.get(f"filters:{key}")
+        if found is None:
+            found = Draft202012Validator(filters_body(self.container.catalog.get(key)), format_checker=FORMATS)
+            self._validators[f"filters:{key}"] = found
         return found
 
     async def reload(self) -> tuple[int, list[str]]:

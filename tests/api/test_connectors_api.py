@@ -112,7 +112,7 @@ async def test_schema_route(api: Api) -> None:
 
 async def test_toggle_unconfigured_says_what_is_missing(api: Api) -> None:
     r = await api.client.post(f"{P}/toggle/jira", headers=api.admin)
-    assert r.status_code == 400
+    assert r.status_code == 409
     err = r.json()["error"]
     assert err["code"] == "CONNECTOR_NOT_CONFIGURED"
     assert "auth.clientId" in err["message"] and "auth.clientSecret" in err["message"]

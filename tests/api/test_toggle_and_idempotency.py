@@ -111,7 +111,7 @@ async def test_the_same_key_for_another_request_is_422(api: Api) -> None:
         ("POST", "filters/confluence", {"filterOptions": {}}),
     ):
         r = await api.client.request(method, f"{P}/{path}", json=body, headers=_key(api, "k-1"))
-        assert r.status_code == 422, r.text
+        assert r.status_code == 409, r.text
         assert r.json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
         assert r.json()["error"]["metadata"]["errors"][0]["path"] == "Idempotency-Key"
     assert await _enabled(api) is True
@@ -128,7 +128,7 @@ async def test_keys_are_per_org(api: Api) -> None:
 
 async def test_a_refused_request_is_not_kept(api: Api) -> None:
     r = await api.client.post(f"{P}/toggle/confluence", headers=_key(api, "early"))
-    assert r.status_code == 400  # not configured yet: nothing changed
+    assert r.status_code == 409  # not configured yet: nothing changed
     await api.client.put(f"{P}/config/confluence", json=CONFLUENCE_API_TOKEN, headers=api.admin)
     r = await api.client.post(f"{P}/toggle/confluence", headers=_key(api, "early"))
     assert r.status_code == 200 and "idempotent-replayed" not in r.headers

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
+from connector_core.errors import ValidationError
 from entrypoints.http.endpoint import Call, ok
+from entrypoints.http.validation import schema_errors
 from entrypoints.http.views import filters_json
 
 
@@ -14,7 +16,15 @@ async def get_filters(call: Call) -> Response:
 
 
 async def save_filters(call: Call) -> Response:
+    entry = call.app.container.catalog.get(call.params["name"])
+    errors = schema_errors(call.app.filters_validator(entry.key), call.body, "")
+    if errors:
+        # one error per filter, named by its key (filterOptions.<key>), as the core names them
+        named: dict[str, str] = {}
+        for e in errors:
+            named.setdefault(".".join(e["path"].split(".")[:2]), e["message"])
+        raise ValidationError("invalid filterOptions", errors=[{"path": p, "message": m} for p, m in named.items()])
     view = await call.app.container.connectors.save_filters(
-        call.org_id, call.user_id, call.params["name"], call.body["filterOptions"]
+        call.org_id, call.user_id, entry.key, call.body["filterOptions"]
     )
     return ok(filters_json(view))

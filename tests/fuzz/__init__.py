@@ -1,0 +1,1 @@
+"""Generated tests against the running API (schemathesis): ``scripts/fuzz-api``."""
