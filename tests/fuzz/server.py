@@ -50,12 +50,16 @@ def _catalog(idp: FakeOAuthProvider) -> Catalog:
 
 def tokens(ttl: int = 24 * 3600) -> dict[str, str]:
     now = int(time.time())
-    user = ENV["CM_JWT_SECRET"]
-    scoped = ENV["CM_SCOPED_JWT_SECRET"]
-    common = {"org_id": ORG, "email": "fuzz@example.com", "ttl": ttl, "now": now}
+    user, scoped = ENV["CM_JWT_SECRET"], ENV["CM_SCOPED_JWT_SECRET"]
+
+    def user_token(user_id: str, *, admin: bool) -> str:
+        return issue_user_token(
+            user, user_id=user_id, org_id=ORG, email="fuzz@example.com", admin=admin, ttl=ttl, now=now
+        )
+
     return {
-        "CM_FUZZ_ADMIN_TOKEN": issue_user_token(user, user_id="fuzz-admin", admin=True, **common),  # type: ignore[arg-type]
-        "CM_FUZZ_USER_TOKEN": issue_user_token(user, user_id="fuzz-user", admin=False, **common),  # type: ignore[arg-type]
+        "CM_FUZZ_ADMIN_TOKEN": user_token("fuzz-admin", admin=True),
+        "CM_FUZZ_USER_TOKEN": user_token("fuzz-user", admin=False),
         "CM_FUZZ_SCOPED_TOKEN": issue_scoped_token(scoped, scopes=["fetch:config"], ttl=ttl, now=now, org_id=ORG),
         "CM_FUZZ_SERVICE_TOKEN": issue_scoped_token(scoped, scopes=["fetch:config"], ttl=ttl, now=now),
     }
