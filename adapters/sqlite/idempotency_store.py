@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 from adapters.sqlite.database import SQLiteDatabase
 from connector_core.ports.idempotency import IdempotencyRecord, StoredAnswer
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS idempotency_keys (
-    org_id TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL, claim_id TEXT NOT NULL,
-    expires_at REAL NOT NULL, status INTEGER, body BLOB, PRIMARY KEY (org_id, key));
-CREATE INDEX IF NOT EXISTS idempotency_keys_expiry ON idempotency_keys (expires_at);
-"""
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS idempotency_keys ("
+    " org_id TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL, claim_id TEXT NOT NULL,"
+    " expires_at REAL NOT NULL, status INTEGER, body BLOB, PRIMARY KEY (org_id, key))",
+    "CREATE INDEX IF NOT EXISTS idempotency_keys_expiry ON idempotency_keys (expires_at)",
+)
 
 
 def _record(row: tuple[str, str, float, int | None, bytes | None]) -> IdempotencyRecord:
@@ -32,7 +32,9 @@ class SQLiteIdempotencyStore:
 
     async def _schema(self) -> None:
         if not self._ready:
-            await self._db.run(lambda c: c.executescript(SCHEMA))
+            # in a write transaction (BEGIN IMMEDIATE), so that a process creating the table while
+            # another writes waits its turn (busy timeout) instead of failing as "locked"
+            await self._db.write(lambda c: [c.execute(statement) for statement in SCHEMA])
             self._ready = True
 
     async def claim(
