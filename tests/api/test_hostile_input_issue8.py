@@ -61,12 +61,13 @@ def _scoped_with(api: Api, **claims: object) -> dict[str, str]:
 async def test_a_scoped_token_with_a_malformed_org_claim_is_refused(api: Api, org: object) -> None:
     """Present but not a non-empty string: fail closed, never read it as 'unbound'."""
     headers = _scoped_with(api, orgId=org)
-    for method, path, kwargs in (
-        ("GET", f"{P}/internal/events", {}),
-        ("GET", f"{P}/internal/credentials/jira", {"params": {"orgId": "org-a"}}),
-        ("POST", f"{P}/internal/refreshIndividualConnectorToken", {"json": {"orgId": "org-a", "connector": "jira"}}),
-    ):
-        r = await api.client.request(method, path, headers=headers, **kwargs)
+    calls: list[tuple[str, str, dict[str, str], dict[str, str] | None]] = [
+        ("GET", f"{P}/internal/events", {}, None),
+        ("GET", f"{P}/internal/credentials/jira", {"orgId": "org-a"}, None),
+        ("POST", f"{P}/internal/refreshIndividualConnectorToken", {}, {"orgId": "org-a", "connector": "jira"}),
+    ]
+    for method, path, params, body in calls:
+        r = await api.client.request(method, path, headers=headers, params=params, json=body)
         assert r.status_code == 401, (path, r.text)
         assert r.json()["error"]["code"] == "UNAUTHORIZED"
     # without the claim the token is unbound, as before
