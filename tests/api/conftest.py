@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -65,7 +66,7 @@ class Api:
 
 
 @pytest.fixture(params=["no-cache", "read-cache"])
-async def api(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Api]:  # type: ignore[no-untyped-def]
+async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
     cache = "memory" if request.param == "read-cache" else "none"
     settings = load_settings(env={}, storage="memory", secrets="memory", cache=cache, data_dir=tmp_path)
     container = await build_container(settings, env={})

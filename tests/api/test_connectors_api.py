@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from entrypoints.bootstrap import Container
 from tests.api.conftest import CONFLUENCE_API_TOKEN, Api
 
 P = "/api/v1/connectors"
 
 
-async def events(api: Api) -> list[dict]:  # type: ignore[type-arg]
+async def events(api: Api) -> list[dict[str, Any]]:
     r = await api.client.get(f"{P}/internal/events", headers=api.scoped)
     assert r.status_code == 200
-    return r.json()["events"]
+    found: list[dict[str, Any]] = r.json()["events"]
+    return found
 
 
 async def test_list_has_every_catalog_connector(api: Api) -> None:
@@ -86,7 +90,7 @@ async def test_config_secrets_are_write_only(api: Api, caplog: pytest.LogCapture
         ),
     ],
 )
-async def test_config_validation_names_each_field(api: Api, body: dict, paths: list[str]) -> None:  # type: ignore[type-arg]
+async def test_config_validation_names_each_field(api: Api, body: dict[str, Any], paths: list[str]) -> None:
     r = await api.client.put(f"{P}/config/confluence", json=body, headers=api.admin)
     assert r.status_code == 400, r.text
     err = r.json()["error"]
@@ -173,7 +177,7 @@ async def test_update_app_config_reply_has_no_secret(api: Api) -> None:
     assert "googleWorkspace" in r.json()["connectors"]
 
 
-async def test_reload_swaps_without_dropping_requests_in_flight(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_reload_swaps_without_dropping_requests_in_flight(tmp_path: Path) -> None:
     import asyncio
 
     import httpx
@@ -189,7 +193,7 @@ async def test_reload_swaps_without_dropping_requests_in_flight(tmp_path) -> Non
     container = await build_container(settings, env=env)
     reloads = 0
 
-    async def reloader(old):  # type: ignore[no-untyped-def]
+    async def reloader(old: Container) -> Container:
         nonlocal reloads
         reloads += 1
         await asyncio.sleep(0.05)  # a slow rebuild: requests keep flowing meanwhile
@@ -221,7 +225,7 @@ async def test_reload_swaps_without_dropping_requests_in_flight(tmp_path) -> Non
         assert r.json()["config"]["auth"]["hasApiToken"] is True
 
 
-async def test_background_loops_follow_a_reload_and_stop_gracefully(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_background_loops_follow_a_reload_and_stop_gracefully(tmp_path: Path) -> None:
     import asyncio
 
     from entrypoints.bootstrap import build_container
@@ -234,13 +238,13 @@ async def test_background_loops_follow_a_reload_and_stop_gracefully(tmp_path) ->
     seen: list[int] = []
     finished: list[int] = []
 
-    async def loop(container, stop):  # type: ignore[no-untyped-def]
+    async def loop(container: Container, stop: asyncio.Event) -> None:
         seen.append(container.generation)
         await stop.wait()
         await asyncio.sleep(0.05)  # a pass finishing its work after the stop signal
         finished.append(container.generation)
 
-    async def reloader(old):  # type: ignore[no-untyped-def]
+    async def reloader(old: Container) -> Container:
         return await build_container(settings, env=env, infrastructure=old.infrastructure, iam=old.iam)
 
     app = create_app(first, reloader=reloader, lifespan_tasks=[loop], close_on_shutdown=True)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
 from attrs import evolve
 
 from adapters.health import NamedCheck
+from adapters.memory import MemoryStorage, MemoryUnitOfWork
+from adapters.unit_of_work_base import BufferedUnitOfWork
 from connector_core.errors import Unavailable
+from connector_core.ports.unit_of_work import UnitOfWork
 from entrypoints.bootstrap import build_container
 from entrypoints.http.app import AppHolder, create_app
 from entrypoints.settings import load_settings
@@ -49,19 +53,22 @@ async def test_health_is_503_when_a_required_dependency_is_down(api: Api) -> Non
     }
 
 
-class BrokenUnitOfWork:
-    async def __aenter__(self):  # type: ignore[no-untyped-def]
+class BrokenUnitOfWork(MemoryUnitOfWork):
+    """A unit of work whose storage cannot be reached."""
+
+    async def __aenter__(self) -> BufferedUnitOfWork:
         raise Unavailable("storage is unreachable")
 
-    async def __aexit__(self, *exc):  # type: ignore[no-untyped-def]
-        return None
+
+def broken_unit_of_work() -> UnitOfWork:
+    return BrokenUnitOfWork(MemoryStorage())
 
 
-async def test_storage_down_is_503_with_a_clear_message(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_storage_down_is_503_with_a_clear_message(tmp_path: Path) -> None:
     settings = load_settings(env={}, storage="memory", secrets="memory", data_dir=tmp_path)
     env = {"CM_MASTER_KEY": "test-master-key"}
     healthy = await build_container(settings, env=env)
-    broken_storage = evolve(healthy.storage, uow=BrokenUnitOfWork)
+    broken_storage = evolve(healthy.storage, uow=broken_unit_of_work)
     container = await build_container(settings, env=env, storage=broken_storage)
     app = create_app(container)
     from tests.api.conftest import Api as ApiT

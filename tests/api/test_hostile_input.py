@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 import jwt
@@ -45,7 +46,7 @@ async def test_body_over_one_mib(api: Api) -> None:
 
 
 async def test_body_over_one_mib_without_content_length(api: Api) -> None:
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         for _ in range(20):
             yield b"x" * 65536
 
@@ -80,7 +81,7 @@ def _token(api: Api, alg: str = "HS256", secret: str | None = None, **claims: ob
 async def test_bad_tokens_are_401(api: Api, kind: str) -> None:
     if kind == "none":
         header = "Bearer " + jwt.encode(
-            {"userId": "u", "orgId": "o", "exp": int(time.time()) + 60}, None, algorithm="none"
+            {"userId": "u", "orgId": "o", "exp": int(time.time()) + 60}, "", algorithm="none"
         )
     elif kind == "HS512":
         header = "Bearer " + _token(api, alg="HS512")

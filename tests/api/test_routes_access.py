@@ -91,7 +91,7 @@ async def test_scoped_token_without_fetch_config_is_forbidden(api: Api) -> None:
     assert r.status_code == 403
 
 
-@pytest.mark.parametrize("endpoint", [c for c in CASES if c.values[0].access is Access.ADMIN])
+@pytest.mark.parametrize("endpoint", [c for c, e in zip(CASES, ENDPOINTS, strict=True) if e.access is Access.ADMIN])
 async def test_other_org_sees_nothing(api: Api, endpoint: Any) -> None:
     """Org A configures and enables Confluence; org B's admin gets only its own blank state."""
     r = await api.client.put("/api/v1/connectors/config/confluence", json=CONFLUENCE_API_TOKEN, headers=api.admin)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from connector_core.errors import Conflict, RetryableProviderError
-from connector_core.tokens import RefreshPolicy, TokenLifecycle, TokenStatus
+from connector_core.tokens import RefreshPolicy, TokenLifecycle, TokenRecord, TokenStatus
 from tests.builders import token_record
 from tests.conftest import CountingIds, SeededRandom
 from tests.contract.conftest import Harness
@@ -139,7 +139,7 @@ async def test_due_before_orders_limits_and_respects_backoff(harness: Harness) -
     assert first.id in [r.id for r in await _due(harness, later + timedelta(seconds=1), 10)]
 
 
-async def _due(harness: Harness, moment, limit):  # type: ignore[no-untyped-def]
+async def _due(harness: Harness, moment: datetime, limit: int) -> list[TokenRecord]:
     async with harness.uow() as uow:
         found = await uow.tokens.due_before(moment, 1000)
     mine = [r for r in found if r.id.startswith("due-")]

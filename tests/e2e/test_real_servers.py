@@ -21,8 +21,8 @@ import aetcd
 import httpx
 import pytest
 
-from tests.contract.backends.kafka import read_back
-from tests.servers import free_port
+from tests.contract.backends.kafka import Received, read_back
+from tests.servers import ServerProcess, free_port
 
 pytestmark = [pytest.mark.mongo, pytest.mark.etcd, pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
 
@@ -180,7 +180,7 @@ def test_two_processes_on_real_servers(
         toggles = [e for e in events if e["eventType"] in ("appEnabled", "appDisabled")]
         assert [e["eventType"] for e in toggles] == ["appEnabled", "appDisabled"]
         received = asyncio.run(read_back(kafka_bootstrap, [e["eventId"] for e in toggles], topics=["entity-events"]))
-        first = {}
+        first: dict[str, Received] = {}
         for rec in received:
             first.setdefault(rec.event_id, rec)
         assert set(first) == {e["eventId"] for e in toggles}
@@ -222,8 +222,8 @@ def test_two_processes_on_real_servers(
 def test_outages_are_quick_503s_and_heal(
     deployment: tuple[Path, dict[str, str]],
     tmp_path: Path,
-    mongo_server,  # type: ignore[no-untyped-def]
-    etcd_server,
+    mongo_server: ServerProcess,
+    etcd_server: ServerProcess,
 ) -> None:
     config, env = deployment
     a = Serve(config, tmp_path / "a", env)

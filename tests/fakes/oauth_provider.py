@@ -354,6 +354,7 @@ class _State:
             basic = (unquote_plus(cid), unquote_plus(secret))
         if basic and "client_secret" in form:
             raise OAuthError("invalid_request", "more than one client authentication method")
+        secret_: str | None
         if basic:
             if form.get("client_id", basic[0]) != basic[0]:
                 raise OAuthError("invalid_client", "client_id mismatch", 401)
@@ -760,8 +761,9 @@ class _ProviderAPI:
     def is_access_token_valid(self, token: str) -> bool:
         return bool(self._op("is_access_token_valid", {"token": token}))
 
-    def is_refresh_token_valid(self, token: str) -> bool:
-        return bool(self._op("is_refresh_token_valid", {"token": token}))
+    def is_refresh_token_valid(self, token: str | None) -> bool:
+        """Whether ``token`` is a live refresh token (a missing one is not)."""
+        return token is not None and bool(self._op("is_refresh_token_valid", {"token": token}))
 
     def lineage_of(self, refresh_token: str) -> str | None:
         result = self._op("lineage_of", {"refresh_token": refresh_token})

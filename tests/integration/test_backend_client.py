@@ -42,9 +42,10 @@ def sleeps() -> Sleeps:
     return Sleeps()
 
 
-def make_client(base_url: str, sleeps: Sleeps, **kwargs: object) -> HttpxBackendClient:
-    options: dict[str, object] = {"timeout": 2.0, "backoff_base": 0.4, "sleep": sleeps, **kwargs}
-    return HttpxBackendClient(base_url, **options)  # type: ignore[arg-type]
+def make_client(
+    base_url: str, sleeps: Sleeps, *, timeout: float = 2.0, check_timeout: float = 2.0
+) -> HttpxBackendClient:
+    return HttpxBackendClient(base_url, timeout=timeout, backoff_base=0.4, sleep=sleeps, check_timeout=check_timeout)
 
 
 @pytest.fixture

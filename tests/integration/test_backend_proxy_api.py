@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -28,7 +29,7 @@ def backend() -> Iterator[FakeBackend]:
 
 
 @pytest.fixture
-async def proxied(backend: FakeBackend, tmp_path) -> AsyncIterator[tuple[httpx.AsyncClient, Container]]:  # type: ignore[no-untyped-def]
+async def proxied(backend: FakeBackend, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Container]]:
     env = {"CM_MASTER_KEY": "proxy-tests"}
     settings = load_settings(
         env=env,

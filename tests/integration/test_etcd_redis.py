@@ -89,7 +89,8 @@ async def test_etcd_holds_only_ciphertext_under_the_encrypted_store(etcd_endpoin
 
         got = await secrets_store.get("/services/connectors/atlassian/config/org-1")
         assert got is not None and json.loads(got.value) == config
-        assert got.revision == (await store.get("/services/connectors/atlassian/config/org-1")).revision  # type: ignore[union-attr]
+        raw_entry = await store.get("/services/connectors/atlassian/config/org-1")
+        assert raw_entry is not None and got.revision == raw_entry.revision
     finally:
         await raw_client.close()
         await store.aclose()

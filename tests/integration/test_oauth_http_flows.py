@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -80,7 +81,7 @@ class Client:
 
 
 @pytest.fixture
-async def client(idp: FakeOAuthProvider, tmp_path) -> AsyncIterator[Client]:  # type: ignore[no-untyped-def]
+async def client(idp: FakeOAuthProvider, tmp_path: Path) -> AsyncIterator[Client]:
     env = {"CM_MASTER_KEY": "oauth-flow-tests"}
     settings = load_settings(env=env, storage="sqlite", data_dir=tmp_path, run_refresher=False)
     container = await build_container(settings, env=env, catalog=pointed_at(idp))

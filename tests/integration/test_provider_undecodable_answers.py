@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -31,7 +32,7 @@ def provider() -> Iterator[FakeBackend]:
 
 
 @pytest.fixture
-async def api(provider: FakeBackend, tmp_path) -> AsyncIterator[tuple[httpx.AsyncClient, Container]]:  # type: ignore[no-untyped-def]
+async def api(provider: FakeBackend, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Container]]:
     entries = []
     for entry in load_default_catalog():
         assert entry.oauth is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from attrs import define, field
@@ -15,7 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from adapters.system import ManualClock
 from connector_core.catalog import CatalogEntry, load_default_catalog
-from connector_core.errors import DomainRuleViolation, NotConfigured
+from connector_core.errors import ConnectorManagerError, DomainRuleViolation, NotConfigured
 from connector_core.model.connector import AuthState, Connector, ConnectorConfig, EventRoutes
 from connector_core.model.events import (
     ENTITY_TOPIC,
@@ -35,6 +35,8 @@ from tests.conftest import CountingIds
 CATALOG = load_default_catalog()
 KEYS = tuple(CATALOG.keys)
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+#: the kind of error a refused command raises
+Refusal = TypeVar("Refusal", bound=ConnectorManagerError)
 ORG = "org-1"
 OAUTH = "OAUTH"
 AUTHORIZATION = "authorization (complete the OAuth flow)"
@@ -126,6 +128,7 @@ def configs(draw: st.DrawFn, entry: CatalogEntry, current: ConnectorConfig) -> t
             auth["authType"] = auth_type
         for name, sub in auth_properties(entry).items():
             path = f"auth.{name}"
+            choice: bool | str | None
             if sub.get("type") == "boolean":
                 choice = draw(st.sampled_from([None, True, False]))
             elif path in required:
@@ -209,7 +212,7 @@ class ConnectorMachine(RuleBasedStateMachine):
         if by is not None:
             model.last_by = by
 
-    def _expect_events(self, key: str, expected: list[tuple[type[DomainEvent], dict[str, Any]]]):
+    def _expect_events(self, key: str, expected: list[tuple[type[DomainEvent], dict[str, Any]]]) -> list[DomainEvent]:
         connector = self.connectors[key]
         events = connector.pull_events()
         assert [type(e) for e in events] == [cls for cls, _ in expected], events
@@ -228,7 +231,7 @@ class ConnectorMachine(RuleBasedStateMachine):
                 assert value not in text, f"value {value!r} leaked into {text}"
         return events
 
-    def _refused(self, key: str, error: type[Exception], command: Any) -> pytest.ExceptionInfo:
+    def _refused(self, key: str, error: type[Refusal], command: Any) -> pytest.ExceptionInfo[Refusal]:
         connector = self.connectors[key]
         before = connector.snapshot()
         with pytest.raises(error) as info:
@@ -637,9 +640,10 @@ def test_enabling_names_only_what_is_still_missing(ids: CountingIds) -> None:
 def test_a_configured_oauth_connector_still_needs_an_authorization(ids: CountingIds) -> None:
     entry, connector = _new("googleWorkspace", ids)
     events = _configure(entry, connector, ids, auth={"clientId": "cid-123"}, secrets={"auth.clientSecret"})
-    assert [type(e) for e in events] == [ConnectorConfigured, AuthStatusChanged]
-    assert events[0].changed_fields == ("auth.clientId", "auth.clientSecret", "baseUrl")  # type: ignore[attr-defined]
-    assert events[1].status == "NOT_AUTHENTICATED"  # type: ignore[attr-defined]
+    configured, status = events
+    assert isinstance(configured, ConnectorConfigured) and isinstance(status, AuthStatusChanged)
+    assert configured.changed_fields == ("auth.clientId", "auth.clientSecret", "baseUrl")
+    assert status.status == "NOT_AUTHENTICATED"
     assert "cid-123" not in repr(events)
     with pytest.raises(NotConfigured) as info:
         connector.enable(entry, sync_action=SyncAction.IMMEDIATE, by="u1", now=T0, ids=ids)
@@ -760,8 +764,9 @@ def test_changing_the_client_of_an_authorized_connector_asks_for_reauthorization
     )
     assert connector.auth_status.state == AuthState.AUTHENTICATED
     events = _configure(entry, connector, ids, auth={"clientId": "cid-2"}, secrets={"auth.clientSecret"})
-    assert [type(e) for e in events] == [ConnectorConfigured, AuthStatusChanged]
-    assert events[1].status == "NEEDS_REAUTHENTICATION"  # type: ignore[attr-defined]
+    configured, status = events
+    assert isinstance(configured, ConnectorConfigured) and isinstance(status, AuthStatusChanged)
+    assert status.status == "NEEDS_REAUTHENTICATION"
     assert connector.is_enabled
 
 

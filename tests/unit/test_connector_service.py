@@ -13,6 +13,7 @@ from adapters.system import ManualClock
 from connector_core.catalog import Catalog
 from connector_core.errors import Conflict, Unavailable
 from connector_core.model.connector import AuthState
+from connector_core.model.events import ConnectorConfigured
 from connector_core.services.connectors import ConfigUpdate, ConnectorService
 from connector_core.services.context import ServiceContext, secret_path
 from tests.conftest import CountingIds, SeededRandom
@@ -109,12 +110,14 @@ async def test_a_retried_save_still_announces_the_secret_change(catalog: Catalog
     box["failures"] = 1  # the first commit conflicts, the retry succeeds
     view = await svc.update_configuration("org-1", "u", "googleWorkspace", update("S2"))
     events = [m.event for m in (await outbox.recent(100))[seen:]]
-    configured = [e for e in events if e.event_type == "connectorConfigured"]
-    assert len(configured) == 1 and "auth.clientSecret" in configured[0].changed_fields  # type: ignore[attr-defined]
+    configured = [e for e in events if isinstance(e, ConnectorConfigured)]
+    assert len(configured) == 1 and "auth.clientSecret" in configured[0].changed_fields
     assert await stored_secret(kv) == "S2"
 
 
-async def test_concurrent_secret_writers_lose_nothing(catalog: Catalog, t0: Any) -> None:
+async def test_concurrent_secret_writers_lose_nothing(
+    catalog: Catalog, t0: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Another writer changes the stored secrets between our read and our write: our
     compare-and-swap fails, the use case retries on the fresh value and keeps both changes."""
     box: dict[str, Any] = {"failures": 0, "error": Conflict("x")}
@@ -133,7 +136,7 @@ async def test_concurrent_secret_writers_lose_nothing(catalog: Catalog, t0: Any)
             await real_put(key, json.dumps(other))
         return await real_put(key, value, expected_revision=expected_revision)
 
-    kv.put = racing_put  # type: ignore[method-assign]
+    monkeypatch.setattr(kv, "put", racing_put)
     await svc.update_configuration("org-1", "u", "googleWorkspace", update("S2"))
     found = await kv.get(PATH)
     assert found is not None

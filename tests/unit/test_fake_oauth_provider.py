@@ -84,7 +84,8 @@ def _tokens(http: httpx.Client, idp: Idp, scopes: list[str] | None = None) -> di
     code = idp.issue_code(CID, REDIRECT, scopes or ["openid", "email"])
     resp = _code_grant(http, idp, code)
     assert resp.status_code == 200, resp.text
-    return resp.json()
+    body: dict[str, Any] = resp.json()
+    return body
 
 
 def _decode(idp: Idp, id_token: str, **kw: Any) -> dict[str, Any]:

@@ -67,8 +67,8 @@ def id_token(tenant: str) -> str:
 
 async def test_key_sets_are_bounded_least_recently_used_first() -> None:
     """Microsoft: one JWKS URL per tenant (the catalog's ``{tenantId}``)."""
-    entry = load_default_catalog().get("onedrive")
-    assert entry.oauth is not None
+    oauth = load_default_catalog().get("onedrive").oauth
+    assert oauth is not None
     provider = Provider()
 
     def keys_of(n: int) -> str:
@@ -78,7 +78,7 @@ async def test_key_sets_are_bounded_least_recently_used_first() -> None:
         client = HttpxOAuthClient(client=http, max_cached_documents=5)
 
         async def verify(n: int) -> None:
-            spec = entry.oauth.resolve({"tenantId": f"tenant-{n}"})  # type: ignore[union-attr]
+            spec = oauth.resolve({"tenantId": f"tenant-{n}"})
             await client.verify_id_token(spec, id_token=id_token(f"tenant-{n}"), client_id="cid", nonce=None)
 
         for n in range(6):

@@ -30,7 +30,7 @@ from connector_core.errors import (
     ValidationError,
 )
 from connector_core.model.connector import AuthState
-from connector_core.model.events import DomainEvent, SyncAction, TokenEvent
+from connector_core.model.events import AppEnabled, DomainEvent, SyncAction, TokenEvent
 from connector_core.ports.oauth_provider import ClientCredentials
 from connector_core.ports.unit_of_work import UnitOfWork
 from connector_core.services.connectors import ConfigUpdate, ConnectorService
@@ -243,7 +243,9 @@ async def test_google_authorization_url_carries_pkce_nonce_and_offline_params(en
     assert q["response_type"] == "code"
     assert q["client_id"] == CLIENT_ID
     assert q["redirect_uri"] == f"{BASE}/connectors/oauth/callback/googleWorkspace"
-    assert q["scope"].split(" ") == list(env.ctx.catalog.get("google").oauth.default_scopes)  # type: ignore[union-attr]
+    google = env.ctx.catalog.get("google").oauth
+    assert google is not None
+    assert q["scope"].split(" ") == list(google.default_scopes)
     assert q["access_type"] == "offline" and q["prompt"] == "consent"
     assert q["code_challenge_method"] == "S256"
     assert q["nonce"]
@@ -470,8 +472,9 @@ async def test_callback_stores_tokens_and_enables_the_granted_apps(env: Env) -> 
     kinds = [e.event_type for e in events]
     assert kinds[-3:] == ["connectorAuthStatusChanged", "appEnabled", "TOKEN_CREATED"]
     app_enabled = events[-2]
-    assert app_enabled.sync_action == SyncAction.IMMEDIATE  # type: ignore[attr-defined]
-    assert app_enabled.apps == ("DRIVE", "GMAIL")  # type: ignore[attr-defined]
+    assert isinstance(app_enabled, AppEnabled)
+    assert app_enabled.sync_action == SyncAction.IMMEDIATE
+    assert app_enabled.apps == ("DRIVE", "GMAIL")
     assert env.storage.states == {}
 
 
@@ -747,7 +750,7 @@ def flaky_env(catalog: Catalog, t0: Any, error: Exception) -> tuple[Env, dict[st
                 raise error
             await self.inner.commit()
 
-    env = make_env(catalog, t0, uow=FlakyUow)  # type: ignore[arg-type]
+    env = make_env(catalog, t0, uow=FlakyUow)
     storage_box.append(env.storage)
     return env, fail
 

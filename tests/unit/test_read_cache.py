@@ -155,9 +155,10 @@ async def test_values_round_trip_and_null_is_not_cached(source: Source) -> None:
 
     calls = 0
 
-    async def nothing() -> None:
+    async def nothing() -> dict[str, Any] | None:
         nonlocal calls
         calls += 1
+        return None
 
     assert await rc.get_or_load("org-1", "missing", nothing) is None
     assert await rc.get_or_load("org-1", "missing", nothing) is None

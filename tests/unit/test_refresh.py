@@ -12,7 +12,7 @@ import pytest
 from attrs import define, field
 
 from adapters.memory import MemoryKeyValueStore, MemoryLeaseLock, MemoryOAuthStateStore
-from adapters.memory.storage import MemoryOutboxReader, MemoryStorage
+from adapters.memory.storage import MemoryOutboxReader, MemoryStorage, MemoryUnitOfWork
 from adapters.system import ManualClock
 from connector_core.catalog import Catalog, OAuthSpec
 from connector_core.errors import (
@@ -28,6 +28,7 @@ from connector_core.model.events import TokenEvent
 from connector_core.ports.lock import Lease
 from connector_core.ports.oauth_provider import ClientCredentials
 from connector_core.ports.oauth_state import PendingAuthorization
+from connector_core.ports.unit_of_work import UnitOfWork
 from connector_core.services.context import ServiceContext
 from connector_core.services.providers import ResolvedProvider
 from connector_core.services.refresh import RefreshReport, TokenRefresher
@@ -231,25 +232,28 @@ def env(catalog: Catalog, t0: Any) -> Env:
     return make_env(catalog, t0)
 
 
+class FlakyTokenCommits(MemoryUnitOfWork):
+    """A unit of work whose commit fails while ``box["left"]`` says so, when it carries a token."""
+
+    def __init__(self, storage: MemoryStorage, box: dict[str, int]) -> None:
+        super().__init__(storage)
+        self.box = box
+
+    async def commit(self) -> None:
+        if self._staged_tokens:
+            self.box["attempts"] += 1
+            if self.box["left"]:
+                self.box["left"] -= 1
+                raise Unavailable("storage is down")
+        await super().commit()
+
+
 def failing_commits(env: Env, failures: int) -> dict[str, int]:
     """The token store is down for the next ``failures`` commits that carry a token."""
     box = {"left": failures, "attempts": 0}
-    real = env.storage.unit_of_work
 
-    def flaky() -> Any:
-        uow = real()
-        commit = uow.commit
-
-        async def failing_commit() -> None:
-            if uow._staged_tokens:
-                box["attempts"] += 1
-                if box["left"]:
-                    box["left"] -= 1
-                    raise Unavailable("storage is down")
-            await commit()
-
-        uow.commit = failing_commit  # type: ignore[method-assign]
-        return uow
+    def flaky() -> UnitOfWork:
+        return FlakyTokenCommits(env.storage, box)
 
     env.ctx.uow = flaky
     return box
@@ -378,7 +382,8 @@ async def test_missing_client_configuration_rests_the_token(catalog: Catalog, t0
     env.make_due()
     assert await env.refresher.refresh_due() == RefreshReport(failed=1)
     assert env.provider.calls == []
-    assert "clientSecret" in (await env.token()).last_error  # type: ignore[operator]
+    last_error = (await env.token()).last_error
+    assert last_error is not None and "clientSecret" in last_error
 
 
 # -- re-authorization ----------------------------------------------------------------------------
@@ -444,18 +449,20 @@ async def test_a_held_lease_skips_the_token(env: Env) -> None:
     assert env.provider.calls == []
 
 
-async def test_record_is_read_again_after_taking_the_lease(catalog: Catalog, t0: Any) -> None:
+async def test_record_is_read_again_after_taking_the_lease(
+    catalog: Catalog, t0: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env = make_env(catalog, t0)
     seeded = await env.seed()
     env.make_due()
     real_acquire = env.lock.acquire
 
-    async def acquire_after_another_worker(name: str, ttl: float, *, wait: float = 0.0) -> Lease | None:
+    async def acquire_after_another_worker(name: str, ttl_seconds: float, *, wait: float = 0.0) -> Lease | None:
         # Between the due query and this lease another worker refreshed the token.
         await env.refreshed_elsewhere(seeded.id)
-        return await real_acquire(name, ttl, wait=wait)
+        return await real_acquire(name, ttl_seconds, wait=wait)
 
-    env.lock.acquire = acquire_after_another_worker  # type: ignore[method-assign]
+    monkeypatch.setattr(env.lock, "acquire", acquire_after_another_worker)
     assert await env.refresher.refresh_due() == RefreshReport(skipped=1)
     assert env.provider.calls == []
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -30,7 +31,12 @@ class Env:
     def event(self, connector: str = "confluence", org: str = "org-1") -> DomainEvent:
         self._n += 1
         now = self.clock.now() + timedelta(milliseconds=self._n)
-        common = {"event_id": f"ev-{self._n:04d}", "occurred_at": now, "org_id": org, "connector_key": connector}
+        common: dict[str, Any] = {
+            "event_id": f"ev-{self._n:04d}",
+            "occurred_at": now,
+            "org_id": org,
+            "connector_key": connector,
+        }
         if self._n % 3 == 0:
             return TokenEvent(
                 **common,
@@ -215,26 +221,30 @@ async def test_concurrent_relays_never_publish_the_same_batch_twice() -> None:
     assert env.published_ids() == ids  # exactly once, in order
 
 
+class CountingPublisher(MemoryEventPublisher):
+    """Counts every attempt to publish, failed or not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts = 0
+
+    async def publish(self, messages: Sequence[OutboxMessage]) -> None:
+        self.attempts += 1
+        await super().publish(messages)
+
+
 async def test_run_forever_rides_out_an_outage_and_logs_it_once(caplog: pytest.LogCaptureFixture) -> None:
     env = Env(batch_size=2)
-    relay = OutboxRelay(env.reader, env.publisher, env.lock, env.clock, batch_size=2, max_backoff=0.04)
-    attempts = 0
-    original = env.publisher.publish
-
-    async def counting(messages: Sequence[OutboxMessage]) -> None:
-        nonlocal attempts
-        attempts += 1
-        await original(messages)
-
-    env.publisher.publish = counting  # type: ignore[method-assign]
+    env.publisher = publisher = CountingPublisher()
+    relay = OutboxRelay(env.reader, publisher, env.lock, env.clock, batch_size=2, max_backoff=0.04)
     env.publisher.fail = True
     ids = await env.commit_events(5)
     stop = asyncio.Event()
     caplog.set_level(logging.INFO, logger="connector_core.services.relay")
     task = asyncio.create_task(relay.run_forever(0.01, stop))
     await asyncio.sleep(0.3)
-    assert attempts >= 3  # it kept trying, backing off (0.01, 0.02, 0.04, 0.04, ...)
-    assert attempts < 30
+    assert publisher.attempts >= 3  # it kept trying, backing off (0.01, 0.02, 0.04, 0.04, ...)
+    assert publisher.attempts < 30
     assert env.publisher.published == []
     env.clock.advance(5)
     env.publisher.fail = False

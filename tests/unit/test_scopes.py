@@ -68,14 +68,10 @@ def test_scopes_for_includes_the_base_scopes_and_one_scope_per_app(entry: Catalo
 def test_apps_for_ignores_unknown_scopes(data: st.DataObject, entry: CatalogEntry) -> None:
     assert entry.oauth is not None
     mapper = ScopeMapper(entry)
-    known = sorted(entry.oauth.scope_apps)
+    scope_apps = entry.oauth.scope_apps
+    known = sorted(scope_apps)
     granted = data.draw(st.lists(st.sampled_from(known), unique=True))
-    unknown = data.draw(
-        st.lists(
-            st.text(max_size=30).filter(lambda s: s not in entry.oauth.scope_apps),  # type: ignore[union-attr]
-            max_size=5,
-        )
-    )
+    unknown = data.draw(st.lists(st.text(max_size=30).filter(lambda s: s not in scope_apps), max_size=5))
     mixed = data.draw(st.permutations([*granted, *unknown]))
     expected = tuple(a for a in entry.apps if a in {entry.oauth.scope_apps[s] for s in granted})
     assert mapper.apps_for(mixed) == expected

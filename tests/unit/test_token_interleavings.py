@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from attrs import define, field
@@ -88,7 +89,7 @@ class GatedProvider:
             self.newest = None
 
     def live(self) -> set[str]:
-        return {self.newest} - self.revoked - {None}  # type: ignore[arg-type]
+        return {t for t in (self.newest,) if t is not None} - self.revoked
 
     async def exchange_code(self, *a: Any, **k: Any) -> Mapping[str, Any]:
         raise AssertionError("not used")
@@ -212,9 +213,9 @@ async def run(plan: list[Step]) -> None:
     for action, n in plan:
         refresher = world.refreshers[n % 2]
         if action == "refresh":
-            world.start(lambda r=refresher: r.refresh_connector(ORG, KEY))
+            world.start(partial(refresher.refresh_connector, ORG, KEY))
         elif action == "refresh due":
-            world.start(lambda r=refresher: r.refresh_due())
+            world.start(refresher.refresh_due)
         elif action == "release" and world.provider.waiting:
             world.provider.release(n)
         elif action == "disable":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -411,8 +412,10 @@ def test_a_token_keeps_resting_through_a_long_outage() -> None:
     lifecycle = TokenLifecycle(RefreshPolicy(), SeededRandom())
     record = _record(ids)
     now = T0
+    outage = classify_token_error(503, None)
+    assert isinstance(outage, RetryableProviderError)
     for _ in range(60):
-        record.apply_retryable_failure(classify_token_error(503, None), lifecycle=lifecycle, now=now)
+        record.apply_retryable_failure(outage, lifecycle=lifecycle, now=now)
         assert record.next_attempt_at is not None
         assert now < record.next_attempt_at <= now + RefreshPolicy().cooldown_cap
         now = record.next_attempt_at
@@ -506,8 +509,10 @@ def test_apply_refresh_resets_failure_state() -> None:
     record = _record(ids)
     record.pull_events()
     now = T0 + timedelta(minutes=50)
+    outage = classify_token_error(503, None, retry_after=30)
+    assert isinstance(outage, RetryableProviderError)
     for _ in range(3):
-        record.apply_retryable_failure(classify_token_error(503, None, retry_after=30), lifecycle=lifecycle, now=now)
+        record.apply_retryable_failure(outage, lifecycle=lifecycle, now=now)
     assert record.pull_events() == []
     assert record.failure_count == 3
     assert record.next_attempt_at is not None and record.next_attempt_at >= now + timedelta(seconds=30)
@@ -776,7 +781,7 @@ class TokenRecordMachine(RuleBasedStateMachine):
     def refresh_overtaken(self, by: str, outcome: str) -> None:
         """A refresh starts, something happens to the token, then the refresh finishes."""
         self.start_refresh()
-        meanwhile = {
+        meanwhile: dict[str, Callable[[], object]] = {
             "pause": self.pause,
             "provider refusal": lambda: self.refresh_fails_for_good("invalid_grant", 400),
             "revocation": self.revoke,

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Collection, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from typing import Any
 
 from attrs import frozen
@@ -60,6 +60,12 @@ def consumer_config(bootstrap: str) -> dict[str, Any]:
     }
 
 
+def _headers(raw: Mapping[str, str | bytes | None] | list[tuple[str, str | bytes | None]] | None) -> dict[str, bytes]:
+    """A record's headers as bytes (the client may hand them over as a list or a mapping)."""
+    pairs = raw.items() if isinstance(raw, Mapping) else (raw or [])
+    return {k: v.encode() if isinstance(v, str) else v for k, v in pairs if v is not None}
+
+
 def _consume(bootstrap: str, topics: list[str], wanted: set[str], timeout: float, settle: float) -> list[Received]:
     consumer = Consumer(consumer_config(bootstrap))
     got: list[Received] = []
@@ -92,7 +98,7 @@ def _consume(bootstrap: str, topics: list[str], wanted: set[str], timeout: float
                 if error.code() in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
                     continue
                 raise AssertionError(f"consumer error: {error}")
-            headers = {k: v for k, v in (msg.headers() or []) if v is not None}
+            headers = _headers(msg.headers())
             if headers.get("eventId", b"").decode() not in wanted:
                 continue  # other tests' events on the shared topics
             got.append(
