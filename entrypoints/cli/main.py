@@ -1,0 +1,66 @@
+"""The ``connector-manager`` command line: a small main that registers every command group.
+
+A command group is a module in :mod:`entrypoints.cli.commands` that defines
+``register(commands)``; it adds its sub-command(s) with ``commands.add_parser(...)`` and sets
+``run=<function(args, settings) -> int>`` as the parser's default. Adding a command is adding a
+module: nothing here changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from types import ModuleType
+
+from connector_core.errors import ConnectorManagerError
+from entrypoints.cli import commands
+from entrypoints.cli.logs import configure_logging
+from entrypoints.cli.options import settings_from
+from entrypoints.settings import Settings
+
+log = logging.getLogger("connector_manager")
+
+DESCRIPTION = "Serve the connector manager's API, run its background worker, and manage it."
+
+#: what a command group's ``run`` default is
+Run = Callable[[argparse.Namespace, Settings], int | None]
+
+
+def command_modules() -> Iterator[ModuleType]:
+    """Every command group, in name order."""
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        if hasattr(module, "register"):
+            yield module
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="connector-manager", description=DESCRIPTION)
+    sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in command_modules():
+        module.register(sub)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    run: Run = args.run
+    try:
+        settings = settings_from(args)
+        configure_logging(settings.log_level)
+        return run(args, settings) or 0
+    except ConnectorManagerError as exc:
+        print(f"connector-manager: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one line, never a traceback that could carry a setting's value
+        print(
+            f"connector-manager: could not start ({type(exc).__name__}); run with CM_LOG_LEVEL=debug", file=sys.stderr
+        )
+        log.debug("start-up failed", exc_info=True)
+        return 1
