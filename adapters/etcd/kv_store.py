@@ -19,6 +19,7 @@ from typing import Any, Final, TypeVar
 import aetcd
 from attrs import frozen
 
+from connector_core.deadline import remaining
 from connector_core.errors import Conflict, ConnectorManagerError, Unavailable
 from connector_core.ports.kv_store import Versioned
 
@@ -132,12 +133,12 @@ class EtcdOps:
         reconnecting, once."""
         try:
             async with self.translated(what):
-                try:
-                    async with asyncio.timeout(self.timeout):
+                # one budget for both tries, cut to what is left of the request's deadline
+                async with asyncio.timeout(remaining(self.timeout)):
+                    try:
                         return await op()
-                except aetcd.exceptions.UnauthenticatedError:
-                    await self._reconnect()
-                    async with asyncio.timeout(self.timeout):
+                    except aetcd.exceptions.UnauthenticatedError:
+                        await self._reconnect()
                         return await op()
         except ConnectorManagerError:
             await self._drop_half_open_channel()

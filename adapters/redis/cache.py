@@ -27,6 +27,7 @@ import redis.exceptions as redis_errors
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from connector_core.deadline import remaining
 from connector_core.errors import ConnectorManagerError, Unavailable
 
 __all__ = ["RedisCache", "connect_redis", "redis_call", "translated"]
@@ -56,9 +57,9 @@ async def translated(what: str) -> AsyncIterator[None]:
 
 
 async def redis_call(what: str, seconds: float, op: Callable[[], Awaitable[T]]) -> T:
-    """``await op()`` within ``seconds``, errors translated."""
+    """``await op()`` within ``seconds`` (cut to what is left of the request's deadline), errors translated."""
     async with translated(what):
-        async with asyncio.timeout(seconds):
+        async with asyncio.timeout(remaining(seconds)):
             return await op()
 
 

@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from connector_core.deadline import REQUEST_BUDGET_SECONDS, deadline
 from connector_core.errors import ConnectorManagerError, Unavailable
 from entrypoints.http.auth import authenticate
 from entrypoints.http.endpoint import Call, Endpoint
@@ -44,6 +45,10 @@ def dispatch(endpoint: Endpoint, state_getter: StateGetter) -> RequestHandler:
     query_validator = make_validator(endpoint.query)
 
     async def run(request: Request) -> Response:
+        with deadline(REQUEST_BUDGET_SECONDS):  # one budget for every dependency call of the request
+            return await serve(request)
+
+    async def serve(request: Request) -> Response:
         state = state_getter()  # one snapshot per request: a reload never changes it mid-way
         try:
             container = state.container
