@@ -13,6 +13,7 @@ from connector_core.catalog import (
 )
 from connector_core.errors import (
     BackendError,
+    CommitOutcomeUnknown,
     Conflict,
     ConnectorDisabled,
     ConnectorManagerError,
@@ -82,6 +83,7 @@ __all__ = [
     "CallbackResult",
     "Catalog",
     "CatalogEntry",
+    "CommitOutcomeUnknown",
     "ConfigUpdate",
     "Conflict",
     "Connector",

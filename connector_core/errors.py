@@ -21,6 +21,7 @@ catch the whole family, and the HTTP layer maps classes to statuses in one table
     │   └── ReauthorizationRequired invalid_grant and kin: a person must re-authorize
     ├── LeaseLost                   a lock/lease expired or was taken by another owner
     ├── Unavailable                 a dependency (storage, broker, backend) is down
+    │   └── CommitOutcomeUnknown    a commit was sent, its outcome never came back
     ├── BackendError                the backend connector service answered with an error
     └── CryptoError                 a stored secret cannot be decrypted (tampered, wrong key/path)
 
@@ -155,6 +156,13 @@ class LeaseLost(ConnectorManagerError):
 
 class Unavailable(ConnectorManagerError):
     code = "SERVICE_UNAVAILABLE"
+
+
+class CommitOutcomeUnknown(Unavailable):
+    """The store went away (or hung) while committing: the unit of work may or may not have been
+    stored. The adapter settles the outcome as soon as the store answers again (it aborts the
+    transaction if it was not applied), so a read made after that shows what really happened:
+    reload before undoing anything the commit depended on."""
 
 
 class BackendError(ConnectorManagerError):

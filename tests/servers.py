@@ -86,9 +86,45 @@ class ServerProcess:
         while port_open(self.port) and time.monotonic() < deadline:
             time.sleep(0.05)
 
+    def kill(self) -> None:
+        """Die at once (SIGKILL): no shutdown, nothing flushed."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while port_open(self.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def hang(self) -> None:
+        """Freeze (SIGSTOP): connections stay open, nothing is answered, until :meth:`resume`.
+        Returns once every thread of the server is stopped (a signal is delivered a little
+        later than ``kill`` returns; a request sent meanwhile would still be answered)."""
+        assert self.proc is not None and self.proc.poll() is None
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 5
+        while not _all_threads_stopped(self.proc.pid):
+            assert time.monotonic() < deadline, f"{self.name} did not stop"
+            time.sleep(0.001)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGCONT)
+
     def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.resume()  # a frozen process ignores SIGTERM
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    tasks = pathlib.Path(f"/proc/{pid}/task")
+    try:
+        # the state follows the command name, which is in parentheses and may hold spaces
+        return all(p.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0] == "T" for p in tasks.iterdir())
+    except FileNotFoundError:  # a thread ended while we looked: look again
+        return False
 
 
 def _mongo_ready(port: int) -> bool:

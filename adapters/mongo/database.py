@@ -14,7 +14,8 @@ Collections
                           ``material``, exactly as the SQLite adapter does (:mod:`adapters.batch_writes`).
     ``outbox``            events (:mod:`adapters.mongo.outbox_reader`).
     ``oauthStates``       pending authorizations, sealed (bound to ``/oauth-state/{hash}``).
-    ``leases``            lease locks; ``counters`` holds ``outbox_seq``.
+    ``leases``            lease locks; ``counters`` holds ``outbox_seq:{org}:{connector}`` (one
+                          event sequence per connector).
 
 Standalone servers. A standalone ``mongod`` (no ``--replSet``) has no multi-document
 transactions, so it cannot give the unit of work's guarantees: a fallback to unordered
@@ -31,17 +32,33 @@ reported due or expired, and a lease never lapses, before its exact time. Lease 
 by the injected clock, never by the server's; the TTL index on ``oauthStates`` is only a backstop
 behind :meth:`~adapters.mongo.oauth_state_store.MongoOAuthStateStore.purge_expired`.
 
+Time limits. Every operation runs under one ``pymongo.timeout`` (client-side operation timeout):
+server selection, the driver's retry, a transaction's retries and its commit all share it, so
+waits never stack. It is the adapter's own timeout cut to what is left of the request's deadline
+(:mod:`connector_core.deadline`): a hung server costs a request one budget, then 503.
+
+Abandoned transactions. A transaction whose client gave up (the server hung or went away
+mid-way, or the commit's answer never came) keeps its documents locked on the server until the
+server reaps it (60 s by default): every later write of those documents would wait for it. So
+the adapter aborts what it started: such a session is handed to a background task that kills it
+(``killSessions``) as soon as the server answers again, and until that is done every operation
+of this database waits for it (within its own time limit). A commit whose answer never came is
+:class:`CommitOutcomeUnknown`; once the kill went through, the outcome is settled and a read
+shows what really happened.
+
 Errors. Driver exceptions are translated in one place, :func:`mongo_errors`: connection
-failures (server selection, reconnects, network timeouts) become :class:`Unavailable` quickly
-(``make_client`` sets 2 s server-selection/connect/socket timeouts), write conflicts and
-duplicate keys become :class:`Conflict`. Messages name the operation and the exception class,
-never document contents.
+failures and timeouts become :class:`Unavailable`; so do write conflicts that outlasted the
+time limit (a document held by another transaction is a dependency problem, answered 503, not a
+conflict between callers); duplicate keys become :class:`Conflict`. Messages name the operation
+and the exception class, never document contents.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -61,11 +78,15 @@ from pymongo.errors import (
     PyMongoError,
 )
 from pymongo.read_concern import ReadConcern
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from adapters.codec import make_json_converter
 from adapters.sealing import Sealer
-from connector_core.errors import Conflict, Unavailable
+from connector_core.deadline import remaining
+from connector_core.errors import CommitOutcomeUnknown, Conflict, Unavailable
 from connector_core.ports.clock import Clock
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Doc = dict[str, Any]
@@ -80,7 +101,6 @@ OUTBOX = "outbox"
 OAUTH_STATES = "oauthStates"
 LEASES = "leases"
 COUNTERS = "counters"
-OUTBOX_SEQ = "outbox_seq"
 
 _WRITE_CONFLICT = 112
 _DUPLICATE_KEY = 11000
@@ -109,7 +129,7 @@ def make_client(url: str, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS, *
 
 def _is_write_conflict(exc: PyMongoError) -> bool:
     if isinstance(exc, ConnectionFailure):
-        return False  # the network, not a conflict: never retried here (the driver already did)
+        return False  # the network, not a conflict
     return exc.has_error_label("TransientTransactionError") or getattr(exc, "code", None) == _WRITE_CONFLICT
 
 
@@ -130,6 +150,13 @@ def _underlying(exc: PyMongoError) -> PyMongoError:
     return exc
 
 
+def _unreachable(exc: BaseException) -> bool:
+    """The server did not answer (down, hung, too slow): our last request may still be running there."""
+    if not isinstance(exc, PyMongoError):
+        return False
+    return exc.timeout or isinstance(_underlying(exc), ConnectionFailure)
+
+
 @contextlib.contextmanager
 def mongo_errors(action: str) -> Iterator[None]:
     """Translate driver exceptions raised while doing ``action`` (re-raised ``from exc``)."""
@@ -139,15 +166,20 @@ def mongo_errors(action: str) -> Iterator[None]:
         exc = _underlying(raised)
         name = type(exc).__name__
         if raised.has_error_label("UnknownTransactionCommitResult"):
-            raise Unavailable(
-                f"MongoDB failed while committing ({action}, {name}); the outcome is unknown: reload before retrying"
+            raise CommitOutcomeUnknown(
+                f"MongoDB did not answer while committing ({action}, {name}); the outcome is unknown: "
+                "reload before retrying",
+                metadata={"dependency": "mongo"},
             ) from raised
         if isinstance(exc, ConnectionFailure):
             raise Unavailable(f"MongoDB is unreachable ({name}) while trying to {action}") from exc
         if _is_duplicate_key(exc):
             raise Conflict(f"could not {action}: the record already exists; retry") from exc
         if _is_write_conflict(exc):
-            raise Conflict(f"could not {action}: a concurrent write got there first; retry") from exc
+            # with_transaction retried until its time was up: something holds the documents
+            raise Unavailable(
+                f"MongoDB kept the documents locked ({name}) while trying to {action}; retry later"
+            ) from exc
         code = getattr(exc, "code", None)
         if code == _ILLEGAL_OPERATION and "transaction" in str(getattr(exc, "details", None) or "").lower():
             raise Unavailable(_standalone_message()) from exc
@@ -191,6 +223,7 @@ class MongoDatabase:
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         transaction_retry_seconds: float = 3.0,
         oauth_state_ttl_grace: timedelta = timedelta(hours=1),
+        abandoned_session_seconds: float = 120.0,
     ) -> None:
         self.client = client
         self.sealer = sealer
@@ -199,9 +232,11 @@ class MongoDatabase:
         self.timeout_seconds = timeout_seconds
         self.transaction_retry_seconds = transaction_retry_seconds
         self.oauth_state_ttl_grace = oauth_state_ttl_grace
-        # Commits that carry events all write counters/outbox_seq; within one process they
-        # queue here rather than spin on the server's WriteConflicts.
-        self._outbox_writers = asyncio.Lock()
+        #: how long to keep trying to kill an abandoned session (the server reaps it by itself
+        #: after its transaction lifetime limit, 60 s by default)
+        self.abandoned_session_seconds = abandoned_session_seconds
+        # background kills of abandoned sessions; every operation waits for them (module doc)
+        self._settling: set[asyncio.Task[None]] = set()
         options: CodecOptions[Doc] = CodecOptions(document_class=dict, tz_aware=True, tzinfo=UTC)
         self.db: AsyncDatabase[Doc] = client.get_database(db_name, codec_options=options)
         self.connectors: AsyncCollection[Doc] = self.db[CONNECTORS]
@@ -216,7 +251,7 @@ class MongoDatabase:
 
     async def require_transactions(self) -> None:
         """:class:`Unavailable` unless the server is a replica-set member or mongos."""
-        with mongo_errors("ask the server what it is"), pymongo.timeout(self.timeout_seconds):
+        async with self.op("ask the server what it is"):
             hello = await self.db.command("hello")
         if not hello.get("setName") and hello.get("msg") != "isdbgrid":
             raise Unavailable(_standalone_message())
@@ -224,7 +259,7 @@ class MongoDatabase:
     async def ensure_indexes(self) -> None:
         """Refuse a standalone server, then create the collections and indexes (idempotent)."""
         await self.require_transactions()
-        with mongo_errors("create the indexes"):
+        async with self.op("create the indexes"):
             existing = set(await self.db.list_collection_names())
             for name in (CONNECTORS, TOKENS, OUTBOX, OAUTH_STATES, LEASES, COUNTERS):
                 if name not in existing:
@@ -241,14 +276,15 @@ class MongoDatabase:
             )
             await self.tokens.create_index([("status", 1), ("refresh_due_at", 1)], name="due")
             await self.tokens.create_index([("expiry_notified", 1), ("expires_at", 1)], name="expiry")
-            await self.outbox.create_index([("published", 1), ("seq", 1)], name="pending")
-            await self.outbox.create_index([("event.org_id", 1), ("_id", -1)], name="by_org")
+            await self.outbox.create_index([("published", 1), ("key_seq", 1), ("_id", 1)], name="pending_by_key_seq")
+            await self.outbox.create_index([("stored_at", -1), ("key_seq", -1), ("_id", -1)], name="by_time")
+            await self.outbox.create_index(
+                [("event.org_id", 1), ("stored_at", -1), ("key_seq", -1), ("_id", -1)], name="by_org_time"
+            )
             await self._ensure_ttl_index()
             await self.leases.create_index("name", name="name_unique", unique=True)
             # leases carried fencing tokens once, from one counter per lock name kept forever
             await self.counters.delete_many({"_id": {"$regex": "^fence:"}})
-            # the hot counter exists up front, so concurrent first commits never race to create it
-            await self.counters.update_one({"_id": OUTBOX_SEQ}, {"$setOnInsert": {"value": 0}}, upsert=True)
 
     async def _create_collection(self, name: str) -> None:
         # Made up front: some servers refuse to create a collection inside a transaction.
@@ -273,41 +309,96 @@ class MongoDatabase:
     async def check(self) -> bool:
         """A ping with a short timeout; never raises."""
         try:
-            with pymongo.timeout(self.timeout_seconds):
+            with pymongo.timeout(remaining(self.timeout_seconds)):
                 await self.db.command("ping")
         except Exception:
             return False
         return True
 
     async def aclose(self) -> None:
+        for task in list(self._settling):
+            task.cancel()
+        for task in list(self._settling):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.client.close()
+
+    @contextlib.asynccontextmanager
+    async def op(self, action: str, *, seconds: float | None = None) -> AsyncIterator[None]:
+        """Do ``action`` within one time limit (``seconds``, else the database's timeout, cut to
+        what is left of the request's deadline), once earlier abandoned sessions are settled;
+        driver errors translated."""
+        budget = remaining(self.timeout_seconds if seconds is None else seconds)
+        with mongo_errors(action), pymongo.timeout(budget):
+            await self._settled(action, budget)
+            yield
 
     async def transaction(self, action: str, body: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
         """Run ``body(session)`` in one transaction with pymongo's ``with_transaction``: run
-        again while it only hit write conflicts, for up to ``transaction_retry_seconds`` (the
-        ``pymongo.timeout`` that bounds every step, commit included). The body re-reads what it
-        checks, so a retry after someone else's commit sees their versions and raises
-        :class:`Conflict`."""
-        with mongo_errors(action), pymongo.timeout(self.transaction_retry_seconds):
-            async with self.client.start_session() as session:
+        again while it only hit write conflicts, within one time limit (``transaction_retry_seconds``
+        cut to the request's deadline) that bounds every step, commit included. The body re-reads
+        what it checks, so a retry after someone else's commit sees their versions and raises
+        :class:`Conflict`. A session the server may still hold a transaction for is aborted in
+        the background (module doc)."""
+        async with self.op(action, seconds=self.transaction_retry_seconds):
+            session = self.client.start_session()
+            abandoned = False
+            try:
                 # majority: a committed token rotation or event survives a failover
                 return await session.with_transaction(
                     body, read_concern=ReadConcern("snapshot"), write_concern=WriteConcern("majority")
                 )
+            except (PyMongoError, asyncio.CancelledError) as exc:
+                abandoned = isinstance(exc, asyncio.CancelledError) or _unreachable(exc)
+                raise
+            finally:
+                if abandoned:
+                    self._abandon(session)
+                else:
+                    await session.end_session()
 
-    @contextlib.asynccontextmanager
-    async def outbox_writer(self) -> AsyncIterator[None]:
-        """This process's turn to write events; :class:`Unavailable` after waiting
-        ``transaction_retry_seconds`` (the server is slow or down: fail fast, don't pile up)."""
+    def _abandon(self, session: AsyncClientSession) -> None:
+        # A context of its own: the request's (expired) time limits must not follow the task.
+        task = asyncio.get_running_loop().create_task(
+            self._kill(session), name="mongo: abort an abandoned session", context=contextvars.Context()
+        )
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _kill(self, session: AsyncClientSession) -> None:
+        """``killSessions`` for ``session`` once the server answers (aborting its transaction and
+        releasing what it holds), then end it. Gives up when the server refuses (it answered:
+        nothing to wait for) or after ``abandoned_session_seconds`` (it has reaped it by then)."""
         try:
-            async with asyncio.timeout(self.transaction_retry_seconds):
-                await self._outbox_writers.acquire()
-        except TimeoutError:
-            raise Unavailable("MongoDB is too slow to take more event writes now; retry later") from None
-        try:
-            yield
+            retrying = AsyncRetrying(
+                retry=retry_if_exception(_unreachable),
+                wait=wait_exponential(multiplier=0.05, max=0.5),
+                stop=stop_after_delay(self.abandoned_session_seconds),
+                reraise=True,
+            )
+            async for attempt in retrying:
+                with attempt, pymongo.timeout(self.timeout_seconds):
+                    await self.client.admin.command("killSessions", [session.session_id])
+        except PyMongoError as exc:
+            log.warning(
+                "could not abort an abandoned MongoDB transaction (%s); the server reaps it", type(exc).__name__
+            )
+        else:
+            log.info("aborted a MongoDB transaction this process had to abandon")
         finally:
-            self._outbox_writers.release()
+            with contextlib.suppress(Exception):
+                await session.end_session()
+
+    async def _settled(self, action: str, budget: float) -> None:
+        """Wait (at most ``budget``) until every abandoned session of this database is killed."""
+        if not self._settling:
+            return
+        _, waiting = await asyncio.wait(set(self._settling), timeout=budget)
+        if waiting:
+            raise Unavailable(
+                f"MongoDB has not answered since a transaction was abandoned; cannot {action} yet",
+                metadata={"dependency": "mongo"},
+            )
 
     async def next_value(self, name: str, session: AsyncClientSession, *, count: int = 1) -> int:
         """Add ``count`` to counter ``name`` inside the session's transaction; the new value.

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from pymongo.errors import DuplicateKeyError
 
-from adapters.mongo.database import MongoDatabase, bson_time, mongo_errors
+from adapters.mongo.database import MongoDatabase, bson_time
 from adapters.stored_lease_lock import StoredLeaseLock
 from connector_core.ports.clock import Clock
 
@@ -19,7 +19,7 @@ class MongoLeaseLock(StoredLeaseLock):
         self._db = db
 
     async def _take(self, name: str, owner: str, now: datetime, expires: datetime) -> bool:
-        with mongo_errors(f"acquire lease {name!r}"):
+        async with self._db.op(f"acquire lease {name!r}"):
             try:
                 await self._db.leases.update_one(
                     {"name": name, "expires_at": {"$lte": now}},
@@ -31,12 +31,12 @@ class MongoLeaseLock(StoredLeaseLock):
         return True
 
     async def _drop(self, name: str, owner: str) -> bool:
-        with mongo_errors(f"release lease {name!r}"):
+        async with self._db.op(f"release lease {name!r}"):
             result = await self._db.leases.delete_one({"name": name, "owner": owner})
         return result.deleted_count == 1
 
     async def _prolong(self, name: str, owner: str, now: datetime, expires: datetime) -> bool:
-        with mongo_errors(f"extend lease {name!r}"):
+        async with self._db.op(f"extend lease {name!r}"):
             result = await self._db.leases.update_one(
                 {"name": name, "owner": owner, "expires_at": {"$gt": now}},
                 {"$set": {"expires_at": bson_time(expires)}},

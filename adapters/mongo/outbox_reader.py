@@ -1,14 +1,48 @@
-"""The outbox on MongoDB: events with ``_id`` = ``seq``, ``published`` flips once the relay
-delivered. How ``seq`` is handed out: :mod:`adapters.mongo.unit_of_work`."""
+"""The outbox on MongoDB, and how its order is kept without a hot document.
+
+Each event document holds ``partition_key`` (``org:connector``) and ``key_seq``: its place in
+that connector's sequence, taken with ``$inc`` on ``counters/outbox_seq:{partition_key}``
+inside the committing transaction (:mod:`adapters.mongo.unit_of_work`). Two commits carrying
+events of one connector write the same counter, so the second waits for the first (write
+conflict, retried) and takes the next number: ``key_seq`` order is commit order per connector,
+and a number is only visible once every smaller one of its connector is (an aborted transaction
+takes its ``$inc`` back: no gaps). Commits of different connectors share no document, so a
+transaction abandoned by a hung client holds up at most its own connector, and only until the
+adapter aborts it.
+
+The relay reads pending events sorted by ``(key_seq, _id)``: any prefix of that order holds,
+for each connector, a gap-free run of its oldest pending events, so a batch never publishes an
+event of a connector before an earlier one. (Across connectors there is no order to keep.)
+
+``_id`` is an ObjectId; :attr:`OutboxMessage.seq` is its 96-bit value as an int (documents of
+earlier versions, whose ``_id`` was the global sequence number, keep that number). The events
+route and pruning order events by ``(stored_at, key_seq, _id)``: the writer's clock, then the
+connector's sequence, then creation order.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bson import ObjectId
+
 from adapters.codec import event_from_doc
-from adapters.mongo.database import Doc, MongoDatabase, mongo_errors
+from adapters.mongo.database import Doc, MongoDatabase
 from connector_core.ports.outbox import OutboxMessage
+
+#: newest first, as the events route and pruning see the outbox
+_NEWEST_FIRST = [("stored_at", -1), ("key_seq", -1), ("_id", -1)]
+_OBJECT_ID_FLOOR = 1 << 64  # every ObjectId made after 1970 is above it; old integer ids below
+_PRUNE_CHUNK = 1000
+
+
+def seq_of(doc_id: Any) -> int:
+    return int.from_bytes(doc_id.binary, "big") if isinstance(doc_id, ObjectId) else int(doc_id)
+
+
+def id_of(seq: int) -> ObjectId | int:
+    return ObjectId(seq.to_bytes(12, "big")) if seq >= _OBJECT_ID_FLOOR else seq
 
 
 class MongoOutboxReader:
@@ -16,32 +50,38 @@ class MongoOutboxReader:
         self._db = db
 
     def _message(self, doc: Mapping[str, Any]) -> OutboxMessage:
-        return OutboxMessage(int(doc["_id"]), event_from_doc(self._db.conv, doc["event"]))
+        return OutboxMessage(seq_of(doc["_id"]), event_from_doc(self._db.conv, doc["event"]))
 
     async def pending(self, limit: int) -> Sequence[OutboxMessage]:
-        with mongo_errors("read pending events"):
-            docs = await self._db.outbox.find({"published": False}).sort("seq", 1).limit(limit).to_list()
+        async with self._db.op("read pending events"):
+            docs = (
+                await self._db.outbox.find({"published": False})
+                .sort([("key_seq", 1), ("_id", 1)])
+                .limit(limit)
+                .to_list()
+            )
         return [self._message(d) for d in docs]
 
     async def mark_published(self, seqs: Sequence[int]) -> None:
         if not seqs:
             return
-        with mongo_errors("mark events published"):
-            await self._db.outbox.update_many({"_id": {"$in": list(seqs)}}, {"$set": {"published": True}})
+        async with self._db.op("mark events published"):
+            await self._db.outbox.update_many({"_id": {"$in": [id_of(s) for s in seqs]}}, {"$set": {"published": True}})
 
     async def prune(self, keep: int, *, published_only: bool) -> int:
-        with mongo_errors("prune the outbox"):
-            newest = await self._db.outbox.find_one({}, sort=[("_id", -1)], projection={"_id": 1})
-            if newest is None:
-                return 0
-            query: Doc = {"_id": {"$lte": int(newest["_id"]) - max(0, keep)}}
-            if published_only:
-                query["published"] = True
-            result = await self._db.outbox.delete_many(query)
-        return int(result.deleted_count)
+        removed = 0
+        async with self._db.op("prune the outbox"):
+            older = (
+                self._db.outbox.find({}, projection={"_id": 1, "published": 1}).sort(_NEWEST_FIRST).skip(max(0, keep))
+            )
+            doomed = [d["_id"] async for d in older if d.get("published") or not published_only]
+            for start in range(0, len(doomed), _PRUNE_CHUNK):
+                result = await self._db.outbox.delete_many({"_id": {"$in": doomed[start : start + _PRUNE_CHUNK]}})
+                removed += int(result.deleted_count)
+        return removed
 
     async def recent(self, limit: int, *, org_id: str | None = None) -> Sequence[OutboxMessage]:
         query: Doc = {} if org_id is None else {"event.org_id": org_id}
-        with mongo_errors("read recent events"):
-            docs = await self._db.outbox.find(query).sort("_id", -1).limit(limit).to_list()
+        async with self._db.op("read recent events"):
+            docs = await self._db.outbox.find(query).sort(_NEWEST_FIRST).limit(limit).to_list()
         return [self._message(d) for d in reversed(docs)]

@@ -6,33 +6,25 @@ Every connector and token write is conditional on the version the caller loaded 
 index, is :class:`Conflict`), and the outbox events are inserted in the same transaction, so a
 state change and its events are stored together or not at all.
 
-Outbox order. Each committing transaction takes its ``seq`` numbers with ``$inc`` on the single
-``counters/outbox_seq`` document *inside* the transaction. Two transactions that both write
-events therefore write the same document: the second gets a WriteConflict and is retried after
-the first committed, so the numbers are handed out in commit order and a number is only
-visible once every smaller one is (an aborted transaction rolls its ``$inc`` back: no gaps).
-Hence ``seq`` order == commit order, for one connector and globally. The price: commits that
-carry events are serialised on that document. The ``$inc`` is the transaction's first write, so
-a loser learns it before doing any other work; losers are retried by ``with_transaction`` for up
-to ``transaction_retry_seconds``, then get :class:`Conflict`. Within one process such commits
-queue on an ``asyncio.Lock`` instead of spinning on the server (a wait longer than
-``transaction_retry_seconds`` is :class:`Unavailable`, so a slow or down server does not pile up
-requests); only commits from other processes meet as WriteConflicts.
+Events are ordered per connector, without any document that every commit writes: see
+:mod:`adapters.mongo.outbox_reader`.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from bson import ObjectId
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from adapters.batch_writes import Kind, Table, Write, connector_from_fields, plan
 from adapters.codec import event_to_doc
-from adapters.mongo.database import OUTBOX_SEQ, Doc, MongoDatabase, bson_time, mongo_errors
+from adapters.mongo.database import Doc, MongoDatabase, bson_time
 from adapters.sealing import open_token_record
 from adapters.unit_of_work_base import Batch, BufferedUnitOfWork
 from connector_core.model.connector import Connector
@@ -80,22 +72,22 @@ class MongoUnitOfWork(BufferedUnitOfWork):
         return open_token_record(db.conv, db.sealer, doc["_id"], doc["meta"], doc["material"], int(doc["version"]))
 
     async def _load_connector(self, org_id: str, key: str) -> Connector | None:
-        with mongo_errors("load a connector"):
+        async with self._db.op("load a connector"):
             doc = await self._db.connectors.find_one({"org_id": org_id, "key": key})
         return None if doc is None else self._connector(doc)
 
     async def _list_connectors(self, org_id: str) -> Sequence[Connector]:
-        with mongo_errors("list connectors"):
+        async with self._db.op("list connectors"):
             docs = await self._db.connectors.find({"org_id": org_id}).sort("key", 1).to_list(None)
         return [self._connector(d) for d in docs]
 
     async def _load_token(self, token_id: str) -> TokenRecord | None:
-        with mongo_errors("load a token record"):
+        async with self._db.op("load a token record"):
             doc = await self._db.tokens.find_one({"_id": token_id})
         return None if doc is None else self._token(doc)
 
     async def _load_token_for_connector(self, org_id: str, connector_key: str) -> TokenRecord | None:
-        with mongo_errors("load a token record"):
+        async with self._db.op("load a token record"):
             doc = await self._db.tokens.find_one({"org_id": org_id, "connector_key": connector_key})
         return None if doc is None else self._token(doc)
 
@@ -105,7 +97,7 @@ class MongoUnitOfWork(BufferedUnitOfWork):
             "refresh_due_at": {"$lte": moment},
             "$or": [{"next_attempt_at": None}, {"next_attempt_at": {"$lte": moment}}],
         }
-        with mongo_errors("find tokens due for refresh"):
+        async with self._db.op("find tokens due for refresh"):
             docs = await self._db.tokens.find(query).sort([("refresh_due_at", 1), ("_id", 1)]).limit(limit).to_list()
         return [self._token(d) for d in docs]
 
@@ -115,7 +107,7 @@ class MongoUnitOfWork(BufferedUnitOfWork):
             "status": {"$ne": str(TokenStatus.REVOKED)},
             "expires_at": {"$lte": moment},
         }
-        with mongo_errors("find expired tokens"):
+        async with self._db.op("find expired tokens"):
             docs = await self._db.tokens.find(query).sort([("expires_at", 1), ("_id", 1)]).limit(limit).to_list()
         return [self._token(d) for d in docs]
 
@@ -142,37 +134,35 @@ class MongoUnitOfWork(BufferedUnitOfWork):
         # Serialise and seal before the transaction, which should be short.
         writes = plan(batch, db.conv, db.sealer)
         stored_at = bson_time(db.clock.now())
-        events = [event_to_doc(db.conv, e) for e in batch.events]
+        events = [(e, event_to_doc(db.conv, e)) for e in batch.events]
+        per_key = sorted(Counter(e.partition_key for e in batch.events).items())
 
         async def write(s: AsyncClientSession) -> None:
-            # The counter first: the transaction's snapshot starts with it, so a writer that
-            # lost the race learns it at once (WriteConflict) instead of after all its writes.
-            first = 0
-            if events:
-                first = await db.next_value(OUTBOX_SEQ, s, count=len(events)) - len(events) + 1
+            # The connectors' event counters first: a commit that lost the race for one learns
+            # it at once (write conflict, retried) instead of after all its writes.
+            next_seq: dict[str, int] = {}
+            for key, count in per_key:
+                next_seq[key] = await db.next_value(f"outbox_seq:{key}", s, count=count) - count
             for w in writes:
                 if not await self._applied(w, s):
                     raise w.refused()
-            if events:
-                await db.outbox.insert_many(
-                    [
-                        {
-                            "_id": first + i,
-                            "seq": first + i,
-                            "topic": ev.topic,
-                            "partition_key": ev.partition_key,
-                            "event_type": ev.event_type,
-                            "event": e,
-                            "published": False,
-                            "stored_at": stored_at,
-                        }
-                        for i, (e, ev) in enumerate(zip(events, batch.events, strict=True))
-                    ],
-                    session=s,
+            if not events:
+                return
+            docs = []
+            for event, doc in events:
+                next_seq[event.partition_key] += 1
+                docs.append(
+                    {
+                        "_id": ObjectId(),
+                        "key_seq": next_seq[event.partition_key],
+                        "topic": event.topic,
+                        "partition_key": event.partition_key,
+                        "event_type": event.event_type,
+                        "event": doc,
+                        "published": False,
+                        "stored_at": stored_at,
+                    }
                 )
+            await db.outbox.insert_many(docs, session=s)
 
-        if not events:
-            await db.transaction("commit a unit of work", write)
-            return
-        async with db.outbox_writer():
-            await db.transaction("commit a unit of work", write)
+        await db.transaction("commit a unit of work", write)

@@ -12,7 +12,8 @@ from connector_core.model.events import DomainEvent
 
 @frozen
 class OutboxMessage:
-    """A stored event; ``seq`` orders all events of one store (and so of one connector)."""
+    """A stored event. ``seq`` identifies it in its store (what :meth:`OutboxReader.mark_published`
+    takes); the order that matters is per connector (partition key), see :meth:`OutboxReader.pending`."""
 
     seq: int
     event: DomainEvent
@@ -26,7 +27,9 @@ class Outbox(Protocol):
 
 class OutboxReader(Protocol):
     async def pending(self, limit: int) -> Sequence[OutboxMessage]:
-        """Unpublished messages of committed units of work, in ``seq`` order."""
+        """Unpublished messages of committed units of work, at most ``limit``: for every connector
+        (partition key), a gap-free run of its oldest unpublished events in commit order, so a
+        batch never holds an event of a connector without every earlier pending one."""
         ...
 
     async def mark_published(self, seqs: Sequence[int]) -> None:

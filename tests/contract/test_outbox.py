@@ -132,3 +132,38 @@ async def test_prune_keeps_the_newest_and_never_an_unpublished_event(harness: Ha
     # outbox-only deployments: everything but the newest goes
     await harness.outbox.prune(1, published_only=False)
     assert [m.seq for m in await harness.outbox.recent(100, org_id=o)] == [mine[-1].seq]
+
+
+async def test_a_pending_batch_of_any_size_holds_each_connectors_oldest_events_in_order(
+    harness: Harness, catalog: Catalog
+) -> None:
+    """The relay publishes ``pending(limit)`` as a batch: whatever the limit, the events of one
+    connector in it are that connector's oldest pending events, in commit order (an event is
+    never published before an earlier one of its connector)."""
+    now = harness.clock.now()
+    ids = CountingIds()
+    entry = catalog.get("confluence")
+    orgs = [f"org-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    connectors = [api_token_connector(catalog, o, now) for o in orgs]
+    async with harness.uow() as uow:
+        for c in connectors:
+            await uow.connectors.add(c)
+        await uow.commit()
+    order: dict[str, list[str]] = {o: [] for o in orgs}
+    for step in range(12):  # interleaved commits: 0, 1, 0, 2, 0, 1, ...
+        c = connectors[[0, 1, 0, 2][step % 4]]
+        c.toggle(entry, by="u", now=now, ids=ids, sync_action=SyncAction.NONE)
+        events = c.pull_events()
+        order[c.org_id] += [e.event_id for e in events]
+        async with harness.uow() as uow:
+            await uow.connectors.save(c)
+            await uow.outbox.add(events)
+            await uow.commit()
+    everything = [m for m in await harness.outbox.pending(1000) if m.event.org_id in order]
+    assert sorted(m.event.event_id for m in everything) == sorted(i for ids_ in order.values() for i in ids_)
+    for limit in range(1, len(everything) + 1):
+        batch = await harness.outbox.pending(limit)
+        assert len(batch) == limit
+        for org, expected in order.items():
+            mine = [m.event.event_id for m in batch if m.event.org_id == org]
+            assert mine == expected[: len(mine)], (limit, org)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -14,6 +16,7 @@ from typing import Any
 
 import pymongo
 import pytest
+from bson.binary import UUID_SUBTYPE, Binary
 from pymongo import monitoring
 from pymongo.errors import PyMongoError
 
@@ -28,7 +31,8 @@ from adapters.mongo import (
 )
 from adapters.system import ManualClock
 from connector_core.catalog import Catalog
-from connector_core.errors import Unavailable
+from connector_core.deadline import deadline
+from connector_core.errors import CommitOutcomeUnknown, Unavailable
 from connector_core.model.connector import Connector
 from connector_core.model.events import SyncAction
 from connector_core.ports.oauth_state import PendingAuthorization
@@ -196,8 +200,8 @@ def private_server(tmp_path: Path, *flags: str) -> Iterator[servers.ServerProces
 
 
 async def test_server_dying_mid_transaction_leaves_nothing_half_written(tmp_path: Path, catalog: Catalog) -> None:
-    """The server dies after the transaction bumped the outbox counter and rewrote the connector,
-    before the token and the events were written. On-disk storage survives the restart: none
+    """The server dies after the transaction bumped the connector's event counter and rewrote the
+    connector, before the token and the events were written. On-disk storage survives the restart: none
     of the transaction's writes are there."""
     clock = ManualClock()
     org = f"org-{uuid.uuid4().hex[:8]}"
@@ -219,13 +223,16 @@ async def test_server_dying_mid_transaction_leaves_nothing_half_written(tmp_path
                 assert await uow.tokens.get_for_connector(org, "confluence") is None
             assert stored is not None and stored.version == 1 and not stored.is_enabled
             assert await MongoOutboxReader(db).recent(10) == []
-            counter = await db.counters.find_one({"_id": "outbox_seq"})
-            assert counter is not None and counter["value"] == 0
-            # and the unit of work goes through once the server is back
+            counter = await db.counters.find_one({"_id": f"outbox_seq:{org}:confluence"})
+            assert counter is None or counter["value"] == 0  # the increment was rolled back too
+            # and the unit of work goes through once the server is back, numbering from 1
             async with MongoUnitOfWork(db) as uow:
                 connector, record = await stage_change(uow, catalog, org, clock)
                 await uow.commit()
-            assert [m.seq for m in await MongoOutboxReader(db).pending(10)] == [1, 2]
+            pending = await MongoOutboxReader(db).pending(10)
+            assert [m.event.event_type for m in pending] == ["appEnabled", "TOKEN_CREATED"]
+            stored_events = await db.outbox.find({}).sort("key_seq", 1).to_list()
+            assert [d["key_seq"] for d in stored_events] == [1, 2]
 
 
 async def test_a_standalone_server_is_refused_at_start_up(tmp_path: Path) -> None:
@@ -261,3 +268,135 @@ async def test_oauth_state_ttl_grace_can_change_on_an_existing_index(mongo_url: 
         raw = await db.oauth_states.find_one({"_id": pending.state_hash})
         assert raw is not None and "app.example.com" not in str(raw)  # sealed
         assert await store.take(pending.state_hash) == pending
+
+
+_HANGING_WRITER = """
+import asyncio, os, signal, sys
+from pymongo import monitoring
+from adapters.crypto import Aead, Keyring
+from adapters.mongo import MongoDatabase, MongoUnitOfWork, make_client
+from adapters.system import ManualClock
+from connector_core.catalog import load_default_catalog
+from tests.integration.test_mongo_faults import add_connector, stage_change
+
+url, db_name, org = sys.argv[1:4]
+
+
+class HangBeforeTokens(monitoring.CommandListener):
+    armed = False
+
+    def started(self, event):
+        if self.armed and event.command_name == "insert" and event.command.get("insert") == "tokens":
+            print("hanging", event.command["lsid"]["id"].hex(), flush=True)
+            os.kill(os.getpid(), signal.SIGSTOP)  # mid-transaction: its writes so far stay locked
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+async def main():
+    hang = HangBeforeTokens()
+    clock, catalog = ManualClock(), load_default_catalog()
+    db = MongoDatabase(make_client(url, event_listeners=[hang]), db_name, sealer=Aead(Keyring.generate()), clock=clock)
+    await add_connector(db, catalog, org, clock)
+    async with MongoUnitOfWork(db) as uow:
+        await stage_change(uow, catalog, org, clock)
+        hang.armed = True
+        await uow.commit()
+
+
+asyncio.run(main())
+"""
+
+
+async def test_a_transaction_abandoned_by_a_hung_process_holds_up_only_its_own_connector(
+    mongo_url: str, catalog: Catalog
+) -> None:
+    """Another process hangs in the middle of committing connector X with its events (its
+    transaction keeps what it wrote locked until the server reaps it). Event-bearing writes of
+    every other connector go through meanwhile: no write depends on a document every commit
+    with events shares (a global outbox counter would block them all for a minute)."""
+    clock = ManualClock()
+    held, other = f"org-{uuid.uuid4().hex[:8]}", f"org-{uuid.uuid4().hex[:8]}"
+    async with database(mongo_url, clock) as db:
+        await add_connector(db, catalog, other, clock)
+        writer = subprocess.Popen(
+            [sys.executable, "-c", _HANGING_WRITER, mongo_url, db.db.name, held],
+            cwd=Path(__file__).resolve().parents[2],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        lsid = ""
+        try:
+            assert writer.stdout is not None
+            said, lsid = writer.stdout.readline().split()
+            assert said == "hanging"  # its transaction holds X now
+            async with MongoUnitOfWork(db) as uow:
+                await stage_change(uow, catalog, other, clock)
+                await uow.commit()  # would wait for the hung transaction, then fail, if it shared a document
+            events = [m.event for m in await MongoOutboxReader(db).pending(10)]
+            assert [(e.org_id, e.event_type) for e in events] == [(other, "appEnabled"), (other, "TOKEN_CREATED")]
+        finally:
+            writer.kill()
+            writer.communicate(timeout=10)
+            if lsid:  # the server would hold it for a minute; later tests share the server
+                await db.client.admin.command("killSessions", [{"id": Binary(bytes.fromhex(lsid), UUID_SUBTYPE)}])
+
+
+class HangOnCommand(StopOnCommand):
+    """Freezes the server (SIGSTOP) just before the driver sends a given command (once armed)."""
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if self.armed and event.command_name == self.command:
+            self.armed = False
+            self.fired = True
+            self.server.hang()
+
+
+async def test_a_hang_during_commit_is_outcome_unknown_then_settled_and_nothing_stays_locked(
+    tmp_path: Path, catalog: Catalog
+) -> None:
+    """The server freezes while the commit is on its way: the caller learns within its deadline
+    that the outcome is unknown (a distinct error), and once the server answers again the
+    adapter settles it (aborts what it started), so a read shows all of the change or none of it
+    and the next write of the same connector goes through at once (no transaction left holding
+    its documents until the server reaps it)."""
+    clock = ManualClock()
+    org = f"org-{uuid.uuid4().hex[:8]}"
+    with private_server(tmp_path) as server:
+        hang = HangOnCommand(server, "commitTransaction", "")
+        async with database(url_of(server), clock, event_listeners=[hang]) as db:
+            await add_connector(db, catalog, org, clock)
+            async with MongoUnitOfWork(db) as uow:
+                await stage_change(uow, catalog, org, clock)
+                hang.armed = True
+                try:
+                    with deadline(1.0), pytest.raises(CommitOutcomeUnknown) as unknown:
+                        await uow.commit()
+                    assert hang.fired
+                    assert PLANTED not in str(unknown.value)
+                    # while it hangs every call answers Unavailable within its deadline
+                    async with MongoUnitOfWork(db) as reader:
+                        with deadline(1.0), pytest.raises(Unavailable):
+                            await reader.connectors.get(org, "confluence")
+                finally:
+                    server.resume()
+            async with MongoUnitOfWork(db) as uow:
+                stored = await uow.connectors.get(org, "confluence")
+                token = await uow.tokens.get_for_connector(org, "confluence")
+            events = [m.event.event_type for m in await MongoOutboxReader(db).recent(10, org_id=org)]
+            assert stored is not None
+            if stored.is_enabled:  # all of it landed ...
+                assert stored.version == 2 and token is not None and events == ["appEnabled", "TOKEN_CREATED"]
+            else:  # ... or none of it
+                assert stored.version == 1 and token is None and events == []
+            # nothing holds the connector any more: its next write goes through within a deadline
+            stored.save_filters({"spaces": ["A"]}, by="u", now=clock.now(), ids=CountingIds("f"))
+            async with MongoUnitOfWork(db) as uow:
+                await uow.connectors.save(stored)
+                await uow.outbox.add(stored.pull_events())
+                with deadline(1.5):
+                    await uow.commit()
