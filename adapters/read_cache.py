@@ -1,22 +1,28 @@
 """Read-through JSON cache for hot, per-organisation reads (connector lists, configuration).
 
-Invalidation is per organisation and uses a *generation*: every cached value's key contains the
-org's current generation token (``rc:gen:<org>``), and :meth:`ReadThroughCache.invalidate_org`
-deletes that token. The next reader makes a new random one, so every value cached under the old
-token becomes unreachable at once, in one round trip, whatever keys the org had.
+Keys. Every cached value's key holds two random tokens read in one round trip: the org's
+*generation* (``rc:gen:<org>``) and the cache-wide *epoch* (``rc:epoch``). Deleting an org's
+generation makes everything cached for that org unreachable at once (:meth:`invalidate_org`);
+deleting the epoch does the same for every org. The next reader makes a new random token.
 
-Why this never serves a stale value after a write returned (e.g. ``isEnabled`` after a toggle):
+Why a value is never served stale after a write returned (e.g. ``isEnabled`` after a toggle):
 
-1. A reader fixes the generation **before** it reads the source (:meth:`org_key`), and caches
-   what it read under that generation only. When the org has no token yet, the reader stores a
-   fresh random one first.
-2. A writer invalidates **after** its write is committed, with :meth:`Cache.delete`, which raises
-   when it could not confirm (``Cache.set`` is best effort and would fail silently, so the
-   invalidation is a delete, not "set a new token").
-3. So a reader that read the source before the write fixed a generation that was current before
-   the invalidation; the invalidation removed it, tokens are random and never come back, and
-   what that reader caches is never read again. A reader whose generation is fixed after the
-   invalidation reads the source after the write.
+1. A reader fixes the tokens **before** it reads the source (:meth:`org_key`), and caches what
+   it read under those tokens only. A missing token is replaced by a fresh random one first.
+2. A writer invalidates **after** its write is committed, with :meth:`Cache.delete`, which
+   raises when it could not confirm (``Cache.set`` is best effort, so the invalidation is a
+   delete, not "set a new token").
+3. So a reader that read the source before the write fixed a token the invalidation removed;
+   tokens are random and never come back, and what that reader caches is never read again.
+
+When the cache is unwell (a call failed or timed out) it is a **breaker**: this process stops
+using it at once (reads go to the source, writes skip the invalidation) instead of paying a
+timeout per call, and a background task probes it with backoff. The probe deletes the epoch, so
+the cache comes back *empty*: whatever was cached before the outage — including values a write
+during the outage could not invalidate, here or in a process that never noticed the outage — is
+unreachable before this process uses the cache again. A write whose invalidation fails is still
+a saved write (:class:`InvalidatingUnitOfWork` reports success); the breaker makes sure no reader
+is served the old state by this process, and the epoch delete on recovery reaches the others.
 
 Generic over the :class:`~connector_core.ports.cache.Cache` port: Redis in production, the
 in-memory cache in a single process.
@@ -24,7 +30,10 @@ in-memory cache in a single process.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import json
+import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
@@ -32,8 +41,9 @@ from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
 from attrs import frozen
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_exponential
 
-from connector_core.errors import Unavailable
+from connector_core.errors import ConnectorManagerError, Unavailable
 from connector_core.model.connector import Connector
 from connector_core.ports.cache import Cache
 from connector_core.ports.connector_repository import ConnectorRepository
@@ -43,15 +53,18 @@ from connector_core.ports.unit_of_work import UnitOfWork
 
 __all__ = ["InvalidatingUnitOfWork", "OrgKey", "ReadThroughCache", "invalidating"]
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
 
+_EPOCH: Final = "rc:epoch"
 _GEN: Final = "rc:gen:"
 _DATA: Final = "rc:data:"
 
 
 @frozen
 class OrgKey:
-    """A cache key bound to the org generation current when it was made (see the module doc)."""
+    """A cache key bound to the tokens current when it was made (see the module doc)."""
 
     org_id: str
     name: str
@@ -59,7 +72,8 @@ class OrgKey:
 
 
 class ReadThroughCache:
-    """JSON values cached for ``ttl_seconds``, invalidated per organisation.
+    """JSON values cached for ``ttl_seconds``, invalidated per organisation, bypassed while the
+    cache is unwell.
 
     Use :meth:`get_or_load` or, to keep control of the load, the same steps by hand::
 
@@ -69,38 +83,110 @@ class ReadThroughCache:
             value = await load()
             await cache.set_json(key, value)
 
+    (:meth:`org_key` raises :class:`Unavailable` while the cache is bypassed: read the source)
     and after every committed write that changes what an org's reads return::
 
         await cache.invalidate_org(org_id)   # raises Unavailable when it could not invalidate
     """
 
-    def __init__(self, cache: Cache, ttl_seconds: float = 30, *, generation_ttl_seconds: float = 86_400) -> None:
+    def __init__(
+        self,
+        cache: Cache,
+        ttl_seconds: float = 30,
+        *,
+        generation_ttl_seconds: float = 86_400,
+        probe_max_interval: float = 1.0,
+    ) -> None:
         self._cache = cache
         self._ttl = ttl_seconds
         # outlives the values under it; when it lapses anyway, the next reader starts a new one
         self._gen_ttl = max(generation_ttl_seconds, ttl_seconds)
+        self._probe_max_interval = probe_max_interval
+        self._probe: asyncio.Task[None] | None = None
 
     @property
     def ttl_seconds(self) -> float:
         return self._ttl
 
+    @property
+    def bypassed(self) -> bool:
+        """True while the cache is unwell: reads go to the source, nothing is cached."""
+        return self._probe is not None
+
     @staticmethod
     def _gen_key(org_id: str) -> str:
         return _GEN + quote(org_id, safe="")
 
+    # -- the breaker -----------------------------------------------------------------------------
+
+    def _trip(self, exc: ConnectorManagerError) -> None:
+        """Stop using the cache and start probing it (once per outage)."""
+        if self._probe is not None:
+            return
+        log.warning("read cache bypassed, reading through to the source: %s", exc.message)
+        # A context of its own: the request that noticed must not lend its deadline to the probe.
+        self._probe = asyncio.get_running_loop().create_task(
+            self._recover(), name="read cache: probe", context=contextvars.Context()
+        )
+
+    async def _recover(self) -> None:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(ConnectorManagerError),
+            wait=wait_exponential(multiplier=0.05, max=self._probe_max_interval),
+            stop=stop_never,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                # Everything cached before (or during) the outage becomes unreachable for every
+                # process before this one reads from the cache again.
+                await self._cache.delete(_EPOCH)
+        self._probe = None
+        log.info("read cache in use again; what it held before the outage was dropped")
+
+    async def aclose(self) -> None:
+        """Stop probing (a cache left bypassed stays so)."""
+        probe = self._probe
+        if probe is not None and not probe.done():
+            probe.cancel()
+            try:
+                await probe
+            except asyncio.CancelledError:
+                pass
+
+    # -- reads -------------------------------------------------------------------------------------
+
     async def org_key(self, org_id: str, name: str) -> OrgKey:
-        """The key for ``name`` in the org's current generation; call it *before* reading the source."""
-        gen = await self._cache.get(self._gen_key(org_id))
-        if gen is None:
-            gen = secrets.token_hex(8)
-            # best effort: if this set is lost, the value below is cached under a generation
-            # nobody reads; if another reader's token replaced it, the same
-            await self._cache.set(self._gen_key(org_id), gen, self._gen_ttl)
-        return OrgKey(org_id, name, f"{_DATA}{quote(org_id, safe='')}:{gen}:{quote(name, safe='')}")
+        """The key for ``name`` under the current tokens; call it *before* reading the source.
+        :class:`Unavailable` while the cache is bypassed."""
+        if self._probe is not None:
+            raise Unavailable("the read cache is bypassed while it recovers", metadata={"dependency": "cache"})
+        gen_key = self._gen_key(org_id)
+        try:
+            epoch, gen = await self._cache.get_many(_EPOCH, gen_key)
+            # best effort: if these sets are lost, the value below is cached under tokens nobody
+            # reads; if another reader's token replaced one, the same
+            if epoch is None:
+                epoch = secrets.token_hex(8)
+                await self._cache.set(_EPOCH, epoch, self._gen_ttl)
+            if gen is None:
+                gen = secrets.token_hex(8)
+                await self._cache.set(gen_key, gen, self._gen_ttl)
+        except ConnectorManagerError as exc:
+            self._trip(exc)
+            raise Unavailable("the read cache cannot be asked", metadata={"dependency": "cache"}) from exc
+        return OrgKey(org_id, name, f"{_DATA}{quote(org_id, safe='')}:{epoch}:{gen}:{quote(name, safe='')}")
 
     async def get_json(self, key: OrgKey) -> Any | None:
-        """The cached value, or None on a miss (a cached JSON ``null`` also reads as a miss)."""
-        raw = await self._cache.get(key.cache_key)
+        """The cached value, or None on a miss (a cached JSON ``null`` also reads as a miss, and
+        so does anything while the cache is bypassed)."""
+        if self._probe is not None:
+            return None
+        try:
+            raw = await self._cache.get(key.cache_key)
+        except ConnectorManagerError as exc:
+            self._trip(exc)
+            return None
         if raw is None:
             return None
         try:
@@ -109,15 +195,22 @@ class ReadThroughCache:
             return None
 
     async def set_json(self, key: OrgKey, value: Any) -> None:
-        """Cache ``value`` (JSON-serialisable) under ``key``'s generation; best effort."""
-        if value is None:
+        """Cache ``value`` (JSON-serialisable) under ``key``'s tokens; best effort."""
+        if value is None or self._probe is not None:
             return
-        await self._cache.set(key.cache_key, json.dumps(value, separators=(",", ":")), self._ttl)
+        try:
+            await self._cache.set(key.cache_key, json.dumps(value, separators=(",", ":")), self._ttl)
+        except ConnectorManagerError as exc:
+            self._trip(exc)
 
     async def get_or_load(self, org_id: str, name: str, load: Callable[[], Awaitable[T]]) -> T:
         """The cached value, else ``await load()`` cached. ``load`` must return JSON-compatible data
-        that survives a round trip (dicts, lists, str, int, float, bool): a hit is the decoded copy."""
-        key = await self.org_key(org_id, name)
+        that survives a round trip (dicts, lists, str, int, float, bool): a hit is the decoded copy.
+        While the cache is bypassed, simply ``await load()``."""
+        try:
+            key = await self.org_key(org_id, name)
+        except Unavailable:
+            return await load()
         hit = await self.get_json(key)
         if hit is not None:
             return hit  # type: ignore[no-any-return]
@@ -125,13 +218,26 @@ class ReadThroughCache:
         await self.set_json(key, value)
         return value
 
+    # -- writes ------------------------------------------------------------------------------------
+
     async def invalidate_org(self, org_id: str) -> None:
         """Make every value cached for the org unreachable. Call it after the write committed.
-        Raises :class:`~connector_core.errors.Unavailable` when the cache could not confirm."""
-        await self._cache.delete(self._gen_key(org_id))
+        While the cache is bypassed there is nothing to do: it comes back empty. Raises
+        :class:`Unavailable` when the cache could not confirm (the cache is bypassed from then
+        on, so this process serves nothing stale either way)."""
+        if self._probe is not None:
+            return
+        try:
+            await self._cache.delete(self._gen_key(org_id))
+        except ConnectorManagerError as exc:
+            self._trip(exc)
+            raise Unavailable(
+                "the read cache could not be invalidated; it is bypassed until it recovers",
+                metadata={"dependency": "cache"},
+            ) from exc
 
     def __repr__(self) -> str:
-        return f"ReadThroughCache(ttl_seconds={self._ttl:g})"
+        return f"ReadThroughCache(ttl_seconds={self._ttl:g}, bypassed={self.bypassed})"
 
 
 class _RecordingConnectors:
@@ -159,9 +265,11 @@ class _RecordingConnectors:
 class InvalidatingUnitOfWork:
     """Wraps a unit of work so that every committed connector change invalidates the cached
     reads of its org before ``commit`` returns — whichever use case made the change (a toggle,
-    an OAuth callback, the refresher marking re-authentication). If the cache cannot confirm,
-    ``commit`` raises :class:`Unavailable` after the change is stored: the caller learns that
-    readers might see the old state, instead of a success that could be contradicted."""
+    an OAuth callback, the refresher marking re-authentication).
+
+    ``commit`` reports what happened to the data: once the inner commit stored it, ``commit``
+    returns normally. An invalidation that fails is its own outcome, logged: the cache is then
+    bypassed until it recovers (and comes back empty), so nobody is served the old state."""
 
     def __init__(self, inner: UnitOfWork, cache: ReadThroughCache) -> None:
         self._inner = inner
@@ -189,11 +297,7 @@ class InvalidatingUnitOfWork:
             try:
                 await self._cache.invalidate_org(org_id)
             except Unavailable as exc:
-                raise Unavailable(
-                    "the change was saved, but the cache could not be invalidated; readers may see the old "
-                    "state until it expires",
-                    metadata={"dependency": "cache"},
-                ) from exc
+                log.warning("a change was saved but the read cache could not be invalidated: %s", exc.message)
 
 
 def invalidating(factory: Callable[[], UnitOfWork], cache: ReadThroughCache) -> Callable[[], UnitOfWork]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 
 
 class MemoryCache:
@@ -21,6 +22,9 @@ class MemoryCache:
                 del self._data[key]
                 return None
             return hit[1]
+
+    async def get_many(self, *keys: str) -> Sequence[str | None]:
+        return [await self.get(key) for key in keys]
 
     async def set(self, key: str, value: str, ttl_seconds: float) -> None:
         with self._lock:

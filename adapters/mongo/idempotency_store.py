@@ -14,7 +14,7 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from adapters.mongo.database import MongoDatabase, bson_time, mongo_errors
+from adapters.mongo.database import MongoDatabase, bson_time
 from connector_core.errors import Conflict
 from connector_core.ports.idempotency import IdempotencyRecord, StoredAnswer
 
@@ -43,7 +43,7 @@ class MongoIdempotencyStore:
             return
         async with self._ready_lock:
             if not self._ready:
-                with mongo_errors("create the idempotency indexes"):
+                async with self._db.op("create the idempotency indexes"):
                     await self._coll.create_index([("org_id", 1), ("key", 1)], name="org_key_unique", unique=True)
                     await self._coll.create_index(
                         "expires_at", name="ttl", expireAfterSeconds=int(self._ttl_grace.total_seconds())
@@ -55,7 +55,7 @@ class MongoIdempotencyStore:
     ) -> IdempotencyRecord | None:
         await self._indexes()
         for _ in range(3):
-            with mongo_errors("claim an idempotency key"):
+            async with self._db.op("claim an idempotency key"):
                 try:
                     # inserts when absent, replaces when expired; a live record makes the
                     # upsert collide with the unique index
@@ -84,7 +84,7 @@ class MongoIdempotencyStore:
 
     async def complete(self, org_id: str, key: str, *, claim_id: str, answer: StoredAnswer, until: datetime) -> bool:
         await self._indexes()
-        with mongo_errors("store an idempotent answer"):
+        async with self._db.op("store an idempotent answer"):
             result = await self._coll.update_one(
                 {"org_id": org_id, "key": key, "claim_id": claim_id},
                 {"$set": {"status": answer.status, "body": answer.body, "expires_at": bson_time(until)}},
@@ -93,11 +93,11 @@ class MongoIdempotencyStore:
 
     async def release(self, org_id: str, key: str, *, claim_id: str) -> None:
         await self._indexes()
-        with mongo_errors("release an idempotency key"):
+        async with self._db.op("release an idempotency key"):
             await self._coll.delete_one({"org_id": org_id, "key": key, "claim_id": claim_id, "status": None})
 
     async def purge_expired(self, moment: datetime) -> int:
         await self._indexes()
-        with mongo_errors("purge expired idempotency keys"):
+        async with self._db.op("purge expired idempotency keys"):
             result = await self._coll.delete_many({"expires_at": {"$lt": moment}})
         return result.deleted_count

@@ -1,25 +1,18 @@
 """The cache port on Redis, and the one place where Redis driver errors are translated.
 
-Reads degrade, invalidations don't:
-
-- :meth:`RedisCache.get` answers ``None`` when Redis cannot be reached (a miss is always correct:
-  the caller reads the source of truth), and :meth:`RedisCache.set` drops the value. The first
-  failure of an outage is logged once at WARNING (no addresses, no values), the recovery at INFO.
-- :meth:`RedisCache.delete` raises :class:`Unavailable` when it cannot invalidate. A caller
-  deletes after writing the source of truth; if that delete were silently lost, the old value
-  would still be served until its TTL ran out by every reader that *can* reach Redis (another
-  instance on the other side of a partition, or everyone once Redis is back with its data), e.g.
-  a connector shown enabled after the toggle to disabled returned 200. Raising makes the failure
-  visible to the writer, which can retry, fail the request or bypass the cache.
+Every call is bounded by ``timeout`` (cut to what is left of the request's deadline) and raises
+:class:`Unavailable` when Redis cannot be asked: a lost write or a lost invalidation is never
+silent. What to do about it (read the source instead, stop using the cache until Redis is well,
+drop what was cached before the outage) is decided once, by
+:class:`~adapters.read_cache.ReadThroughCache`, which also logs the outage.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -31,8 +24,6 @@ from connector_core.deadline import remaining
 from connector_core.errors import ConnectorManagerError, Unavailable
 
 __all__ = ["RedisCache", "connect_redis", "redis_call", "translated"]
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -76,6 +67,8 @@ def connect_redis(url: str, *, timeout: float = 1.0) -> aioredis.Redis:
 
 
 def _text(raw: Any) -> str | None:
+    if raw is None:
+        return None
     if not isinstance(raw, bytes):
         return str(raw)
     try:
@@ -87,58 +80,39 @@ def _text(raw: Any) -> str | None:
 class RedisCache:
     """:class:`~connector_core.ports.cache.Cache` on Redis; keys are ``prefix + key``.
 
-    ``timeout`` bounds every call, so an unreachable Redis costs a read at most that long.
+    ``timeout`` bounds every call, so an unreachable Redis costs a call at most that long.
     """
 
     def __init__(self, client: aioredis.Redis, *, prefix: str = "cm:", timeout: float = 1.0) -> None:
         self._client = client
         self._prefix = prefix
         self._timeout = timeout
-        self._degraded = False
 
     @property
     def client(self) -> aioredis.Redis:
         return self._client
 
-    def _went_down(self, exc: ConnectorManagerError) -> None:
-        if not self._degraded:
-            self._degraded = True
-            log.warning("Redis cache degraded, reading through to the source: %s", exc.message)
-
-    def _is_up(self) -> None:
-        if self._degraded:
-            self._degraded = False
-            log.info("Redis cache reachable again")
-
     async def get(self, key: str) -> str | None:
-        try:
-            raw = await redis_call("cache get", self._timeout, lambda: self._client.get(self._prefix + key))
-        except ConnectorManagerError as exc:
-            self._went_down(exc)
-            return None
-        self._is_up()
-        return None if raw is None else _text(raw)
+        raw = await redis_call("cache get", self._timeout, lambda: self._client.get(self._prefix + key))
+        return _text(raw)
+
+    async def get_many(self, *keys: str) -> Sequence[str | None]:
+        if not keys:
+            return []
+        wire = [self._prefix + key for key in keys]
+        raw = await redis_call("cache get", self._timeout, lambda: self._client.mget(wire))
+        return [_text(r) for r in raw]
 
     async def set(self, key: str, value: str, ttl_seconds: float) -> None:
         px = max(1, math.ceil(ttl_seconds * 1000))
-        try:
-            await redis_call("cache set", self._timeout, lambda: self._client.set(self._prefix + key, value, px=px))
-        except ConnectorManagerError as exc:
-            self._went_down(exc)  # nothing cached: the next read is a miss, which is correct
-            return
-        self._is_up()
+        await redis_call("cache set", self._timeout, lambda: self._client.set(self._prefix + key, value, px=px))
 
     async def delete(self, *keys: str) -> None:
-        """Invalidate; raises :class:`Unavailable` when Redis did not confirm (see the module doc)."""
+        """Invalidate; raises :class:`Unavailable` when Redis did not confirm."""
         if not keys:
             return
         wire = [self._prefix + key for key in keys]
-        try:
-            await redis_call("cache invalidation", self._timeout, lambda: self._client.delete(*wire))
-        except ConnectorManagerError as exc:
-            self._went_down(exc)
-            raise
-        self._is_up()
+        await redis_call("cache invalidation", self._timeout, lambda: self._client.delete(*wire))
 
     async def check(self) -> bool:
         """PING within the timeout; never raises."""

@@ -81,3 +81,11 @@ async def test_keys_are_exact(cache: Cache) -> None:
     assert await cache.get(base + ":x") == "b"
     assert await cache.get("ü-" + base) == "c"
     assert await cache.get(base[:-1]) is None
+
+
+async def test_get_many_answers_in_the_order_asked(cache: Cache) -> None:
+    a, b, missing = key(), key(), key()
+    await cache.set(a, "A", 30)
+    await cache.set(b, "B", 30)
+    assert list(await cache.get_many(b, missing, a)) == ["B", None, "A"]
+    assert list(await cache.get_many()) == []

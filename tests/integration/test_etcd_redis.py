@@ -22,6 +22,7 @@ import pytest
 
 from adapters.crypto import Aead, EncryptedKeyValueStore, Keyring
 from adapters.etcd import EtcdConfigWatcher, EtcdLeaseLock, connect_etcd
+from adapters.read_cache import ReadThroughCache
 from adapters.redis import RedisCache, RedisLeaseLock, connect_redis
 from adapters.system import SystemClock
 from connector_core.errors import ConnectorManagerError, Unavailable
@@ -246,57 +247,76 @@ async def test_expired_etcd_auth_token_is_renewed_and_bad_credentials_are_named(
 
 
 @pytest.mark.redis
-async def test_redis_outage_degrades_reads_refuses_invalidation_and_locks_then_recovers(
+async def test_redis_outage_is_a_fast_unavailable_the_read_cache_bypasses_it_and_all_recovers(
     redis_server: ServerProcess, redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     prefix = f"cm-it:{uuid.uuid4().hex[:10]}:"
     client = connect_redis(redis_url)
     cache = RedisCache(client, prefix=prefix)
+    reads = ReadThroughCache(cache, probe_max_interval=0.1)
     lock = RedisLeaseLock(client, SystemClock(), prefix=prefix + "lock:")
-    caplog.set_level(logging.INFO, logger="adapters.redis")
+    caplog.set_level(logging.INFO, logger="adapters")
+    source = {"org-1": [{"isEnabled": True}]}
+
+    async def load() -> list[dict[str, bool]]:
+        return source["org-1"]
+
     try:
         await cache.set("connectors:org-1", '{"isEnabled": true}', 30)
         assert await cache.get("connectors:org-1") == '{"isEnabled": true}'
+        assert await reads.get_or_load("org-1", "connectors", load) == [{"isEnabled": True}]
         first = await lock.acquire("refresh", 30)
         assert first is not None
 
         redis_server.stop()
         try:
-            for _ in range(3):
-                started = time.monotonic()
-                assert await cache.get("connectors:org-1") is None  # a miss: read the source
-                assert time.monotonic() - started < 1.5
-            await cache.set("connectors:org-1", '{"isEnabled": false}', 30)  # dropped, no error
-            with pytest.raises(Unavailable) as refused:
-                await cache.delete("connectors:org-1")  # a lost invalidation must be noticed
-            assert "Redis is unavailable" in refused.value.message
             for attempt in (
+                lambda: cache.get("connectors:org-1"),  # nothing is silently lost: every call says so
+                lambda: cache.get_many("connectors:org-1"),
+                lambda: cache.set("connectors:org-1", '{"isEnabled": false}', 30),
+                lambda: cache.delete("connectors:org-1"),
                 lambda: lock.acquire("refresh", 5),
                 lambda: lock.release(first),
                 lambda: lock.extend(first, 5),
             ):
-                with pytest.raises(Unavailable):
+                started = time.monotonic()
+                with pytest.raises(Unavailable) as refused:
                     await attempt()
+                assert time.monotonic() - started < 1.5
+                assert "Redis is unavailable" in refused.value.message
             assert await cache.check() is False
+            source["org-1"] = [{"isEnabled": False}]  # a write while Redis is away ...
+            with pytest.raises(Unavailable):
+                await reads.invalidate_org("org-1")  # ... whose invalidation is lost
+            for _ in range(3):  # reads answer from the source, without asking Redis again
+                started = time.monotonic()
+                assert await reads.get_or_load("org-1", "connectors", load) == [{"isEnabled": False}]
+                assert time.monotonic() - started < 0.5
+            assert reads.bypassed
         finally:
             redis_server.start()
 
-        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-        assert len(warnings) == 1  # once per outage
-        assert all(
-            redis_url not in r.getMessage() and str(redis_server.port) not in r.getMessage() for r in caplog.records
-        )
-
         # the same objects work again (this Redis keeps no data across restarts)
         assert await eventually(cache.check) is True
+        async with asyncio.timeout(10):
+            while reads.bypassed:
+                await asyncio.sleep(0.05)
+        assert await reads.get_or_load("org-1", "connectors", load) == [{"isEnabled": False}]
         assert await cache.get("connectors:org-1") is None
         await cache.set("connectors:org-1", '{"isEnabled": false}', 30)
         assert await cache.get("connectors:org-1") == '{"isEnabled": false}'
         await cache.delete("connectors:org-1")
         assert await cache.get("connectors:org-1") is None
-        assert any("reachable again" in r.getMessage() for r in caplog.records)
         lease = await lock.acquire("refresh", 5)  # Redis lost the lock: it is free again
         assert lease is not None and lease.owner != first.owner
         assert await lock.release(lease) is True
+
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len([w for w in warnings if "read cache bypassed" in w]) == 1, warnings  # once per outage
+        assert any("read cache in use again" in r.getMessage() for r in caplog.records)
+        assert all(
+            redis_url not in r.getMessage() and str(redis_server.port) not in r.getMessage() for r in caplog.records
+        )
     finally:
+        await reads.aclose()
         await client.aclose()

@@ -1,16 +1,31 @@
-"""ReadThroughCache over the in-memory cache: hits, per-org invalidation, and no stale read after
-a write returned, even when a slow reader caches what it read before the write."""
+"""ReadThroughCache over the in-memory cache: hits, per-org invalidation, no stale read after a
+write returned (even when a slow reader caches what it read before the write), and a breaker that
+bypasses an unwell cache and brings it back empty."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from attrs import evolve
 
+from adapters.crypto import Aead
 from adapters.memory import MemoryCache
 from adapters.read_cache import ReadThroughCache
+from adapters.system import SystemClock
 from connector_core.errors import Unavailable
+from entrypoints.bootstrap import build_container
+from entrypoints.http.app import create_app
+from entrypoints.http.auth import issue_user_token
+from entrypoints.infrastructure import open_infrastructure
+from entrypoints.service_secrets import load_keyring
+from entrypoints.settings import load_settings
 
 
 class Source:
@@ -43,6 +58,43 @@ class DeafCache(MemoryCache):
 class UnreachableCache(MemoryCache):
     async def delete(self, *keys: str) -> None:
         raise Unavailable("Redis is unavailable (cache invalidation: ConnectionError)")
+
+
+class FlakyCache(MemoryCache):
+    """Keeps its data across an outage (a frozen Redis) and fails every call while ``down``;
+    counts the reads and writes it was asked (not the invalidations the breaker probes with)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.asked = 0
+
+    def _check(self, *, count: bool = True) -> None:
+        self.asked += count
+        if self.down:
+            raise Unavailable("Redis is unavailable (cache get: TimeoutError)")
+
+    async def get(self, key: str) -> str | None:
+        self._check()
+        return await super().get(key)
+
+    async def get_many(self, *keys: str) -> Sequence[str | None]:
+        self._check()
+        return await super().get_many(*keys)
+
+    async def set(self, key: str, value: str, ttl_seconds: float) -> None:
+        self._check()
+        await super().set(key, value, ttl_seconds)
+
+    async def delete(self, *keys: str) -> None:
+        self._check(count=False)
+        await super().delete(*keys)
+
+
+async def recovered(rc: ReadThroughCache) -> None:
+    async with asyncio.timeout(5):
+        while rc.bypassed:
+            await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -133,6 +185,51 @@ async def test_invalidation_that_cannot_be_confirmed_raises() -> None:
     rc = ReadThroughCache(UnreachableCache())
     with pytest.raises(Unavailable):
         await rc.invalidate_org("org-1")
+    assert rc.bypassed
+    await rc.aclose()
+
+
+async def test_an_unwell_cache_is_asked_once_then_bypassed_and_comes_back_empty(
+    source: Source, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="adapters.read_cache")
+    cache = FlakyCache()
+    rc = ReadThroughCache(cache, probe_max_interval=0.02)
+    assert await rc.get_or_load("org-1", "connectors", source.loader("org-1")) == source.data["org-1"]
+    cache.down = True
+    asked = cache.asked
+    for _ in range(5):  # every read answers from the source ...
+        assert await rc.get_or_load("org-1", "connectors", source.loader("org-1")) == source.data["org-1"]
+    assert rc.bypassed and cache.asked == asked + 1  # ... and only the first one asked the cache
+    assert source.reads == 6
+    source.data["org-1"] = [{"name": "jira", "isEnabled": False}]  # changed while the cache was away
+    cache.down = False
+    await recovered(rc)
+    # what was cached before the outage is never served again ...
+    assert await rc.get_or_load("org-1", "connectors", source.loader("org-1")) == source.data["org-1"]
+    assert await rc.get_or_load("org-1", "connectors", source.loader("org-1")) == source.data["org-1"]
+    assert source.reads == 7  # ... and the cache is in use again
+    messages = [r.getMessage() for r in caplog.records if r.name == "adapters.read_cache"]
+    assert len([m for m in messages if "bypassed" in m]) == 1, messages
+    assert len([m for m in messages if "in use again" in m]) == 1, messages
+    await rc.aclose()
+
+
+async def test_a_reader_that_never_saw_the_outage_is_not_served_what_it_could_not_invalidate(source: Source) -> None:
+    """Two processes share one cache; the writer's invalidation fails during the outage, the
+    other process makes no call until the cache is back. The writer's recovery drops everything
+    cached before, so the other process reads the new state too."""
+    cache = FlakyCache()
+    writer, other = ReadThroughCache(cache, probe_max_interval=0.02), ReadThroughCache(cache)
+    assert await other.get_or_load("org-1", "connectors", source.loader("org-1")) == source.data["org-1"]
+    cache.down = True
+    source.data["org-1"] = []  # the write is committed ...
+    with pytest.raises(Unavailable):
+        await writer.invalidate_org("org-1")  # ... but its invalidation is lost
+    cache.down = False
+    await recovered(writer)
+    assert await other.get_or_load("org-1", "connectors", source.loader("org-1")) == []
+    await writer.aclose()
 
 
 async def test_org_ids_and_names_cannot_collide(source: Source) -> None:
@@ -171,3 +268,47 @@ async def test_values_expire_with_the_ttl(source: Source) -> None:
     await asyncio.sleep(0.1)
     await rc.get_or_load("org-1", "connectors", source.loader("org-1"))
     assert source.reads == 2
+
+
+async def test_writes_while_the_cache_is_down_are_saved_answered_2xx_and_never_read_stale(tmp_path: Path) -> None:
+    """Through the HTTP API with a cache that keeps its data across an outage (a frozen Redis):
+    a PUT and a toggle while it is down answer 2xx and are visible at once; once it is back,
+    nothing cached before the outage is served."""
+    settings = load_settings(env={}, storage="memory", secrets="memory", cache="memory", data_dir=tmp_path)
+    env = {"CM_MASTER_KEY": "test-master-key"}
+    cache = FlakyCache()
+    opened = await open_infrastructure(settings, Aead(load_keyring(settings, env)), SystemClock())
+    infra = evolve(opened, cache=ReadThroughCache(cache, probe_max_interval=0.02))
+    container = await build_container(settings, env=env, infrastructure=infra)
+    token = issue_user_token(
+        container.service_secrets.jwt_secret,
+        user_id="u",
+        org_id="org-a",
+        email="u@example.com",
+        admin=True,
+        ttl=600,
+        now=int(time.time()),
+    )
+    auth = {"Authorization": f"Bearer {token}"}
+    body = {
+        "baseUrl": "https://acme.atlassian.net",
+        "auth": {"authType": "API_TOKEN", "email": "ops@acme.example", "apiToken": "t"},
+    }
+    p = "/api/v1/connectors"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(container)), base_url="http://t") as c:
+        assert (await c.put(f"{p}/config/confluence", json=body, headers=auth)).status_code == 200
+        inactive = [x["key"] for x in (await c.get(f"{p}/inactive", headers=auth)).json()]
+        assert "confluence" in inactive  # and cached
+        cache.down = True
+        r = await c.post(f"{p}/toggle/confluence", headers=auth)
+        assert r.status_code == 200 and r.json()["connector"]["isEnabled"] is True
+        assert [x["key"] for x in (await c.get(f"{p}/active", headers=auth)).json()] == ["confluence"]
+        body["baseUrl"] = "https://other.atlassian.net"
+        assert (await c.put(f"{p}/config/confluence", json=body, headers=auth)).status_code == 200
+        cache.down = False
+        assert infra.cache is not None
+        await recovered(infra.cache)
+        assert [x["key"] for x in (await c.get(f"{p}/active", headers=auth)).json()] == ["confluence"]
+        assert "confluence" not in [x["key"] for x in (await c.get(f"{p}/inactive", headers=auth)).json()]
+    await infra.cache.aclose()
+    await container.aclose()
