@@ -182,7 +182,8 @@ async def _wire(
     )
     relay = None
     if infra.publisher is not None:
-        relay = OutboxRelay(infra.storage.outbox, infra.publisher, infra.lock, clock)
+        # the relay's lease lives with the outbox: a lock service outage must not hold up events
+        relay = OutboxRelay(infra.storage.outbox, infra.publisher, infra.storage.lock, clock)
     return Container(
         settings=settings,
         catalog=catalog,

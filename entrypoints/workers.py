@@ -9,6 +9,7 @@ from typing import Any
 
 from entrypoints.bootstrap import Container, build_container
 from entrypoints.infrastructure import connection_key
+from entrypoints.relay_runner import run_relay
 from entrypoints.settings import Settings, load_settings
 
 log = logging.getLogger("connector_manager.worker")
@@ -31,7 +32,7 @@ async def relay_loop(container: Container, stop: asyncio.Event) -> None:
     if relay is None:
         await stop.wait()
         return
-    await relay.run_forever(container.settings.relay_interval_seconds, stop)
+    await run_relay(relay, container.settings.relay_interval_seconds, stop)
 
 
 async def config_watch_loop(container: Container, stop: asyncio.Event) -> None:

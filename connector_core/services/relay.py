@@ -11,12 +11,16 @@ Ordering: one relay at a time, across every process sharing the store, holds the
 ``outbox-relay``; two relays would interleave batches and reorder one connector's events.
 If the lease expires while a slow publish is in flight, a second relay may publish the same
 messages again; both walk the outbox from its oldest pending message, so the first occurrence
-of each event still comes in ``seq`` order.
+of each event still comes in order. The lease is kept where the outbox is (the composition root
+takes it from the storage backend): a relay needs the store anyway, and an outage of another
+lock service must not hold up the events.
+
+Running it: ``entrypoints.relay_runner`` repeats passes, with backoff while the broker or the
+store is down, and :class:`RelayOutages` says when either goes and comes back.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime
 
@@ -28,7 +32,7 @@ from connector_core.ports.event_publisher import EventPublisher
 from connector_core.ports.lock import LeaseLock
 from connector_core.ports.outbox import OutboxReader
 
-__all__ = ["RELAY_LEASE", "OutboxRelay", "RelayResult"]
+__all__ = ["RELAY_LEASE", "OutboxRelay", "RelayOutages", "RelayResult"]
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +45,20 @@ class RelayResult:
     """What one pass did: how many events went out, and why it stopped if it did."""
 
     published: int = 0
-    #: the broker (or the store) refused; the events stay pending
+    #: the broker refused or did not acknowledge; the events stay pending
     unavailable: bool = False
+    #: the outbox (or the relay's lease) could not be reached
+    store_unavailable: bool = False
+    #: something unexpected went wrong (logged)
+    error: bool = False
     #: another process holds the relay lease
     busy: bool = False
     #: the batch was full: more may be pending right now
     more: bool = False
+
+    @property
+    def failed(self) -> bool:
+        return self.unavailable or self.store_unavailable or self.error
 
 
 class OutboxRelay:
@@ -61,7 +73,6 @@ class OutboxRelay:
         *,
         batch_size: int = 100,
         lease_ttl: float = 30.0,
-        max_backoff: float = 10.0,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -73,7 +84,6 @@ class OutboxRelay:
         self.clock = clock
         self.batch_size = batch_size
         self.lease_ttl = lease_ttl
-        self.max_backoff = max_backoff
 
     async def relay_once(self) -> int:
         """Publish one batch of pending events; the number published. 0 when there was
@@ -105,6 +115,19 @@ class OutboxRelay:
                 # The lease expires by itself; the next pass (here or elsewhere) takes it.
                 log.debug("could not release the relay lease: %s", type(exc).__name__)
 
+    async def relay_pass(self) -> RelayResult:
+        """:meth:`relay_batch` for a loop that must never die: a store outage is a result
+        (``store_unavailable``), and so is an unexpected error (``error``, logged by class name
+        only: its message is not ours to vouch for)."""
+        try:
+            return await self.relay_batch()
+        except Unavailable:
+            return RelayResult(store_unavailable=True)
+        except Exception as exc:
+            log.error("event relay pass failed: %s", type(exc).__name__)
+            log.debug("event relay failure detail", exc_info=exc)
+            return RelayResult(error=True)
+
     async def drain(self, *, max_batches: int = 1000) -> int:
         """Publish batches until none is pending (or unavailable/busy); the number published."""
         total = 0
@@ -115,40 +138,35 @@ class OutboxRelay:
                 break
         return total
 
-    async def run_forever(self, interval: float, stop: asyncio.Event) -> None:
-        """Relay until ``stop`` is set: a full batch is followed at once by the next, an idle
-        pass waits ``interval``; while the broker (or the store) is down the wait doubles up to
-        ``max_backoff``. One warning when an outage starts, one line when it ends."""
-        failures = 0
-        outage_since: datetime | None = None
-        while not stop.is_set():
-            try:
-                result = await self.relay_batch()
-            except Unavailable:
-                result = RelayResult(unavailable=True)
-            except Exception as exc:
-                # A bug or an unexpected driver error: keep the loop alive and back off. The
-                # message is logged at debug only (it is not ours to vouch for).
-                log.error("event relay pass failed: %s", type(exc).__name__)
-                log.debug("event relay failure detail", exc_info=exc)
-                result = RelayResult(unavailable=True)
-            if result.unavailable:
-                failures += 1
-                if outage_since is None:
-                    outage_since = self.clock.now()
-                    log.warning("event broker unavailable; events stay in the outbox and are retried")
-                delay = min(self.max_backoff, max(interval, 0.05) * 2 ** min(failures - 1, 16))
-            else:
-                if outage_since is not None:
-                    down_for = (self.clock.now() - outage_since).total_seconds()
-                    log.warning("event broker available again after %.1fs; relaying resumed", down_for)
-                    outage_since = None
-                failures = 0
-                if result.more:
-                    await asyncio.sleep(0)  # let others run, then go on draining
-                    continue
-                delay = interval
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            except TimeoutError:
-                pass
+
+class RelayOutages:
+    """Says once when the event broker or the event store (the outbox) goes away, and once when
+    it is back, judged only by what a pass proved: the store is back when a pass read the
+    outbox, the broker when a pass published. A pass that found the lease held elsewhere, or
+    nothing to publish, proves nothing about the broker."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._since: dict[str, datetime] = {}
+
+    def record(self, result: RelayResult) -> None:
+        if result.store_unavailable:
+            self._down("store", "event store unavailable; the relay waits for it (the events are kept there)")
+            return
+        if result.error or result.busy:
+            return
+        self._up("store", "event store available again after %.1fs")  # the outbox was read
+        if result.unavailable:
+            self._down("broker", "event broker unavailable; events stay in the outbox and are retried")
+        elif result.published:
+            self._up("broker", "event broker available again after %.1fs; relaying resumed")
+
+    def _down(self, what: str, message: str) -> None:
+        if what not in self._since:
+            self._since[what] = self._clock.now()
+            log.warning(message)
+
+    def _up(self, what: str, message: str) -> None:
+        since = self._since.pop(what, None)
+        if since is not None:
+            log.warning(message, (self._clock.now() - since).total_seconds())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -14,8 +14,10 @@ from adapters.memory import MemoryEventPublisher, MemoryLeaseLock, MemoryOutboxR
 from adapters.system import ManualClock
 from connector_core.errors import Unavailable
 from connector_core.model.events import AppDisabled, AppEnabled, DomainEvent, SyncAction, TokenEvent, TokenEventType
+from connector_core.ports.lock import Lease
 from connector_core.ports.outbox import OutboxMessage
 from connector_core.services.relay import RELAY_LEASE, OutboxRelay, RelayResult
+from entrypoints.relay_runner import run_relay
 
 
 class Env:
@@ -233,15 +235,15 @@ class CountingPublisher(MemoryEventPublisher):
         await super().publish(messages)
 
 
-async def test_run_forever_rides_out_an_outage_and_logs_it_once(caplog: pytest.LogCaptureFixture) -> None:
+async def test_the_relay_loop_rides_out_an_outage_and_logs_it_once(caplog: pytest.LogCaptureFixture) -> None:
     env = Env(batch_size=2)
     env.publisher = publisher = CountingPublisher()
-    relay = OutboxRelay(env.reader, publisher, env.lock, env.clock, batch_size=2, max_backoff=0.04)
+    relay = OutboxRelay(env.reader, publisher, env.lock, env.clock, batch_size=2)
     env.publisher.fail = True
     ids = await env.commit_events(5)
     stop = asyncio.Event()
     caplog.set_level(logging.INFO, logger="connector_core.services.relay")
-    task = asyncio.create_task(relay.run_forever(0.01, stop))
+    task = asyncio.create_task(run_relay(relay, 0.01, stop, max_backoff=0.04))
     await asyncio.sleep(0.3)
     assert publisher.attempts >= 3  # it kept trying, backing off (0.01, 0.02, 0.04, 0.04, ...)
     assert publisher.attempts < 30
@@ -261,7 +263,7 @@ async def test_run_forever_rides_out_an_outage_and_logs_it_once(caplog: pytest.L
     assert not any("ev-" in r.getMessage() or "org-1" in r.getMessage() for r in caplog.records)
 
 
-async def test_run_forever_survives_unexpected_errors_and_stops_promptly(caplog: pytest.LogCaptureFixture) -> None:
+async def test_the_relay_loop_survives_unexpected_errors_and_stops_promptly(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="connector_core.services.relay")
     env = Env()
     calls = 0
@@ -276,9 +278,9 @@ async def test_run_forever_survives_unexpected_errors_and_stops_promptly(caplog:
             return False
 
     await env.commit_events(1)
-    relay = OutboxRelay(env.reader, Broken(), env.lock, env.clock, max_backoff=0.02)
+    relay = OutboxRelay(env.reader, Broken(), env.lock, env.clock)
     stop = asyncio.Event()
-    task = asyncio.create_task(relay.run_forever(5.0, stop))
+    task = asyncio.create_task(run_relay(relay, 5.0, stop, max_backoff=0.02))
     await asyncio.sleep(0.1)
     stop.set()
     await asyncio.wait_for(task, 1)  # the 5 s interval does not delay stopping
@@ -286,6 +288,81 @@ async def test_run_forever_survives_unexpected_errors_and_stops_promptly(caplog:
     assert len(await env.pending_ids()) == 1
     assert "event relay pass failed: RuntimeError" in caplog.text
     assert "sk-123" not in caplog.text  # messages we cannot vouch for stay out of INFO+ logs
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(5):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+class CountingLock(MemoryLeaseLock):
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__(clock)
+        self.acquires = 0
+
+    async def acquire(self, name: str, ttl_seconds: float) -> Lease | None:
+        self.acquires += 1
+        return await super().acquire(name, ttl_seconds)
+
+
+async def test_a_pass_that_finds_the_lease_held_elsewhere_is_no_sign_the_broker_is_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="connector_core.services.relay")
+    env = Env()
+    lock = CountingLock(env.clock)
+    relay = OutboxRelay(env.reader, env.publisher, lock, env.clock)
+    ids = await env.commit_events(2)
+    env.publisher.fail = True
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_relay(relay, 0.01, stop, max_backoff=0.02))
+    await until(lambda: any("broker unavailable" in w for w in warnings_of(caplog)))
+    other = await lock.acquire(RELAY_LEASE, 3600)  # another process relays now (and fails too)
+    assert other is not None
+    seen = lock.acquires
+    await until(lambda: lock.acquires >= seen + 3)  # passes that found the lease held
+    assert not any("available again" in w for w in warnings_of(caplog))
+    await lock.release(other)
+    env.publisher.fail = False
+    await until(lambda: env.published_ids() == ids)
+    stop.set()
+    await asyncio.wait_for(task, 1)
+    assert len([w for w in warnings_of(caplog) if "broker available again" in w]) == 1
+
+
+class DownReader(MemoryOutboxReader):
+    down = True
+
+    async def pending(self, limit: int) -> Sequence[OutboxMessage]:
+        if self.down:
+            raise Unavailable("MongoDB is unreachable (AutoReconnect) while trying to read pending events")
+        return await super().pending(limit)
+
+
+async def test_a_store_outage_is_reported_as_one_and_not_as_a_broker_outage(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="connector_core.services.relay")
+    env = Env()
+    reader = DownReader(env.storage)
+    relay = OutboxRelay(reader, env.publisher, env.lock, env.clock)
+    ids = await env.commit_events(2)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_relay(relay, 0.01, stop, max_backoff=0.02))
+    await until(lambda: any("store unavailable" in w for w in warnings_of(caplog)))
+    reader.down = False
+    await until(lambda: env.published_ids() == ids)
+    stop.set()
+    await asyncio.wait_for(task, 1)
+    warnings = warnings_of(caplog)
+    assert [w for w in warnings if "store" in w] == [
+        "event store unavailable; the relay waits for it (the events are kept there)",
+        "event store available again after 0.0s",
+    ]
+    assert not any("broker" in w for w in warnings), warnings
 
 
 def test_rejects_nonsense_settings() -> None:
