@@ -4,9 +4,9 @@
 has settled (``debounce``, 100 ms by default; at most ``max_delay`` after the first change of a
 burst, so a steady stream of writes cannot starve the reload). It never raises into the app:
 
-- when etcd goes away it re-subscribes with exponential backoff (with jitter), logging a warning
-  once per outage; after a re-subscription that followed a failure it calls ``on_change`` once,
-  because changes made while it was disconnected were not seen;
+- when etcd goes away it re-subscribes at once and then with exponential backoff (with jitter,
+  tenacity), logging a warning once per outage; after a re-subscription that followed a failure
+  it calls ``on_change`` once, because changes made while it was disconnected were not seen;
 - an exception from ``on_change`` is logged and the watcher carries on.
 
 Every change under the prefix counts, this process's own writes included: telling them apart
@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
 import aetcd
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_random_exponential
 
 from adapters.etcd.kv_store import EtcdOps
 from connector_core.errors import ConnectorManagerError
@@ -62,6 +62,7 @@ class EtcdConfigWatcher:
         self._watching = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._watch: Any = None
+        self._outage_logged = False  # a failure was logged and the watch not restored since
         self.reloads = 0  # how many times on_change completed (for health pages and tests)
 
     @property
@@ -120,32 +121,41 @@ class EtcdConfigWatcher:
                     await watch.cancel()
 
     async def _watch_loop(self) -> None:
-        backoff = self._initial_backoff
-        failed = False
+        """Subscribe (retried with jittered exponential backoff while etcd is away), follow the
+        stream until it breaks, and again. Never raises but CancelledError."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(Exception),
+            wait=wait_random_exponential(multiplier=self._initial_backoff, max=self._max_backoff),
+            stop=stop_never,
+            before_sleep=lambda state: self._lost(state.outcome.exception() if state.outcome else None),
+        )
         while True:
+            self._watch = await retrying(self._subscribe)
+            self._watching.set()
+            if self._outage_logged:  # a failure came before: say it is over
+                log.warning("etcd watch on %r restored; reloading configuration", self._prefix)
+                self._dirty.set()  # changes made while disconnected were missed
+                self._outage_logged = False
             try:
-                self._watch = await self._subscribe()
-                self._watching.set()
-                if failed:
-                    log.warning("etcd watch on %r restored; reloading configuration", self._prefix)
-                    self._dirty.set()  # changes made while disconnected were missed
-                failed, backoff = False, self._initial_backoff
                 async with self._ops.translated("watch"):
                     async for _event in self._watch:
                         self._dirty.set()
-                # the stream ended without an error (client closed): subscribe again after a pause
+                # the stream ended without an error (client closed): subscribe again
                 raise ConnectionResetError("watch stream ended")
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # never let the watcher die: log, back off, retry
+            except Exception as exc:  # never let the watcher die: log, subscribe again
                 self._watching.clear()
                 await self._cancel_watch()
-                if not failed:
-                    reason = exc.message if isinstance(exc, ConnectorManagerError) else type(exc).__name__
-                    log.warning("etcd watch on %r lost (%s); retrying with backoff", self._prefix, reason)
-                failed = True
-                await asyncio.sleep(backoff * (0.5 + random.random() / 2))  # noqa: S311 - jitter, not crypto
-                backoff = min(backoff * 2, self._max_backoff)
+                self._lost(exc)
+
+    def _lost(self, exc: BaseException | None) -> None:
+        """Log the first failure of an outage (subscribing or following the stream)."""
+        if self._outage_logged:
+            return
+        self._outage_logged = True
+        reason = exc.message if isinstance(exc, ConnectorManagerError) else type(exc).__name__
+        log.warning("etcd watch on %r lost (%s); retrying with backoff", self._prefix, reason)
 
     async def _notify_loop(self) -> None:
         while True:
