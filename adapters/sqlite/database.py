@@ -49,6 +49,19 @@ CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, e
 """
 
 
+def _create_schema(conn: sqlite3.Connection) -> None:
+    """In one write transaction: processes opening a fresh file together wait for each other
+    (busy timeout) instead of failing on the other's schema change."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in filter(str.strip, SCHEMA.split(";")):
+            conn.execute(statement)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 def _drop_lease_fencing(conn: sqlite3.Connection) -> None:
     """Files created while leases carried fencing tokens: drop that column and its counters
     (one per lock name, kept forever). Checked again under the write lock: another process
@@ -116,7 +129,7 @@ class SQLiteDatabase:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA foreign_keys=ON")
-                conn.executescript(SCHEMA)
+                _create_schema(conn)
                 _drop_lease_fencing(conn)
                 self._conn = conn
             return self._conn
