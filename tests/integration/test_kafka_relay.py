@@ -29,6 +29,7 @@ from connector_core.model.connector import Connector
 from connector_core.model.events import SyncAction
 from connector_core.ports.outbox import OutboxMessage
 from connector_core.services.relay import OutboxRelay
+from entrypoints.relay_runner import run_relay
 from tests.builders import api_token_connector
 from tests.contract.backends.kafka import Received, read_back
 
@@ -84,7 +85,7 @@ async def world(tmp_path: Path, catalog: Catalog, kafka_bootstrap: str) -> Async
     # short timeouts keep the outage test quick; a deployment keeps the 10 s default
     publisher = KafkaEventPublisher(kafka_bootstrap, timeout=3.0, check_timeout=1.0)
     reader = SQLiteOutboxReader(db)
-    relay = OutboxRelay(reader, publisher, SQLiteLeaseLock(db, clock), clock, batch_size=7, max_backoff=0.5)
+    relay = OutboxRelay(reader, publisher, SQLiteLeaseLock(db, clock), clock, batch_size=7)
     org = f"org-{uuid.uuid4().hex[:10]}"
     ids = SecureIds()
     connectors = {}
@@ -206,7 +207,7 @@ def crash(server: Any) -> None:
 
 async def test_the_worker_loop_rides_out_a_broker_crash(world: World, kafka_server: Any, kafka_bootstrap: str) -> None:
     stop = asyncio.Event()
-    task = asyncio.create_task(world.relay.run_forever(0.05, stop))
+    task = asyncio.create_task(run_relay(world.relay, 0.05, stop, max_backoff=0.5))
     try:
         await world.commit_toggles(1)
         while await world.pending():

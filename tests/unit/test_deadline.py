@@ -9,8 +9,11 @@ from pathlib import Path
 import httpx
 from attrs import evolve
 
+from adapters.memory import MemoryStorage, MemoryUnitOfWork
+from adapters.unit_of_work_base import BufferedUnitOfWork
 from connector_core.deadline import MIN_WAIT_SECONDS, REQUEST_BUDGET_SECONDS, deadline, remaining
 from connector_core.errors import Unavailable
+from connector_core.ports.unit_of_work import UnitOfWork
 from entrypoints.bootstrap import build_container
 from entrypoints.http.app import create_app
 from entrypoints.http.auth import issue_user_token
@@ -52,23 +55,24 @@ async def test_the_deadline_follows_the_request_into_its_tasks_and_no_further() 
     assert inside <= 1.0 and outside == 9.0
 
 
-class HangingUnitOfWork:
+class HangingUnitOfWork(MemoryUnitOfWork):
     """Storage that hangs the way a real adapter does under a frozen server: it waits as long
     as its timeout allows (30 s of its own, cut by the request's deadline), then gives up."""
 
-    async def __aenter__(self) -> HangingUnitOfWork:
+    async def __aenter__(self) -> BufferedUnitOfWork:
         await asyncio.sleep(remaining(30.0))
         raise Unavailable("storage did not answer")
 
-    async def __aexit__(self, *exc: object) -> None:
-        return None
+
+def hanging_unit_of_work() -> UnitOfWork:
+    return HangingUnitOfWork(MemoryStorage())
 
 
 async def test_every_http_request_carries_one_deadline_for_its_dependency_calls(tmp_path: Path) -> None:
     settings = load_settings(env={}, storage="memory", secrets="memory", data_dir=tmp_path)
     env = {"CM_MASTER_KEY": "test-master-key"}
     healthy = await build_container(settings, env=env)
-    container = await build_container(settings, env=env, storage=evolve(healthy.storage, uow=HangingUnitOfWork))
+    container = await build_container(settings, env=env, storage=evolve(healthy.storage, uow=hanging_unit_of_work))
     token = issue_user_token(
         container.service_secrets.jwt_secret,
         user_id="u",

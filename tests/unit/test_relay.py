@@ -305,9 +305,9 @@ class CountingLock(MemoryLeaseLock):
         super().__init__(clock)
         self.acquires = 0
 
-    async def acquire(self, name: str, ttl_seconds: float) -> Lease | None:
+    async def acquire(self, name: str, ttl_seconds: float, *, wait: float = 0.0) -> Lease | None:
         self.acquires += 1
-        return await super().acquire(name, ttl_seconds)
+        return await super().acquire(name, ttl_seconds, wait=wait)
 
 
 async def test_a_pass_that_finds_the_lease_held_elsewhere_is_no_sign_the_broker_is_back(
