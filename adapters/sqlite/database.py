@@ -18,6 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+
 from adapters.codec import make_json_converter
 from adapters.sealing import Sealer
 from connector_core.errors import Unavailable
@@ -47,6 +49,20 @@ CREATE TABLE IF NOT EXISTS kv (
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL);
 """
+
+
+def _use_wal(conn: sqlite3.Connection, seconds: float) -> None:
+    """Switch a fresh file to WAL. The switch needs the file to itself and SQLite does not wait
+    for it (no busy handler), so a second process opening the file at the same moment is told
+    'locked': try again, within the busy timeout."""
+    for attempt in Retrying(
+        retry=retry_if_exception(lambda exc: isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)),
+        wait=wait_exponential(multiplier=0.005, max=0.1),
+        stop=stop_after_delay(seconds),
+        reraise=True,
+    ):
+        with attempt:
+            conn.execute("PRAGMA journal_mode=WAL")
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:
@@ -126,7 +142,7 @@ class SQLiteDatabase:
                     timeout=self._busy_timeout_ms / 1000,
                 )
                 conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
-                conn.execute("PRAGMA journal_mode=WAL")
+                _use_wal(conn, self._busy_timeout_ms / 1000)
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA foreign_keys=ON")
                 _create_schema(conn)
