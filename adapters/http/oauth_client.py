@@ -28,7 +28,7 @@ import httpx
 import jwt
 
 from adapters.http.httpx_errors import HTTPX_ERRORS
-from adapters.http.lru import LruCache, SingleFlight
+from adapters.lru import LruCache, SingleFlight
 from connector_core.catalog import OAuthSpec
 from connector_core.errors import (
     IdTokenInvalid,

@@ -14,8 +14,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from adapters.http.lru import LruCache, SingleFlight
 from adapters.http.oauth_client import HttpxOAuthClient
+from adapters.lru import LruCache, SingleFlight
 from connector_core.catalog import load_default_catalog
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -1,4 +1,4 @@
-"""Bounded per-key state for the HTTP adapters: an LRU map, and single-flight locks that exist
+"""Bounded per-key state shared by the adapters: an LRU map, and single-flight locks that exist
 only while someone holds or waits for them. Keys come from configuration that grows with the
 number of orgs (one JWKS URL per Microsoft tenant): nothing here grows without bound."""
 
