@@ -3,10 +3,7 @@ object the composition root builds, not in a log line, not in a start-up error."
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import logging
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +25,7 @@ from adapters.system import SystemClock
 from entrypoints.bootstrap import build_container
 from entrypoints.infrastructure import Infrastructure, connection_key, open_infrastructure
 from entrypoints.settings import Settings, SettingsError, load_settings
-from tests.servers import free_port
+from tests.servers import collect_driver_sockets, free_port
 
 PW = "PLANTED-PW-4711"
 OURS = ("adapters", "entrypoints", "connector_core")
@@ -129,15 +126,6 @@ async def test_no_repr_of_a_built_container_shows_a_credential(tmp_path: Path) -
         await container.aclose()
 
 
-async def _collect_driver_sockets() -> None:
-    """pymongo leaves the socket of a monitor that was connecting when the client closed to the
-    garbage collector (PYTHON-3923); collect it here, quietly, rather than in a later test."""
-    await asyncio.sleep(0)  # let the cancelled monitor tasks finish
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
-
-
 @pytest.mark.parametrize(
     ("choices", "setting"),
     [
@@ -156,7 +144,7 @@ async def test_a_failed_start_names_the_setting_and_no_credential(
     aead = Aead(Keyring.from_master_secret(ENV["CM_MASTER_KEY"]))
     with pytest.raises(SettingsError) as failed:
         await open_infrastructure(settings, aead, SystemClock())
-    await _collect_driver_sockets()
+    await collect_driver_sockets()
     assert failed.value.message.startswith(f"{setting}: cannot reach ")
     said = [failed.value.message, str(failed.value), repr(failed.value), *failed.value.errors[0].values()]
     said += [r.getMessage() for r in caplog.records]
