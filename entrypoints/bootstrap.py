@@ -191,7 +191,7 @@ async def _wire(
         storage=infra.storage,
         secrets_store=secrets_store,
         service_secrets=service_secrets,
-        iam=iam or ClaimAdminIam(),
+        iam=iam or infra.iam or ClaimAdminIam(),
         health_checks=list(infra.checks),
         connectors=ConnectorService(ctx),
         oauth=oauth,

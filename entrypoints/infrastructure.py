@@ -26,6 +26,7 @@ from connector_core.ports.cache import Cache
 from connector_core.ports.clock import Clock
 from connector_core.ports.event_publisher import EventPublisher
 from connector_core.ports.health import HealthCheck
+from connector_core.ports.iam import IdentityAccess
 from connector_core.ports.kv_store import KeyValueStore
 from connector_core.ports.lock import LeaseLock
 from entrypoints.settings import Settings, SettingsError
@@ -56,6 +57,8 @@ def connection_key(settings: Settings) -> tuple[object, ...]:
         settings.redis,
         settings.cache_ttl_seconds,
         settings.backend,
+        settings.iam,
+        settings.user_groups_iam if settings.iam == "mongo-user-groups" else None,
     )
 
 
@@ -72,6 +75,8 @@ class Infrastructure:
     cache: ReadThroughCache | None = None
     publisher: EventPublisher | None = None
     backend: BackendConnectorClient | None = None
+    #: with ``iam = "mongo-user-groups"``: admin status from the existing deployment's user groups
+    iam: IdentityAccess | None = None
     #: with ``secrets = "etcd"``: the client the configuration watch runs on
     etcd: EtcdBackend | None = None
     checks: list[HealthCheck] = field(factory=list)
@@ -226,6 +231,16 @@ async def _backend(o: _Opener) -> BackendConnectorClient | None:
     return client
 
 
+async def _iam(o: _Opener) -> IdentityAccess | None:
+    if o.settings.iam == "claims":
+        return None
+    from adapters.factories.iam import open_user_groups_iam
+
+    backend = await o.open("iam_mongo_url", open_user_groups_iam(o.settings.user_groups_iam), lambda b: b.aclose)
+    o.check("iam", backend.iam.check)
+    return backend.iam
+
+
 async def open_infrastructure(settings: Settings, aead: Aead, clock: Clock) -> Infrastructure:
     """Open every backend the settings choose and check each answers."""
     o = _Opener(settings, aead, clock)
@@ -237,6 +252,7 @@ async def open_infrastructure(settings: Settings, aead: Aead, clock: Clock) -> I
         cache = await _cache(o)
         publisher = await _publisher(o)
         backend = await _backend(o)
+        iam = await _iam(o)
     except BaseException:
         await o.aclose()
         raise
@@ -248,6 +264,7 @@ async def open_infrastructure(settings: Settings, aead: Aead, clock: Clock) -> I
         cache=cache,
         publisher=publisher,
         backend=backend,
+        iam=iam,
         etcd=o.etcd,
         checks=o.checks,
         closers=o.closers,

@@ -27,7 +27,9 @@ from adapters.factories.sections import (
     MongoSettings,
     RedisSettings,
     SQLiteSettings,
+    UserGroupsIamSettings,
 )
+from adapters.iam.mongo_user_groups import UserGroupsSchema
 from connector_core.errors import ValidationError
 
 
@@ -117,6 +119,20 @@ class Settings:
     #: whether ``serve`` refreshes tokens in the background; ``worker`` always does
     run_refresher: bool = True
     custom_providers: tuple[Mapping[str, Any], ...] = ()
+    #: who is an org admin: the user token's claims, or the existing deployment's user groups
+    iam: Literal["claims", "mongo-user-groups"] = "claims"
+    #: the existing deployment's MongoDB (default: ``mongo_url``)
+    iam_mongo_url: str | None = field(default=None, repr=False)
+    iam_mongo_database: str = "es"
+    iam_user_groups_collection: str = "userGroups"
+    iam_org_field: str = "orgId"
+    iam_users_field: str = "users"
+    iam_type_field: str = "type"
+    iam_deleted_field: str = "isDeleted"
+    iam_admin_type: str = "admin"
+    #: how long a user's admin verdict is kept (a removed admin keeps access at most this long)
+    iam_cache_ttl_seconds: float = field(default=30.0, validator=_positive)
+    iam_cache_size: int = field(default=10_000, validator=_at_least(1))
     config_file: Path | None = None
 
     @property
@@ -158,6 +174,24 @@ class Settings:
     @property
     def kafka(self) -> KafkaSettings:
         return KafkaSettings(bootstrap=self.kafka_bootstrap, client_config=self.kafka_client_config)
+
+    @property
+    def user_groups_iam(self) -> UserGroupsIamSettings:
+        return UserGroupsIamSettings(
+            url=self.iam_mongo_url or self.mongo_url,
+            database=self.iam_mongo_database,
+            timeout_seconds=self.mongo_timeout_seconds,
+            schema=UserGroupsSchema(
+                collection=self.iam_user_groups_collection,
+                org_field=self.iam_org_field,
+                users_field=self.iam_users_field,
+                type_field=self.iam_type_field,
+                deleted_field=self.iam_deleted_field,
+                admin_type=self.iam_admin_type,
+            ),
+            cache_ttl_seconds=self.iam_cache_ttl_seconds,
+            cache_size=self.iam_cache_size,
+        )
 
     @property
     def backend(self) -> BackendSettings | None:
@@ -284,6 +318,8 @@ _CONVERTER = make_settings_converter()
 _ENV_PREFIX = "CM_"
 #: come only from the settings file
 _FILE_ONLY = {"custom_providers"}
+#: settings that are also the prefix of a TOML table of related settings
+_TABLES = {"iam"}
 
 
 def _names() -> set[str]:
@@ -349,7 +385,9 @@ def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     names = _names()
     for key, value in data.items():
-        if key in names:  # a setting written whole (kafka_client_config = {...})
+        if key in _TABLES and isinstance(value, Mapping):  # [iam] mongo_database = ... → iam_mongo_database
+            flat.update({f"{key}_{sub}": v for sub, v in value.items()})
+        elif key in names:  # a setting written whole (kafka_client_config = {...})
             flat[key] = value
         elif key == "providers":
             flat["custom_providers"] = value

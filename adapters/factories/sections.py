@@ -7,6 +7,8 @@ from pathlib import Path
 
 from attrs import field, frozen
 
+from adapters.iam.mongo_user_groups import UserGroupsSchema
+
 
 def _frozen_mapping(value: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(value.items()))
@@ -52,3 +54,15 @@ class KafkaSettings:
 class BackendSettings:
     url: str = field(repr=False)  # may carry user:password
     timeout_seconds: float
+
+
+@frozen
+class UserGroupsIamSettings:
+    """The existing deployment's MongoDB, where its user groups say who is an admin."""
+
+    url: str = field(repr=False)  # may carry user:password
+    database: str
+    timeout_seconds: float
+    schema: UserGroupsSchema
+    cache_ttl_seconds: float
+    cache_size: int
