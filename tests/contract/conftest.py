@@ -13,7 +13,7 @@ from adapters.crypto import Aead, Keyring
 from adapters.system import ManualClock
 from connector_core.ports.cache import Cache
 from connector_core.ports.kv_store import KeyValueStore
-from tests.contract.backends import Env, IdempotencyUnderTest, LockUnderTest, Storage, params
+from tests.contract.backends import Env, IamUnderTest, IdempotencyUnderTest, LockUnderTest, Storage, params
 from tests.contract.backends import sqlite as sqlite_backend
 
 Harness = Storage
@@ -51,6 +51,12 @@ async def cache(request: pytest.FixtureRequest, env: Env) -> AsyncIterator[Cache
 @pytest.fixture(params=params("idempotency"))
 async def idempotency(request: pytest.FixtureRequest, env: Env) -> AsyncIterator[IdempotencyUnderTest]:
     async with request.param.idempotency(env) as under_test:
+        yield under_test
+
+
+@pytest.fixture(params=params("iam"))
+async def iam(request: pytest.FixtureRequest, env: Env) -> AsyncIterator[IamUnderTest]:
+    async with request.param.iam(env) as under_test:
         yield under_test
 
 

@@ -8,6 +8,7 @@ context-manager factories, each taking a :class:`Env`:
 - ``lock(env) -> LockUnderTest``
 - ``cache(env) -> Cache``
 - ``idempotency(env) -> IdempotencyUnderTest``
+- ``iam(env) -> IamUnderTest``
 
 The contract conftest parametrizes every suite over every module that provides its port.
 """
@@ -26,6 +27,7 @@ from attrs import define
 
 from adapters.crypto import Aead
 from adapters.system import ManualClock
+from connector_core.ports.iam import IdentityAccess, Principal
 from connector_core.ports.idempotency import IdempotencyStore
 from connector_core.ports.lock import LeaseLock
 from connector_core.ports.oauth_state import OAuthStateStore
@@ -65,6 +67,15 @@ class IdempotencyUnderTest:
     store: IdempotencyStore
     #: a second, independent handle on the same records (another "process")
     other: IdempotencyStore
+
+
+@define
+class IamUnderTest:
+    iam: IdentityAccess
+    #: arrange, the way this adapter learns it, that the user administers the org; their principal
+    make_admin: Callable[[str, str], Awaitable[Principal]]
+    #: arrange that the user is a plain member of the org; their principal
+    make_member: Callable[[str, str], Awaitable[Principal]]
 
 
 def manual_advance(clock: ManualClock) -> Callable[[float], Awaitable[None]]:

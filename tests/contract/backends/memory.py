@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from adapters.iam.claims import ClaimAdminIam
 from adapters.memory import (
     MemoryCache,
     MemoryKeyValueStore,
@@ -15,8 +16,9 @@ from adapters.memory import (
 )
 from adapters.memory.idempotency_store import MemoryIdempotencyStore
 from connector_core.ports.cache import Cache
+from connector_core.ports.iam import Principal
 from connector_core.ports.kv_store import KeyValueStore
-from tests.contract.backends import Env, IdempotencyUnderTest, LockUnderTest, Storage, manual_advance
+from tests.contract.backends import Env, IamUnderTest, IdempotencyUnderTest, LockUnderTest, Storage, manual_advance
 
 MARK = "memory"
 
@@ -46,3 +48,16 @@ async def cache(env: Env) -> AsyncIterator[Cache]:
 async def idempotency(env: Env) -> AsyncIterator[IdempotencyUnderTest]:
     store = MemoryIdempotencyStore()
     yield IdempotencyUnderTest(store, store)  # one process: the same records
+
+
+@contextlib.asynccontextmanager
+async def iam(env: Env) -> AsyncIterator[IamUnderTest]:
+    """The claims adapter: the user token itself says who is an admin."""
+
+    async def make_admin(org: str, user: str) -> Principal:
+        return Principal(user_id=user, org_id=org, claims={"userId": user, "orgId": org, "isAdmin": True})
+
+    async def make_member(org: str, user: str) -> Principal:
+        return Principal(user_id=user, org_id=org, claims={"userId": user, "orgId": org})
+
+    yield IamUnderTest(ClaimAdminIam(), make_admin, make_member)

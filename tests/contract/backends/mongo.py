@@ -7,7 +7,10 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+from bson import ObjectId
+
 from adapters.crypto import Aead
+from adapters.iam.mongo_user_groups import MongoUserGroupsIam
 from adapters.mongo import (
     MongoDatabase,
     MongoLeaseLock,
@@ -18,7 +21,9 @@ from adapters.mongo import (
 )
 from adapters.mongo.idempotency_store import MongoIdempotencyStore
 from adapters.system import ManualClock
-from tests.contract.backends import Env, IdempotencyUnderTest, LockUnderTest, Storage, manual_advance
+from connector_core.ports.iam import Principal
+from tests.contract.backends import Env, IamUnderTest, IdempotencyUnderTest, LockUnderTest, Storage, manual_advance
+from tests.fakes.pipeshub import SeedDeployment
 
 MARK = "mongo"
 
@@ -87,3 +92,33 @@ async def idempotency(env: Env) -> AsyncIterator[IdempotencyUnderTest]:
         yield IdempotencyUnderTest(
             MongoIdempotencyStore(db, ttl_grace=_TTL_GRACE), MongoIdempotencyStore(other, ttl_grace=_TTL_GRACE)
         )
+
+
+@contextlib.asynccontextmanager
+async def iam(env: Env) -> AsyncIterator[IamUnderTest]:
+    """The existing deployment's user groups: an admin is in a non-deleted group of type admin."""
+    url: str = env.request.getfixturevalue("mongo_url")
+    client = make_client(url)
+    db = client[f"es_{uuid.uuid4().hex}"]
+    seed = SeedDeployment(None, db)  # MongoDB only: no etcd here
+
+    def principal(org: str, user: str) -> Principal:
+        # the existing service's user token: no admin claim at all
+        return Principal(user_id=user, org_id=org, claims={"userId": user, "orgId": org, "accountType": "business"})
+
+    async def make_admin(org: str, user: str) -> Principal:
+        await seed.group(ObjectId(org), "admin", [ObjectId(user)])
+        await seed.group(ObjectId(org), "everyone", [ObjectId(user)])
+        return principal(org, user)
+
+    async def make_member(org: str, user: str) -> Principal:
+        await seed.group(ObjectId(org), "everyone", [ObjectId(user)])
+        await seed.group(ObjectId(org), "custom", [ObjectId(user)], name="Admins")
+        return principal(org, user)
+
+    try:
+        yield IamUnderTest(MongoUserGroupsIam(db["userGroups"]), make_admin, make_member)
+    finally:
+        with contextlib.suppress(Exception):
+            await client.drop_database(db.name)
+        await client.close()
