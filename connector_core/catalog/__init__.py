@@ -17,6 +17,7 @@ from typing import Any
 from attrs import field, frozen
 
 from connector_core.errors import UnknownConnector, ValidationError
+from connector_core.tokens.refresh_deadline import RefreshTokenLimits
 
 __all__ = [
     "Catalog",
@@ -173,6 +174,13 @@ class CatalogEntry:
     oauth: OAuthSpec | None = None
     aliases: tuple[str, ...] = ()
     custom: bool = False
+    #: what the provider does to refresh tokens (``refreshTokenLimits`` in the catalog)
+    refresh_token_limits: RefreshTokenLimits = field(factory=RefreshTokenLimits)
+
+    def refresh_limits(self, auth: Mapping[str, Any]) -> RefreshTokenLimits:
+        """The limits for one connector's configuration: the testing-mode lifetime applies
+        when its ``auth.testingMode`` is on."""
+        return self.refresh_token_limits.applied(testing_mode=auth.get("testingMode") is True)
 
     @property
     def secret_fields(self) -> tuple[str, ...]:
@@ -227,6 +235,7 @@ class CatalogEntry:
             oauth=OAuthSpec.from_dict(data["oauth"]) if data.get("oauth") else None,
             aliases=tuple(str(a) for a in data.get("aliases", ())),
             custom=custom,
+            refresh_token_limits=RefreshTokenLimits.from_dict(data.get("refreshTokenLimits")),
         )
 
 

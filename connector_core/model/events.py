@@ -28,6 +28,8 @@ class TokenEventType(enum.StrEnum):
     REFRESHED = "TOKEN_REFRESHED"
     REVOKED = "TOKEN_REVOKED"
     EXPIRED = "TOKEN_EXPIRED"
+    #: the refresh token will die soon (:class:`RefreshTokenExpiring`)
+    EXPIRING = "TOKEN_EXPIRING"
 
 
 @frozen(kw_only=True)
@@ -100,6 +102,19 @@ class TokenEvent(DomainEvent):
         object.__setattr__(self, "event_type", str(self.token_event_type))
 
 
+@frozen(kw_only=True)
+class RefreshTokenExpiring(TokenEvent):
+    """The connector's refresh token is expected to die at ``refresh_token_expires_at`` (see
+    :mod:`connector_core.tokens.refresh_deadline`); sent once per lineage and threshold
+    (``warn_before_seconds`` ahead), so a person can authorize again in time."""
+
+    refresh_token_expires_at: datetime
+    expires_because: str
+    warn_before_seconds: int
+    token_event_type: TokenEventType = TokenEventType.EXPIRING
+    event_type: str = str(TokenEventType.EXPIRING)
+
+
 EVENT_CLASSES: dict[str, type[DomainEvent]] = {
     "appEnabled": AppEnabled,
     "appDisabled": AppDisabled,
@@ -107,4 +122,5 @@ EVENT_CLASSES: dict[str, type[DomainEvent]] = {
     "connectorFiltersSaved": FiltersSaved,
     "connectorAuthStatusChanged": AuthStatusChanged,
     **{str(t): TokenEvent for t in TokenEventType},
+    str(TokenEventType.EXPIRING): RefreshTokenExpiring,
 }

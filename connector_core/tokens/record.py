@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from attrs import define, field
 
 from connector_core.errors import DomainRuleViolation, ProviderError, RetryableProviderError
-from connector_core.model.events import DomainEvent, TokenEvent, TokenEventType
+from connector_core.model.events import DomainEvent, RefreshTokenExpiring, TokenEvent, TokenEventType
 from connector_core.tokens.lifecycle import TokenLifecycle, TokenStatus
+from connector_core.tokens.refresh_deadline import (
+    RefreshDeadline,
+    RefreshTokenLimits,
+    crossed_thresholds,
+    next_warning_at,
+)
+from connector_core.tokens.summary import TokenSummary
 from connector_core.tokens.token_set import TokenSet
 
 if TYPE_CHECKING:
@@ -36,6 +43,16 @@ class TokenRecord:
     failure_count: int = 0
     last_error: str | None = None
     expiry_notified: bool = False
+    #: when this refresh-token lineage began (an authorization); None without a refresh token
+    lineage_started_at: datetime | None = None
+    #: when the provider last accepted this lineage's refresh token (a refresh)
+    refresh_last_used_at: datetime | None = None
+    #: when the lineage is expected to die (:meth:`track_refresh_deadline`); queryable
+    refresh_deadline: datetime | None = None
+    #: when the next TOKEN_EXPIRING of this lineage is due; queryable, None when none is
+    refresh_warn_at: datetime | None = None
+    #: the thresholds (seconds before the deadline) this lineage has announced
+    expiring_announced: tuple[int, ...] = ()
     version: int = 0
     events: list[DomainEvent] = field(factory=list, eq=False, repr=False)
 
@@ -65,6 +82,7 @@ class TokenRecord:
             created_at=now,
             updated_at=now,
         )
+        record._begin_lineage(now)
         record._emit(TokenEventType.CREATED, now, ids)
         return record
 
@@ -81,6 +99,7 @@ class TokenRecord:
         self.tokens = tokens
         self.account_id = account_id or self.account_id
         self._reset(lifecycle, now)
+        self._begin_lineage(now)
         self._emit(TokenEventType.CREATED, now, ids)
 
     def apply_refresh(self, tokens: TokenSet, *, lifecycle: TokenLifecycle, now: datetime, ids: IdSource) -> None:
@@ -95,6 +114,7 @@ class TokenRecord:
         if self.status == TokenStatus.REVOKED:
             raise DomainRuleViolation("a revoked token cannot take refreshed material")
         self.tokens = tokens
+        self.refresh_last_used_at = now  # a rotation continues the lineage
         if self.status == TokenStatus.NEEDS_REAUTHENTICATION:
             self.updated_at = now
             return
@@ -168,6 +188,86 @@ class TokenRecord:
         self.updated_at = now
         self._emit(TokenEventType.EXPIRED, now, ids)
         return True
+
+    # -- refresh-token lineage ------------------------------------------------------------------
+
+    def summary(self) -> TokenSummary:
+        """The record without its material."""
+        return TokenSummary(
+            id=self.id,
+            org_id=self.org_id,
+            connector_key=self.connector_key,
+            status=self.status,
+            obtained_at=self.tokens.obtained_at,
+            expires_at=self.tokens.expires_at,
+            refresh_due_at=self.refresh_due_at,
+            next_attempt_at=self.next_attempt_at,
+            failure_count=self.failure_count,
+            lineage_started_at=self.lineage_started_at,
+            refresh_last_used_at=self.refresh_last_used_at,
+            refresh_token_expires_at=self.tokens.refresh_token_expires_at,
+            updated_at=self.updated_at,
+        )
+
+    def deadline_under(self, limits: RefreshTokenLimits) -> RefreshDeadline | None:
+        """When this lineage's refresh token is expected to die under ``limits``."""
+        return self.summary().deadline_under(limits)
+
+    def track_refresh_deadline(self, limits: RefreshTokenLimits) -> bool:
+        """Store the deadline under ``limits`` and when the next warning is due (both queried
+        by the warning sweep and the metrics); True when either changed."""
+        if self.lineage_started_at is None and self.tokens.can_refresh:
+            self.lineage_started_at = self.created_at  # a record stored before lineages were kept
+        deadline = self.deadline_under(limits)
+        at = None if deadline is None else deadline.at
+        warn_at = next_warning_at(deadline, self._announced())
+        changed = (at, warn_at) != (self.refresh_deadline, self.refresh_warn_at)
+        self.refresh_deadline, self.refresh_warn_at = at, warn_at
+        return changed
+
+    def announce_expiring(self, limits: RefreshTokenLimits, *, now: datetime, ids: IdSource) -> bool:
+        """TOKEN_EXPIRING when ``now`` reached a warning threshold this lineage has not announced:
+        one event naming the tightest threshold reached, and every reached one marked announced,
+        so each threshold goes out once per lineage. Only live tokens (ACTIVE, PAUSED) warn."""
+        self.track_refresh_deadline(limits)
+        deadline = self.deadline_under(limits)
+        if deadline is None or self.status not in (TokenStatus.ACTIVE, TokenStatus.PAUSED):
+            return False
+        announced = self._announced()
+        reached = [t for t in crossed_thresholds(deadline, now) if t not in announced]
+        if not reached:
+            return False
+        seconds = {int(t.total_seconds()) for t in reached}
+        self.expiring_announced = tuple(sorted({*self.expiring_announced, *seconds}))
+        self.refresh_warn_at = next_warning_at(deadline, self._announced())
+        self.updated_at = now
+        self.events.append(
+            RefreshTokenExpiring(
+                event_id=ids.new_id(),
+                occurred_at=now,
+                org_id=self.org_id,
+                connector_key=self.connector_key,
+                token_reference_id=self.id,
+                service_type=self.service_type,
+                account_id=self.account_id,
+                refresh_token_expires_at=deadline.at,
+                expires_because=str(deadline.basis),
+                warn_before_seconds=min(seconds),
+            )
+        )
+        return True
+
+    def _announced(self) -> set[timedelta]:
+        return {timedelta(seconds=s) for s in self.expiring_announced}
+
+    def _begin_lineage(self, now: datetime) -> None:
+        """An authorization starts a new lineage (when it granted a refresh token); its deadline
+        is set by :meth:`track_refresh_deadline`."""
+        self.lineage_started_at = now if self.tokens.can_refresh else None
+        self.refresh_last_used_at = None
+        self.refresh_deadline = None
+        self.refresh_warn_at = None
+        self.expiring_announced = ()
 
     def pull_events(self) -> list[DomainEvent]:
         events, self.events = self.events, []
