@@ -32,7 +32,7 @@ from connector_core.model.connector import Connector
 from connector_core.tokens import TokenRecord
 
 #: token fields that hold datetimes (queried by the refresher and the expiry sweep)
-TOKEN_TIMES = ("refresh_due_at", "next_attempt_at", "expires_at")
+TOKEN_TIMES = ("refresh_due_at", "next_attempt_at", "expires_at", "refresh_deadline", "refresh_warn_at")
 
 
 def connector_fields(conv: cattrs.Converter, connector: Connector) -> dict[str, Any]:
@@ -49,7 +49,7 @@ def connector_from_fields(conv: cattrs.Converter, state: Mapping[str, Any], vers
 
 
 def token_fields(conv: cattrs.Converter, sealer: Sealer, record: TokenRecord) -> dict[str, Any]:
-    """The stored fields of a token record: what the sweeps query in the clear, the rest of the
+    """The stored fields of a token record: what the sweeps and the metrics query in the clear, the rest of the
     record under ``meta`` and the token material sealed (bound to ``/tokens/{id}``) in ``material``."""
     meta, sealed = seal_token_record(conv, sealer, record)
     return {
@@ -61,6 +61,8 @@ def token_fields(conv: cattrs.Converter, sealer: Sealer, record: TokenRecord) ->
         "next_attempt_at": record.next_attempt_at,
         "expires_at": record.tokens.expires_at,
         "expiry_notified": record.expiry_notified,
+        "refresh_deadline": record.refresh_deadline,
+        "refresh_warn_at": record.refresh_warn_at,
         "meta": meta,
         "material": sealed,
     }

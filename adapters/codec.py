@@ -32,13 +32,22 @@ from connector_core.model.events import (
     ConnectorConfigured,
     DomainEvent,
     FiltersSaved,
+    RefreshTokenExpiring,
     TokenEvent,
 )
 from connector_core.ports.oauth_state import PendingAuthorization
 from connector_core.tokens import TokenRecord
 
 #: every stored event; the tag is ``event_type``
-StoredEvent = AppEnabled | AppDisabled | ConnectorConfigured | FiltersSaved | AuthStatusChanged | TokenEvent
+StoredEvent = (
+    AppEnabled
+    | AppDisabled
+    | ConnectorConfigured
+    | FiltersSaved
+    | AuthStatusChanged
+    | RefreshTokenExpiring
+    | TokenEvent
+)
 
 
 def _aware(value: datetime) -> datetime:

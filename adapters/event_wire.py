@@ -2,7 +2,8 @@
 
 Entity events: ``{eventId, eventType, timestamp (epoch ms), payload}`` on ``entity-events``.
 Token events: ``{eventId, eventType, tokenReferenceId, serviceType, accountId, timestamp}``
-on ``token-events``. JSON is encoded exactly once, UTF-8.
+on ``token-events``; ``TOKEN_EXPIRING`` adds ``refreshTokenExpiresAt`` (epoch ms),
+``expiresBecause`` and ``warnBeforeSeconds``. JSON is encoded exactly once, UTF-8.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from connector_core.model.events import (
     ConnectorConfigured,
     DomainEvent,
     FiltersSaved,
+    RefreshTokenExpiring,
     TokenEvent,
 )
 from connector_core.ports.outbox import OutboxMessage
@@ -62,7 +64,7 @@ def payload(event: DomainEvent) -> dict[str, Any]:
 def envelope(message: OutboxMessage) -> dict[str, Any]:
     event = message.event
     if isinstance(event, TokenEvent):
-        return {
+        body: dict[str, Any] = {
             "eventId": event.event_id,
             "eventType": event.event_type,
             "tokenReferenceId": event.token_reference_id,
@@ -72,6 +74,11 @@ def envelope(message: OutboxMessage) -> dict[str, Any]:
             "connector": event.connector_key,
             "timestamp": _ms(event),
         }
+        if isinstance(event, RefreshTokenExpiring):
+            body["refreshTokenExpiresAt"] = int(event.refresh_token_expires_at.timestamp() * 1000)
+            body["expiresBecause"] = event.expires_because
+            body["warnBeforeSeconds"] = event.warn_before_seconds
+        return body
     return {
         "eventId": event.event_id,
         "eventType": event.event_type,

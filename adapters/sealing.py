@@ -10,7 +10,7 @@ import cattrs
 
 from adapters.codec import pending_from_doc, pending_to_doc
 from connector_core.ports.oauth_state import PendingAuthorization
-from connector_core.tokens import TokenRecord
+from connector_core.tokens import TokenRecord, TokenSummary
 
 
 class Sealer(Protocol):
@@ -54,6 +54,13 @@ def open_token_record(
     record = conv.structure(doc, TokenRecord)
     record.version = version
     return record
+
+
+def token_summary(conv: cattrs.Converter, meta: Mapping[str, Any]) -> TokenSummary:
+    """What the metadata says about a token, its material left sealed (lists decrypt nothing)."""
+    doc = dict(meta)
+    doc["tokens"] = {**doc["tokens"], "access_token": "", "refresh_token": None, "id_token": None}
+    return conv.structure(doc, TokenRecord).summary()
 
 
 def seal_pending(conv: cattrs.Converter, sealer: Sealer, pending: PendingAuthorization) -> str:

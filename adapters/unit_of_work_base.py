@@ -21,7 +21,7 @@ from connector_core.model.events import DomainEvent
 from connector_core.ports.connector_repository import ConnectorRepository
 from connector_core.ports.outbox import Outbox
 from connector_core.ports.token_store import TokenStore
-from connector_core.tokens import TokenRecord
+from connector_core.tokens import TokenCensus, TokenRecord, TokenSummary
 
 
 class Op(enum.Enum):
@@ -136,6 +136,24 @@ class _Tokens:
     async def expired_unnotified(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
         return await self._uow._tokens_expired(moment, limit)
 
+    async def warnings_due(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
+        return await self._uow._tokens_warn_due(moment, limit)
+
+    async def summaries(self, org_id: str) -> Sequence[TokenSummary]:
+        found = {s.connector_key: s for s in await self._uow._token_summaries(org_id)}
+        for staged in self._uow._staged_tokens.values():
+            rec = staged.record
+            if rec.org_id != org_id:
+                continue
+            if staged.op is Op.DELETE:
+                found.pop(rec.connector_key, None)
+            else:
+                found[rec.connector_key] = rec.summary()
+        return [found[k] for k in sorted(found)]
+
+    async def census(self, now: datetime) -> TokenCensus:
+        return await self._uow._token_census(now)
+
 
 class _Outbox:
     def __init__(self, uow: BufferedUnitOfWork) -> None:
@@ -146,7 +164,7 @@ class _Outbox:
 
 
 class BufferedUnitOfWork(ABC):
-    """Implements the UnitOfWork port on top of five loads and one atomic ``_apply``."""
+    """Implements the UnitOfWork port on top of a few loads and one atomic ``_apply``."""
 
     def __init__(self) -> None:
         self._staged_connectors: dict[tuple[str, str], StagedConnector] = {}
@@ -208,6 +226,15 @@ class BufferedUnitOfWork(ABC):
 
     @abstractmethod
     async def _tokens_expired(self, moment: datetime, limit: int) -> Sequence[TokenRecord]: ...
+
+    @abstractmethod
+    async def _tokens_warn_due(self, moment: datetime, limit: int) -> Sequence[TokenRecord]: ...
+
+    @abstractmethod
+    async def _token_summaries(self, org_id: str) -> Sequence[TokenSummary]: ...
+
+    @abstractmethod
+    async def _token_census(self, now: datetime) -> TokenCensus: ...
 
     @abstractmethod
     async def _apply(self, batch: Batch) -> None:

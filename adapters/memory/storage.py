@@ -26,7 +26,8 @@ from connector_core.errors import Conflict
 from connector_core.model.connector import Connector
 from connector_core.ports.oauth_state import PendingAuthorization
 from connector_core.ports.outbox import OutboxMessage
-from connector_core.tokens import TokenRecord, TokenStatus
+from connector_core.tokens import CensusTally, TokenCensus, TokenRecord, TokenStatus, TokenSummary, token_state
+from connector_core.tokens.refresh_deadline import warning_at
 
 
 class MemoryStorage:
@@ -103,6 +104,36 @@ class MemoryUnitOfWork(BufferedUnitOfWork):
         ]
         found.sort(key=lambda r: (r.tokens.expires_at or moment, r.id))
         return found[:limit]
+
+    async def _tokens_warn_due(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
+        with self._s.lock:
+            records = [self._s._token(d) for d in self._s.tokens.values()]
+        found = [
+            r
+            for r in records
+            if r.status in (TokenStatus.ACTIVE, TokenStatus.PAUSED)
+            and r.refresh_warn_at is not None
+            and r.refresh_warn_at <= moment
+        ]
+        found.sort(key=lambda r: (r.refresh_warn_at or moment, r.id))
+        return found[:limit]
+
+    async def _token_summaries(self, org_id: str) -> Sequence[TokenSummary]:
+        with self._s.lock:
+            records = [self._s._token(d) for d in self._s.tokens.values() if d["org_id"] == org_id]
+        return [r.summary() for r in records]
+
+    async def _token_census(self, now: datetime) -> TokenCensus:
+        with self._s.lock:
+            records = [self._s._token(d) for d in self._s.tokens.values()]
+        tally = CensusTally()
+        for r in records:
+            tally.state(r.connector_key, token_state(r.status, r.refresh_due_at, r.next_attempt_at, now))
+            if r.status == TokenStatus.ACTIVE:
+                tally.expiry(r.connector_key, r.tokens.expires_at)
+            if r.status in (TokenStatus.ACTIVE, TokenStatus.PAUSED):
+                tally.warning(r.connector_key, warning_at(r.refresh_deadline, now))
+        return tally.census()
 
     async def _apply(self, batch: Batch) -> None:
         s = self._s

@@ -9,7 +9,8 @@ Collections
                           readers keep working. Old-service documents (no ``org_id``) are ignored.
     ``tokens``            one document per token record: queryable metadata in the clear
                           (``status``, ``refresh_due_at``, ``next_attempt_at``, ``expires_at`` as
-                          dates, ``expiry_notified``), the rest of the record under ``meta`` and the
+                          dates, ``expiry_notified``, ``refresh_deadline``, ``refresh_warn_at``), the rest of the
+                          record under ``meta`` and the
                           token material sealed (AES-256-GCM, bound to ``/tokens/{id}``) in
                           ``material``, exactly as the SQLite adapter does (:mod:`adapters.batch_writes`).
     ``outbox``            events (:mod:`adapters.mongo.outbox_reader`).
@@ -281,6 +282,7 @@ class MongoDatabase:
             await self.outbox.create_index(
                 [("event.org_id", 1), ("stored_at", -1), ("key_seq", -1), ("_id", -1)], name="by_org_time"
             )
+            await self.tokens.create_index([("refresh_warn_at", 1)], name="refresh_warn")
             await self._ensure_ttl_index()
             await self.leases.create_index("name", name="name_unique", unique=True)
             # leases carried fencing tokens once, from one counter per lock name kept forever

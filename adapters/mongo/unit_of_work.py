@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -25,10 +25,11 @@ from pymongo.errors import DuplicateKeyError
 from adapters.batch_writes import Kind, Table, Write, connector_from_fields, plan
 from adapters.codec import event_to_doc
 from adapters.mongo.database import Doc, MongoDatabase, bson_time
-from adapters.sealing import open_token_record
+from adapters.sealing import open_token_record, token_summary
 from adapters.unit_of_work_base import Batch, BufferedUnitOfWork
 from connector_core.model.connector import Connector
-from connector_core.tokens import TokenRecord, TokenStatus
+from connector_core.tokens import CensusTally, TokenCensus, TokenRecord, TokenState, TokenStatus, TokenSummary
+from connector_core.tokens.refresh_deadline import RefreshWarning
 
 
 def _value(value: Any) -> Any:
@@ -111,6 +112,33 @@ class MongoUnitOfWork(BufferedUnitOfWork):
             docs = await self._db.tokens.find(query).sort([("expires_at", 1), ("_id", 1)]).limit(limit).to_list()
         return [self._token(d) for d in docs]
 
+    async def _tokens_warn_due(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
+        query = {
+            "status": {"$in": [str(TokenStatus.ACTIVE), str(TokenStatus.PAUSED)]},
+            "refresh_warn_at": {"$lte": moment},
+        }
+        async with self._db.op("find tokens whose refresh-token warning is due"):
+            docs = await self._db.tokens.find(query).sort([("refresh_warn_at", 1), ("_id", 1)]).limit(limit).to_list()
+        return [self._token(d) for d in docs]
+
+    async def _token_summaries(self, org_id: str) -> Sequence[TokenSummary]:
+        async with self._db.op("list token records"):
+            docs = await self._db.tokens.find({"org_id": org_id}, projection={"meta": 1}).to_list(None)
+        found = [token_summary(self._db.conv, d["meta"]) for d in docs]
+        return sorted(found, key=lambda t: t.connector_key)
+
+    async def _token_census(self, now: datetime) -> TokenCensus:
+        async with self._db.op("count token records"):
+            rows = await (await self._db.tokens.aggregate(_census_pipeline(now))).to_list(None)
+        tally = CensusTally()
+        for row in rows:
+            key, state, warning = row["_id"]["key"], row["_id"]["state"], row["_id"].get("warning")
+            tally.state(key, TokenState(state), int(row["count"]))
+            tally.warning(key, None if warning is None else RefreshWarning(warning), int(row["count"]))
+            soonest = row.get("soonest")
+            tally.expiry(key, soonest if soonest is None or soonest.tzinfo else soonest.replace(tzinfo=UTC))
+        return tally.census()
+
     def _collection(self, table: Table) -> AsyncCollection[Doc]:
         return self._db.connectors if table is Table.CONNECTORS else self._db.tokens
 
@@ -166,3 +194,49 @@ class MongoUnitOfWork(BufferedUnitOfWork):
             await db.outbox.insert_many(docs, session=s)
 
         await db.transaction("commit a unit of work", write)
+
+
+def _census_pipeline(now: datetime) -> list[Doc]:
+    """The rule of ``connector_core.tokens.token_state`` and ``.refresh_deadline.warning_at`` as
+    one aggregation: count per (connector key, state, warning), soonest ACTIVE expiry."""
+    active, paused = str(TokenStatus.ACTIVE), str(TokenStatus.PAUSED)
+    is_active = {"$eq": ["$status", active]}
+    live = {"$in": ["$status", [active, paused]]}
+    has_deadline = {"$gt": ["$refresh_deadline", None]}  # null sorts below every date
+    is_due = {"$and": [{"$gt": ["$refresh_due_at", None]}, {"$lte": ["$refresh_due_at", now]}]}
+
+    def within(seconds: float) -> Doc:
+        return {"$lte": ["$refresh_deadline", now + timedelta(seconds=seconds)]}
+
+    state = {
+        "$switch": {
+            "branches": [
+                {"case": {"$and": [is_active, {"$gt": ["$next_attempt_at", now]}]}, "then": "resting"},
+                {"case": {"$and": [is_active, is_due]}, "then": "due"},
+                {"case": is_active, "then": "active"},
+                {"case": {"$eq": ["$status", paused]}, "then": "paused"},
+                {"case": {"$eq": ["$status", str(TokenStatus.NEEDS_REAUTHENTICATION)]}, "then": "needs_reauth"},
+            ],
+            "default": "revoked",
+        }
+    }
+    warning = {
+        "$switch": {
+            "branches": [
+                {"case": {"$not": [{"$and": [live, has_deadline]}]}, "then": None},
+                {"case": within(0), "then": "expired"},
+                {"case": within(86400), "then": "within1Day"},
+                {"case": within(7 * 86400), "then": "within7Days"},
+            ],
+            "default": None,
+        }
+    }
+    return [
+        {
+            "$group": {
+                "_id": {"key": "$connector_key", "state": state, "warning": warning},
+                "count": {"$sum": 1},
+                "soonest": {"$min": {"$cond": [is_active, "$expires_at", None]}},
+            }
+        }
+    ]

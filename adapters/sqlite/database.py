@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS tokens (
     id TEXT PRIMARY KEY, org_id TEXT NOT NULL, connector_key TEXT NOT NULL,
     status TEXT NOT NULL, refresh_due_at REAL, next_attempt_at REAL, expires_at REAL,
     expiry_notified INTEGER NOT NULL, version INTEGER NOT NULL,
-    meta TEXT NOT NULL, material TEXT NOT NULL, UNIQUE (org_id, connector_key));
+    meta TEXT NOT NULL, material TEXT NOT NULL, refresh_deadline REAL, refresh_warn_at REAL,
+    UNIQUE (org_id, connector_key));
 CREATE INDEX IF NOT EXISTS tokens_due ON tokens (status, refresh_due_at);
 CREATE INDEX IF NOT EXISTS tokens_expiry ON tokens (expiry_notified, expires_at);
 CREATE TABLE IF NOT EXISTS outbox (
@@ -99,6 +100,32 @@ def _drop_lease_fencing(conn: sqlite3.Connection) -> None:
     conn.execute("COMMIT")
 
 
+#: token columns added after the first release: (name, type), added to older files on open
+_ADDED_TOKEN_COLUMNS = (("refresh_deadline", "REAL"), ("refresh_warn_at", "REAL"))
+_ADDED_INDEXES = "CREATE INDEX IF NOT EXISTS tokens_warn ON tokens (refresh_warn_at);"
+
+
+def _add_token_columns(conn: sqlite3.Connection) -> None:
+    """Files made before refresh-token lineages were kept: add their queryable columns (NULL until
+    each record is next written). Checked again under the write lock: another process opening
+    the same file may have done it."""
+
+    def missing() -> list[tuple[str, str]]:
+        have = {row[1] for row in conn.execute("PRAGMA table_info(tokens)")}
+        return [(name, kind) for name, kind in _ADDED_TOKEN_COLUMNS if name not in have]
+
+    if missing():
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for name, kind in missing():
+                conn.execute(f"ALTER TABLE tokens ADD COLUMN {name} {kind}")  # our names, not input
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    conn.executescript(_ADDED_INDEXES)
+
+
 def timestamp(value: datetime | None) -> float | None:
     """How a datetime is stored: POSIX seconds (REAL)."""
     return None if value is None else value.timestamp()
@@ -147,6 +174,7 @@ class SQLiteDatabase:
                 conn.execute("PRAGMA foreign_keys=ON")
                 _create_schema(conn)
                 _drop_lease_fencing(conn)
+                _add_token_columns(conn)
                 self._conn = conn
             return self._conn
 

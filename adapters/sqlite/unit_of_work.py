@@ -6,16 +6,17 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from adapters.batch_writes import Kind, Write, connector_from_fields, plan
 from adapters.codec import event_to_doc
-from adapters.sealing import open_token_record
+from adapters.sealing import open_token_record, token_summary
 from adapters.sqlite.database import SQLiteDatabase
 from adapters.unit_of_work_base import Batch, BufferedUnitOfWork
 from connector_core.model.connector import Connector
-from connector_core.tokens import TokenRecord, TokenStatus
+from connector_core.tokens import CensusTally, TokenCensus, TokenRecord, TokenState, TokenStatus, TokenSummary
+from connector_core.tokens.refresh_deadline import RefreshWarning
 
 #: the batch fields stored under another column name
 _COLUMNS = {"state": "doc"}
@@ -124,6 +125,56 @@ class SQLiteUnitOfWork(BufferedUnitOfWork):
             ).fetchall()
         )
         return [self._token(r) for r in rows]
+
+    async def _tokens_warn_due(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
+        rows = await self._db.run(
+            lambda c: c.execute(
+                f"SELECT {_TOKEN_COLUMNS} FROM tokens"  # noqa: S608
+                " WHERE refresh_warn_at <= ? AND status IN (?, ?)"
+                " ORDER BY refresh_warn_at, id LIMIT ?",
+                (moment.timestamp(), str(TokenStatus.ACTIVE), str(TokenStatus.PAUSED), limit),
+            ).fetchall()
+        )
+        return [self._token(r) for r in rows]
+
+    async def _token_summaries(self, org_id: str) -> Sequence[TokenSummary]:
+        rows = await self._db.run(
+            lambda c: c.execute("SELECT meta FROM tokens WHERE org_id=? ORDER BY connector_key", (org_id,)).fetchall()
+        )
+        return [token_summary(self._db.conv, json.loads(r[0])) for r in rows]
+
+    async def _token_census(self, now: datetime) -> TokenCensus:
+        t = now.timestamp()
+        params = {
+            "now": t,
+            "day": t + 86400,
+            "week": t + 7 * 86400,
+            "active": str(TokenStatus.ACTIVE),
+            "paused": str(TokenStatus.PAUSED),
+            "reauth": str(TokenStatus.NEEDS_REAUTHENTICATION),
+        }
+        # the rule of connector_core.tokens.token_state and .refresh_deadline.warning_at, in SQL
+        sql = """
+            SELECT connector_key,
+              CASE WHEN status = :active AND next_attempt_at > :now THEN 'resting'
+                   WHEN status = :active AND refresh_due_at <= :now THEN 'due'
+                   WHEN status = :active THEN 'active'
+                   WHEN status = :paused THEN 'paused'
+                   WHEN status = :reauth THEN 'needs_reauth'
+                   ELSE 'revoked' END AS state,
+              CASE WHEN status NOT IN (:active, :paused) OR refresh_deadline IS NULL THEN NULL
+                   WHEN refresh_deadline <= :now THEN 'expired'
+                   WHEN refresh_deadline <= :day THEN 'within1Day'
+                   WHEN refresh_deadline <= :week THEN 'within7Days' END AS warning,
+              COUNT(*), MIN(CASE WHEN status = :active THEN expires_at END)
+            FROM tokens GROUP BY 1, 2, 3"""
+        rows = await self._db.run(lambda c: c.execute(sql, params).fetchall())
+        tally = CensusTally()
+        for key, state, warning, count, soonest in rows:
+            tally.state(key, TokenState(state), count)
+            tally.warning(key, None if warning is None else RefreshWarning(warning), count)
+            tally.expiry(key, None if soonest is None else datetime.fromtimestamp(soonest, UTC))
+        return tally.census()
 
     async def _apply(self, batch: Batch) -> None:
         db = self._db

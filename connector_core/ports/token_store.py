@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from connector_core.tokens import TokenRecord
+from connector_core.tokens import TokenCensus, TokenRecord, TokenSummary
 
 
 class TokenStore(Protocol):
@@ -40,4 +40,20 @@ class TokenStore(Protocol):
     async def expired_unnotified(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
         """Records whose access token expired by ``moment`` and whose expiry was not yet
         announced, excluding revoked ones; at most ``limit``."""
+        ...
+
+    async def warnings_due(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
+        """ACTIVE and PAUSED records whose next refresh-token warning is due at ``moment``
+        (``refresh_warn_at`` passed), earliest first, at most ``limit``."""
+        ...
+
+    async def summaries(self, org_id: str) -> Sequence[TokenSummary]:
+        """Every token record of one org without its material (nothing is decrypted), by
+        connector key; this unit of work's own staged records included."""
+        ...
+
+    async def census(self, now: datetime) -> TokenCensus:
+        """Every committed record counted per connector key and :class:`TokenState` at ``now``,
+        the soonest access-token expiry of ACTIVE ones, and live (ACTIVE, PAUSED) ones by how
+        close their stored ``refresh_deadline`` is. One aggregate query: no material is read."""
         ...

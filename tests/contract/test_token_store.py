@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from connector_core.errors import Conflict, RetryableProviderError
-from connector_core.tokens import RefreshPolicy, TokenLifecycle, TokenRecord, TokenStatus
+from connector_core.tokens import (
+    RefreshPolicy,
+    RefreshTokenLimits,
+    RefreshWarning,
+    TokenLifecycle,
+    TokenRecord,
+    TokenState,
+    TokenStatus,
+)
 from tests.builders import token_record
 from tests.conftest import CountingIds, SeededRandom
 from tests.contract.conftest import Harness
@@ -198,3 +206,116 @@ async def test_delete_with_version_check(harness: Harness) -> None:
     async with harness.uow() as uow:
         assert await uow.tokens.get(rec.id) is None
         assert await uow.tokens.get_for_connector(o, "googleWorkspace") is None
+
+
+# -- refresh-token lineages, summaries and the census -------------------------------------------
+
+
+async def _store(harness: Harness, *records: TokenRecord) -> None:
+    async with harness.uow() as uow:
+        for r in records:
+            await uow.tokens.add(r)
+        await uow.commit()
+
+
+async def test_the_lineage_and_its_deadline_are_kept(harness: Harness) -> None:
+    o = org()
+    now = harness.clock.now()
+    rec = token_record(o, now, token_id=f"lin-{o}")
+    rec.track_refresh_deadline(RefreshTokenLimits(max_idle=timedelta(days=90)))
+    rec.announce_expiring(
+        RefreshTokenLimits(max_idle=timedelta(days=90)), now=now + timedelta(days=85), ids=CountingIds()
+    )
+    await _store(harness, rec)
+    async with harness.uow() as uow:
+        stored = await uow.tokens.get(rec.id)
+    assert stored is not None
+    assert stored.lineage_started_at == now and stored.refresh_deadline == now + timedelta(days=90)
+    assert stored.expiring_announced == (7 * 86400,)
+    assert stored.refresh_warn_at == now + timedelta(days=89)
+
+
+async def test_warnings_due_finds_live_tokens_whose_warning_time_passed(harness: Harness) -> None:
+    now = harness.clock.now()
+    limits = RefreshTokenLimits(max_idle=timedelta(days=90))
+    soon, later, dead, paused = (token_record(org(), now, token_id=f"w{i}-{uuid.uuid4().hex[:6]}") for i in range(4))
+    for r in (soon, later, dead, paused):
+        r.track_refresh_deadline(limits)
+    later.refresh_last_used_at = now + timedelta(days=10)
+    later.track_refresh_deadline(limits)
+    dead.apply_reauthorization_required(
+        RetryableProviderError("x", error_code="invalid_grant"), now=now, ids=CountingIds()
+    )
+    paused.pause(now=now)
+    await _store(harness, soon, later, dead, paused)
+    async with harness.uow() as uow:
+        assert await uow.tokens.warnings_due(now + timedelta(days=82), 100) == []
+        found = await uow.tokens.warnings_due(now + timedelta(days=83), 100)
+        assert sorted(r.id for r in found) == sorted([soon.id, paused.id])
+        assert len(await uow.tokens.warnings_due(now + timedelta(days=83), 1)) == 1
+        found = await uow.tokens.warnings_due(now + timedelta(days=93), 100)
+    assert [r.id for r in found][-1] == later.id  # earliest warning first
+    assert found[0].tokens.refresh_token == "refresh-secret-value"  # whole records, to be saved
+
+
+async def test_summaries_list_an_orgs_tokens_without_their_material(harness: Harness) -> None:
+    o = org()
+    now = harness.clock.now()
+    google = token_record(o, now, token_id=f"g-{o}")
+    drive = token_record(o, now, key="onedrive", token_id=f"d-{o}", ids=CountingIds("other"))
+    await _store(harness, google, drive, token_record(org(), now, token_id=f"x-{o}"))
+    async with harness.uow() as uow:
+        found = await uow.tokens.summaries(o)
+        assert [s.connector_key for s in found] == ["googleWorkspace", "onedrive"]
+        assert found[0] == google.summary()
+        # the unit of work's own staged change shows
+        google.pause(now=now)
+        await uow.tokens.save(google)
+        assert (await uow.tokens.summaries(o))[0].status == TokenStatus.PAUSED
+    assert "secret" not in repr(found)
+
+
+async def test_census_counts_tokens_by_state_and_warning(harness: Harness) -> None:
+    now = harness.clock.now()
+    policy = RefreshPolicy(margin=timedelta(minutes=10), jitter=timedelta(0))
+    lifecycle = TokenLifecycle(policy, SeededRandom())
+    limits = RefreshTokenLimits(max_idle=timedelta(days=90))
+
+    def make(key: str = "googleWorkspace", expires_in: float = 3600) -> TokenRecord:
+        rec = token_record(org(), now, key=key, expires_in=expires_in, policy=policy, token_id=uuid.uuid4().hex)
+        rec.track_refresh_deadline(limits)
+        return rec
+
+    active, due, resting, reauth, paused, revoked = (make(expires_in=e) for e in (3600, 60, 60, 60, 60, 60))
+    due.refresh_due_at = now - timedelta(seconds=1)
+    resting.apply_retryable_failure(RetryableProviderError("down"), lifecycle=lifecycle, now=now)
+    reauth.apply_reauthorization_required(
+        RetryableProviderError("x", error_code="invalid_grant"), now=now, ids=CountingIds()
+    )
+    paused.pause(now=now)
+    revoked.revoke(now=now, ids=CountingIds())
+    drive = make(key="onedrive", expires_in=7200)
+    drive.lineage_started_at = now - timedelta(days=100)
+    drive.refresh_last_used_at = now - timedelta(days=89, hours=12)  # dies in 12 hours
+    drive.track_refresh_deadline(limits)
+    await _store(harness, active, due, resting, reauth, paused, revoked, drive)
+    async with harness.uow() as uow:
+        census = await uow.tokens.census(now)
+    assert dict(census.states) == {
+        ("googleWorkspace", TokenState.ACTIVE): 1,
+        ("googleWorkspace", TokenState.DUE): 1,
+        ("googleWorkspace", TokenState.RESTING): 1,
+        ("googleWorkspace", TokenState.NEEDS_REAUTH): 1,
+        ("googleWorkspace", TokenState.PAUSED): 1,
+        ("googleWorkspace", TokenState.REVOKED): 1,
+        ("onedrive", TokenState.ACTIVE): 1,
+    }
+    # the soonest expiry of ACTIVE tokens only (the due one: 60 s), to the millisecond
+    assert abs(census.soonest_expiry["googleWorkspace"] - (now + timedelta(seconds=60))) < timedelta(milliseconds=2)
+    assert abs(census.soonest_expiry["onedrive"] - (now + timedelta(seconds=7200))) < timedelta(milliseconds=2)
+    assert dict(census.expiring) == {("onedrive", RefreshWarning.WITHIN_1_DAY): 1}
+    async with harness.uow() as uow:
+        later = await uow.tokens.census(now + timedelta(days=84))
+    # live google tokens (active, due, resting, paused) are within 7 days then; the others are not live
+    assert later.expiring[("googleWorkspace", RefreshWarning.WITHIN_7_DAYS)] == 4
+    assert later.expiring[("onedrive", RefreshWarning.EXPIRED)] == 1

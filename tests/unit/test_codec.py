@@ -29,11 +29,14 @@ from connector_core.model.events import (
     ConnectorConfigured,
     DomainEvent,
     FiltersSaved,
+    RefreshTokenExpiring,
     TokenEvent,
+    TokenEventType,
 )
 from connector_core.ports.oauth_state import PendingAuthorization
-from connector_core.tokens import TokenRecord, TokenSet, TokenStatus
+from connector_core.tokens import RefreshTokenLimits, TokenRecord, TokenSet, TokenStatus
 from entrypoints.settings import Settings, SettingsError, make_settings_converter, structure_settings
+from tests.builders import token_record
 
 CONV = make_json_converter()
 
@@ -80,6 +83,11 @@ token_records = st.builds(
     failure_count=st.integers(min_value=0),
     last_error=maybe_word,
     expiry_notified=st.booleans(),
+    lineage_started_at=maybe_moment,
+    refresh_last_used_at=maybe_moment,
+    refresh_deadline=maybe_moment,
+    refresh_warn_at=maybe_moment,
+    expiring_announced=st.lists(st.integers(min_value=1, max_value=10**7), max_size=3).map(tuple),
     version=st.integers(min_value=0),
 )
 connectors = st.builds(
@@ -126,7 +134,18 @@ events: st.SearchStrategy[DomainEvent] = st.one_of(
     st.builds(ConnectorConfigured, **_base),
     st.builds(FiltersSaved, **_base),
     st.builds(AuthStatusChanged, **_base, reason=maybe_word),
-    st.builds(TokenEvent, **_base),
+    st.builds(
+        TokenEvent,
+        **_base,
+        token_event_type=st.sampled_from([t for t in TokenEventType if t != TokenEventType.EXPIRING]),
+    ),
+    st.builds(
+        RefreshTokenExpiring,
+        **_base,
+        refresh_token_expires_at=moments,
+        expires_because=words,
+        warn_before_seconds=st.integers(min_value=1, max_value=10**7),
+    ),
 )
 
 
@@ -143,6 +162,24 @@ def test_a_connector_reads_back_equal(connector: Connector) -> None:
 @given(token_records)
 def test_a_token_record_reads_back_equal(record: TokenRecord) -> None:
     assert CONV.structure(stored(CONV.unstructure(record)), TokenRecord) == record
+
+
+def test_a_token_record_stored_before_lineages_were_kept_reads_back() -> None:
+    record = token_record("org", datetime(2025, 1, 1, tzinfo=UTC))
+    doc = stored(CONV.unstructure(record))
+    for name in (
+        "lineage_started_at",
+        "refresh_last_used_at",
+        "refresh_deadline",
+        "refresh_warn_at",
+        "expiring_announced",
+    ):
+        del doc[name]
+    old = CONV.structure(doc, TokenRecord)
+    assert old.lineage_started_at is None and old.expiring_announced == ()
+    # its first tracking dates the lineage from the record's creation (the earliest it can have begun)
+    assert old.track_refresh_deadline(RefreshTokenLimits(max_idle=timedelta(days=90)))
+    assert old.refresh_deadline == record.created_at + timedelta(days=90)
 
 
 @given(pendings)
