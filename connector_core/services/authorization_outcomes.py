@@ -44,6 +44,7 @@ class AuthorizationOutcomes:
                 )
                 record = await uow.tokens.get_for_connector(org_id, entry.key)
                 created = record is None
+                limits = entry.refresh_limits(connector.config.auth)
                 if record is None:
                     record = TokenRecord.create(
                         token_id=self.ctx.ids.new_id(),
@@ -56,11 +57,13 @@ class AuthorizationOutcomes:
                         now=now,
                         ids=self.ctx.ids,
                     )
+                    record.track_refresh_deadline(limits)
                     await uow.tokens.add(record)
                 else:
                     record.replace_tokens(
                         tokens, lifecycle=self.ctx.lifecycle, now=now, ids=self.ctx.ids, account_id=user_id
                     )
+                    record.track_refresh_deadline(limits)
                     await uow.tokens.save(record)
                 events = await stage_connector(uow, connector, self.ctx)
                 await uow.outbox.add([*events, *record.pull_events()])

@@ -19,6 +19,8 @@ from connector_core.ports.kv_store import Versioned
 from connector_core.ports.unit_of_work import UnitOfWork
 from connector_core.services.context import ServiceContext, read_secrets, secret_path
 from connector_core.services.staging import stage_connector
+from connector_core.tokens import RefreshDeadline, RefreshWarning, TokenSummary
+from connector_core.tokens.refresh_deadline import warning_at
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +29,25 @@ _OUTCOME_DELAY = 0.2
 
 
 @frozen
+class TokenOutlook:
+    """A connector's stored token as a list shows it: its bookkeeping and how close its refresh
+    token is to its deadline (the rule: :mod:`connector_core.tokens.refresh_deadline`)."""
+
+    summary: TokenSummary
+    deadline: RefreshDeadline | None
+    warning: RefreshWarning | None
+
+
+@frozen
 class ConnectorView:
     """A connector as callers see it: the stored aggregate, or a fresh default for a catalog
-    entry the org has not touched yet (``connector.is_new``)."""
+    entry the org has not touched yet (``connector.is_new``). Lists also read the tokens
+    (``tokens_read``; ``token`` is None when the connector has none)."""
 
     entry: CatalogEntry
     connector: Connector
+    token: TokenOutlook | None = None
+    tokens_read: bool = False
 
     @classmethod
     def untouched(cls, entry: CatalogEntry, org_id: str, now: datetime) -> ConnectorView:
@@ -68,15 +83,21 @@ class ConnectorService:
     # -- reads (no secret is decrypted; one storage round trip) -----------------------------
 
     async def list(self, org_id: str, *, enabled: bool | None = None) -> list[ConnectorView]:
+        """Every catalog entry as the org has it, with its token's outlook (two reads)."""
         async with self.ctx.uow() as uow:
             stored = {c.key: c for c in await uow.connectors.list(org_id)}
+            tokens = {t.connector_key: t for t in await uow.tokens.summaries(org_id)}
         now = self.ctx.clock.now()
-        views = [
-            ConnectorView(entry, found)
-            if (found := stored.get(entry.key))
-            else ConnectorView.untouched(entry, org_id, now)
-            for entry in self.ctx.catalog
-        ]
+        views = []
+        for entry in self.ctx.catalog:
+            found = stored.get(entry.key)
+            connector = found or ConnectorView.untouched(entry, org_id, now).connector
+            summary = tokens.get(entry.key)
+            outlook = None
+            if summary is not None:
+                deadline = summary.deadline_under(entry.refresh_limits(connector.config.auth))
+                outlook = TokenOutlook(summary, deadline, warning_at(deadline.at if deadline else None, now))
+            views.append(ConnectorView(entry, connector, outlook, tokens_read=True))
         if enabled is None:
             return views
         return [v for v in views if v.connector.is_enabled is enabled]

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 
-from attrs import evolve, frozen
+from attrs import evolve, field, frozen
 
 from connector_core.catalog import CatalogEntry, OAuthSpec
 from connector_core.errors import DomainRuleViolation, NotConfigured, ProviderError, ValidationError
 from connector_core.model.connector import Connector
 from connector_core.ports.oauth_provider import ClientCredentials, OAuthProviderClient
 from connector_core.services.context import ServiceContext, read_secrets
+from connector_core.tokens import RefreshTokenLimits
 
 __all__ = ["WELL_KNOWN_SUFFIX", "ProviderResolver", "ResolvedProvider"]
 
@@ -32,6 +33,8 @@ class ResolvedProvider:
 
     spec: OAuthSpec
     client: ClientCredentials
+    #: what the provider does to this connector's refresh tokens (testing mode applied)
+    refresh_limits: RefreshTokenLimits = field(factory=RefreshTokenLimits)
 
 
 class ProviderResolver:
@@ -76,7 +79,7 @@ class ProviderResolver:
         client = await self._client(org_id, entry, connector)
         auth = connector.config.auth if connector is not None else {}
         spec = await self._discovered(entry.oauth.resolve(auth))
-        return ResolvedProvider(spec=spec, client=client)
+        return ResolvedProvider(spec=spec, client=client, refresh_limits=entry.refresh_limits(auth))
 
     async def _client(self, org_id: str, entry: CatalogEntry, connector: Connector | None) -> ClientCredentials:
         assert entry.oauth is not None

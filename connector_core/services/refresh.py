@@ -43,6 +43,7 @@ from connector_core.services.expiry import ExpirySweep
 from connector_core.services.oauth import OAuthService
 from connector_core.services.providers import ResolvedProvider
 from connector_core.services.refresh_outcomes import RefreshOutcome, RefreshOutcomes, RefreshReport, RefreshResult
+from connector_core.services.refresh_warnings import RefreshTokenWarnings
 from connector_core.services.token_lease import HeldLease, TokenLeases
 from connector_core.tokens import TokenRecord, TokenStatus
 
@@ -81,6 +82,7 @@ class TokenRefresher:
         self.leases = TokenLeases(lock, ttl=lease_ttl, wait=lease_wait)
         self.outcomes = RefreshOutcomes(ctx, provider, sleep)
         self.expiry = ExpirySweep(ctx)
+        self.warnings = RefreshTokenWarnings(ctx)
         if isinstance(oauth, OAuthService):
             self._resolve: CredentialsSource = oauth.resolve_provider
             states = states or oauth.states
@@ -229,7 +231,8 @@ class TokenRefresher:
     # -- loop --------------------------------------------------------------------------------
 
     async def run_once(self, batch_size: int = 100, concurrency: int = 8) -> RefreshReport:
-        """One round: refresh due tokens, announce expiries, purge expired OAuth states.
+        """One round: refresh due tokens, announce expiries and refresh tokens about to die,
+        purge expired OAuth states.
         Failures are logged (never with secrets) and swallowed."""
         report = RefreshReport()
         try:
@@ -240,6 +243,10 @@ class TokenRefresher:
             await self.sweep_expired()
         except Exception as exc:
             _log_round_failure("expiry sweep", exc)
+        try:
+            await self.warnings.run()
+        except Exception as exc:
+            _log_round_failure("refresh-token warning sweep", exc)
         if self.states is not None:
             try:
                 await self.states.purge_expired(self.ctx.clock.now())

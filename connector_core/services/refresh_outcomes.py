@@ -98,6 +98,7 @@ class RefreshOutcomes:
         async def apply(uow: UnitOfWork, current: TokenRecord) -> None:
             tokens = current.tokens.refreshed(response, now=now, scope_separator=separator)
             current.apply_refresh(tokens, lifecycle=self.ctx.lifecycle, now=now, ids=self.ctx.ids)
+            current.track_refresh_deadline(resolved.refresh_limits)
             await uow.tokens.save(current)
             await uow.outbox.add(current.pull_events())
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from connector_core.model.connector import Connector
-from connector_core.model.events import AppDisabled, AppEnabled, DomainEvent
+from connector_core.model.events import AppDisabled, AppEnabled, ConnectorConfigured, DomainEvent
 from connector_core.ports.unit_of_work import UnitOfWork
 from connector_core.services.context import ServiceContext
 from connector_core.tokens import TokenRecord
@@ -18,18 +18,28 @@ async def stage_connector(uow: UnitOfWork, connector: Connector, ctx: ServiceCon
     When the connector was enabled or disabled, its token follows in the same unit of work
     (:meth:`TokenRecord.follow_connector`): a disabled connector's token is paused — neither
     refreshed nor handed out — and enabling resumes it. Whatever disabled the connector (a
-    person, a refused consent), its credentials stop being served in the same commit.
+    person, a refused consent), its credentials stop being served in the same commit. When it
+    was configured, its token's refresh-token deadline is worked out again (``testingMode``
+    changes the limits that apply).
     """
     events = connector.pull_events()
     if connector.is_new:
         await uow.connectors.add(connector)
     elif events:
         await uow.connectors.save(connector)
-    if any(isinstance(e, AppEnabled | AppDisabled) for e in events):
+    toggled = any(isinstance(e, AppEnabled | AppDisabled) for e in events)
+    configured = any(isinstance(e, ConnectorConfigured) for e in events)
+    if toggled or configured:
         record = await uow.tokens.get_for_connector(connector.org_id, connector.key)
-        if record is not None and record.follow_connector(
+        if record is None:
+            return events
+        changed = toggled and record.follow_connector(
             connector.is_enabled, lifecycle=ctx.lifecycle, now=ctx.clock.now()
-        ):
+        )
+        if configured:
+            limits = ctx.catalog.get(connector.key).refresh_limits(connector.config.auth)
+            changed = record.track_refresh_deadline(limits) or changed
+        if changed:
             await uow.tokens.save(record)
     return events
 

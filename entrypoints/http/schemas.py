@@ -19,6 +19,38 @@ OAUTH_BASE_URL: dict[str, Any] = {
 
 NAME_PARAM = {"type": "string", "minLength": 1, "maxLength": 100}
 
+DATE_TIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
+
+REFRESH_TOKEN_OUTLOOK = {
+    "type": ["object", "null"],
+    "description": "The refresh token's lineage (begun by an authorization, continued by each refresh) and when "
+    "it is expected to die: the provider's limits in the catalog (Google: unused 180 days, 7 days after consent "
+    "for apps in testing mode — auth.testingMode; Microsoft: unused 90 days; Atlassian: unused 90 days, 365 days "
+    "after consent) or the provider's refresh_token_expires_in. null when the token has no refresh token.",
+    "properties": {
+        "lineageStartedAt": {"type": "string", "format": "date-time"},
+        "lastUsedAt": {**DATE_TIME_OR_NULL, "description": "the last refresh the provider accepted"},
+        "expiresAt": {**DATE_TIME_OR_NULL, "description": "expected death; null when no limit is known"},
+        "expiresBecause": {"enum": ["provider", "inactivity", "lifetime", "testingMode", None]},
+        "warning": {
+            "enum": ["within7Days", "within1Day", "expired", None],
+            "description": "set from 7 days before expiresAt; authorize again before then "
+            "(TOKEN_EXPIRING is sent once per lineage at 7 days and at 1 day)",
+        },
+    },
+}
+
+TOKEN = {
+    "type": ["object", "null"],
+    "description": "The connector's stored token (lists only; null when it has none). Never any token material.",
+    "properties": {
+        "status": {"enum": ["ACTIVE", "PAUSED", "NEEDS_REAUTHENTICATION", "REVOKED"]},
+        "accessTokenExpiresAt": DATE_TIME_OR_NULL,
+        "lastRefreshedAt": {"type": "string", "format": "date-time", "description": "granted or last refreshed"},
+        "refreshToken": REFRESH_TOKEN_OUTLOOK,
+    },
+}
+
 CONNECTOR = {
     "type": "object",
     "properties": {
@@ -51,6 +83,7 @@ CONNECTOR = {
         "createdAt": {"type": ["string", "null"], "format": "date-time"},
         "updatedAt": {"type": ["string", "null"], "format": "date-time"},
         "version": {"type": "integer"},
+        "token": TOKEN,
     },
 }
 

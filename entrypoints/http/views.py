@@ -7,7 +7,7 @@ from typing import Any
 
 from connector_core.catalog import CatalogEntry, thaw
 from connector_core.model.connector import Connector
-from connector_core.services.connectors import ConnectorView
+from connector_core.services.connectors import ConnectorView, TokenOutlook
 
 
 def iso(value: datetime | None) -> str | None:
@@ -22,8 +22,31 @@ def missing_configuration(entry: CatalogEntry, connector: Connector) -> list[str
     return [p for p in entry.requirements_for(connector.auth_type) if not connector.config.has(p)]
 
 
+def token_json(token: TokenOutlook | None) -> dict[str, Any] | None:
+    """A connector's token in a list: its state and its refresh token's outlook, no material."""
+    if token is None:
+        return None
+    t, deadline = token.summary, token.deadline
+    refresh = None
+    if t.lineage_started_at is not None:
+        refresh = {
+            "lineageStartedAt": iso(t.lineage_started_at),
+            "lastUsedAt": iso(t.refresh_last_used_at),
+            "expiresAt": iso(deadline.at) if deadline else None,
+            "expiresBecause": str(deadline.basis) if deadline else None,
+            "warning": None if token.warning is None else str(token.warning),
+        }
+    return {
+        "status": str(t.status),
+        "accessTokenExpiresAt": iso(t.expires_at),
+        "lastRefreshedAt": iso(t.obtained_at),
+        "refreshToken": refresh,
+    }
+
+
 def connector_json(view: ConnectorView) -> dict[str, Any]:
     c, e = view.connector, view.entry
+    shown = {"token": token_json(view.token)} if view.tokens_read else {}
     return {
         "id": c.id or None,
         "key": e.key,
@@ -44,6 +67,7 @@ def connector_json(view: ConnectorView) -> dict[str, Any]:
         "createdAt": None if c.is_new else iso(c.created_at),
         "updatedAt": None if c.is_new else iso(c.updated_at),
         "version": c.version,
+        **shown,
     }
 
 
