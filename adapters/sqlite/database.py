@@ -102,28 +102,24 @@ def _drop_lease_fencing(conn: sqlite3.Connection) -> None:
 
 #: token columns added after the first release: (name, type), added to older files on open
 _ADDED_TOKEN_COLUMNS = (("refresh_deadline", "REAL"), ("refresh_warn_at", "REAL"))
-_ADDED_INDEXES = "CREATE INDEX IF NOT EXISTS tokens_warn ON tokens (refresh_warn_at);"
+_ADDED_INDEX = "CREATE INDEX IF NOT EXISTS tokens_warn ON tokens (refresh_warn_at)"
 
 
 def _add_token_columns(conn: sqlite3.Connection) -> None:
     """Files made before refresh-token lineages were kept: add their queryable columns (NULL until
-    each record is next written). Checked again under the write lock: another process opening
-    the same file may have done it."""
-
-    def missing() -> list[tuple[str, str]]:
+    each record is next written) and index, in one write transaction (another process opening
+    the same file waits, then finds them there)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
         have = {row[1] for row in conn.execute("PRAGMA table_info(tokens)")}
-        return [(name, kind) for name, kind in _ADDED_TOKEN_COLUMNS if name not in have]
-
-    if missing():
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for name, kind in missing():
+        for name, kind in _ADDED_TOKEN_COLUMNS:
+            if name not in have:
                 conn.execute(f"ALTER TABLE tokens ADD COLUMN {name} {kind}")  # our names, not input
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-    conn.executescript(_ADDED_INDEXES)
+        conn.execute(_ADDED_INDEX)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def timestamp(value: datetime | None) -> float | None:

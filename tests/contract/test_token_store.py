@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from adapters.crypto import Aead, Keyring
+from adapters.sqlite.database import SQLiteDatabase
 from connector_core.errors import Conflict, RetryableProviderError
 from connector_core.tokens import (
     RefreshPolicy,
@@ -319,3 +322,24 @@ async def test_census_counts_tokens_by_state_and_warning(harness: Harness) -> No
     # live google tokens (active, due, resting, paused) are within 7 days then; the others are not live
     assert later.expiring[("googleWorkspace", RefreshWarning.WITHIN_7_DAYS)] == 4
     assert later.expiring[("onedrive", RefreshWarning.EXPIRED)] == 1
+
+
+@pytest.mark.sqlite
+async def test_an_older_sqlite_file_gets_the_lineage_columns(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:  # the tokens table as the first release made it
+        old.execute(
+            "CREATE TABLE tokens (id TEXT PRIMARY KEY, org_id TEXT NOT NULL, connector_key TEXT NOT NULL,"
+            " status TEXT NOT NULL, refresh_due_at REAL, next_attempt_at REAL, expires_at REAL,"
+            " expiry_notified INTEGER NOT NULL, version INTEGER NOT NULL, meta TEXT NOT NULL,"
+            " material TEXT NOT NULL, UNIQUE (org_id, connector_key))"
+        )
+    old.close()
+    db = SQLiteDatabase(path, sealer=Aead(Keyring.generate()))
+    try:
+        columns = await db.run(lambda c: [row[1] for row in c.execute("PRAGMA table_info(tokens)")])
+        indexes = await db.run(lambda c: [row[1] for row in c.execute("PRAGMA index_list(tokens)")])
+    finally:
+        await db.aclose()
+    assert {"refresh_deadline", "refresh_warn_at"} <= set(columns)
+    assert "tokens_warn" in indexes
