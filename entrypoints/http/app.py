@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from entrypoints.bootstrap import Container
 from entrypoints.http.dispatch import http_error, server_error
+from entrypoints.http.explorer import explorer_routes
 from entrypoints.http.openapi import openapi_document
 from entrypoints.http.routes import routes
 from entrypoints.http.state import DEFAULT_BODY_TIMEOUT_SECONDS, ApiState
@@ -146,8 +147,11 @@ def create_app(
     runner = BackgroundRunner(lifespan_tasks or [])
     holder = AppHolder(container, reloader, runner, body_timeout_seconds=body_timeout_seconds)
 
+    def document() -> dict[str, Any]:
+        return openapi_document(holder.current().container)
+
     async def openapi(request: Request) -> Response:
-        return JSONResponse(openapi_document(holder.current().container))
+        return JSONResponse(document())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -162,7 +166,7 @@ def create_app(
 
     handlers: dict[Any, Any] = {HTTPException: http_error, Exception: server_error}
     app = Starlette(
-        routes=[*routes(holder.current), Route("/openapi.json", openapi, methods=["GET"])],
+        routes=[*routes(holder.current), Route("/openapi.json", openapi, methods=["GET"]), *explorer_routes(document)],
         exception_handlers=handlers,
         lifespan=lifespan,
     )
