@@ -24,6 +24,7 @@ from connector_core.errors import (
     LeaseLost,
     NotConfigured,
     NotFound,
+    NoTokens,
     OAuthError,
     PermissionDenied,
     ProviderError,
@@ -32,6 +33,7 @@ from connector_core.errors import (
     Unauthenticated,
     Unavailable,
     UnknownConnector,
+    UnknownEvent,
     ValidationError,
 )
 from connector_core.model.connector import (
@@ -102,6 +104,7 @@ __all__ = [
     "IdTokenInvalid",
     "InvalidState",
     "LeaseLost",
+    "NoTokens",
     "NotConfigured",
     "NotFound",
     "OAuthError",
@@ -128,6 +131,7 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "UnknownConnector",
+    "UnknownEvent",
     "ValidationError",
     "classify_token_error",
     "load_default_catalog",

@@ -5,7 +5,9 @@ catch the whole family, and the HTTP layer maps classes to statuses in one table
 
     ConnectorManagerError
     ├── NotFound                    the thing asked for does not exist (or is not visible)
-    │   └── UnknownConnector        no catalog entry for that connector name
+    │   ├── UnknownConnector        no catalog entry for that connector name
+    │   ├── NoTokens                the connector holds no tokens (never authorized, or revoked)
+    │   └── UnknownEvent            no stored event has that id (a cursor that was pruned)
     ├── Conflict                    optimistic concurrency: the stored version moved on
     ├── ValidationError             input that breaks a rule, with the path of the field
     ├── DomainRuleViolation         an operation the aggregate refuses in its state
@@ -51,6 +53,22 @@ class NotFound(ConnectorManagerError):
 
 class UnknownConnector(NotFound):
     code = "CONNECTOR_NOT_FOUND"
+
+
+class NoTokens(NotFound):
+    code = "NO_TOKENS"
+
+
+class UnknownEvent(NotFound):
+    code = "EVENT_NOT_FOUND"
+
+    @classmethod
+    def for_id(cls, event_id: str) -> Self:
+        shown = event_id[:100]
+        return cls(
+            f"no stored event has the id {shown!r} (pruned, or never stored): read again without after",
+            metadata={"after": shown},
+        )
 
 
 class Conflict(ConnectorManagerError):

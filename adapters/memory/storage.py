@@ -22,7 +22,7 @@ from adapters.codec import (
     pending_to_doc,
 )
 from adapters.unit_of_work_base import Batch, BufferedUnitOfWork, Op
-from connector_core.errors import Conflict
+from connector_core.errors import Conflict, UnknownEvent
 from connector_core.model.connector import Connector
 from connector_core.ports.oauth_state import PendingAuthorization
 from connector_core.ports.outbox import OutboxMessage
@@ -190,6 +190,15 @@ class MemoryOutboxReader:
         with self._s.lock:
             mine = [(seq, doc) for seq, doc, _ in self._s.outbox if org_id is None or doc["org_id"] == org_id]
             rows = mine[-limit:] if limit else []
+        return [OutboxMessage(seq, event_from_doc(self._s.conv, doc)) for seq, doc in rows]
+
+    async def after(self, event_id: str, limit: int, *, org_id: str | None = None) -> Sequence[OutboxMessage]:
+        with self._s.lock:
+            mine = [(seq, doc) for seq, doc, _ in self._s.outbox if org_id is None or doc["org_id"] == org_id]
+            start = next((i for i, (_, doc) in enumerate(mine) if doc["event_id"] == event_id), None)
+            if start is None:
+                raise UnknownEvent.for_id(event_id)
+            rows = mine[start + 1 : start + 1 + limit]
         return [OutboxMessage(seq, event_from_doc(self._s.conv, doc)) for seq, doc in rows]
 
     async def prune(self, keep: int, *, published_only: bool) -> int:

@@ -283,6 +283,7 @@ class MongoDatabase:
                 [("event.org_id", 1), ("stored_at", -1), ("key_seq", -1), ("_id", -1)], name="by_org_time"
             )
             await self.tokens.create_index([("refresh_warn_at", 1)], name="refresh_warn")
+            await self.outbox.create_index("event.event_id", name="by_event_id")
             await self._ensure_ttl_index()
             await self.leases.create_index("name", name="name_unique", unique=True)
             # leases carried fencing tokens once, from one counter per lock name kept forever

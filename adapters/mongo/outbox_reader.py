@@ -29,6 +29,7 @@ from bson import ObjectId
 
 from adapters.codec import event_from_doc
 from adapters.mongo.database import Doc, MongoDatabase
+from connector_core.errors import UnknownEvent
 from connector_core.ports.outbox import OutboxMessage
 
 #: newest first, as the events route and pruning see the outbox
@@ -85,3 +86,25 @@ class MongoOutboxReader:
         async with self._db.op("read recent events"):
             docs = await self._db.outbox.find(query).sort(_NEWEST_FIRST).limit(limit).to_list()
         return [self._message(d) for d in reversed(docs)]
+
+    async def after(self, event_id: str, limit: int, *, org_id: str | None = None) -> Sequence[OutboxMessage]:
+        """In the events route's order, ``(stored_at, key_seq, _id)``: the events after the
+        cursor's place in it (see the module's docstring for what that order promises)."""
+        of_org: Doc = {} if org_id is None else {"event.org_id": org_id}
+        async with self._db.op("read events after a cursor"):
+            found = await self._db.outbox.find_one(
+                {"event.event_id": event_id, **of_org}, projection={"stored_at": 1, "key_seq": 1}
+            )
+            if found is None:
+                raise UnknownEvent.for_id(event_id)
+            at, key_seq, doc_id = found.get("stored_at"), found.get("key_seq"), found["_id"]
+            later: Doc = {
+                "$or": [
+                    {"stored_at": {"$gt": at}},
+                    {"stored_at": at, "key_seq": {"$gt": key_seq}},
+                    {"stored_at": at, "key_seq": key_seq, "_id": {"$gt": doc_id}},
+                ]
+            }
+            oldest_first = [(name, 1) for name, _ in _NEWEST_FIRST]
+            docs = await self._db.outbox.find({**later, **of_org}).sort(oldest_first).limit(limit).to_list()
+        return [self._message(d) for d in docs]

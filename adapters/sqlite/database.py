@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     event_type TEXT NOT NULL, doc TEXT NOT NULL, published INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (published, seq);
 CREATE INDEX IF NOT EXISTS outbox_by_key ON outbox (partition_key, seq);
+CREATE INDEX IF NOT EXISTS outbox_event_id ON outbox (json_extract(doc, '$.event_id'));
 CREATE TABLE IF NOT EXISTS oauth_states (
     state_hash TEXT PRIMARY KEY, expires_at REAL NOT NULL, sealed TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (

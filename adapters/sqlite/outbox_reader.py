@@ -4,12 +4,22 @@ writing transaction (writers are serialised by ``BEGIN IMMEDIATE``), so seq orde
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 from adapters.codec import event_from_doc
 from adapters.sqlite.database import SQLiteDatabase
+from connector_core.errors import UnknownEvent
 from connector_core.ports.outbox import OutboxMessage
+
+
+def _of_org(org_id: str | None) -> tuple[str, tuple[str, ...]]:
+    """A WHERE clause (and its parameters) keeping one org's messages, or all of them. Partition
+    keys are "org:connector": one org's keys sort between "org:" and "org;" (the index serves it)."""
+    if org_id is None:
+        return "1", ()
+    return "partition_key >= ? AND partition_key < ?", (f"{org_id}:", f"{org_id};")
 
 
 class SQLiteOutboxReader:
@@ -32,17 +42,31 @@ class SQLiteOutboxReader:
         await self._db.write(lambda c: c.executemany("UPDATE outbox SET published=1 WHERE seq=?", params))
 
     async def recent(self, limit: int, *, org_id: str | None = None) -> Sequence[OutboxMessage]:
-        if org_id is None:
-            query, params = "SELECT seq, doc FROM outbox ORDER BY seq DESC LIMIT ?", (limit,)
-        else:
-            # partition keys are "org:connector": one org's keys sort between "org:" and "org;"
-            query = (
-                "SELECT seq, doc FROM outbox WHERE partition_key >= ? AND partition_key < ? ORDER BY seq DESC LIMIT ?"
-            )
-            params = (f"{org_id}:", f"{org_id};", limit)  # type: ignore[assignment]
+        where, params = _of_org(org_id)
+        query = f"SELECT seq, doc FROM outbox WHERE {where} ORDER BY seq DESC LIMIT ?"  # noqa: S608 - our clause
         rows = await self._db.run(
-            lambda c: c.execute(f"SELECT seq, doc FROM ({query}) ORDER BY seq", params).fetchall()  # noqa: S608
+            lambda c: c.execute(f"SELECT seq, doc FROM ({query}) ORDER BY seq", (*params, limit)).fetchall()  # noqa: S608
         )
+        return self._messages(rows)
+
+    async def after(self, event_id: str, limit: int, *, org_id: str | None = None) -> Sequence[OutboxMessage]:
+        where, params = _of_org(org_id)
+
+        def read(c: sqlite3.Connection) -> list[Any] | None:
+            found = c.execute(
+                f"SELECT seq FROM outbox WHERE json_extract(doc, '$.event_id') = ? AND {where}",  # noqa: S608
+                (event_id, *params),
+            ).fetchone()
+            if found is None:
+                return None
+            return c.execute(
+                f"SELECT seq, doc FROM outbox WHERE seq > ? AND {where} ORDER BY seq LIMIT ?",  # noqa: S608
+                (found[0], *params, limit),
+            ).fetchall()
+
+        rows = await self._db.run(read)
+        if rows is None:
+            raise UnknownEvent.for_id(event_id)
         return self._messages(rows)
 
     async def prune(self, keep: int, *, published_only: bool) -> int:

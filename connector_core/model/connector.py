@@ -217,7 +217,8 @@ class Connector:
         An enabled connector keeps meeting its requirements (else :class:`NotConfigured`).
         Changing the OAuth client of an authenticated connector asks for re-authorization.
         """
-        auth_type = new.auth_type(entry.default_auth_type)
+        # a configuration that does not name its auth type keeps the connector's
+        auth_type = new.auth_type(self.auth_type or entry.default_auth_type)
         if auth_type not in entry.auth_types:
             raise DomainRuleViolation(f"auth type {auth_type!r} is not offered by {entry.key}")
         changed = sorted(
@@ -230,7 +231,9 @@ class Connector:
             missing = [p for p in entry.requirements_for(auth_type) if not new.has(p)]
             if missing:
                 raise NotConfigured(
-                    f"{self.display_name} is enabled and would lose {', '.join(missing)}; disable it first",
+                    f"{self.display_name} is enabled and the new configuration lacks {', '.join(missing)}"
+                    f" (needed for {auth_type}): send them too (a PUT replaces the whole configuration;"
+                    " stored secrets may be left out), or disable the connector first",
                     metadata={"connector": self.key, "missing": missing},
                 )
         client_changed = auth_type != self.auth_type or any(

@@ -41,6 +41,14 @@ class OutboxReader(Protocol):
         oldest first (for inspection and the events route)."""
         ...
 
+    async def after(self, event_id: str, limit: int, *, org_id: str | None = None) -> Sequence[OutboxMessage]:
+        """Up to ``limit`` messages after the one whose event has ``event_id`` (of ``org_id``
+        only, when given), published or not, in the order of :meth:`recent` (oldest first; one
+        connector's always in commit order), so paging with the last id returned reads on.
+        :class:`UnknownEvent` when no stored message has that event id (pruned, never stored,
+        or another org's when ``org_id`` is given)."""
+        ...
+
     async def prune(self, keep: int, *, published_only: bool) -> int:
         """Delete all but the newest ``keep`` messages (only published ones when
         ``published_only``: an unpublished event is never lost); returns how many went."""

@@ -30,6 +30,7 @@ from connector_core.errors import (
     DomainRuleViolation,
     LeaseLost,
     NotFound,
+    NoTokens,
     ProviderError,
     ReauthorizationRequired,
     RetryableProviderError,
@@ -128,7 +129,7 @@ class TokenRefresher:
         async with self.ctx.uow() as uow:
             record = await uow.tokens.get_for_connector(org_id, entry.key)
         if record is None:
-            raise NotFound(f"{entry.display_name} has no stored token; authorize it first")
+            raise NoTokens(f"{entry.display_name} has no stored token; authorize it first")
         if record.status == TokenStatus.PAUSED:
             raise ConnectorDisabled(f"{entry.display_name} is disabled; enable it to use its tokens")
         if record.status != TokenStatus.ACTIVE:

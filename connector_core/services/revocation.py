@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from connector_core.catalog import CatalogEntry, OAuthSpec
-from connector_core.errors import Conflict, ConnectorManagerError, LeaseLost
+from connector_core.errors import Conflict, ConnectorManagerError, LeaseLost, NoTokens
 from connector_core.model.events import DomainEvent
 from connector_core.ports.oauth_provider import ClientCredentials, OAuthProviderClient
 from connector_core.services.connectors import ConnectorView
@@ -82,16 +82,17 @@ class TokenRevocation:
     async def revoke(self, org_id: str, user_id: str, name: str) -> ConnectorView:
         """Disconnect: revoke at the provider (when offered: refresh token, then access token;
         failures are logged and do not stop the rest), delete the token record (TOKEN_REVOKED)
-        and mark the connector NOT_AUTHENTICATED (which disables it). :class:`Conflict` when a
-        refresh keeps the token's lease, or takes it over meanwhile: retry."""
+        and mark the connector NOT_AUTHENTICATED (which disables it). :class:`NoTokens` when there
+        is nothing to revoke; :class:`Conflict` when a refresh keeps the token's lease, or takes
+        it over meanwhile: retry."""
         entry = self.resolver.oauth_entry(name)
         async with self.ctx.uow() as uow:
-            connector = await uow.connectors.get(org_id, entry.key)
             record = await uow.tokens.get_for_connector(org_id, entry.key)
-        if connector is None and record is None:
-            return ConnectorView.untouched(entry, org_id, self.ctx.clock.now())
         if record is None:
-            return await self._disconnect(org_id, user_id, entry)
+            raise NoTokens(
+                f"{entry.display_name} has no tokens to revoke (never authorized, or revoked already)",
+                metadata={"connector": entry.key},
+            )
         async with self.leases.hold(record.id, wait=True) as held:
             if held is None:
                 raise Conflict("a refresh of this token is running; retry the revocation shortly")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import Any
 
 import jwt
@@ -21,13 +22,35 @@ class Access(enum.Enum):
     SCOPED = "scoped"  # a service token whose scopes contain fetch:config
 
 
+REALM = "connector-manager"
+
+
+class MissingToken(Unauthenticated):
+    """No credentials at all (RFC 6750: the challenge then carries no error code)."""
+
+
+def challenge(exc: Unauthenticated | None = None) -> str:
+    """The ``WWW-Authenticate`` value of a 401: Bearer, this realm, and ``invalid_token`` when a
+    token was given but refused (RFC 6750 section 3)."""
+    if exc is None or isinstance(exc, MissingToken):
+        return f'Bearer realm="{REALM}"'
+    return f'Bearer realm="{REALM}", error="invalid_token"'
+
+
 def bearer(header: str | None) -> str:
     if not header:
-        raise Unauthenticated("Authorization header with a Bearer token is required")
+        raise MissingToken(
+            "Authorization header with a Bearer token is required"
+            " (`connector-manager token --help` prints one for this data dir)"
+        )
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("Authorization header must be 'Bearer <token>'")
     return token.strip()
+
+
+class _BadSignature(Unauthenticated):
+    """Signed with another secret (perhaps the other kind of token's)."""
 
 
 def _decode(token: str, secret: str) -> dict[str, Any]:
@@ -41,6 +64,8 @@ def _decode(token: str, secret: str) -> dict[str, Any]:
         claims: dict[str, Any] = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["exp"]})
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("token expired") from None
+    except jwt.InvalidSignatureError:
+        raise _BadSignature("invalid token") from None
     except jwt.PyJWTError:
         raise Unauthenticated("invalid token") from None
     return claims
@@ -76,6 +101,33 @@ def scoped_principal(token: str, secret: str) -> Principal:
     )
 
 
+#: what a caller holding the other kind of token is told to use instead
+_USER_TOKEN_HINT = (
+    "this route needs a user token (`connector-manager token --org ORG --user USER --email EMAIL`),"
+    " not a scoped service token"
+)
+_SCOPED_TOKEN_HINT = "this route needs a scoped service token (`connector-manager token --scoped`), not a user token"
+
+
+def _signed_with(token: str, secret: str) -> bool:
+    try:
+        jwt.decode(token, secret, algorithms=[ALGORITHM], options={"verify_exp": False})
+    except jwt.PyJWTError:
+        return False
+    return True
+
+
+def _as_kind(decode: Callable[[str, str], Principal], token: str, secret: str, other: str, hint: str) -> Principal:
+    """``decode(token, secret)``; a token signed with the other kind's secret is refused with a
+    message naming the kind of token the route needs."""
+    try:
+        return decode(token, secret)
+    except _BadSignature:
+        if _signed_with(token, other):
+            raise Unauthenticated(hint) from None
+        raise Unauthenticated("invalid token") from None
+
+
 async def authenticate(
     access: Access,
     header: str | None,
@@ -88,8 +140,8 @@ async def authenticate(
         return None
     token = bearer(header)
     if access is Access.SCOPED:
-        return scoped_principal(token, scoped_secret)
-    principal = user_principal(token, jwt_secret)
+        return _as_kind(scoped_principal, token, scoped_secret, jwt_secret, _SCOPED_TOKEN_HINT)
+    principal = _as_kind(user_principal, token, jwt_secret, scoped_secret, _USER_TOKEN_HINT)
     if access is Access.ADMIN and not await iam.is_admin(principal):
         raise PermissionDenied("Admin privileges are required")
     return principal

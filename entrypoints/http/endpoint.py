@@ -62,10 +62,12 @@ class Endpoint:
     query: Mapping[str, Any] | None = None
     errors: tuple[int, ...] = ()
     tag: str = "connectors"
+    #: the OpenAPI operationId when one handler serves two paths (default: the handler's name)
+    operation: str | None = None
 
     @property
     def operation_id(self) -> str:
-        return self.handler.__name__.strip("_")
+        return self.operation or self.handler.__name__.strip("_")
 
 
 def ok(data: Any, status: int = 200) -> JSONResponse:

@@ -24,6 +24,7 @@ from connector_core.errors import (
     Unavailable,
     ValidationError,
 )
+from entrypoints.http.auth import challenge
 
 #: most specific first
 STATUS_TABLE: list[tuple[type[ConnectorManagerError], int]] = [
@@ -88,7 +89,14 @@ def error_response(
     body: dict[str, Any] = {"code": code, "message": message}
     if metadata:
         body["metadata"] = metadata
-    return JSONResponse({"error": body}, status_code=status, headers=headers)
+    return JSONResponse({"error": body}, status_code=status, headers=with_challenge(status, headers))
+
+
+def with_challenge(status: int, headers: dict[str, str] | None = None) -> dict[str, str] | None:
+    """Every 401 says how to authenticate (RFC 9110 section 11.6.1): ``WWW-Authenticate``."""
+    if status != 401 or (headers and "WWW-Authenticate" in headers):
+        return headers
+    return {**(headers or {}), "WWW-Authenticate": challenge()}
 
 
 def _short(item: Any) -> Any:
@@ -115,6 +123,8 @@ def from_exception(exc: ConnectorManagerError) -> JSONResponse:
     headers = None
     if isinstance(exc, RetryableProviderError) and exc.retry_after:
         headers = {"Retry-After": str(int(exc.retry_after + 0.999))}
+    if status == 401:
+        headers = {"WWW-Authenticate": challenge(exc if isinstance(exc, Unauthenticated) else None)}
     return error_response(status, exc.code, exc.message, _capped(exc.metadata) or None, headers)
 
 

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 _ERROR_TEXT = {
     400: "Invalid input (VALIDATION_ERROR lists each field path)",
-    401: "Missing, malformed, expired or wrongly signed token",
+    401: "Missing, malformed, expired or wrongly signed token, or the other kind of token (the message says"
+    " which kind the route needs)",
     403: "Not allowed (not an admin, missing scope)",
     404: "Unknown connector or resource",
     409: "Refused in the current state (not configured, disabled), a concurrent change, or an Idempotency-Key"
@@ -94,6 +95,14 @@ def _operation(endpoint: Endpoint, components: dict[str, Any]) -> dict[str, Any]
         responses[str(status)] = {
             "description": _ERROR_TEXT.get(status, "Error"),
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+    if "401" in responses:
+        responses["401"]["headers"] = {
+            "WWW-Authenticate": {
+                "required": True,
+                "description": 'Bearer realm="connector-manager", with error="invalid_token" when a token was refused',
+                "schema": {"type": "string", "pattern": "^Bearer realm="},
+            }
         }
     op: dict[str, Any] = {
         "operationId": endpoint.operation_id,

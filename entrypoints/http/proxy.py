@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse, Response
 
 from adapters.http.backend_client import map_backend_status
 from connector_core.ports.backend_client import BackendConnectorClient
-from entrypoints.http.errors import HTTP_CODES, error_response
+from entrypoints.http.errors import HTTP_CODES, error_response, with_challenge
 from entrypoints.http.validation import read_body
 
 
@@ -32,5 +32,5 @@ async def proxy(request: Request, backend: BackendConnectorClient, body_timeout:
             detail = body.get("detail") if isinstance(body, dict) else None
             text = message or detail or f"connector service answered {answer.status}"
             return error_response(status, HTTP_CODES.get(status, "BACKEND_ERROR"), str(text)[:500])
-        return JSONResponse(body, status_code=status)
+        return JSONResponse(body, status_code=status, headers=with_challenge(status))
     return Response(answer.body, status_code=status, media_type=answer.content_type or "application/json")

@@ -29,6 +29,16 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "List every connector of the caller's org (catalog entries not yet configured included)",
         {"$ref": "#/components/schemas/ConnectorList"},
     ),
+    # the same list without the trailing slash (served, not redirected)
+    Endpoint(
+        "GET",
+        PREFIX,
+        list_connectors,
+        Access.ADMIN,
+        "List every connector of the caller's org (the same as the path with a trailing slash)",
+        {"$ref": "#/components/schemas/ConnectorList"},
+        operation="list_connectors_without_slash",
+    ),
     Endpoint(
         "GET",
         f"{PREFIX}/active",
@@ -162,7 +172,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         f"{PREFIX}/internal/credentials/{NAME}",
         get_credentials,
         Access.SCOPED,
-        "A fresh access token for a connector (refreshed first when due)",
+        "A connector's credentials: an OAuth connector's fresh access token (refreshed first when due),"
+        " any other connector's stored credentials (API token, service account); the scoped token's org only",
         schemas.CREDENTIALS_VIEW,
         query=schemas.CREDENTIALS_QUERY,
         errors=(400, 404, 409, 502, 503),
@@ -173,10 +184,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         f"{PREFIX}/internal/events",
         recent_events,
         Access.SCOPED,
-        "The newest events of the outbox (for deployments without Kafka)",
+        "Events of the outbox (for deployments without Kafka): the newest, or with after=<eventId> the"
+        " ones stored after that event, oldest first in commit order (page on with next)",
         schemas.EVENTS_VIEW,
         query=schemas.EVENTS_QUERY,
-        errors=(400,),
+        errors=(400, 404),
         tag="internal",
     ),
     Endpoint(

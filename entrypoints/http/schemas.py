@@ -262,23 +262,49 @@ CREDENTIALS_QUERY: dict[str, Any] = {
 
 CREDENTIALS_VIEW = {
     "type": "object",
-    "description": "A fresh access token for a backend service (scoped callers only).",
+    "description": "What a backend service needs to sync the connector (scoped callers of its org only):"
+    " an OAuth connector's fresh access token (accessToken, tokenType, expiresAt, scopes); any other"
+    " connector's stored credentials: authType, baseUrl and its auth fields, secrets included"
+    " (API_TOKEN: email, apiToken; SERVICE_ACCOUNT: serviceAccountJson, adminEmail).",
     "properties": {
         "accessToken": {"type": "string"},
         "tokenType": {"type": "string"},
         "expiresAt": {"type": ["string", "null"], "format": "date-time"},
         "scopes": {"type": "array", "items": {"type": "string"}},
+        "authType": {"type": "string", "examples": ["API_TOKEN"]},
+        "baseUrl": {"type": ["string", "null"]},
     },
 }
 
 EVENTS_QUERY: dict[str, Any] = {
     "type": "object",
-    "properties": {"limit": {"type": "string", "pattern": "^[0-9]{1,4}$"}},
+    "properties": {
+        "limit": {
+            "type": "string",
+            "pattern": "^[0-9]{1,4}$",
+            "description": "at most this many events (default 100, at most 1000)",
+        },
+        "after": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 200,
+            "pattern": "^[!-~]+$",
+            "description": "an eventId: the events stored after it, oldest first (commit order); pass the"
+            " last eventId of a page (or `next`) to read the next one. Without it: the newest events.",
+        },
+    },
 }
 
 EVENTS_VIEW = {
     "type": "object",
-    "properties": {"events": {"type": "array", "items": {"type": "object"}}},
+    "required": ["events", "next"],
+    "properties": {
+        "events": {"type": "array", "items": {"type": "object"}},
+        "next": {
+            "type": ["string", "null"],
+            "description": "the cursor for the next page (the last eventId returned, else the after given)",
+        },
+    },
 }
 
 RELOAD_VIEW = {

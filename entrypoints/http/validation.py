@@ -176,11 +176,26 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _finite_float(text: str) -> float:
+class _OutOfRange:
+    """Where the body held a number no 64-bit float or bounded integer holds (``1e400``, an
+    integer of thousands of digits): found again by :func:`_first_invalid`, which names its path."""
+
+
+_OUT_OF_RANGE = _OutOfRange()
+#: "out of range" in words a client can act on
+OUT_OF_RANGE_MESSAGE = "is a number out of range (beyond ±1.8e308, or an integer of more than 4300 digits)"
+
+
+def _finite_float(text: str) -> float | _OutOfRange:
     value = float(text)
-    if not math.isfinite(value):  # 1e400
-        raise ValueError("not a finite number")
-    return value
+    return value if math.isfinite(value) else _OUT_OF_RANGE  # 1e400
+
+
+def _bounded_int(text: str) -> int | _OutOfRange:
+    try:
+        return int(text)
+    except ValueError:  # more digits than Python converts
+        return _OUT_OF_RANGE
 
 
 def _depth(value: Any, limit: int) -> int:
@@ -209,21 +224,20 @@ def parse_json(raw: bytes) -> Any:
         )
 
     try:
-        data = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+        data = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_bounded_int)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise bad("malformed JSON") from None
     except RecursionError:
         raise bad(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
-    except ValueError:  # NaN/Infinity, integers with thousands of digits
+    except ValueError:  # NaN, Infinity
         raise bad("a number that is not a finite JSON number") from None
     if _depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
         raise bad(f"nested deeper than {MAX_JSON_DEPTH} levels")
-    where = _invalid_text(data)
+    where = _first_invalid(data)
     if where is not None:
-        path, message = where
-        raise ValidationError(
-            f"request body is not valid JSON ({path} {message})", errors=[{"path": path, "message": message}]
-        )
+        path, message, valid_json = where
+        text = f"{path} {message}" if valid_json else f"request body is not valid JSON ({path} {message})"
+        raise ValidationError(text, errors=[{"path": path, "message": message}])
     return data
 
 
@@ -237,18 +251,22 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
-def _invalid_text(data: Any) -> tuple[str, str] | None:
-    """The dotted path of the first field name or string that is not valid Unicode (the path
-    never contains one: a bad name is reported at its parent)."""
+def _first_invalid(data: Any) -> tuple[str, str, bool] | None:
+    """The dotted path of the first value that cannot be kept, what is wrong with it, and
+    whether it was still valid JSON: a number out of range (valid JSON, but no number we can
+    store), a field name or string that is not valid Unicode (the path never contains one: a bad
+    name is reported at its parent)."""
     stack: list[tuple[Any, str]] = [(data, "")]
     while stack:
         item, path = stack.pop()
+        if item is _OUT_OF_RANGE:
+            return path or "body", OUT_OF_RANGE_MESSAGE, True
         if isinstance(item, str) and not _is_unicode(item):
-            return path or "body", "is not valid Unicode text (a lone surrogate)"
+            return path or "body", "is not valid Unicode text (a lone surrogate)", False
         if isinstance(item, dict):
             for key, value in item.items():
                 if not _is_unicode(key):
-                    return path or "body", "has a field name that is not valid Unicode text (a lone surrogate)"
+                    return path or "body", "has a field name that is not valid Unicode text (a lone surrogate)", False
                 stack.append((value, f"{path}.{key}" if path else key))
         elif isinstance(item, list):
             stack.extend((v, f"{path}.{i}" if path else str(i)) for i, v in enumerate(item))

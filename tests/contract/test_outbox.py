@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from connector_core.catalog import Catalog
-from connector_core.errors import Conflict
+from connector_core.errors import Conflict, UnknownEvent
 from connector_core.model.events import SyncAction
 from tests.builders import api_token_connector
 from tests.conftest import CountingIds
@@ -21,7 +21,7 @@ async def toggled(harness: Harness, catalog: Catalog, org_id: str, times: int) -
     """Store a configured Confluence connector of ``org_id`` and toggle it ``times`` times,
     each toggle in its own unit of work with its event."""
     now = harness.clock.now()
-    ids = CountingIds()
+    ids = CountingIds(prefix=f"{org_id}-")  # event ids unique in the store, as real ones are
     entry = catalog.get("confluence")
     c = api_token_connector(catalog, org_id, now)
     async with harness.uow() as uow:
@@ -30,6 +30,19 @@ async def toggled(harness: Harness, catalog: Catalog, org_id: str, times: int) -
     for _ in range(times):
         c.toggle(entry, by="u", now=now, ids=ids, sync_action=SyncAction.NONE)
         async with harness.uow() as uow:
+            await uow.connectors.save(c)
+            await uow.outbox.add(c.pull_events())
+            await uow.commit()
+
+
+async def toggled_again(harness: Harness, catalog: Catalog, org_id: str, times: int) -> None:
+    """Toggle the Confluence connector :func:`toggled` stored ``times`` more times."""
+    ids = CountingIds(prefix=f"{org_id}-again-")
+    for _ in range(times):
+        async with harness.uow() as uow:
+            c = await uow.connectors.get(org_id, "confluence")
+            assert c is not None
+            c.toggle(catalog.get("confluence"), by="u", now=harness.clock.now(), ids=ids, sync_action=SyncAction.NONE)
             await uow.connectors.save(c)
             await uow.outbox.add(c.pull_events())
             await uow.commit()
@@ -167,3 +180,41 @@ async def test_a_pending_batch_of_any_size_holds_each_connectors_oldest_events_i
         for org, expected in order.items():
             mine = [m.event.event_id for m in batch if m.event.org_id == org]
             assert mine == expected[: len(mine)], (limit, org)
+
+
+async def test_after_pages_through_every_later_event_once_in_order(harness: Harness, catalog: Catalog) -> None:
+    """A poller that passes the last id it saw sees every later event exactly once, in the
+    order of ``recent`` (oldest first), one org's only; the same cursor reads the same page."""
+    o, other = f"org-{uuid.uuid4().hex[:8]}", f"org-{uuid.uuid4().hex[:8]}"
+    await toggled(harness, catalog, o, 2)
+    await toggled(harness, catalog, other, 2)  # interleaved in the store, never in o's pages
+    await toggled_again(harness, catalog, o, 3)
+    everything = list(await harness.outbox.recent(100, org_id=o))
+    assert len(everything) == 5
+    first = everything[0].event.event_id
+    seen = [first]
+    cursor = first
+    while True:
+        page = await harness.outbox.after(cursor, 2, org_id=o)
+        assert len(page) <= 2
+        if not page:
+            break
+        assert await harness.outbox.after(cursor, 2, org_id=o) == page  # stable
+        seen += [m.event.event_id for m in page]
+        cursor = page[-1].event.event_id
+    assert seen == [m.event.event_id for m in everything]
+    unscoped = await harness.outbox.after(first, 100)
+    assert {m.event.org_id for m in unscoped} >= {o, other}
+    assert [m.event.event_id for m in unscoped if m.event.org_id == o] == seen[1:]
+
+
+async def test_after_an_unknown_or_foreign_event_is_unknown_event(harness: Harness, catalog: Catalog) -> None:
+    o, other = f"org-{uuid.uuid4().hex[:8]}", f"org-{uuid.uuid4().hex[:8]}"
+    await toggled(harness, catalog, o, 1)
+    (mine,) = await harness.outbox.recent(10, org_id=o)
+    with pytest.raises(UnknownEvent) as info:
+        await harness.outbox.after("no-such-event", 10)
+    assert info.value.code == "EVENT_NOT_FOUND"
+    with pytest.raises(UnknownEvent):
+        await harness.outbox.after(mine.event.event_id, 10, org_id=other)
+    assert await harness.outbox.after(mine.event.event_id, 10, org_id=o) == []

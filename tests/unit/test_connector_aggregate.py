@@ -381,7 +381,8 @@ class ConnectorMachine(RuleBasedStateMachine):
         def command() -> None:
             connector.update_configuration(entry, new, by=by, now=now, ids=self.ids, changed_secrets=changed_secrets)
 
-        auth_type = new.auth.get("authType") or entry.default_auth_type
+        # a configuration that names no auth type keeps the connector's
+        auth_type = new.auth.get("authType") or model.auth_type
         if auth_type not in entry.auth_types:
             info = self._refused(key, DomainRuleViolation, command)
             assert repr(auth_type) in info.value.message
@@ -396,7 +397,7 @@ class ConnectorMachine(RuleBasedStateMachine):
         if model.enabled and missing:
             info = self._refused(key, NotConfigured, command)
             assert info.value.metadata == {"connector": key, "missing": missing}
-            assert "disable it first" in info.value.message
+            assert "disable the connector first" in info.value.message
             for path in missing:
                 assert path in info.value.message
             return
@@ -700,7 +701,10 @@ def test_an_enabled_connector_cannot_lose_a_requirement(ids: CountingIds) -> Non
             now=T0 + timedelta(seconds=5),
             ids=ids,
         )
-    assert info.value.message == ("Confluence is enabled and would lose auth.apiToken; disable it first")
+    assert info.value.message == (
+        "Confluence is enabled and the new configuration lacks auth.apiToken (needed for API_TOKEN): send them too"
+        " (a PUT replaces the whole configuration; stored secrets may be left out), or disable the connector first"
+    )
     assert info.value.metadata["missing"] == ["auth.apiToken"]
     assert connector == before
     assert connector.pull_events() == []

@@ -22,6 +22,7 @@ from connector_core.errors import (
     IdTokenInvalid,
     InvalidState,
     NotConfigured,
+    NoTokens,
     OAuthError,
     PermissionDenied,
     ProviderError,
@@ -894,10 +895,14 @@ async def test_revoke_without_revocation_endpoint_only_deletes_locally(env: Env)
     assert (await env.token_events())[-1] == "TOKEN_REVOKED"
 
 
-async def test_revoke_of_an_untouched_connector_is_a_no_op(env: Env) -> None:
-    view = await env.oauth.revoke(ORG, USER, "googleWorkspace")
-    assert view.connector.is_new
-    assert await env.events() == []
+async def test_revoke_of_a_connector_without_tokens_is_no_tokens_and_changes_nothing(env: Env) -> None:
+    with pytest.raises(NoTokens):
+        await env.oauth.revoke(ORG, USER, "googleWorkspace")
+    await env.configure()
+    before = await env.events()
+    with pytest.raises(NoTokens):
+        await env.oauth.revoke(ORG, USER, "googleWorkspace")
+    assert await env.events() == before
 
 
 async def test_client_credentials_never_show_the_secret(env: Env) -> None:

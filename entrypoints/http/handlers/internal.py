@@ -6,6 +6,7 @@ from starlette.responses import Response
 
 from adapters.event_wire import envelope
 from connector_core.errors import PermissionDenied, ValidationError
+from connector_core.services.credentials import stored_credentials
 from entrypoints.http.endpoint import Call, ok
 from entrypoints.http.views import iso
 
@@ -29,9 +30,15 @@ async def refresh_token(call: Call) -> Response:
 
 
 async def get_credentials(call: Call) -> Response:
-    refresher = call.app.container.refresher
+    """An OAuth connector's fresh access token; any other connector's stored credentials (its
+    auth fields, secrets included), for the org of the scoped token only."""
+    container = call.app.container
     org = _scoped_org(call, call.query.get("orgId"))
-    record = await refresher.fresh_token(org, call.params["name"])
+    view = await container.connectors.get(org, call.params["name"])
+    if not view.connector.is_new and not view.connector.uses_oauth:
+        stored = await stored_credentials(container.ctx, org, call.params["name"])
+        return ok({**stored.fields, "authType": stored.auth_type, "baseUrl": stored.base_url})
+    record = await container.refresher.fresh_token(org, call.params["name"])
     tokens = record.tokens
     return ok(
         {
@@ -44,10 +51,14 @@ async def get_credentials(call: Call) -> Response:
 
 
 async def recent_events(call: Call) -> Response:
-    limit = int(call.query.get("limit") or 100)
+    """The newest events, or with ``after`` the ones stored after that event (commit order)."""
+    limit = min(int(call.query.get("limit") or 100), 1000)
     org = call.principal.org_id if call.principal else None
-    messages = await call.app.container.storage.outbox.recent(min(limit, 1000), org_id=org)
-    return ok({"events": [envelope(m) for m in messages]})
+    outbox = call.app.container.storage.outbox
+    after: str | None = call.query.get("after")
+    messages = await (outbox.after(after, limit, org_id=org) if after else outbox.recent(limit, org_id=org))
+    events = [envelope(m) for m in messages]
+    return ok({"events": events, "next": events[-1]["eventId"] if events else after})
 
 
 async def update_app_config(call: Call) -> Response:
