@@ -33,6 +33,7 @@ from connector_core.model.events import (
     DomainEvent,
     FiltersSaved,
     RefreshTokenExpiring,
+    RealTimeUpdatesChanged,
     TokenEvent,
 )
 from connector_core.ports.oauth_state import PendingAuthorization
@@ -46,6 +47,7 @@ StoredEvent = (
     | FiltersSaved
     | AuthStatusChanged
     | RefreshTokenExpiring
+    | RealTimeUpdatesChanged
     | TokenEvent
 )
 

@@ -45,6 +45,7 @@ from connector_core.model.connector import (
 )
 from connector_core.model.events import (
     ENTITY_TOPIC,
+    SYNC_TOPIC,
     TOKEN_TOPIC,
     AppDisabled,
     AppEnabled,
@@ -52,6 +53,7 @@ from connector_core.model.events import (
     ConnectorConfigured,
     DomainEvent,
     FiltersSaved,
+    RealTimeUpdatesChanged,
     SyncAction,
     TokenEvent,
     TokenEventType,
@@ -75,6 +77,7 @@ from connector_core.tokens import (
 __all__ = [
     "ENTITY_TOKEN_TOPICS",
     "ENTITY_TOPIC",
+    "SYNC_TOPIC",
     "TOKEN_TOPIC",
     "AppDisabled",
     "AppEnabled",
@@ -113,6 +116,7 @@ __all__ = [
     "OAuthSpec",
     "PermissionDenied",
     "ProviderError",
+    "RealTimeUpdatesChanged",
     "ReauthorizationRequired",
     "RefreshPolicy",
     "RefreshReport",

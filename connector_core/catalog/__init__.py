@@ -309,6 +309,14 @@ class Catalog:
             )
         return entry
 
+    def with_aliases(self, aliases: Mapping[str, str]) -> Catalog:
+        """A catalog where each alias (``"atlassian"``) also names the entry of its key; an alias
+        that is already a key or an alias stays what it was."""
+        extended = Catalog(self._entries.values())
+        for alias, key in aliases.items():
+            extended._index.setdefault(_norm(alias), self.get(key).key)
+        return extended
+
     def with_custom_providers(self, providers: Iterable[Mapping[str, Any]]) -> Catalog:
         """A catalog with operator-defined OAuth providers added (dicts in catalog format)."""
         definitions = _builtin_data().get("definitions", {})

@@ -18,6 +18,7 @@ from connector_core.model.events import (
     ConnectorConfigured,
     DomainEvent,
     FiltersSaved,
+    RealTimeUpdatesChanged,
     SyncAction,
 )
 
@@ -79,6 +80,13 @@ class ConnectorConfig:
 
     def auth_type(self, default: str) -> str:
         return str(self.auth.get("authType") or default)
+
+    @property
+    def real_time_updates(self) -> tuple[bool, str]:
+        """Whether real-time updates are on (``auth.enableRealTimeUpdates``), and their topic
+        (``auth.topicName``; "" when off)."""
+        enabled = self.auth.get("enableRealTimeUpdates") is True
+        return enabled, str(self.auth.get("topicName") or "") if enabled else ""
 
 
 @frozen
@@ -237,12 +245,16 @@ class Connector:
                     metadata={"connector": self.key, "missing": missing},
                 )
         client_changed = auth_type != self.auth_type or any(
-            p.startswith("auth.") and p != "auth.enableRealTimeUpdates" for p in changed
+            p.startswith("auth.") and p not in _REAL_TIME_FIELDS for p in changed
         )
+        real_time = new.real_time_updates
+        real_time_changed = real_time != self.config.real_time_updates
         self.config = new
         self.auth_type = auth_type
         self._touch(by, now)
         self._record(ConnectorConfigured, now, ids, changed_fields=tuple(changed))
+        if real_time_changed:
+            self._record(RealTimeUpdatesChanged, now, ids, enabled=real_time[0], topic_name=real_time[1])
         self._settle_auth_status(entry, client_changed, now, ids)
 
     def save_filters(self, selection: Mapping[str, Any], *, by: str | None, now: datetime, ids: IdSource) -> None:
@@ -364,6 +376,10 @@ class Connector:
     def snapshot(self) -> Connector:
         """A copy without pending events (for caches and read models)."""
         return evolve(self, events=[])
+
+
+#: configuration fields that say where updates are pushed, not which OAuth client is used
+_REAL_TIME_FIELDS = frozenset({"auth.enableRealTimeUpdates", "auth.topicName"})
 
 
 def _changed_paths(old: ConnectorConfig, new: ConnectorConfig) -> set[str]:

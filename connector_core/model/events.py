@@ -15,6 +15,8 @@ from attrs import frozen
 
 ENTITY_TOPIC = "entity-events"
 TOKEN_TOPIC = "token-events"
+#: where the existing service announced Gmail real-time updates (the compatibility profile's)
+SYNC_TOPIC = "sync-events"
 
 
 class SyncAction(enum.StrEnum):
@@ -91,6 +93,16 @@ class AuthStatusChanged(DomainEvent):
 
 
 @frozen(kw_only=True)
+class RealTimeUpdatesChanged(DomainEvent):
+    """Real-time updates (Google: Gmail push notifications to a Pub/Sub topic) were switched on,
+    off, or moved to another topic. ``topic_name`` is "" when off."""
+
+    enabled: bool
+    topic_name: str
+    event_type: str = "connectorRealTimeUpdatesChanged"
+
+
+@frozen(kw_only=True)
 class TokenEvent(DomainEvent):
     token_event_type: TokenEventType
     token_reference_id: str
@@ -121,6 +133,7 @@ EVENT_CLASSES: dict[str, type[DomainEvent]] = {
     "connectorConfigured": ConnectorConfigured,
     "connectorFiltersSaved": FiltersSaved,
     "connectorAuthStatusChanged": AuthStatusChanged,
+    "connectorRealTimeUpdatesChanged": RealTimeUpdatesChanged,
     **{str(t): TokenEvent for t in TokenEventType},
     str(TokenEventType.EXPIRING): RefreshTokenExpiring,
 }

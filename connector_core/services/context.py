@@ -35,6 +35,9 @@ class ServiceContext:
     policy: RefreshPolicy = field(factory=RefreshPolicy)
     routes: Callable[[str], EventRoutes] = _no_routes
     conflict_retries: int = 3
+    #: a connector that needs re-authentication is also disabled (``appDisabled``): consumers of
+    #: the existing service stop syncing on that event only (the compatibility profile)
+    reauthentication_disables: bool = False
 
     @property
     def lifecycle(self) -> TokenLifecycle:

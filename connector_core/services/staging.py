@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from connector_core.model.connector import Connector
-from connector_core.model.events import AppDisabled, AppEnabled, ConnectorConfigured, DomainEvent
+from connector_core.model.connector import AuthState, Connector
+from connector_core.model.events import AppDisabled, AppEnabled, AuthStatusChanged, ConnectorConfigured, DomainEvent
 from connector_core.ports.unit_of_work import UnitOfWork
 from connector_core.services.context import ServiceContext
 from connector_core.tokens import TokenRecord
@@ -21,8 +21,14 @@ async def stage_connector(uow: UnitOfWork, connector: Connector, ctx: ServiceCon
     person, a refused consent), its credentials stop being served in the same commit. When it
     was configured, its token's refresh-token deadline is worked out again (``testingMode``
     changes the limits that apply).
+
+    With ``ctx.reauthentication_disables``, a connector that came to need re-authentication
+    (a dead grant, a changed client) is disabled in the same change, announcing ``appDisabled``.
     """
     events = connector.pull_events()
+    if ctx.reauthentication_disables and connector.is_enabled and _came_to_need_reauthentication(events):
+        connector.disable(by=None, now=ctx.clock.now(), ids=ctx.ids)
+        events += connector.pull_events()
     if connector.is_new:
         await uow.connectors.add(connector)
     elif events:
@@ -42,6 +48,10 @@ async def stage_connector(uow: UnitOfWork, connector: Connector, ctx: ServiceCon
         if changed:
             await uow.tokens.save(record)
     return events
+
+
+def _came_to_need_reauthentication(events: list[DomainEvent]) -> bool:
+    return any(isinstance(e, AuthStatusChanged) and e.status == AuthState.NEEDS_REAUTHENTICATION.value for e in events)
 
 
 async def mark_needs_reauthentication(

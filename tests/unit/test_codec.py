@@ -30,6 +30,7 @@ from connector_core.model.events import (
     DomainEvent,
     FiltersSaved,
     RefreshTokenExpiring,
+    RealTimeUpdatesChanged,
     TokenEvent,
     TokenEventType,
 )
@@ -146,6 +147,7 @@ events: st.SearchStrategy[DomainEvent] = st.one_of(
         expires_because=words,
         warn_before_seconds=st.integers(min_value=1, max_value=10**7),
     ),
+    st.builds(RealTimeUpdatesChanged, **_base),
 )
 
 

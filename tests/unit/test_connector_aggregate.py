@@ -25,6 +25,7 @@ from connector_core.model.events import (
     ConnectorConfigured,
     DomainEvent,
     FiltersSaved,
+    RealTimeUpdatesChanged,
     SyncAction,
 )
 from connector_core.scopes import ScopeMapper
@@ -84,6 +85,12 @@ def changed_paths(old: ConnectorConfig, new: ConnectorConfig) -> set[str]:
     if old.base_url != new.base_url:
         changed.add("baseUrl")
     return changed | (set(old.secrets_set) ^ set(new.secrets_set))
+
+
+def real_time_of(config: ConnectorConfig) -> tuple[bool, str]:
+    """Real-time updates as the model sees them: on only when the flag is true; no topic when off."""
+    on = config.auth.get("enableRealTimeUpdates") is True
+    return on, (str(config.auth.get("topicName") or "") if on else "")
 
 
 def auth_properties(entry: CatalogEntry) -> dict[str, Mapping[str, Any]]:
@@ -227,7 +234,9 @@ class ConnectorMachine(RuleBasedStateMachine):
             for name, value in attributes.items():
                 assert getattr(event, name) == value, (name, event)
             text = repr(event)
-            for value in self.values | self.secret_values:
+            # configuration values stay out of events, except the topic real-time updates go to
+            announced = {event.topic_name} if isinstance(event, RealTimeUpdatesChanged) else set()
+            for value in (self.values - announced) | self.secret_values:
                 assert value not in text, f"value {value!r} leaked into {text}"
         return events
 
@@ -403,12 +412,15 @@ class ConnectorMachine(RuleBasedStateMachine):
             return
         command()
         client_changed = auth_type != model.auth_type or any(
-            p.startswith("auth.") and p != "auth.enableRealTimeUpdates" for p in changed
+            p.startswith("auth.") and p not in {"auth.enableRealTimeUpdates", "auth.topicName"} for p in changed
         )
+        real_time_before, real_time = real_time_of(model.config), real_time_of(new)
         model.config = new
         model.auth_type = auth_type
         self._changed(key, by)
         expected: list[Any] = [(ConnectorConfigured, {"changed_fields": tuple(sorted(changed))})]
+        if real_time != real_time_before:
+            expected.append((RealTimeUpdatesChanged, {"enabled": real_time[0], "topic_name": real_time[1]}))
         if missing:
             expected += self._auth_event(key, AuthState.NOT_CONFIGURED, "configuration missing")
         elif auth_type != OAUTH:
@@ -767,11 +779,38 @@ def test_changing_the_client_of_an_authorized_connector_asks_for_reauthorization
         changed_secrets=set(),
     )
     assert connector.auth_status.state == AuthState.AUTHENTICATED
-    events = _configure(entry, connector, ids, auth={"clientId": "cid-2"}, secrets={"auth.clientSecret"})
+    events = _configure(
+        entry, connector, ids, auth={"clientId": "cid-2", "enableRealTimeUpdates": True}, secrets={"auth.clientSecret"}
+    )
     configured, status = events
     assert isinstance(configured, ConnectorConfigured) and isinstance(status, AuthStatusChanged)
     assert status.status == "NEEDS_REAUTHENTICATION"
     assert connector.is_enabled
+
+
+def test_switching_real_time_updates_announces_it_and_keeps_the_authorization(ids: CountingIds) -> None:
+    entry, connector = _new("googleWorkspace", ids)
+    _configure(entry, connector, ids, auth={"clientId": "cid-1"}, secrets={"auth.clientSecret"})
+    connector.record_authorization(entry, ["GMAIL"], by="u1", now=T0, ids=ids)
+    connector.pull_events()
+
+    def announced(auth: dict[str, Any]) -> list[tuple[bool, str]]:
+        events = _configure(
+            entry,
+            connector,
+            ids,
+            auth={"clientId": "cid-1", **auth},
+            secrets={"auth.clientSecret"},
+            changed_secrets=set(),
+        )
+        return [(e.enabled, e.topic_name) for e in events if isinstance(e, RealTimeUpdatesChanged)]
+
+    topic = "projects/acme/topics/gmail"
+    assert announced({"enableRealTimeUpdates": True, "topicName": topic}) == [(True, topic)]
+    assert announced({"enableRealTimeUpdates": True, "topicName": topic + "-2"}) == [(True, topic + "-2")]
+    assert announced({"enableRealTimeUpdates": False, "topicName": topic}) == [(False, "")]
+    assert announced({"topicName": topic}) == []  # still off: nothing to announce
+    assert connector.auth_status.state == AuthState.AUTHENTICATED  # where updates go is not the client
 
 
 def test_mark_not_authenticated_disables_an_oauth_connector(ids: CountingIds) -> None:
