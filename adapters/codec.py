@@ -32,8 +32,8 @@ from connector_core.model.events import (
     ConnectorConfigured,
     DomainEvent,
     FiltersSaved,
-    RefreshTokenExpiring,
     RealTimeUpdatesChanged,
+    RefreshTokenExpiring,
     TokenEvent,
 )
 from connector_core.ports.oauth_state import PendingAuthorization

@@ -4,31 +4,71 @@ Entity events: ``{eventId, eventType, timestamp (epoch ms), payload}`` on ``enti
 Token events: ``{eventId, eventType, tokenReferenceId, serviceType, accountId, timestamp}``
 on ``token-events``; ``TOKEN_EXPIRING`` adds ``refreshTokenExpiresAt`` (epoch ms),
 ``expiresBecause`` and ``warnBeforeSeconds``. JSON is encoded exactly once, UTF-8.
+
+``compat = "pipeshub"`` (the existing service's consumers): Google Workspace's real-time updates
+go to ``sync-events`` as ``gmailUpdatesEnabledEvent {orgId, topicName}`` and
+``gmailUpdatesDisabledEvent {orgId}``, in the same envelope; every other event is the same in
+both profiles (its fields are a superset of what the existing service sent).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from connector_core.model.events import (
+    ENTITY_TOPIC,
+    SYNC_TOPIC,
+    TOKEN_TOPIC,
     AppDisabled,
     AppEnabled,
     AuthStatusChanged,
     ConnectorConfigured,
     DomainEvent,
     FiltersSaved,
+    RealTimeUpdatesChanged,
     RefreshTokenExpiring,
     TokenEvent,
 )
 from connector_core.ports.outbox import OutboxMessage
+
+#: ``none``: our shapes; ``pipeshub``: the existing service's consumers' (the ``compat`` setting)
+Profile = Literal["none", "pipeshub"]
+
+#: the connector whose real-time updates the existing service announced on ``sync-events``
+_GMAIL_CONNECTOR = "googleWorkspace"
+
+
+def topics(profile: Profile = "none") -> tuple[str, ...]:
+    """Every topic events go to in ``profile``."""
+    return (ENTITY_TOPIC, TOKEN_TOPIC, SYNC_TOPIC) if profile == "pipeshub" else (ENTITY_TOPIC, TOKEN_TOPIC)
+
+
+def _as_gmail_update(event: DomainEvent, profile: Profile) -> RealTimeUpdatesChanged | None:
+    if profile == "pipeshub" and isinstance(event, RealTimeUpdatesChanged) and event.connector_key == _GMAIL_CONNECTOR:
+        return event
+    return None
+
+
+def event_type(event: DomainEvent, profile: Profile = "none") -> str:
+    gmail = _as_gmail_update(event, profile)
+    if gmail is not None:
+        return "gmailUpdatesEnabledEvent" if gmail.enabled else "gmailUpdatesDisabledEvent"
+    return event.event_type
+
+
+def topic(event: DomainEvent, profile: Profile = "none") -> str:
+    return SYNC_TOPIC if _as_gmail_update(event, profile) is not None else event.topic
 
 
 def _ms(event: DomainEvent) -> int:
     return int(event.occurred_at.timestamp() * 1000)
 
 
-def payload(event: DomainEvent) -> dict[str, Any]:
+def payload(event: DomainEvent, profile: Profile = "none") -> dict[str, Any]:
+    gmail = _as_gmail_update(event, profile)
+    if gmail is not None:  # exactly the existing service's sync event payloads
+        return {"orgId": gmail.org_id, "topicName": gmail.topic_name} if gmail.enabled else {"orgId": gmail.org_id}
     base: dict[str, Any] = {"orgId": event.org_id, "connector": event.connector_key}
     if isinstance(event, AppEnabled):
         data = {
@@ -58,10 +98,12 @@ def payload(event: DomainEvent) -> dict[str, Any]:
         return {**base, "filterKeys": list(event.filter_keys)}
     if isinstance(event, AuthStatusChanged):
         return {**base, "status": event.status, "reason": event.reason}
+    if isinstance(event, RealTimeUpdatesChanged):
+        return {**base, "enabled": event.enabled, "topicName": event.topic_name}
     return base
 
 
-def envelope(message: OutboxMessage) -> dict[str, Any]:
+def envelope(message: OutboxMessage, profile: Profile = "none") -> dict[str, Any]:
     event = message.event
     if isinstance(event, TokenEvent):
         body: dict[str, Any] = {
@@ -81,19 +123,21 @@ def envelope(message: OutboxMessage) -> dict[str, Any]:
         return body
     return {
         "eventId": event.event_id,
-        "eventType": event.event_type,
+        "eventType": event_type(event, profile),
         "timestamp": _ms(event),
-        "payload": payload(event),
+        "payload": payload(event, profile),
     }
 
 
-def kafka_record(message: OutboxMessage) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:
+def kafka_record(
+    message: OutboxMessage, profile: Profile = "none"
+) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:
     """(topic, key, value, headers) for one outbox message."""
     event = message.event
-    value = json.dumps(envelope(message), separators=(",", ":"), ensure_ascii=False).encode()
+    value = json.dumps(envelope(message, profile), separators=(",", ":"), ensure_ascii=False).encode()
     headers = [
-        ("eventType", event.event_type.encode()),
+        ("eventType", event_type(event, profile).encode()),
         ("timestamp", str(_ms(event)).encode()),
         ("eventId", event.event_id.encode()),
     ]
-    return event.topic, event.partition_key.encode(), value, headers
+    return topic(event, profile), event.partition_key.encode(), value, headers

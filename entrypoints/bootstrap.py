@@ -38,6 +38,7 @@ from connector_core.services.redirects import OAuthSettings
 from connector_core.services.refresh import TokenRefresher
 from connector_core.services.relay import OutboxRelay
 from connector_core.tokens import RefreshPolicy
+from entrypoints import compat
 from entrypoints.infrastructure import Infrastructure, connection_key, open_infrastructure
 from entrypoints.overrides import with_stored_overrides
 from entrypoints.service_secrets import ServiceSecrets, load_keyring, load_service_secrets
@@ -88,11 +89,15 @@ class Container:
 
 
 def event_routes(settings: Settings) -> Callable[[str], EventRoutes]:
-    base = settings.base_url.rstrip("/") + "/api/v1/connectors"
+    origin = settings.base_url.rstrip("/")
+    base = origin + "/api/v1/connectors"
 
     def routes(key: str) -> EventRoutes:
+        credentials = f"{base}/internal/credentials/{key}"
+        if compat.enabled(settings) and key == compat.GOOGLE_CONNECTOR:
+            credentials = origin + compat.GOOGLE_CREDENTIALS_PATH  # where its consumers look
         return EventRoutes(
-            credentials_route=f"{base}/internal/credentials/{key}",
+            credentials_route=credentials,
             refresh_token_route=f"{base}/internal/refreshIndividualConnectorToken",
         )
 
@@ -152,6 +157,8 @@ async def _wire(
     secrets_store = EncryptedKeyValueStore(infra.secrets, infra.aead)
     settings = await with_stored_overrides(settings, secrets_store)
     catalog = (catalog or load_default_catalog()).with_custom_providers(settings.custom_providers)
+    if compat.enabled(settings):
+        catalog = catalog.with_aliases(compat.KEY_ALIASES)
     uow: UnitOfWorkFactory = infra.storage.uow
     if infra.cache is not None:
         uow = invalidating(uow, infra.cache)
@@ -164,6 +171,7 @@ async def _wire(
         random=SystemRandom(),
         policy=RefreshPolicy(margin=timedelta(seconds=settings.refresh_margin_seconds)),
         routes=event_routes(settings),
+        reauthentication_disables=compat.enabled(settings),
     )
     service_secrets = await load_service_secrets(secrets_store, env)
     provider = HttpxOAuthClient(timeout=settings.oauth_http_timeout_seconds)
@@ -176,7 +184,7 @@ async def _wire(
             allowed_redirect_origins=settings.oauth_allowed_origins,
             state_ttl=timedelta(seconds=settings.oauth_state_ttl_seconds),
             post_auth_path=settings.oauth_post_auth_path,
-            legacy_redirect_uri=settings.oauth_legacy_redirect_uri,
+            legacy_redirect_uri=compat.legacy_redirect_uri(settings),
         ),
         lock=infra.lock,
     )

@@ -119,6 +119,10 @@ class Settings:
     #: whether ``serve`` refreshes tokens in the background; ``worker`` always does
     run_refresher: bool = True
     custom_providers: tuple[Mapping[str, Any], ...] = ()
+    #: pipeshub: events, routes and payloads exactly as the existing service's consumers read them
+    compat: Literal["none", "pipeshub"] = "none"
+    #: the existing front end's URL (compat: the legacy code exchange's default redirect URI)
+    frontend_url: str | None = None
     #: who is an org admin: the user token's claims, or the existing deployment's user groups
     iam: Literal["claims", "mongo-user-groups"] = "claims"
     #: the existing deployment's MongoDB (default: ``mongo_url``)
@@ -173,7 +177,9 @@ class Settings:
 
     @property
     def kafka(self) -> KafkaSettings:
-        return KafkaSettings(bootstrap=self.kafka_bootstrap, client_config=self.kafka_client_config)
+        return KafkaSettings(
+            bootstrap=self.kafka_bootstrap, client_config=self.kafka_client_config, profile=self.compat
+        )
 
     @property
     def user_groups_iam(self) -> UserGroupsIamSettings:

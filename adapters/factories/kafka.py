@@ -11,7 +11,9 @@ from connector_core.errors import ValidationError
 async def open_kafka(settings: KafkaSettings) -> KafkaEventPublisher:
     """A publisher whose broker answers and whose topics exist."""
     try:
-        publisher = KafkaEventPublisher(settings.bootstrap, client_config=dict(settings.client_config))
+        publisher = KafkaEventPublisher(
+            settings.bootstrap, client_config=dict(settings.client_config), profile=settings.profile
+        )
     except ValueError as exc:  # the message names a key, never a value
         raise ValidationError.for_field("client_config", str(exc)) from None
     try:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from attrs import field, frozen
 
+from adapters.event_wire import Profile
 from adapters.iam.mongo_user_groups import UserGroupsSchema
 
 
@@ -48,6 +49,8 @@ class KafkaSettings:
     bootstrap: str
     #: extra librdkafka settings; ``sasl.password`` and the like live here
     client_config: tuple[tuple[str, str], ...] = field(converter=_frozen_mapping, repr=False)
+    #: the events' wire shapes: ours (``none``) or the existing service's consumers' (``pipeshub``)
+    profile: Profile = "none"
 
 
 @frozen

@@ -36,9 +36,9 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from adapters.event_wire import kafka_record
+from adapters.event_wire import Profile, kafka_record
+from adapters.event_wire import topics as profile_topics
 from connector_core.errors import Unavailable
-from connector_core.model.events import ENTITY_TOPIC, TOKEN_TOPIC
 from connector_core.ports.outbox import OutboxMessage
 
 __all__ = ["KafkaEventPublisher", "producer_config"]
@@ -107,7 +107,8 @@ class KafkaEventPublisher:
         bootstrap: str,
         *,
         client_config: Mapping[str, str] | None = None,
-        topics: Iterable[str] = (ENTITY_TOPIC, TOKEN_TOPIC),
+        profile: Profile = "none",
+        topics: Iterable[str] | None = None,
         timeout: float = 10.0,
         check_timeout: float = 3.0,
         partitions: int = 3,
@@ -115,7 +116,9 @@ class KafkaEventPublisher:
     ) -> None:
         if timeout <= 0 or check_timeout <= 0:
             raise ValueError("timeouts must be positive")
-        self.topics = tuple(topics)
+        #: the wire shapes: ours, or the existing service's consumers' (``compat``)
+        self.profile: Profile = profile
+        self.topics = tuple(profile_topics(profile) if topics is None else topics)
         self.timeout = timeout
         self.check_timeout = min(check_timeout, timeout)
         self.partitions = partitions
@@ -144,7 +147,7 @@ class KafkaEventPublisher:
         """Produce every message, wait for all acknowledgements, or raise :class:`Unavailable`."""
         if not messages:
             return
-        records = [kafka_record(m) for m in messages]  # JSON encoded once, here
+        records = [kafka_record(m, self.profile) for m in messages]  # JSON encoded once, here
         async with self._publish_lock:
             needed = set(self.topics) | {r[0] for r in records}
             if not needed <= self._ready_topics:

@@ -18,7 +18,7 @@ from entrypoints.bootstrap import Container
 from entrypoints.http.dispatch import http_error, server_error
 from entrypoints.http.explorer import explorer_routes
 from entrypoints.http.openapi import openapi_document
-from entrypoints.http.routes import routes
+from entrypoints.http.routes import endpoints_for, routes
 from entrypoints.http.state import DEFAULT_BODY_TIMEOUT_SECONDS, ApiState
 
 log = logging.getLogger("connector_manager.http")
@@ -166,7 +166,11 @@ def create_app(
 
     handlers: dict[Any, Any] = {HTTPException: http_error, Exception: server_error}
     app = Starlette(
-        routes=[*routes(holder.current), Route("/openapi.json", openapi, methods=["GET"]), *explorer_routes(document)],
+        routes=[
+            *routes(holder.current, endpoints_for(container.settings)),
+            Route("/openapi.json", openapi, methods=["GET"]),
+            *explorer_routes(document),
+        ],
         exception_handlers=handlers,
         lifespan=lifespan,
     )

@@ -53,7 +53,7 @@ class _BadSignature(Unauthenticated):
     """Signed with another secret (perhaps the other kind of token's)."""
 
 
-def _decode(token: str, secret: str) -> dict[str, Any]:
+def _decode(token: str, secret: str, *, require_expiry: bool = True) -> dict[str, Any]:
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
@@ -61,7 +61,9 @@ def _decode(token: str, secret: str) -> dict[str, Any]:
     if header.get("alg") != ALGORITHM:
         raise Unauthenticated(f"token algorithm must be {ALGORITHM}")
     try:
-        claims: dict[str, Any] = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["exp"]})
+        claims: dict[str, Any] = jwt.decode(
+            token, secret, algorithms=[ALGORITHM], options={"require": ["exp"] if require_expiry else []}
+        )
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("token expired") from None
     except jwt.InvalidSignatureError:
@@ -80,8 +82,11 @@ def user_principal(token: str, secret: str) -> Principal:
     return Principal(user_id=user, org_id=org, email=email if isinstance(email, str) else None, claims=claims)
 
 
-def scoped_principal(token: str, secret: str) -> Principal:
-    claims = _decode(token, secret)
+def scoped_principal(token: str, secret: str, *, require_expiry: bool = True) -> Principal:
+    """A service caller. ``require_expiry=False`` (the compatibility profile) also takes tokens
+    without ``exp``, as the existing deployment's Python services mint them; one with ``exp``
+    is still refused once expired."""
+    claims = _decode(token, secret, require_expiry=require_expiry)
     scopes = claims.get("scopes")
     if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
         raise Unauthenticated("scoped token lacks a scopes list")
@@ -135,12 +140,18 @@ async def authenticate(
     jwt_secret: str,
     scoped_secret: str,
     iam: IdentityAccess,
+    scoped_without_expiry: bool = False,
 ) -> Principal | None:
     if access is Access.PUBLIC:
         return None
     token = bearer(header)
     if access is Access.SCOPED:
-        return _as_kind(scoped_principal, token, scoped_secret, jwt_secret, _SCOPED_TOKEN_HINT)
+        expiry = not scoped_without_expiry
+
+        def scoped(t: str, s: str) -> Principal:
+            return scoped_principal(t, s, require_expiry=expiry)
+
+        return _as_kind(scoped, token, scoped_secret, jwt_secret, _SCOPED_TOKEN_HINT)
     principal = _as_kind(user_principal, token, jwt_secret, scoped_secret, _USER_TOKEN_HINT)
     if access is Access.ADMIN and not await iam.is_admin(principal):
         raise PermissionDenied("Admin privileges are required")

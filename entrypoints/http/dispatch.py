@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from connector_core.deadline import REQUEST_BUDGET_SECONDS, deadline
 from connector_core.errors import ConnectorManagerError, Unavailable
+from entrypoints import compat
 from entrypoints.http.auth import authenticate
 from entrypoints.http.endpoint import Call, Endpoint
 from entrypoints.http.errors import HTTP_CODES, error_response, from_exception
@@ -58,10 +59,13 @@ def dispatch(endpoint: Endpoint, state_getter: StateGetter) -> RequestHandler:
                 jwt_secret=container.service_secrets.jwt_secret,
                 scoped_secret=container.service_secrets.scoped_jwt_secret,
                 iam=container.iam,
+                scoped_without_expiry=compat.enabled(container.settings),
             )
             backend = container.backend
             if backend is not None and endpoint.tag == "connectors":
-                return await proxy(request, backend, state.body_timeout)
+                return await proxy(
+                    request, backend, state.body_timeout, rename_base_url=compat.enabled(container.settings)
+                )
             call = Call(
                 request=request,
                 app=state,

@@ -10,7 +10,7 @@ from entrypoints.http.auth import Access
 from entrypoints.http.endpoint import Endpoint
 from entrypoints.http.errors import ERROR_SCHEMA
 from entrypoints.http.openapi_specialise import for_connector, for_settings
-from entrypoints.http.routes import ENDPOINTS
+from entrypoints.http.routes import ENDPOINTS, endpoints_for
 
 if TYPE_CHECKING:
     from entrypoints.bootstrap import Container
@@ -131,7 +131,7 @@ def openapi_document(container: Container | None = None) -> dict[str, Any]:
         "ConnectorList": schemas.CONNECTOR_LIST,
         **schemas.COMPONENTS,
     }
-    for endpoint in ENDPOINTS:
+    for endpoint in ENDPOINTS if container is None else endpoints_for(container.settings):
         if container is not None and "{name}" in endpoint.path:
             for entry in container.catalog:
                 path = endpoint.path.replace("{name}", entry.key)

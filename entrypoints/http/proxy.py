@@ -13,10 +13,16 @@ from entrypoints.http.errors import HTTP_CODES, error_response, with_challenge
 from entrypoints.http.validation import read_body
 
 
-async def proxy(request: Request, backend: BackendConnectorClient, body_timeout: float) -> Response:
+async def proxy(
+    request: Request, backend: BackendConnectorClient, body_timeout: float, *, rename_base_url: bool = False
+) -> Response:
     """Forward to the backend connector service (Authorization and Content-Type only), map its
-    status as the old service did, pass its body through."""
+    status as the old service did, pass its body through. With ``rename_base_url`` (the
+    compatibility profile) a JSON object body's ``baseUrl`` is sent as ``base_url``, as the old
+    service did (its backend reads that name)."""
     raw = await read_body(request, body_timeout)
+    if rename_base_url:
+        raw = _base_url_renamed(raw)
     headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "content-type")}
     answer = await backend.forward(
         request.method, request.url.path, headers=headers, body=raw or None, query=dict(request.query_params)
@@ -34,3 +40,16 @@ async def proxy(request: Request, backend: BackendConnectorClient, body_timeout:
             return error_response(status, HTTP_CODES.get(status, "BACKEND_ERROR"), str(text)[:500])
         return JSONResponse(body, status_code=status, headers=with_challenge(status))
     return Response(answer.body, status_code=status, media_type=answer.content_type or "application/json")
+
+
+def _base_url_renamed(raw: bytes) -> bytes:
+    """``{"baseUrl": ...}`` → ``{"base_url": ...}``; anything that is not such a JSON object is
+    forwarded untouched (the backend judges it)."""
+    try:
+        body = json.loads(raw) if raw.strip() else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return raw
+    if not isinstance(body, dict) or "baseUrl" not in body:
+        return raw
+    renamed = {("base_url" if k == "baseUrl" else k): v for k, v in body.items()}
+    return json.dumps(renamed, separators=(",", ":"), ensure_ascii=False).encode()

@@ -7,16 +7,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from entrypoints import compat
 from entrypoints.http import schemas
 from entrypoints.http.auth import Access
 from entrypoints.http.dispatch import RequestHandler, StateGetter, dispatch
 from entrypoints.http.endpoint import PREFIX, Endpoint
+from entrypoints.http.handlers.compat import google_credentials
 from entrypoints.http.handlers.config import get_config, get_schema, put_config
 from entrypoints.http.handlers.connectors import list_active, list_connectors, list_inactive, toggle
 from entrypoints.http.handlers.filters import get_filters, save_filters
 from entrypoints.http.handlers.health import health
 from entrypoints.http.handlers.internal import get_credentials, recent_events, refresh_token, update_app_config
 from entrypoints.http.handlers.oauth import get_token_from_code, oauth_authorize, oauth_callback, revoke_tokens
+from entrypoints.settings import Settings
 
 NAME = "{name}"
 
@@ -214,16 +217,37 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 )
 
 
-def routes(state_getter: StateGetter) -> list[Route]:
+#: the routes of the compatibility profile (``compat = "pipeshub"``), served only under it
+COMPAT_ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(
+        "GET",
+        compat.GOOGLE_CREDENTIALS_PATH,
+        google_credentials,
+        Access.SCOPED,
+        "The existing service's credentials route: an individual Google account's access token"
+        " ({access_token, access_token_expiry_time}), refreshed first when due",
+        schemas.LEGACY_CREDENTIALS_VIEW,
+        errors=(400, 404, 409, 502, 503),
+        tag="internal",
+    ),
+)
+
+
+def endpoints_for(settings: Settings) -> tuple[Endpoint, ...]:
+    """Every route these settings serve."""
+    return ENDPOINTS + COMPAT_ENDPOINTS if compat.enabled(settings) else ENDPOINTS
+
+
+def routes(state_getter: StateGetter, endpoints: tuple[Endpoint, ...] = ENDPOINTS) -> list[Route]:
     """One Starlette route per path, whatever its methods: a method the path does not serve gets
     405 with every method it does serve in ``Allow`` (one route per method named only its own)."""
     by_path: dict[str, dict[str, Endpoint]] = {}
-    for endpoint in ENDPOINTS:
+    for endpoint in endpoints:
         by_path.setdefault(endpoint.path, {})[endpoint.method] = endpoint
     mounted = []
-    for path, endpoints in by_path.items():
-        handlers = {method: dispatch(e, state_getter) for method, e in endpoints.items()}
-        name = "|".join(e.operation_id for e in endpoints.values())
+    for path, methods in by_path.items():
+        handlers = {method: dispatch(e, state_getter) for method, e in methods.items()}
+        name = "|".join(e.operation_id for e in methods.values())
         mounted.append(Route(path, _by_method(handlers), methods=list(handlers), name=name))
     return mounted
 

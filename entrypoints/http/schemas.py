@@ -247,10 +247,13 @@ TEMP_CODE_BODY: dict[str, Any] = {
 
 REFRESH_BODY: dict[str, Any] = {
     "type": "object",
-    "description": "Which connector; orgId defaults to the scoped token's orgId claim.",
+    "description": "Which connector; orgId defaults to the scoped token's orgId claim. userId and scopes"
+    " (sent by the existing service's consumers) are accepted and ignored.",
     "properties": {
         "connector": {"type": "string", "minLength": 1, "maxLength": 100},
         "orgId": {"type": "string", "minLength": 1, "maxLength": 200},
+        "userId": {"type": "string", "maxLength": 200},
+        "scopes": {"type": "array", "items": {"type": "string", "maxLength": 200}, "maxItems": 50},
     },
     "additionalProperties": False,
 }
@@ -274,6 +277,16 @@ CREDENTIALS_VIEW = {
         "authType": {"type": "string", "examples": ["API_TOKEN"]},
         "baseUrl": {"type": ["string", "null"]},
     },
+}
+
+LEGACY_CREDENTIALS_VIEW = {
+    "type": "object",
+    "description": "The existing service's credentials payload (compat = pipeshub).",
+    "properties": {
+        "access_token": {"type": "string"},
+        "access_token_expiry_time": {"type": "integer", "description": "epoch milliseconds"},
+    },
+    "required": ["access_token"],
 }
 
 EVENTS_QUERY: dict[str, Any] = {

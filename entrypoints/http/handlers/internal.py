@@ -11,7 +11,7 @@ from entrypoints.http.endpoint import Call, ok
 from entrypoints.http.views import iso
 
 
-def _scoped_org(call: Call, given: str | None) -> str:
+def scoped_org(call: Call, given: str | None) -> str:
     assert call.principal is not None
     org = given or call.principal.org_id
     if not org:
@@ -23,7 +23,7 @@ def _scoped_org(call: Call, given: str | None) -> str:
 
 async def refresh_token(call: Call) -> Response:
     refresher = call.app.container.refresher
-    org = _scoped_org(call, call.body.get("orgId"))
+    org = scoped_org(call, call.body.get("orgId"))
     name = call.body.get("connector") or "googleWorkspace"
     await refresher.refresh_connector(org, name)
     return ok({"message": "Token refreshed"})
@@ -33,7 +33,7 @@ async def get_credentials(call: Call) -> Response:
     """An OAuth connector's fresh access token; any other connector's stored credentials (its
     auth fields, secrets included), for the org of the scoped token only."""
     container = call.app.container
-    org = _scoped_org(call, call.query.get("orgId"))
+    org = scoped_org(call, call.query.get("orgId"))
     view = await container.connectors.get(org, call.params["name"])
     if not view.connector.is_new and not view.connector.uses_oauth:
         stored = await stored_credentials(container.ctx, org, call.params["name"])
@@ -57,7 +57,7 @@ async def recent_events(call: Call) -> Response:
     outbox = call.app.container.storage.outbox
     after: str | None = call.query.get("after")
     messages = await (outbox.after(after, limit, org_id=org) if after else outbox.recent(limit, org_id=org))
-    events = [envelope(m) for m in messages]
+    events = [envelope(m, call.app.container.settings.compat) for m in messages]
     return ok({"events": events, "next": events[-1]["eventId"] if events else after})
 
 

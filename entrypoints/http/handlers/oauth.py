@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from connector_core.errors import PermissionDenied, ValidationError
+from entrypoints import compat
 from entrypoints.http.endpoint import Call, ok
 from entrypoints.http.views import connector_json
 
@@ -50,7 +51,11 @@ async def get_token_from_code(call: Call) -> Response:
     view, created = await call.app.container.oauth.token_from_code(
         call.org_id, call.signed_in_user, principal.email, call.body["tempCode"], call.body.get("baseUrl")
     )
-    return ok(connector_json(view), status=201 if created else 200)
+    status = 201 if created else 200
+    if compat.enabled(call.app.container.settings):  # the existing service's body
+        message = f"Connector {view.entry.key} created and enabled" if created else "Connector is now enabled"
+        return ok({"message": message, "connector": connector_json(view)}, status=status)
+    return ok(connector_json(view), status=status)
 
 
 async def revoke_tokens(call: Call) -> Response:

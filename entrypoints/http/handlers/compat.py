@@ -1,0 +1,29 @@
+"""Handlers of the compatibility profile (``compat = "pipeshub"``) that have no counterpart of
+ours: the configuration manager's credentials route the existing consumers call."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from connector_core.errors import NotFound
+from entrypoints import compat
+from entrypoints.http.endpoint import Call, ok
+from entrypoints.http.handlers.internal import scoped_org
+
+
+async def google_credentials(call: Call) -> Response:
+    """``{access_token, access_token_expiry_time (epoch ms)}`` of the org's Google Workspace
+    token, refreshed first when due. The caller's service token names the org and the user
+    (``orgId``, ``userId``); a token stored for another user is not handed out. The refresh
+    token stays here: this service refreshes (consumers call ``refreshTokenRoute``)."""
+    assert call.principal is not None
+    org = scoped_org(call, None)
+    record = await call.app.container.refresher.fresh_token(org, compat.GOOGLE_CONNECTOR)
+    user = call.principal.claims.get("userId")
+    if isinstance(user, str) and user and user != record.account_id:
+        raise NotFound("no Google Workspace token is stored for this user")
+    tokens = record.tokens
+    body: dict[str, object] = {"access_token": tokens.access_token}
+    if tokens.expires_at is not None:
+        body["access_token_expiry_time"] = int(tokens.expires_at.timestamp() * 1000)
+    return ok(body)
