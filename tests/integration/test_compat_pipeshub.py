@@ -247,7 +247,7 @@ async def test_the_proxy_sends_base_url_as_the_old_backend_reads_it(
 @pytest.mark.kafka
 async def test_the_broker_gets_gmail_updates_on_sync_events(kafka_bootstrap: str) -> None:
     now = datetime.now(UTC)
-    base = {"org_id": ORG, "connector_key": "googleWorkspace", "occurred_at": now}
+    base: dict[str, Any] = {"org_id": ORG, "connector_key": "googleWorkspace", "occurred_at": now}
     on = RealTimeUpdatesChanged(event_id=uuid.uuid4().hex, enabled=True, topic_name="projects/p/topics/t", **base)
     off = RealTimeUpdatesChanged(event_id=uuid.uuid4().hex, enabled=False, topic_name="", **base)
     publisher = KafkaEventPublisher(kafka_bootstrap, profile="pipeshub")

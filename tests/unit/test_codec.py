@@ -29,8 +29,8 @@ from connector_core.model.events import (
     ConnectorConfigured,
     DomainEvent,
     FiltersSaved,
-    RefreshTokenExpiring,
     RealTimeUpdatesChanged,
+    RefreshTokenExpiring,
     TokenEvent,
     TokenEventType,
 )
