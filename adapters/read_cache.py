@@ -31,11 +31,12 @@ in-memory cache in a single process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
@@ -43,7 +44,7 @@ from urllib.parse import quote
 from attrs import frozen
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_exponential
 
-from connector_core.errors import ConnectorManagerError, Unavailable
+from connector_core.errors import CommitOutcomeUnknown, ConnectorManagerError, Unavailable
 from connector_core.model.connector import Connector
 from connector_core.ports.cache import Cache
 from connector_core.ports.connector_repository import ConnectorRepository
@@ -103,6 +104,9 @@ class ReadThroughCache:
         self._gen_ttl = max(generation_ttl_seconds, ttl_seconds)
         self._probe_max_interval = probe_max_interval
         self._probe: asyncio.Task[None] | None = None
+        # orgs with a commit of unknown outcome, and the tasks that release them once settled
+        self._held: dict[str, int] = {}
+        self._holds: set[asyncio.Task[None]] = set()
 
     @property
     def ttl_seconds(self) -> float:
@@ -112,6 +116,11 @@ class ReadThroughCache:
     def bypassed(self) -> bool:
         """True while the cache is unwell: reads go to the source, nothing is cached."""
         return self._probe is not None
+
+    @property
+    def holding(self) -> frozenset[str]:
+        """The orgs kept out of the cache until a commit of unknown outcome is settled."""
+        return frozenset(self._held)
 
     @staticmethod
     def _gen_key(org_id: str) -> str:
@@ -144,22 +153,53 @@ class ReadThroughCache:
         self._probe = None
         log.info("read cache in use again; what it held before the outage was dropped")
 
+    # -- commits of unknown outcome ---------------------------------------------------------------
+
+    def hold(self, org_ids: Iterable[str], settled: Callable[[], Awaitable[None]] | None) -> None:
+        """A commit touching these orgs may or may not have been stored, and may still land
+        (the store hung mid-commit): their reads bypass the cache until ``settled()`` returns
+        (the outcome is final), then the orgs are invalidated, so what was cached before is
+        never served after the commit landed late."""
+        orgs = sorted(set(org_ids))
+        for org in orgs:
+            self._held[org] = self._held.get(org, 0) + 1
+        task = asyncio.get_running_loop().create_task(
+            self._release(orgs, settled), name="read cache: hold", context=contextvars.Context()
+        )
+        self._holds.add(task)
+        task.add_done_callback(self._holds.discard)
+
+    async def _release(self, orgs: Sequence[str], settled: Callable[[], Awaitable[None]] | None) -> None:
+        try:
+            if settled is not None:
+                await settled()
+            for org in orgs:
+                with contextlib.suppress(Unavailable):  # then the cache is bypassed and comes back empty
+                    await self.invalidate_org(org)
+        finally:
+            for org in orgs:
+                self._held[org] -= 1
+                if not self._held[org]:
+                    del self._held[org]
+
+    def _bypassed_for(self, org_id: str) -> bool:
+        return self._probe is not None or org_id in self._held
+
     async def aclose(self) -> None:
-        """Stop probing (a cache left bypassed stays so)."""
-        probe = self._probe
-        if probe is not None and not probe.done():
-            probe.cancel()
-            try:
-                await probe
-            except asyncio.CancelledError:
-                pass
+        """Stop probing and holding (a cache left bypassed stays so)."""
+        tasks = [t for t in (self._probe, *self._holds) if t is not None and not t.done()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     # -- reads -------------------------------------------------------------------------------------
 
     async def org_key(self, org_id: str, name: str) -> OrgKey:
         """The key for ``name`` under the current tokens; call it *before* reading the source.
-        :class:`Unavailable` while the cache is bypassed."""
-        if self._probe is not None:
+        :class:`Unavailable` while the cache is bypassed (for this org)."""
+        if self._bypassed_for(org_id):
             raise Unavailable("the read cache is bypassed while it recovers", metadata={"dependency": "cache"})
         gen_key = self._gen_key(org_id)
         try:
@@ -180,7 +220,7 @@ class ReadThroughCache:
     async def get_json(self, key: OrgKey) -> Any | None:
         """The cached value, or None on a miss (a cached JSON ``null`` also reads as a miss, and
         so does anything while the cache is bypassed)."""
-        if self._probe is not None:
+        if self._bypassed_for(key.org_id):
             return None
         try:
             raw = await self._cache.get(key.cache_key)
@@ -196,7 +236,7 @@ class ReadThroughCache:
 
     async def set_json(self, key: OrgKey, value: Any) -> None:
         """Cache ``value`` (JSON-serialisable) under ``key``'s tokens; best effort."""
-        if value is None or self._probe is not None:
+        if value is None or self._bypassed_for(key.org_id):
             return
         try:
             await self._cache.set(key.cache_key, json.dumps(value, separators=(",", ":")), self._ttl)
@@ -269,7 +309,9 @@ class InvalidatingUnitOfWork:
 
     ``commit`` reports what happened to the data: once the inner commit stored it, ``commit``
     returns normally. An invalidation that fails is its own outcome, logged: the cache is then
-    bypassed until it recovers (and comes back empty), so nobody is served the old state."""
+    bypassed until it recovers (and comes back empty), so nobody is served the old state. A
+    commit of unknown outcome keeps its orgs out of the cache until the store settled it
+    (:meth:`ReadThroughCache.hold`)."""
 
     def __init__(self, inner: UnitOfWork, cache: ReadThroughCache) -> None:
         self._inner = inner
@@ -292,7 +334,12 @@ class InvalidatingUnitOfWork:
     async def commit(self) -> None:
         touched = set(self._touched)
         self._touched.clear()
-        await self._inner.commit()
+        try:
+            await self._inner.commit()
+        except CommitOutcomeUnknown as exc:
+            if touched:  # it may land later: keep those orgs out of the cache until it is settled
+                self._cache.hold(touched, exc.settled)
+            raise
         for org_id in sorted(touched):
             try:
                 await self._cache.invalidate_org(org_id)

@@ -32,7 +32,7 @@ Messages never contain secret values (tokens, client secrets, keys).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Self
 
 
@@ -180,7 +180,18 @@ class CommitOutcomeUnknown(Unavailable):
     """The store went away (or hung) while committing: the unit of work may or may not have been
     stored. The adapter settles the outcome as soon as the store answers again (it aborts the
     transaction if it was not applied), so a read made after that shows what really happened:
-    reload before undoing anything the commit depended on."""
+    reload before undoing anything the commit depended on. ``settled``, when the adapter gives
+    it, returns once that is so (it waits for the store, without a time limit of its own)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        settled: Callable[[], Awaitable[None]] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, metadata=metadata)
+        self.settled = settled
 
 
 class BackendError(ConnectorManagerError):

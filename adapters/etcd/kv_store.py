@@ -30,11 +30,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: gRPC retries a refused connection with exponential backoff up to 120 s by default, and RPCs
-#: fail fast meanwhile; after an etcd restart that would look like a minutes-long outage.
+#: fail fast meanwhile; after an etcd restart that would look like a minutes-long outage. At most
+#: 0.5 s between attempts: writes are back within a second of etcd.
 _CHANNEL_OPTIONS: Final[dict[str, Any]] = {
     "grpc.initial_reconnect_backoff_ms": 200,
     "grpc.min_reconnect_backoff_ms": 200,
-    "grpc.max_reconnect_backoff_ms": 2000,
+    "grpc.max_reconnect_backoff_ms": 500,
     # notice a silently dead peer (no RST) on an idle watch stream
     "grpc.keepalive_time_ms": 10_000,
     "grpc.keepalive_timeout_ms": 5_000,

@@ -342,7 +342,14 @@ class MongoDatabase:
         cut to the request's deadline) that bounds every step, commit included. The body re-reads
         what it checks, so a retry after someone else's commit sees their versions and raises
         :class:`Conflict`. A session the server may still hold a transaction for is aborted in
-        the background (module doc)."""
+        the background (module doc); a :class:`CommitOutcomeUnknown` carries :meth:`settled`."""
+        try:
+            return await self._transaction(action, body)
+        except CommitOutcomeUnknown as exc:
+            exc.settled = self.settled
+            raise
+
+    async def _transaction(self, action: str, body: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
         async with self.op(action, seconds=self.transaction_retry_seconds):
             session = self.client.start_session()
             abandoned = False
@@ -391,6 +398,12 @@ class MongoDatabase:
         finally:
             with contextlib.suppress(Exception):
                 await session.end_session()
+
+    async def settled(self) -> None:
+        """Return once every session abandoned so far is killed (or given up on): the outcome
+        of a commit that was :class:`CommitOutcomeUnknown` is then final."""
+        while self._settling:
+            await asyncio.wait(set(self._settling))
 
     async def _settled(self, action: str, budget: float) -> None:
         """Wait (at most ``budget``) until every abandoned session of this database is killed."""

@@ -16,16 +16,20 @@ import pytest
 from attrs import evolve
 
 from adapters.crypto import Aead
-from adapters.memory import MemoryCache
-from adapters.read_cache import ReadThroughCache
+from adapters.memory import MemoryCache, MemoryStorage, MemoryUnitOfWork
+from adapters.read_cache import ReadThroughCache, invalidating
 from adapters.system import SystemClock
-from connector_core.errors import Unavailable
+from connector_core.catalog import Catalog
+from connector_core.errors import CommitOutcomeUnknown, Unavailable
+from connector_core.model.events import SyncAction
 from entrypoints.bootstrap import build_container
 from entrypoints.http.app import create_app
 from entrypoints.http.auth import issue_user_token
 from entrypoints.infrastructure import open_infrastructure
 from entrypoints.service_secrets import load_keyring
 from entrypoints.settings import load_settings
+from tests.builders import api_token_connector
+from tests.conftest import CountingIds
 
 
 class Source:
@@ -312,3 +316,51 @@ async def test_writes_while_the_cache_is_down_are_saved_answered_2xx_and_never_r
         assert "confluence" not in [x["key"] for x in (await c.get(f"{p}/inactive", headers=auth)).json()]
     await infra.cache.aclose()
     await container.aclose()
+
+
+class UnknownOutcomeUnitOfWork(MemoryUnitOfWork):
+    """Stores the batch but answers as a store that hung mid-commit: outcome unknown, settled
+    once ``settled`` is set."""
+
+    def __init__(self, storage: MemoryStorage, settled: asyncio.Event) -> None:
+        super().__init__(storage)
+        self._settled = settled
+
+    async def commit(self) -> None:
+        await super().commit()
+
+        async def wait() -> None:
+            await self._settled.wait()
+
+        raise CommitOutcomeUnknown("the store did not answer the commit", settled=wait)
+
+
+async def test_a_commit_of_unknown_outcome_keeps_its_org_out_of_the_cache_until_settled(catalog: Catalog) -> None:
+    storage, settled = MemoryStorage(), asyncio.Event()
+    rc = ReadThroughCache(MemoryCache())
+    now = SystemClock().now()
+    connector = api_token_connector(catalog, "org-1", now)
+
+    async def enabled() -> list[str]:
+        async with storage.unit_of_work() as uow:
+            return [c.key for c in await uow.connectors.list("org-1") if c.is_enabled]
+
+    async with invalidating(storage.unit_of_work, rc)() as uow:
+        await uow.connectors.add(connector)
+        await uow.commit()
+    assert await rc.get_or_load("org-1", "enabled", enabled) == []  # cached
+    connector.enable(catalog.get("confluence"), sync_action=SyncAction.NONE, by="u", now=now, ids=CountingIds())
+    unknown = invalidating(lambda: UnknownOutcomeUnitOfWork(storage, settled), rc)()
+    with pytest.raises(CommitOutcomeUnknown):
+        async with unknown as uow:
+            await uow.connectors.save(connector)
+            await uow.commit()
+    # the change landed although its outcome was unknown: no read may see the cached old state
+    assert await rc.get_or_load("org-1", "enabled", enabled) == ["confluence"]
+    assert await rc.get_or_load("org-1", "enabled", enabled) == ["confluence"]
+    settled.set()
+    async with asyncio.timeout(5):
+        while rc.holding:
+            await asyncio.sleep(0.01)
+    assert await rc.get_or_load("org-1", "enabled", enabled) == ["confluence"]
+    await rc.aclose()
