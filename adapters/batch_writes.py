@@ -31,9 +31,6 @@ from connector_core.errors import Conflict
 from connector_core.model.connector import Connector
 from connector_core.tokens import TokenRecord
 
-#: token fields that hold datetimes (queried by the refresher and the expiry sweep)
-TOKEN_TIMES = ("refresh_due_at", "next_attempt_at", "expires_at", "refresh_deadline", "refresh_warn_at")
-
 
 def connector_fields(conv: cattrs.Converter, connector: Connector) -> dict[str, Any]:
     """The stored fields of a connector: identity and ``is_enabled`` for queries, the whole
@@ -65,6 +62,8 @@ def token_fields(conv: cattrs.Converter, sealer: Sealer, record: TokenRecord) ->
         "refresh_warn_at": record.refresh_warn_at,
         "meta": meta,
         "material": sealed,
+        # a saved record is readable: it is no longer set aside (adapters.stored_tokens)
+        "set_aside_until": None,
     }
 
 

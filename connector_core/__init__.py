@@ -34,6 +34,7 @@ from connector_core.errors import (
     Unavailable,
     UnknownConnector,
     UnknownEvent,
+    UnreadableRecord,
     ValidationError,
 )
 from connector_core.model.connector import (
@@ -136,6 +137,7 @@ __all__ = [
     "Unavailable",
     "UnknownConnector",
     "UnknownEvent",
+    "UnreadableRecord",
     "ValidationError",
     "classify_token_error",
     "load_default_catalog",

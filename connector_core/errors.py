@@ -26,6 +26,7 @@ catch the whole family, and the HTTP layer maps classes to statuses in one table
     │   └── CommitOutcomeUnknown    a commit was sent, its outcome never came back
     ├── BackendError                the backend connector service answered with an error
     └── CryptoError                 a stored secret cannot be decrypted (tampered, wrong key/path)
+        └── UnreadableRecord        one stored record cannot be read (does not decrypt or decode)
 
 Messages never contain secret values (tokens, client secrets, keys).
 """
@@ -204,3 +205,15 @@ class BackendError(ConnectorManagerError):
 
 class CryptoError(ConnectorManagerError):
     code = "DECRYPTION_FAILED"
+
+
+class UnreadableRecord(CryptoError):
+    """One stored record cannot be read: its sealed part does not decrypt, or what is stored
+    does not decode (written by something else, damaged). Raised for that record only
+    (``record_id``); batch reads leave such records out instead of failing as a whole."""
+
+    code = "UNREADABLE_RECORD"
+
+    def __init__(self, message: str, *, record_id: str, metadata: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message, metadata=metadata)
+        self.record_id = record_id

@@ -238,7 +238,11 @@ class MongoDatabase:
         self.abandoned_session_seconds = abandoned_session_seconds
         # background kills of abandoned sessions; every operation waits for them (module doc)
         self._settling: set[asyncio.Task[None]] = set()
-        options: CodecOptions[Doc] = CodecOptions(document_class=dict, tz_aware=True, tzinfo=UTC)
+        # a string that is not UTF-8 reads with surrogates instead of failing the whole cursor:
+        # its record is then unreadable on its own (adapters.stored_tokens)
+        options: CodecOptions[Doc] = CodecOptions(
+            document_class=dict, tz_aware=True, tzinfo=UTC, unicode_decode_error_handler="surrogateescape"
+        )
         self.db: AsyncDatabase[Doc] = client.get_database(db_name, codec_options=options)
         self.connectors: AsyncCollection[Doc] = self.db[CONNECTORS]
         self.tokens: AsyncCollection[Doc] = self.db[TOKENS]

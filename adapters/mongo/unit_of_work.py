@@ -25,11 +25,17 @@ from pymongo.errors import DuplicateKeyError
 from adapters.batch_writes import Kind, Table, Write, connector_from_fields, plan
 from adapters.codec import event_to_doc
 from adapters.mongo.database import Doc, MongoDatabase, bson_time
-from adapters.sealing import open_token_record, token_summary
+from adapters.sealing import token_summary
+from adapters.stored_tokens import SET_ASIDE, open_token, read_batch
 from adapters.unit_of_work_base import Batch, BufferedUnitOfWork
 from connector_core.model.connector import Connector
 from connector_core.tokens import CensusTally, TokenCensus, TokenRecord, TokenState, TokenStatus, TokenSummary
 from connector_core.tokens.refresh_deadline import RefreshWarning
+
+
+def _not_set_aside(moment: datetime) -> Doc:
+    """Leaves out the records a batch read set aside (adapters.stored_tokens); no field = not."""
+    return {"$or": [{"set_aside_until": None}, {"set_aside_until": {"$lte": moment}}]}
 
 
 def _value(value: Any) -> Any:
@@ -70,7 +76,22 @@ class MongoUnitOfWork(BufferedUnitOfWork):
 
     def _token(self, doc: Mapping[str, Any]) -> TokenRecord:
         db = self._db
-        return open_token_record(db.conv, db.sealer, doc["_id"], doc["meta"], doc["material"], int(doc["version"]))
+        return open_token(db.conv, db.sealer, str(doc["_id"]), doc.get("meta"), doc.get("material"), doc.get("version"))
+
+    async def _set_aside(self, token_ids: list[str], moment: datetime) -> None:
+        async with self._db.op("set unreadable token records aside"):
+            await self._db.tokens.update_many(
+                {"_id": {"$in": token_ids}}, {"$set": {"set_aside_until": bson_time(moment + SET_ASIDE)}}
+            )
+
+    async def _batch(
+        self, action: str, query: Doc, order: list[tuple[str, int]], limit: int, moment: datetime
+    ) -> Sequence[TokenRecord]:
+        async def fetch() -> list[Doc]:
+            async with self._db.op(action):
+                return await self._db.tokens.find(query).sort(order).limit(limit).to_list()
+
+        return await read_batch(fetch, self._token, lambda ids: self._set_aside(ids, moment))
 
     async def _load_connector(self, org_id: str, key: str) -> Connector | None:
         async with self._db.op("load a connector"):
@@ -96,21 +117,22 @@ class MongoUnitOfWork(BufferedUnitOfWork):
         query = {
             "status": str(TokenStatus.ACTIVE),
             "refresh_due_at": {"$lte": moment},
-            "$or": [{"next_attempt_at": None}, {"next_attempt_at": {"$lte": moment}}],
+            "$and": [
+                {"$or": [{"next_attempt_at": None}, {"next_attempt_at": {"$lte": moment}}]},
+                _not_set_aside(moment),
+            ],
         }
-        async with self._db.op("find tokens due for refresh"):
-            docs = await self._db.tokens.find(query).sort([("refresh_due_at", 1), ("_id", 1)]).limit(limit).to_list()
-        return [self._token(d) for d in docs]
+        order = [("refresh_due_at", 1), ("_id", 1)]
+        return await self._batch("find tokens due for refresh", query, order, limit, moment)
 
     async def _tokens_expired(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
         query = {
             "expiry_notified": False,
             "status": {"$ne": str(TokenStatus.REVOKED)},
             "expires_at": {"$lte": moment},
+            **_not_set_aside(moment),
         }
-        async with self._db.op("find expired tokens"):
-            docs = await self._db.tokens.find(query).sort([("expires_at", 1), ("_id", 1)]).limit(limit).to_list()
-        return [self._token(d) for d in docs]
+        return await self._batch("find expired tokens", query, [("expires_at", 1), ("_id", 1)], limit, moment)
 
     async def _tokens_warn_due(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
         query = {

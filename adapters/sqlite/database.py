@@ -14,7 +14,6 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -35,6 +34,7 @@ CREATE TABLE IF NOT EXISTS tokens (
     status TEXT NOT NULL, refresh_due_at REAL, next_attempt_at REAL, expires_at REAL,
     expiry_notified INTEGER NOT NULL, version INTEGER NOT NULL,
     meta TEXT NOT NULL, material TEXT NOT NULL, refresh_deadline REAL, refresh_warn_at REAL,
+    set_aside_until REAL,
     UNIQUE (org_id, connector_key));
 CREATE INDEX IF NOT EXISTS tokens_due ON tokens (status, refresh_due_at);
 CREATE INDEX IF NOT EXISTS tokens_expiry ON tokens (expiry_notified, expires_at);
@@ -102,14 +102,15 @@ def _drop_lease_fencing(conn: sqlite3.Connection) -> None:
 
 
 #: token columns added after the first release: (name, type), added to older files on open
-_ADDED_TOKEN_COLUMNS = (("refresh_deadline", "REAL"), ("refresh_warn_at", "REAL"))
+_ADDED_TOKEN_COLUMNS = (("refresh_deadline", "REAL"), ("refresh_warn_at", "REAL"), ("set_aside_until", "REAL"))
 _ADDED_INDEX = "CREATE INDEX IF NOT EXISTS tokens_warn ON tokens (refresh_warn_at)"
 
 
 def _add_token_columns(conn: sqlite3.Connection) -> None:
-    """Files made before refresh-token lineages were kept: add their queryable columns (NULL until
-    each record is next written) and index, in one write transaction (another process opening
-    the same file waits, then finds them there)."""
+    """Files made before refresh-token lineages were kept (or records could be set aside, see
+    adapters.stored_tokens): add their queryable columns (NULL until each record is next
+    written) and index, in one write transaction (another process opening the same file waits,
+    then finds them there)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         have = {row[1] for row in conn.execute("PRAGMA table_info(tokens)")}
@@ -123,9 +124,8 @@ def _add_token_columns(conn: sqlite3.Connection) -> None:
     conn.execute("COMMIT")
 
 
-def timestamp(value: datetime | None) -> float | None:
-    """How a datetime is stored: POSIX seconds (REAL)."""
-    return None if value is None else value.timestamp()
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def next_counter(c: sqlite3.Connection, name: str) -> int:
@@ -165,6 +165,10 @@ class SQLiteDatabase:
                     check_same_thread=False,
                     timeout=self._busy_timeout_ms / 1000,
                 )
+                # text that is not UTF-8 (written by something else, damaged) reads with
+                # surrogates instead of failing the whole query: its record is then unreadable
+                # on its own (adapters.stored_tokens), and no error message quotes it
+                conn.text_factory = _text
                 conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
                 _use_wal(conn, self._busy_timeout_ms / 1000)
                 conn.execute("PRAGMA synchronous=NORMAL")

@@ -11,8 +11,9 @@ from typing import Any
 
 from adapters.batch_writes import Kind, Write, connector_from_fields, plan
 from adapters.codec import event_to_doc
-from adapters.sealing import open_token_record, token_summary
+from adapters.sealing import token_summary
 from adapters.sqlite.database import SQLiteDatabase
+from adapters.stored_tokens import SET_ASIDE, open_token, read_batch
 from adapters.unit_of_work_base import Batch, BufferedUnitOfWork
 from connector_core.model.connector import Connector
 from connector_core.tokens import CensusTally, TokenCensus, TokenRecord, TokenState, TokenStatus, TokenSummary
@@ -85,7 +86,13 @@ class SQLiteUnitOfWork(BufferedUnitOfWork):
 
     def _token(self, row: Sequence[Any]) -> TokenRecord:
         token_id, meta, material, version = row
-        return open_token_record(self._db.conv, self._db.sealer, token_id, json.loads(meta), material, int(version))
+        return open_token(self._db.conv, self._db.sealer, token_id, meta, material, version)
+
+    async def _set_aside(self, token_ids: list[str], moment: datetime) -> None:
+        until = (moment + SET_ASIDE).timestamp()
+        await self._db.write(
+            lambda c: c.executemany("UPDATE tokens SET set_aside_until=? WHERE id=?", [(until, i) for i in token_ids])
+        )
 
     async def _load_token(self, token_id: str) -> TokenRecord | None:
         row = await self._db.run(
@@ -104,27 +111,36 @@ class SQLiteUnitOfWork(BufferedUnitOfWork):
 
     async def _tokens_due(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
         t = moment.timestamp()
-        rows = await self._db.run(
-            lambda c: c.execute(
-                f"SELECT {_TOKEN_COLUMNS} FROM tokens"  # noqa: S608
-                " WHERE status=? AND refresh_due_at <= ?"
-                " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
-                " ORDER BY refresh_due_at, id LIMIT ?",
-                (str(TokenStatus.ACTIVE), t, t, limit),
-            ).fetchall()
-        )
-        return [self._token(r) for r in rows]
+
+        async def fetch() -> list[Any]:
+            return await self._db.run(
+                lambda c: c.execute(
+                    f"SELECT {_TOKEN_COLUMNS} FROM tokens"  # noqa: S608
+                    " WHERE status=? AND refresh_due_at <= ?"
+                    " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+                    " AND (set_aside_until IS NULL OR set_aside_until <= ?)"
+                    " ORDER BY refresh_due_at, id LIMIT ?",
+                    (str(TokenStatus.ACTIVE), t, t, t, limit),
+                ).fetchall()
+            )
+
+        return await read_batch(fetch, self._token, lambda ids: self._set_aside(ids, moment))
 
     async def _tokens_expired(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
-        rows = await self._db.run(
-            lambda c: c.execute(
-                f"SELECT {_TOKEN_COLUMNS} FROM tokens"  # noqa: S608
-                " WHERE expiry_notified=0 AND status!=? AND expires_at <= ?"
-                " ORDER BY expires_at, id LIMIT ?",
-                (str(TokenStatus.REVOKED), moment.timestamp(), limit),
-            ).fetchall()
-        )
-        return [self._token(r) for r in rows]
+        t = moment.timestamp()
+
+        async def fetch() -> list[Any]:
+            return await self._db.run(
+                lambda c: c.execute(
+                    f"SELECT {_TOKEN_COLUMNS} FROM tokens"  # noqa: S608
+                    " WHERE expiry_notified=0 AND status!=? AND expires_at <= ?"
+                    " AND (set_aside_until IS NULL OR set_aside_until <= ?)"
+                    " ORDER BY expires_at, id LIMIT ?",
+                    (str(TokenStatus.REVOKED), t, t, limit),
+                ).fetchall()
+            )
+
+        return await read_batch(fetch, self._token, lambda ids: self._set_aside(ids, moment))
 
     async def _tokens_warn_due(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
         rows = await self._db.run(

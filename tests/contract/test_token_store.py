@@ -11,7 +11,8 @@ import pytest
 
 from adapters.crypto import Aead, Keyring
 from adapters.sqlite.database import SQLiteDatabase
-from connector_core.errors import Conflict, RetryableProviderError
+from adapters.stored_tokens import SET_ASIDE
+from connector_core.errors import Conflict, CryptoError, RetryableProviderError, UnreadableRecord
 from connector_core.tokens import (
     RefreshPolicy,
     RefreshTokenLimits,
@@ -343,3 +344,51 @@ async def test_an_older_sqlite_file_gets_the_lineage_columns(tmp_path: Path) -> 
         await db.aclose()
     assert {"refresh_deadline", "refresh_warn_at"} <= set(columns)
     assert "tokens_warn" in indexes
+
+
+async def damage(harness: Harness, token_id: str, field: str) -> None:
+    """Overwrite one stored field of a token record with what no store of ours writes."""
+    if harness.name == "sqlite":
+        value: object = b"\xff\xfe not text" if field == "meta" else "not-a-sealed-envelope"
+        await harness.extra.write(
+            lambda c: c.execute(f"UPDATE tokens SET {field}=CAST(? AS TEXT) WHERE id=?", (value, token_id))
+        )
+    elif harness.name == "mongo":
+        value = {"tokens": "not a token set"} if field == "meta" else "not-a-sealed-envelope"
+        await harness.extra.tokens.update_one({"_id": token_id}, {"$set": {field: value}})
+    else:
+        pytest.skip("the in-memory store keeps objects: nothing to damage")
+
+
+@pytest.mark.parametrize("field", ["material", "meta"])
+async def test_an_unreadable_record_fails_alone_and_is_set_aside_by_batch_reads(
+    harness: Harness, field: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A record whose stored data cannot be read is that record's error: reading it names it;
+    the refresher's batch read returns the others and sets it aside (logged once, not read again
+    every pass, not crowding out the records behind it) until the set-aside time is over."""
+    now = harness.clock.now()
+    due = now - timedelta(minutes=1)
+    broken, fine = (token_record(o, now, expires_in=-60, token_id=f"t-{o}") for o in (org(), org()))
+    async with harness.uow() as uow:
+        for rec in (broken, fine):
+            rec.refresh_due_at = due
+            await uow.tokens.add(rec)
+        await uow.commit()
+    await damage(harness, broken.id, field)
+
+    async with harness.uow() as uow:
+        with pytest.raises(UnreadableRecord) as unreadable:
+            await uow.tokens.get(broken.id)
+        assert unreadable.value.record_id == broken.id and isinstance(unreadable.value, CryptoError)
+        assert [r.id for r in await uow.tokens.due_before(now, 1)] == [fine.id]  # not crowded out
+        assert [r.id for r in await uow.tokens.expired_unnotified(now, 10)] == [fine.id]
+        assert [r.id for r in await uow.tokens.due_before(now, 10)] == [fine.id]
+    logged = [r for r in caplog.records if broken.id in r.getMessage()]
+    assert len(logged) == 1 and logged[0].levelname == "ERROR"  # set aside: not read again
+    assert "not-a-sealed" not in caplog.text and "not text" not in caplog.text
+
+    later = now + SET_ASIDE + timedelta(seconds=1)
+    async with harness.uow() as uow:
+        assert [r.id for r in await uow.tokens.due_before(later, 10)] == [fine.id]
+    assert len([r for r in caplog.records if broken.id in r.getMessage()]) == 2  # tried again, once
