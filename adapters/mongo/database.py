@@ -381,7 +381,7 @@ class MongoDatabase:
 
     async def _kill(self, session: AsyncClientSession) -> None:
         """``killSessions`` for ``session`` once the server answers (aborting its transaction and
-        releasing what it holds), then end it. Gives up when the server refuses (it answered:
+        releasing what it holds). Gives up when the server refuses (it answered:
         nothing to wait for) or after ``abandoned_session_seconds`` (it has reaped it by then)."""
         try:
             retrying = AsyncRetrying(
@@ -399,9 +399,8 @@ class MongoDatabase:
             )
         else:
             log.info("aborted a MongoDB transaction this process had to abandon")
-        finally:
-            with contextlib.suppress(Exception):
-                await session.end_session()
+        # The session is not ended: ending returns its id to the driver's pool, and a killed
+        # session id must not carry anyone's next transaction. Dropped, it is never used again.
 
     async def settled(self) -> None:
         """Return once every session abandoned so far is killed (or given up on): the outcome
