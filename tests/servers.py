@@ -158,18 +158,19 @@ def _mongo_ready(port: int) -> bool:
         client.close()
 
 
-def mongo() -> ServerProcess:
+def mongo(*, on_disk: bool = False) -> ServerProcess:
+    """SecantusDB, in memory (data lost on a restart) or ``on_disk`` in its work dir."""
     exe = shutil.which("secantusd-py", path=str(BIN)) or "secantusd-py"
     return ServerProcess(
         "mongo",
-        lambda port, _: [
+        lambda port, workdir: [
             exe,
             "--host",
             "127.0.0.1",
             "--port",
             str(port),
             "--storage-path",
-            ":memory:",
+            f"{workdir}/data" if on_disk else ":memory:",
             "--cache-size",
             "128M",
             "--log-level",
