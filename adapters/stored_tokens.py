@@ -5,7 +5,7 @@ tampering), or its metadata does not decode (damaged, written by something else)
 record's problem only:
 
 - reading it alone raises :class:`UnreadableRecord` naming it;
-- a batch read (the refresher's due tokens, the expiry sweep) leaves it out, logs it once at
+- a batch read (the refresher's due tokens, the expiry sweep, the refresh-token warnings) leaves it out, logs it once at
   ERROR (its id and the kind of failure, never its content) and *sets it aside* for
   :data:`SET_ASIDE` (the store writes ``set_aside_until`` in the clear, without reading or
   rewriting the record, so its material stays as it is should a key come back). So a damaged

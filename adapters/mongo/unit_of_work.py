@@ -138,10 +138,10 @@ class MongoUnitOfWork(BufferedUnitOfWork):
         query = {
             "status": {"$in": [str(TokenStatus.ACTIVE), str(TokenStatus.PAUSED)]},
             "refresh_warn_at": {"$lte": moment},
+            **_not_set_aside(moment),
         }
-        async with self._db.op("find tokens whose refresh-token warning is due"):
-            docs = await self._db.tokens.find(query).sort([("refresh_warn_at", 1), ("_id", 1)]).limit(limit).to_list()
-        return [self._token(d) for d in docs]
+        order = [("refresh_warn_at", 1), ("_id", 1)]
+        return await self._batch("find tokens whose refresh-token warning is due", query, order, limit, moment)
 
     async def _token_summaries(self, org_id: str) -> Sequence[TokenSummary]:
         async with self._db.op("list token records"):

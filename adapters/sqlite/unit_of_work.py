@@ -143,15 +143,20 @@ class SQLiteUnitOfWork(BufferedUnitOfWork):
         return await read_batch(fetch, self._token, lambda ids: self._set_aside(ids, moment))
 
     async def _tokens_warn_due(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
-        rows = await self._db.run(
-            lambda c: c.execute(
-                f"SELECT {_TOKEN_COLUMNS} FROM tokens"  # noqa: S608
-                " WHERE refresh_warn_at <= ? AND status IN (?, ?)"
-                " ORDER BY refresh_warn_at, id LIMIT ?",
-                (moment.timestamp(), str(TokenStatus.ACTIVE), str(TokenStatus.PAUSED), limit),
-            ).fetchall()
-        )
-        return [self._token(r) for r in rows]
+        t = moment.timestamp()
+
+        async def fetch() -> list[Any]:
+            return await self._db.run(
+                lambda c: c.execute(
+                    f"SELECT {_TOKEN_COLUMNS} FROM tokens"  # noqa: S608
+                    " WHERE refresh_warn_at <= ? AND status IN (?, ?)"
+                    " AND (set_aside_until IS NULL OR set_aside_until <= ?)"
+                    " ORDER BY refresh_warn_at, id LIMIT ?",
+                    (t, str(TokenStatus.ACTIVE), str(TokenStatus.PAUSED), t, limit),
+                ).fetchall()
+            )
+
+        return await read_batch(fetch, self._token, lambda ids: self._set_aside(ids, moment))
 
     async def _token_summaries(self, org_id: str) -> Sequence[TokenSummary]:
         rows = await self._db.run(
