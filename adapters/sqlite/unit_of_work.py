@@ -109,54 +109,36 @@ class SQLiteUnitOfWork(BufferedUnitOfWork):
         )
         return None if row is None else self._token(row)
 
+    async def _batch(
+        self, where: str, params: tuple[Any, ...], order: str, limit: int, moment: datetime
+    ) -> Sequence[TokenRecord]:
+        """The readable records matching ``where`` (our SQL, never input) that are not set
+        aside at ``moment``, ordered, at most ``limit`` (:func:`~adapters.stored_tokens.read_batch`)."""
+        t = moment.timestamp()
+        sql = (
+            f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE {where}"  # noqa: S608
+            f" AND (set_aside_until IS NULL OR set_aside_until <= ?) ORDER BY {order} LIMIT ?"
+        )
+
+        async def fetch() -> list[Any]:
+            return await self._db.run(lambda c: c.execute(sql, (*params, t, limit)).fetchall())
+
+        return await read_batch(fetch, self._token, lambda ids: self._set_aside(ids, moment))
+
     async def _tokens_due(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
         t = moment.timestamp()
-
-        async def fetch() -> list[Any]:
-            return await self._db.run(
-                lambda c: c.execute(
-                    f"SELECT {_TOKEN_COLUMNS} FROM tokens"  # noqa: S608
-                    " WHERE status=? AND refresh_due_at <= ?"
-                    " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
-                    " AND (set_aside_until IS NULL OR set_aside_until <= ?)"
-                    " ORDER BY refresh_due_at, id LIMIT ?",
-                    (str(TokenStatus.ACTIVE), t, t, t, limit),
-                ).fetchall()
-            )
-
-        return await read_batch(fetch, self._token, lambda ids: self._set_aside(ids, moment))
+        where = "status=? AND refresh_due_at <= ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+        return await self._batch(where, (str(TokenStatus.ACTIVE), t, t), "refresh_due_at, id", limit, moment)
 
     async def _tokens_expired(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
-        t = moment.timestamp()
-
-        async def fetch() -> list[Any]:
-            return await self._db.run(
-                lambda c: c.execute(
-                    f"SELECT {_TOKEN_COLUMNS} FROM tokens"  # noqa: S608
-                    " WHERE expiry_notified=0 AND status!=? AND expires_at <= ?"
-                    " AND (set_aside_until IS NULL OR set_aside_until <= ?)"
-                    " ORDER BY expires_at, id LIMIT ?",
-                    (str(TokenStatus.REVOKED), t, t, limit),
-                ).fetchall()
-            )
-
-        return await read_batch(fetch, self._token, lambda ids: self._set_aside(ids, moment))
+        where = "expiry_notified=0 AND status!=? AND expires_at <= ?"
+        params = (str(TokenStatus.REVOKED), moment.timestamp())
+        return await self._batch(where, params, "expires_at, id", limit, moment)
 
     async def _tokens_warn_due(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
-        t = moment.timestamp()
-
-        async def fetch() -> list[Any]:
-            return await self._db.run(
-                lambda c: c.execute(
-                    f"SELECT {_TOKEN_COLUMNS} FROM tokens"  # noqa: S608
-                    " WHERE refresh_warn_at <= ? AND status IN (?, ?)"
-                    " AND (set_aside_until IS NULL OR set_aside_until <= ?)"
-                    " ORDER BY refresh_warn_at, id LIMIT ?",
-                    (t, str(TokenStatus.ACTIVE), str(TokenStatus.PAUSED), t, limit),
-                ).fetchall()
-            )
-
-        return await read_batch(fetch, self._token, lambda ids: self._set_aside(ids, moment))
+        where = "refresh_warn_at <= ? AND status IN (?, ?)"
+        params = (moment.timestamp(), str(TokenStatus.ACTIVE), str(TokenStatus.PAUSED))
+        return await self._batch(where, params, "refresh_warn_at, id", limit, moment)
 
     async def _token_summaries(self, org_id: str) -> Sequence[TokenSummary]:
         rows = await self._db.run(
