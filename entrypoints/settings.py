@@ -29,7 +29,6 @@ from adapters.factories.sections import (
     SQLiteSettings,
     UserGroupsIamSettings,
 )
-from adapters.iam.mongo_user_groups import UserGroupsSchema
 from connector_core.errors import ValidationError
 
 
@@ -183,6 +182,9 @@ class Settings:
 
     @property
     def user_groups_iam(self) -> UserGroupsIamSettings:
+        # imported here: it needs the MongoDB driver, an extra the embedded default goes without
+        from adapters.iam.mongo_user_groups import UserGroupsSchema
+
         return UserGroupsIamSettings(
             url=self.iam_mongo_url or self.mongo_url,
             database=self.iam_mongo_database,

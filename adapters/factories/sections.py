@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from attrs import field, frozen
 
 from adapters.event_wire import Profile
-from adapters.iam.mongo_user_groups import UserGroupsSchema
+
+if TYPE_CHECKING:  # the MongoDB driver is an extra: serving on the embedded default needs none
+    from adapters.iam.mongo_user_groups import UserGroupsSchema
 
 
 def _frozen_mapping(value: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

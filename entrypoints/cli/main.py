@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
+import os
 import pkgutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -38,8 +40,16 @@ def command_modules() -> Iterator[ModuleType]:
             yield module
 
 
+def version() -> str:
+    try:
+        return importlib.metadata.version("connector-manager")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="connector-manager", description=DESCRIPTION)
+    root.add_argument("--version", action="version", version=f"%(prog)s {version()}", help="print the version")
     sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in command_modules():
         module.register(sub)
@@ -58,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (| head): stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # one line, never a traceback that could carry a setting's value
         print(
             f"connector-manager: could not start ({type(exc).__name__}); run with CM_LOG_LEVEL=debug", file=sys.stderr

@@ -5,28 +5,71 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
+import os
 import signal
+import socket
+from pathlib import Path
 from typing import Any
 
 from entrypoints.bootstrap import build_container
 from entrypoints.cli.options import add_settings_options
-from entrypoints.settings import Settings
+from entrypoints.settings import Settings, SettingsError
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
-    p = commands.add_parser("serve", help="run the HTTP API (and the token refresher)")
+    p = commands.add_parser(
+        "serve",
+        help="run the HTTP API (and the token refresher)",
+        description="Run the HTTP API and its background tasks until stopped (Ctrl-C or SIGTERM). The first"
+        " start on a data dir creates it: the keys and the embedded database.",
+    )
     add_settings_options(p)
-    p.add_argument("--host")
-    p.add_argument("--port", type=int)
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1, or $CM_HOST)")
+    p.add_argument("--port", type=int, help="port to listen on (default 8088, or $CM_PORT)")
+    p.add_argument(
+        "--ready-file",
+        type=Path,
+        metavar="PATH",
+        help="write the API's URL to this file once it serves (for scripts that start serve in the background)",
+    )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    asyncio.run(serve(settings))
+    sock = listen(settings.host, settings.port)  # a busy port stops us before anything is opened
+    try:
+        asyncio.run(serve(settings, sock, ready_file=args.ready_file))
+    finally:
+        sock.close()
     return 0
 
 
-async def serve(settings: Settings) -> None:
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, or one line saying why not and what to do."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        raise SettingsError.for_field("host", f"{host!r} is not an address this machine can listen on") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise SettingsError.for_field(
+                "port",
+                f"{host}:{port} is in use (another `connector-manager serve`?): choose another port with"
+                " --port N or CM_PORT=N (./scripts/serve passes its arguments on)",
+            ) from None
+        raise SettingsError.for_field("host", f"cannot listen on {host}:{port} ({exc.strerror})") from None
+    return sock
+
+
+async def serve(settings: Settings, sock: socket.socket | None = None, *, ready_file: Path | None = None) -> None:
     import uvicorn
 
     from entrypoints.http.app import create_app
@@ -55,7 +98,21 @@ async def serve(settings: Settings) -> None:
     # there before; a no-op handler makes a requested shutdown exit 0 instead of dying by signal.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: None)
-    await server.serve()  # the lifespan closes every generation's connections on the way out
+    # the lifespan closes every generation's connections on the way out
+    serving = asyncio.create_task(server.serve(sockets=[sock] if sock is not None else None))
+    if ready_file is not None:
+        await _announce_ready(server, serving, ready_file, settings.base_url)
+    await serving
     if not server.started:  # start-up failed before the lifespan could close anything
         with contextlib.suppress(Exception):
             await container.aclose()
+
+
+async def _announce_ready(server: Any, serving: asyncio.Task[None], path: Path, url: str) -> None:
+    """Write ``url`` to ``path`` (whole or not at all) once uvicorn serves: started, lifespan done."""
+    while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn sets a plain flag
+        await asyncio.sleep(0.05)
+    if server.started:
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        draft.write_text(url + "\n", encoding="utf-8")
+        draft.replace(path)

@@ -4,30 +4,56 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from entrypoints.bootstrap import build_container
 from entrypoints.cli.options import add_settings_options
+from entrypoints.cli.output import Output, add_output_options
 from entrypoints.settings import Settings
+
+if TYPE_CHECKING:
+    from entrypoints.workers import WorkerPass
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
-    p = commands.add_parser("worker", help="run the token refresher and event relay only")
+    p = commands.add_parser(
+        "worker",
+        help="run the token refresher and event relay only",
+        description="Refresh due tokens, announce expiries and relay events (with Kafka) until stopped;"
+        " with --once, do what is due now, print what was done, and exit.",
+    )
     add_settings_options(p)
-    p.add_argument("--once", action="store_true", help="one pass, then exit")
+    p.add_argument("--once", action="store_true", help="do what is due now, print what was done, then exit")
+    add_output_options(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    asyncio.run(_worker(settings, args.once))
+    out = Output.of(args)
+    done = asyncio.run(_worker(settings, args.once))
+    if done is None:
+        return 0
+    if out.as_json:
+        out.json(attrs.asdict(done))
+        return 0
+    events = "events stay in the outbox (no relay)" if done.published is None else f"{done.published} events published"
+    out.line(
+        f"worker --once: {done.refreshed} tokens refreshed, {done.failed} failed,"
+        f" {done.reauth_required} need re-authorization, {done.skipped} skipped; {events}"
+    )
     return 0
 
 
-async def _worker(settings: Settings, once: bool) -> None:
-    from entrypoints.workers import run_worker
+async def _worker(settings: Settings, once: bool) -> WorkerPass | None:
+    from entrypoints.workers import run_once, run_worker
 
     container = await build_container(settings)
     try:
-        await run_worker(container, once=once)
+        if once:
+            return await run_once(container)
+        await run_worker(container)
+        return None
     finally:
         await container.aclose()
