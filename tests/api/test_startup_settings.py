@@ -79,7 +79,7 @@ def test_bad_setting_fails_start_with_one_line(tmp_path: Path, config: str, sett
 
 
 def test_another_master_key_is_named_not_a_crash(tmp_path: Path) -> None:
-    token = ("token", "--scoped", "--data-dir", str(tmp_path / "d"))
+    token = ("token", "--scoped", "--init", "--data-dir", str(tmp_path / "d"))
     first = run_cli(*token, env=clean_env(CM_MASTER_KEY="key-one"))
     assert first.returncode == 0, first.stderr
     second = run_cli(*token, env=clean_env(CM_MASTER_KEY="key-two"))
@@ -93,6 +93,7 @@ def test_equal_user_and_scoped_secrets_are_refused(tmp_path: Path) -> None:
     done = run_cli(
         "token",
         "--scoped",
+        "--init",
         "--data-dir",
         str(tmp_path / "d"),
         env=clean_env(CM_JWT_SECRET=same, CM_SCOPED_JWT_SECRET=same),

@@ -38,7 +38,7 @@ def test_processes_started_together_agree_on_keys_and_secrets(tmp_path: Path) ->
     ports = [free_port() for _ in range(SERVERS)]
     at = ("--data-dir", str(data))
     token_commands = [
-        ("token", "--org", "org-race", "--user", f"u{n}", "--email", f"u{n}@example.com", "--admin", *at)
+        ("token", "--init", "--org", "org-race", "--user", f"u{n}", "--email", f"u{n}@example.com", "--admin", *at)
         for n in range(TOKENS)
     ]
     serve_commands = [("serve", "--port", str(port), *at) for port in ports]
