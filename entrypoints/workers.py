@@ -7,8 +7,9 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from attrs import frozen
+from attrs import fields, frozen
 
+from connector_core.services.refresh_outcomes import RefreshReport
 from entrypoints.bootstrap import Container, build_container
 from entrypoints.infrastructure import connection_key
 from entrypoints.relay_runner import run_relay
@@ -117,28 +118,25 @@ _NAMES: dict[Task, str] = {
 class WorkerPass:
     """What ``worker --once`` did."""
 
-    refreshed: int = 0
-    failed: int = 0
-    reauth_required: int = 0
-    skipped: int = 0
+    refresh: RefreshReport
     #: events published to the broker; None without a relay (events stay in the outbox)
     published: int | None = None
 
 
 async def run_once(container: Container) -> WorkerPass:
     """Pass after pass until a pass finds nothing to do (bounded), then drain the outbox."""
-    totals = {"refreshed": 0, "failed": 0, "reauth_required": 0, "skipped": 0}
+    total = RefreshReport()
     for _ in range(100):
         report = await container.refresher.run_once(
             container.settings.refresh_batch_size, container.settings.refresh_concurrency
         )
-        for name in totals:
-            totals[name] += getattr(report, name)
+        total = RefreshReport(
+            **{f.name: getattr(total, f.name) + getattr(report, f.name) for f in fields(RefreshReport)}
+        )
         if report.total == 0:
             break
     relay = container.relay
-    published = await relay.drain() if relay is not None else None
-    return WorkerPass(**totals, published=published)
+    return WorkerPass(total, published=await relay.drain() if relay is not None else None)
 
 
 async def run_worker(container: Container, *, once: bool = False) -> None:

@@ -45,6 +45,13 @@ class Output:
         """A sentence for a person (printed as is in every mode but JSON, where it goes to stderr)."""
         (self.err if self.as_json else self.stream).write(text + "\n")
 
+    def result(self, data: Any, sentence: str) -> None:
+        """What a command did: ``data`` as JSON with ``--json``, else ``sentence``."""
+        if self.as_json:
+            self.json(data)
+        else:
+            self.line(sentence)
+
     def table(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, data: Any, title: str = "") -> None:
         """``data`` as JSON with ``--json``; else the rows, as a table on a terminal."""
         if self.as_json:

@@ -220,7 +220,10 @@ def test_health_and_worker_once_say_what_they_found_and_did(data_dir: Path) -> N
     assert code == 0, err
     assert out.startswith("worker --once: 0 tokens refreshed") and "outbox" in out
     code, out, _ = cm(data_dir, "worker", "--once", "--json")
-    assert json.loads(out) == {"refreshed": 0, "failed": 0, "reauth_required": 0, "skipped": 0, "published": None}
+    assert json.loads(out) == {
+        "refresh": {"refreshed": 0, "failed": 0, "reauth_required": 0, "skipped": 0},
+        "published": None,
+    }
 
 
 # -- serve and wait --------------------------------------------------------------------------------

@@ -154,12 +154,8 @@ def _configure(args: argparse.Namespace, settings: Settings) -> int:
         return config_json(view)
 
     saved = with_container(settings, work)
-    out = Output.of(args)
-    if out.as_json:
-        out.json(saved)
-    else:
-        missing = f"; still missing: {', '.join(saved['missing'])}" if saved["missing"] else ""
-        out.line(f"{saved['name']}: configuration saved (version {saved['version']}){missing}")
+    missing = f"; still missing: {', '.join(saved['missing'])}" if saved["missing"] else ""
+    Output.of(args).result(saved, f"{saved['name']}: configuration saved (version {saved['version']}){missing}")
     return 0
 
 
@@ -169,9 +165,5 @@ def _toggle(args: argparse.Namespace, settings: Settings) -> int:
         return connector_json(view)
 
     done = with_container(settings, work)
-    out = Output.of(args)
-    if out.as_json:
-        out.json(done)
-    else:
-        out.line(f"{done['name']}: {'enabled' if done['isEnabled'] else 'disabled'}")
+    Output.of(args).result(done, f"{done['name']}: {'enabled' if done['isEnabled'] else 'disabled'}")
     return 0

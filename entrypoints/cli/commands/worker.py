@@ -39,9 +39,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         out.json(attrs.asdict(done))
         return 0
     events = "events stay in the outbox (no relay)" if done.published is None else f"{done.published} events published"
+    r = done.refresh
     out.line(
-        f"worker --once: {done.refreshed} tokens refreshed, {done.failed} failed,"
-        f" {done.reauth_required} need re-authorization, {done.skipped} skipped; {events}"
+        f"worker --once: {r.refreshed} tokens refreshed, {r.failed} failed,"
+        f" {r.reauth_required} need re-authorization, {r.skipped} skipped; {events}"
     )
     return 0
 
