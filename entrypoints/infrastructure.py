@@ -145,7 +145,7 @@ class _Opener:
         if self.etcd is None:
             from adapters.factories.etcd import open_etcd
 
-            self.etcd = await self.open("etcd_endpoint", open_etcd(self.settings.etcd), lambda b: b.aclose)
+            self.etcd = await self.open(self.settings.etcd_setting, open_etcd(self.settings.etcd), lambda b: b.aclose)
             self.check("etcd", self.etcd.store.check)
         return self.etcd
 

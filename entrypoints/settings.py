@@ -8,21 +8,20 @@ line naming the setting.
 
 from __future__ import annotations
 
-import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import attrs
-import cattrs
 from attrs import field, frozen
 from cattrs.errors import ClassValidationError
 
 from adapters.factories.sections import (
     BackendSettings,
     EtcdSettings,
+    EtcdTlsFiles,
     KafkaSettings,
     MongoSettings,
     RedisSettings,
@@ -30,6 +29,7 @@ from adapters.factories.sections import (
     UserGroupsIamSettings,
 )
 from connector_core.errors import ValidationError
+from entrypoints.setting_values import make_settings_converter
 
 
 class SettingsError(ValidationError):
@@ -57,10 +57,22 @@ def _port(_: Any, attribute: attrs.Attribute[Any], value: int) -> None:
         raise SettingsError.for_field(attribute.name, "must be between 1 and 65535")
 
 
-def _host_port(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+def _split_host_port(value: str) -> tuple[str, int] | None:
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host.strip("[]"), int(port)
+
+
+def _host_port(_: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and _split_host_port(value) is None:
         raise SettingsError.for_field(attribute.name, "must be host:port")
+
+
+def _host_ports(_: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    for item in value:
+        if _split_host_port(item) is None:
+            raise SettingsError.for_field(attribute.name, f"each must be host:port, got {item!r}")
 
 
 @frozen
@@ -82,10 +94,19 @@ class Settings:
     mongo_url: str = field(default="mongodb://127.0.0.1:27017/?replicaSet=rs0", repr=False)
     mongo_database: str = "connector_manager"
     mongo_timeout_seconds: float = field(default=2.0, validator=_positive)
-    etcd_endpoint: str = field(default="127.0.0.1:2379", validator=_host_port)
+    #: one member (the older setting); ``etcd_endpoints`` lists a cluster's members
+    etcd_endpoint: str | None = field(default=None, validator=_host_port)
+    etcd_endpoints: tuple[str, ...] = field(default=(), validator=_host_ports)
     etcd_user: str | None = None
     etcd_password: str | None = field(default=None, repr=False)
     etcd_timeout_seconds: float = field(default=2.0, validator=_positive)
+    #: how long one member may take before a call moves on to the next member
+    etcd_member_timeout_seconds: float = field(default=0.5, validator=_positive)
+    #: TLS to etcd (on as well when a CA or client certificate file is given)
+    etcd_tls: bool = False
+    etcd_ca_file: Path | None = None
+    etcd_cert_file: Path | None = None
+    etcd_key_file: Path | None = None
     #: a prefix in front of every key this deployment writes (several deployments on one etcd)
     etcd_namespace: str = ""
     #: watch this etcd key for configuration changes made by other processes (reload on change)
@@ -138,6 +159,12 @@ class Settings:
     iam_cache_size: int = field(default=10_000, validator=_at_least(1))
     config_file: Path | None = None
 
+    def __attrs_post_init__(self) -> None:
+        if self.etcd_endpoint is not None and self.etcd_endpoints:
+            raise SettingsError.for_field(
+                "etcd_endpoints", "set etcd_endpoints (the cluster's members) or etcd_endpoint, not both"
+            )
+
     @property
     def database_path(self) -> Path:
         return self.data_dir / "connector-manager.db"
@@ -159,15 +186,25 @@ class Settings:
         )
 
     @property
+    def etcd_setting(self) -> str:
+        """The setting that names the etcd members (for start-up errors)."""
+        return "etcd_endpoints" if self.etcd_endpoints else "etcd_endpoint"
+
+    @property
     def etcd(self) -> EtcdSettings:
-        host, _, port = self.etcd_endpoint.rpartition(":")
+        listed = self.etcd_endpoints or (self.etcd_endpoint or "127.0.0.1:2379",)
+        endpoints = tuple(hp for hp in map(_split_host_port, listed) if hp is not None)
+        tls = None
+        if self.etcd_tls or self.etcd_ca_file or self.etcd_cert_file or self.etcd_key_file:
+            tls = EtcdTlsFiles(ca_file=self.etcd_ca_file, cert_file=self.etcd_cert_file, key_file=self.etcd_key_file)
         return EtcdSettings(
-            host=host,
-            port=int(port),
+            endpoints=endpoints,
             user=self.etcd_user,
             password=self.etcd_password,
             timeout_seconds=self.etcd_timeout_seconds,
             namespace=self.etcd_namespace,
+            member_timeout_seconds=self.etcd_member_timeout_seconds,
+            tls=tls,
         )
 
     @property
@@ -206,120 +243,6 @@ class Settings:
         if not self.backend_url:
             return None
         return BackendSettings(url=self.backend_url, timeout_seconds=self.backend_timeout_seconds)
-
-
-# -- raw values → typed: TOML gives typed values, the environment and flags give strings ------
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _bool(raw: object, _: type) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in _TRUE | _FALSE:
-        return text in _TRUE
-    raise ValueError("expected true or false")
-
-
-def _int(raw: object, _: type) -> int:
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.strip().lstrip("+-").isdigit():
-        return int(raw)
-    raise ValueError("expected a whole number")
-
-
-def _float(raw: object, _: type) -> float:
-    if isinstance(raw, bool):
-        raise ValueError("expected a number")
-    try:
-        value = float(raw) if isinstance(raw, int | float | str) else math.nan
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise ValueError("expected a number")
-    return value
-
-
-def _str(raw: object, _: type) -> str:
-    if not isinstance(raw, str):
-        raise ValueError("expected a string")
-    return raw
-
-
-def _path(raw: object, _: type) -> Path:
-    if not isinstance(raw, str | Path):
-        raise ValueError("expected a path")
-    return Path(raw).expanduser()
-
-
-def _strings(raw: object, _: type) -> tuple[str, ...]:
-    """A list, or a comma-separated string (environment)."""
-    if isinstance(raw, str):
-        return tuple(p.strip() for p in raw.split(",") if p.strip())
-    if isinstance(raw, list | tuple) and all(isinstance(p, str) for p in raw):
-        return tuple(raw)
-    raise ValueError("expected a list of strings")
-
-
-def _string_map(raw: object, _: type) -> Mapping[str, str]:
-    """A table, or ``key=value,key=value`` (environment)."""
-    if isinstance(raw, str):
-        pairs = [p.split("=", 1) for p in raw.split(",") if p.strip()]
-        if any(len(p) != 2 for p in pairs):
-            raise ValueError("expected key=value pairs separated by commas")
-        return {k.strip(): v.strip() for k, v in pairs}
-    if isinstance(raw, Mapping):
-        return {str(k): str(v) for k, v in raw.items()}
-    raise ValueError("expected a table of strings")
-
-
-def _tables(raw: object, _: type) -> tuple[Mapping[str, Any], ...]:
-    if isinstance(raw, list | tuple) and all(isinstance(p, Mapping) for p in raw):
-        return tuple(dict(p) for p in raw)
-    raise ValueError("expected [[providers]] tables")
-
-
-def _is_literal(t: Any) -> bool:
-    return getattr(t, "__origin__", None) is Literal
-
-
-def _literal(t: Any) -> Callable[[object, type], object]:
-    allowed = get_args(t)
-
-    def structure(raw: object, _: type) -> object:
-        if raw not in allowed:
-            raise ValueError(f"must be one of {', '.join(sorted(map(str, allowed)))}, got {raw!r}")
-        return raw
-
-    return structure
-
-
-#: hooks for generic types, which cattrs dispatches by predicate rather than by class
-_GENERIC_HOOKS: tuple[tuple[object, Callable[[object, type], object]], ...] = (
-    (tuple[str, ...], _strings),
-    (Mapping[str, str], _string_map),
-    (tuple[Mapping[str, Any], ...], _tables),
-)
-
-
-def _is(exact: object) -> Callable[[Any], bool]:
-    return lambda t: bool(t == exact)
-
-
-def make_settings_converter() -> cattrs.Converter:
-    conv = cattrs.Converter(detailed_validation=True, forbid_extra_keys=True)
-    conv.register_structure_hook(bool, _bool)
-    conv.register_structure_hook(int, _int)
-    conv.register_structure_hook(float, _float)
-    conv.register_structure_hook(str, _str)
-    conv.register_structure_hook(Path, _path)
-    for exact, hook in _GENERIC_HOOKS:
-        conv.register_structure_hook_func(_is(exact), hook)
-    conv.register_structure_hook_factory(_is_literal, _literal)
-    return conv
 
 
 _CONVERTER = make_settings_converter()

@@ -55,6 +55,12 @@ class ServerProcess:
         self._log = pathlib.Path(self.workdir) / "server.log"
 
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to be ready (members of a cluster wait for
+        each other: start them all, then :meth:`wait_ready` on each)."""
         if self.proc is not None and self.proc.poll() is None:
             return
         log = self._log.open("ab")
@@ -66,6 +72,9 @@ class ServerProcess:
             start_new_session=True,
         )
         log.close()
+
+    def wait_ready(self) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + self._timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -216,33 +225,90 @@ def _etcd_ready(port: int) -> bool:
         return False
 
 
-def etcd() -> ServerProcess:
-    peer = free_port()
-
+def _etcd_command(
+    name: str, peer: int, cluster: str, *, scheme: str = "http", extra: Sequence[str] = ()
+) -> Callable[[int, str], list[str]]:
     def command(port: int, workdir: str) -> list[str]:
         return [
             "etcd",
             "--name",
-            "t",
+            name,
             "--data-dir",
             f"{workdir}/data",
             "--listen-client-urls",
-            f"http://127.0.0.1:{port}",
+            f"{scheme}://127.0.0.1:{port}",
             "--advertise-client-urls",
-            f"http://127.0.0.1:{port}",
+            f"{scheme}://127.0.0.1:{port}",
             "--listen-peer-urls",
             f"http://127.0.0.1:{peer}",
             "--initial-advertise-peer-urls",
             f"http://127.0.0.1:{peer}",
             "--initial-cluster",
-            f"t=http://127.0.0.1:{peer}",
+            cluster,
+            "--initial-cluster-token",
+            cluster,  # unique per cluster: members of two test clusters never mix
             "--log-level",
             "warn",
             "--logger",
             "zap",
+            *extra,
         ]
 
-    return ServerProcess("etcd", command, _etcd_ready)
+    return command
+
+
+def etcd(
+    *, name: str = "t", scheme: str = "http", extra: Sequence[str] = (), ready: Callable[[int], bool] | None = None
+) -> ServerProcess:
+    """One etcd member alone (``extra`` flags: TLS, auth token TTL, ...)."""
+    peer = free_port()
+    command = _etcd_command(name, peer, f"{name}=http://127.0.0.1:{peer}", scheme=scheme, extra=extra)
+    return ServerProcess(f"etcd-{name}", command, ready or _etcd_ready)
+
+
+def etcd_cluster(size: int = 3) -> list[ServerProcess]:
+    """``size`` etcd members forming one cluster, started together (each waits for a quorum).
+    Stop, kill, freeze and start again each member as a :class:`ServerProcess`; a member
+    started again keeps its data directory and rejoins."""
+    names = [f"m{i}" for i in range(size)]
+    peers = [free_port() for _ in names]
+    cluster = ",".join(f"{n}=http://127.0.0.1:{p}" for n, p in zip(names, peers, strict=True))
+    members = [
+        ServerProcess(f"etcd-{n}", _etcd_command(n, p, cluster), port_open) for n, p in zip(names, peers, strict=True)
+    ]
+    try:
+        for member in members:
+            member.launch()
+        for member in members:
+            member.wait_ready()
+        deadline = time.monotonic() + 30
+        while not all(_etcd_ready(m.port) for m in members):  # healthy: a leader was elected
+            assert time.monotonic() < deadline, "the etcd cluster elected no leader"
+            time.sleep(0.1)
+    except BaseException:
+        for member in members:
+            member.close()
+        raise
+    return members
+
+
+def etcd_leader(members: Sequence[ServerProcess]) -> ServerProcess:
+    """The member that leads now (asked over HTTP, as ``etcdctl endpoint status`` does)."""
+    import json
+    import urllib.request
+
+    for member in members:
+        if member.proc is None or member.proc.poll() is not None:
+            continue
+        try:
+            request = urllib.request.Request(f"http://127.0.0.1:{member.port}/v3/maintenance/status", data=b"{}")
+            with urllib.request.urlopen(request, timeout=1) as r:
+                status = json.loads(r.read())
+        except OSError:
+            continue
+        if status.get("leader") == status.get("header", {}).get("member_id"):
+            return member
+    raise AssertionError("no etcd member leads")
 
 
 def redis() -> ServerProcess:

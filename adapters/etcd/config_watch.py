@@ -4,6 +4,10 @@
 has settled (``debounce``, 100 ms by default; at most ``max_delay`` after the first change of a
 burst, so a steady stream of writes cannot starve the reload). It never raises into the app:
 
+- the watch runs on one member of the cluster (the member in use, :mod:`adapters.etcd.members`);
+  while it runs, that member is asked for its status every ``check_interval`` seconds: a member
+  that froze (its stream just goes quiet) or died is marked suspect, and the watch moves to
+  another member at once;
 - when etcd goes away it re-subscribes at once and then with exponential backoff (with jitter,
   tenacity), logging a warning once per outage; after a re-subscription that followed a failure
   it calls ``on_change`` once, because changes made while it was disconnected were not seen;
@@ -23,10 +27,10 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
-import aetcd
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_random_exponential
 
 from adapters.etcd.kv_store import EtcdOps
+from adapters.etcd.members import EtcdMember, EtcdMembers, status
 from connector_core.errors import ConnectorManagerError
 
 __all__ = ["EtcdConfigWatcher"]
@@ -39,7 +43,7 @@ class EtcdConfigWatcher:
 
     def __init__(
         self,
-        client: aetcd.Client,
+        members: EtcdMembers,
         prefix: str,
         on_change: Callable[[], Awaitable[None]],
         *,
@@ -47,11 +51,13 @@ class EtcdConfigWatcher:
         max_delay: float = 1.0,
         initial_backoff: float = 0.2,
         max_backoff: float = 5.0,
-        timeout: float = 2.0,
+        check_interval: float = 1.0,
     ) -> None:
         if not prefix:
             raise ValueError("an empty prefix would watch the whole cluster")
-        self._ops = EtcdOps(client, timeout=timeout)
+        self._ops = EtcdOps(members)
+        self._check_interval = check_interval
+        self._member: EtcdMember | None = None
         self._prefix = prefix
         self._on_change = on_change
         self._debounce = debounce
@@ -110,14 +116,42 @@ class EtcdConfigWatcher:
     # -- watching ----------------------------------------------------------------------------
 
     async def _subscribe(self) -> Any:
-        return await self._ops.call("watch", lambda: self._ops.client.watch_prefix(self._prefix.encode()))
+        members = self._ops.members
+        watch = await self._ops.call("watch", lambda c: c.watch_prefix(self._prefix.encode()))
+        self._member = members.current  # the member that answered is the one in use
+        return watch
+
+    async def _follow(self) -> None:
+        """Read the stream until it breaks; raise when it ends or its member stops answering."""
+        follower = asyncio.create_task(self._read_stream(), name=f"etcd-watch-stream {self._prefix}")
+        try:
+            while not follower.done():
+                await asyncio.wait({follower}, timeout=self._check_interval)
+                member = self._member
+                if follower.done() or member is None:
+                    break
+                if member.suspect or not await status(member.client, self._ops.members.member_timeout):
+                    self._ops.members.suspect(member, "the watch's member stopped answering")
+                    raise ConnectionResetError("the watch's member stopped answering")
+            await follower
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await follower
+
+    async def _read_stream(self) -> None:
+        async with self._ops.translated("watch"):
+            async for _event in self._watch:
+                self._dirty.set()
+        # the stream ended without an error (client closed): subscribe again
+        raise ConnectionResetError("watch stream ended")
 
     async def _cancel_watch(self) -> None:
         watch, self._watch = self._watch, None
         if watch is not None:
             # the stream may already be gone; cancelling is only tidying up
             with contextlib.suppress(Exception):
-                async with asyncio.timeout(self._ops.timeout):
+                async with asyncio.timeout(self._ops.members.member_timeout):
                     await watch.cancel()
 
     async def _watch_loop(self) -> None:
@@ -137,11 +171,7 @@ class EtcdConfigWatcher:
                 self._dirty.set()  # changes made while disconnected were missed
                 self._outage_logged = False
             try:
-                async with self._ops.translated("watch"):
-                    async for _event in self._watch:
-                        self._dirty.set()
-                # the stream ended without an error (client closed): subscribe again
-                raise ConnectionResetError("watch stream ended")
+                await self._follow()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # never let the watcher die: log, subscribe again

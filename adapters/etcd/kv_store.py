@@ -3,24 +3,25 @@
 Revisions are etcd's ``mod_revision``; a compare-and-swap is one etcd transaction (``create_revision
 == 0`` for "must not exist", ``mod_revision == expected`` otherwise), so it is atomic on the server.
 
-``aetcd`` is untyped and raises its own exceptions (and plain ``TimeoutError`` while another task is
-connecting). :class:`EtcdOps` is the one place where a call gets its deadline and where those errors
-become :class:`Unavailable`; nothing else in ``adapters.etcd`` touches an ``aetcd`` exception.
+:class:`EtcdOps` is the one place where a call gets its deadline and its member of the cluster
+(:mod:`adapters.etcd.members`: the member in use, failing over to the next); errors are
+translated by :mod:`adapters.etcd.errors`. Nothing else in ``adapters.etcd`` touches an
+``aetcd`` exception.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 import aetcd
 from attrs import frozen
 
-from connector_core.deadline import remaining
-from connector_core.errors import Conflict, ConnectorManagerError, Unavailable
+from adapters.etcd.errors import translate_errors
+from adapters.etcd.members import EtcdMembers, TlsMaterial
+from connector_core.errors import Conflict, ConnectorManagerError
 from connector_core.ports.kv_store import Versioned
 
 __all__ = ["EtcdEntry", "EtcdKeyValueStore", "EtcdOps", "TxnResult", "connect_etcd"]
@@ -29,24 +30,12 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: gRPC retries a refused connection with exponential backoff up to 120 s by default, and RPCs
-#: fail fast meanwhile; after an etcd restart that would look like a minutes-long outage. At most
-#: 0.5 s between attempts: writes are back within a second of etcd.
-_CHANNEL_OPTIONS: Final[dict[str, Any]] = {
-    "grpc.initial_reconnect_backoff_ms": 200,
-    "grpc.min_reconnect_backoff_ms": 200,
-    "grpc.max_reconnect_backoff_ms": 500,
-    # notice a silently dead peer (no RST) on an idle watch stream
-    "grpc.keepalive_time_ms": 10_000,
-    "grpc.keepalive_timeout_ms": 5_000,
-    "grpc.keepalive_permit_without_calls": 1,
-}
-
 # aetcd's compare / operation objects (untyped); only built through EtcdOps' helpers below.
 Compare = Any
 Op = Any
 
 _KEY_CODEC: Final = ("utf-8", "surrogateescape")
+_TXN: Final = aetcd.client.Transactions()
 
 
 def _b(text: str) -> bytes:
@@ -81,118 +70,53 @@ class TxnResult:
     deleted: int
 
 
-def _grpc_code(exc: BaseException) -> Any:
-    """The gRPC status code behind an aetcd error (aetcd keeps the RPC error as the cause)."""
-    for err in (exc, exc.__cause__):
-        if isinstance(err, aetcd.rpc.AioRpcError):
-            return err.code()
-    return None
-
-
-def _reason(exc: BaseException) -> str:
-    """A short, secret-free reason (gRPC details name addresses and states, never values)."""
-    code = _grpc_code(exc)
-    if isinstance(exc, TimeoutError | aetcd.ConnectionTimeoutError):
-        return "timed out"
-    if isinstance(exc, aetcd.ConnectionFailedError):
-        return "cannot connect"
-    if isinstance(exc, aetcd.exceptions.UnauthenticatedError) or "authentication failed" in str(exc):
-        return "authentication failed (check the etcd user and password)"
-    if code == aetcd.rpc.StatusCode.PERMISSION_DENIED:
-        return "permission denied (check the etcd user's role)"
-    return type(exc).__name__ if code is None else f"{type(exc).__name__}, {code.name}"
-
-
-def _rejected(exc: BaseException) -> bool:
-    """etcd answered and refused: a bug, a limit or a misconfiguration, not an outage."""
-    if isinstance(exc, aetcd.InvalidArgumentError | aetcd.PreconditionFailedError):
-        return True
-    return _grpc_code(exc) in (aetcd.rpc.StatusCode.PERMISSION_DENIED, aetcd.rpc.StatusCode.OUT_OF_RANGE)
-
-
 class EtcdOps:
-    """Typed, deadline-bound calls on an ``aetcd.Client``; every driver error leaves as
-    :class:`Unavailable` (or :class:`ConnectorManagerError` when etcd rejected the request)."""
+    """Typed, deadline-bound calls on the members of a cluster; every driver error leaves as
+    :class:`Unavailable` (or :class:`ConnectorManagerError` when etcd refused the request)."""
 
-    def __init__(self, client: aetcd.Client, *, timeout: float = 2.0) -> None:
-        self.client = client
-        self.timeout = timeout
+    def __init__(self, members: EtcdMembers) -> None:
+        self.members = members
 
-    @contextlib.asynccontextmanager
-    async def translated(self, what: str) -> AsyncIterator[None]:
+    @property
+    def timeout(self) -> float:
+        return self.members.timeout
+
+    async def call(self, what: str, op: Callable[[aetcd.Client], Awaitable[T]]) -> T:
+        """``await op(client)`` on the member in use (failing over within the deadline)."""
+        return await self.members.call(what, op)
+
+    @staticmethod
+    def translated(what: str) -> contextlib.AbstractAsyncContextManager[None]:
         """Translate driver errors raised inside the block (used for streams such as watches)."""
-        try:
-            yield
-        except (aetcd.ClientError, aetcd.rpc.AioRpcError, TimeoutError) as exc:
-            if _rejected(exc):  # don't invite a retry that cannot succeed
-                raise ConnectorManagerError(f"etcd rejected the {what} request: {_reason(exc)}") from exc
-            raise Unavailable(f"etcd is unavailable ({what}: {_reason(exc)})", metadata={"dependency": "etcd"}) from exc
-
-    async def call(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
-        """Run ``op()`` within the deadline. An expired auth token (etcd's simple tokens live 5
-        minutes after their last use; aetcd authenticates once per connection) is renewed by
-        reconnecting, once."""
-        try:
-            async with self.translated(what):
-                # one budget for both tries, cut to what is left of the request's deadline
-                async with asyncio.timeout(remaining(self.timeout)):
-                    try:
-                        return await op()
-                    except aetcd.exceptions.UnauthenticatedError:
-                        await self._reconnect()
-                        return await op()
-        except ConnectorManagerError:
-            await self._drop_half_open_channel()
-            raise
-
-    async def _drop_half_open_channel(self) -> None:
-        """aetcd opens a channel, then authenticates; when that fails the channel stays open and
-        the next call opens another one, so an outage with credentials would leak one channel
-        per call. Close it; a connected client is left alone (its watches are someone's)."""
-        connected = getattr(self.client, "_connected", None)
-        if (
-            isinstance(connected, asyncio.Event)
-            and not connected.is_set()
-            and not getattr(self.client, "_is_connecting", False)
-            and self.client.channel is not None
-        ):
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(self.timeout):
-                    await self.client.close()
-
-    async def _reconnect(self) -> None:
-        log.info("etcd rejected the auth token; reconnecting to authenticate again")
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(self.timeout):
-                await self.client.close()
+        return translate_errors(what)
 
     # -- key-value ---------------------------------------------------------------------------
 
     async def get(self, key: str) -> EtcdEntry | None:
-        got = await self.call("get", lambda: self.client.get(_b(key)))
+        got = await self.call("get", lambda c: c.get(_b(key)))
         return None if got is None else EtcdEntry.from_kv(got)
 
     async def get_prefix(self, prefix: str) -> list[EtcdEntry]:
         if prefix:
-            got = await self.call("list", lambda: self.client.get_prefix(_b(prefix), sort_order="ascend"))
+            got = await self.call("list", lambda c: c.get_prefix(_b(prefix), sort_order="ascend"))
         else:  # an empty prefix has no "next key": the whole key space
-            got = await self.call("list", lambda: self.client.get_all(sort_order="ascend"))
+            got = await self.call("list", lambda c: c.get_all(sort_order="ascend"))
         return [EtcdEntry.from_kv(kv) for kv in got.kvs]
 
     async def put(self, key: str, value: bytes, *, lease: int = 0) -> int:
         """Unconditional put; returns the new revision (the key's ``mod_revision``)."""
-        done = await self.call("put", lambda: self.client.put(_b(key), value, lease=lease or None))
+        done = await self.call("put", lambda c: c.put(_b(key), value, lease=lease or None))
         return int(done.header.revision)
 
     async def delete(self, key: str) -> bool:
-        done = await self.call("delete", lambda: self.client.delete(_b(key)))
+        done = await self.call("delete", lambda c: c.delete(_b(key)))
         return done is not None and int(done.deleted) > 0
 
     async def txn(
         self, what: str, compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()
     ) -> TxnResult:
         succeeded, responses = await self.call(
-            what, lambda: self.client.transaction(compare=list(compare), success=list(success), failure=list(failure))
+            what, lambda c: c.transaction(compare=list(compare), success=list(success), failure=list(failure))
         )
         entries: list[EtcdEntry] = []
         deleted = 0
@@ -203,30 +127,43 @@ class EtcdOps:
                 deleted += int(response.response_delete_range.deleted)
         return TxnResult(bool(succeeded), tuple(entries), deleted)
 
+    async def put_guarded(
+        self, what: str, compare: Sequence[Compare], key: str, value: bytes, *, lease: int = 0
+    ) -> tuple[bool, EtcdEntry | None]:
+        """Put ``value`` at ``key`` if ``compare`` holds; (whether it is stored, the key as it is
+        now). A compare that failed because this very put landed already (an earlier attempt on
+        a member that froze, or a leader that died, after the commit) counts as stored: the key
+        holds exactly ``value`` (values carry random owners or nonces, so equal bytes are ours)."""
+        done = await self.txn(
+            what, compare, [self.op_put(key, value, lease=lease), self.op_get(key)], [self.op_get(key)]
+        )
+        current = done.entries[0] if done.entries else None
+        return done.succeeded or (current is not None and current.value == value), current
+
     # transaction building blocks
     def absent(self, key: str) -> Compare:
-        return self.client.transactions.create(_b(key)) == 0
+        return _TXN.create(_b(key)) == 0
 
     def mod_is(self, key: str, revision: int) -> Compare:
-        return self.client.transactions.mod(_b(key)) == revision
+        return _TXN.mod(_b(key)) == revision
 
     def created_at(self, key: str, revision: int) -> Compare:
-        return self.client.transactions.create(_b(key)) == revision
+        return _TXN.create(_b(key)) == revision
 
     def op_put(self, key: str, value: bytes, *, lease: int = 0) -> Op:
-        return self.client.transactions.put(_b(key), value, lease=lease or None)
+        return _TXN.put(_b(key), value, lease=lease or None)
 
     def op_get(self, key: str) -> Op:
-        return self.client.transactions.get(_b(key))
+        return _TXN.get(_b(key))
 
     def op_delete(self, key: str) -> Op:
-        return self.client.transactions.delete(_b(key))
+        return _TXN.delete(_b(key))
 
     # -- leases ------------------------------------------------------------------------------
 
     async def grant(self, ttl_seconds: int) -> int:
         """A new lease; etcd may raise the TTL to its minimum (2 s with default raft timing)."""
-        lease = await self.call("lease grant", lambda: self.client.lease(ttl_seconds))
+        lease = await self.call("lease grant", lambda c: c.lease(ttl_seconds))
         return int(lease.id)
 
     async def revoke(self, lease_id: int) -> None:
@@ -234,18 +171,25 @@ class EtcdOps:
         if not lease_id:
             return
         try:
-            await self.call("lease revoke", lambda: self.client.revoke_lease(lease_id))
+            await self.call("lease revoke", lambda c: c.revoke_lease(lease_id))
         except ConnectorManagerError as exc:
             log.debug("etcd lease revoke skipped: %s", exc)
 
     # -- cluster -----------------------------------------------------------------------------
 
     async def status(self) -> None:
-        await self.call("status", self.client.status)
+        """A status answer from a member (the one in use, else the next)."""
+
+        async def ask(client: aetcd.Client) -> None:
+            await client.connect()
+            await client.maintenancestub.Status(
+                aetcd.rpc.StatusRequest(), timeout=self.timeout, metadata=client.metadata
+            )
+
+        await self.call("status", ask)
 
     async def close(self) -> None:
-        with contextlib.suppress(ConnectorManagerError):
-            await self.call("close", self.client.close)
+        await self.members.aclose()
 
 
 class EtcdKeyValueStore:
@@ -257,14 +201,14 @@ class EtcdKeyValueStore:
     only ever holds ciphertext.
     """
 
-    def __init__(self, client: aetcd.Client, *, timeout: float = 2.0, namespace: str = "") -> None:
-        self._ops = EtcdOps(client, timeout=timeout)
+    def __init__(self, members: EtcdMembers, *, namespace: str = "") -> None:
+        self._ops = EtcdOps(members)
         self._ns = namespace
 
     @property
-    def client(self) -> aetcd.Client:
-        """The underlying client, to share with :class:`~adapters.etcd.EtcdLeaseLock` and the watcher."""
-        return self._ops.client
+    def members(self) -> EtcdMembers:
+        """The cluster's clients, to share with :class:`~adapters.etcd.EtcdLeaseLock` and the watcher."""
+        return self._ops.members
 
     @property
     def ops(self) -> EtcdOps:
@@ -287,14 +231,12 @@ class EtcdKeyValueStore:
         if expected_revision is None:
             return await self._ops.put(wire, _b(value))
         # read back in the same transaction: the get sees the put's revision
-        done = await self._ops.txn(
-            "compare-and-put",
-            [self._guard(wire, expected_revision)],
-            [self._ops.op_put(wire, _b(value)), self._ops.op_get(wire)],
+        stored, current = await self._ops.put_guarded(
+            "compare-and-put", [self._guard(wire, expected_revision)], wire, _b(value)
         )
-        if not done.succeeded:
+        if not stored or current is None:
             raise Conflict(f"key {key!r} changed concurrently")
-        return done.entries[0].mod_revision
+        return current.mod_revision
 
     async def delete(self, key: str, *, expected_revision: int | None = None) -> bool:
         wire = self._ns + key
@@ -325,29 +267,21 @@ class EtcdKeyValueStore:
         await self._ops.close()
 
     def __repr__(self) -> str:
-        return f"EtcdKeyValueStore(namespace={self._ns!r}, timeout={self._ops.timeout:g})"
+        return f"EtcdKeyValueStore({self._ops.members!r}, namespace={self._ns!r}, timeout={self._ops.timeout:g})"
 
 
 def connect_etcd(
-    host: str,
-    port: int,
-    *,
+    *endpoints: tuple[str, int],
     user: str | None = None,
     password: str | None = None,
+    tls: TlsMaterial | None = None,
     timeout: float = 2.0,
+    member_timeout: float = 0.5,
     namespace: str = "",
 ) -> EtcdKeyValueStore:
-    """Build a store on a new client. No connection is opened here: the first call connects (and
-    authenticates when ``user``/``password`` are given)."""
-    if (user is None) != (password is None):
-        raise ValueError("etcd authentication needs both user and password")
-    client = aetcd.Client(
-        host=host,
-        port=port,
-        username=user,
-        password=password,
-        timeout=timeout,
-        options=dict(_CHANNEL_OPTIONS),
-        connect_wait_timeout=max(1, round(timeout)),
+    """A store on the members at ``endpoints`` (``(host, port)`` each). No connection is opened
+    here: the first call connects (and authenticates when ``user``/``password`` are given)."""
+    members = EtcdMembers(
+        endpoints, user=user, password=password, tls=tls, timeout=timeout, member_timeout=member_timeout
     )
-    return EtcdKeyValueStore(client, timeout=timeout, namespace=namespace)
+    return EtcdKeyValueStore(members, namespace=namespace)

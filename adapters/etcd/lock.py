@@ -25,9 +25,8 @@ import math
 import secrets
 from datetime import datetime, timedelta
 
-import aetcd
-
 from adapters.etcd.kv_store import EtcdEntry, EtcdOps
+from adapters.etcd.members import EtcdMembers
 from adapters.lease_wait import acquire_waiting
 from connector_core.errors import LeaseLost
 from connector_core.ports.clock import Clock
@@ -55,8 +54,8 @@ class EtcdLeaseLock:
     :class:`LeaseLost` from :meth:`extend` when the holding is gone.
     """
 
-    def __init__(self, client: aetcd.Client, clock: Clock, *, prefix: str = "/services/locks/", timeout: float = 2.0):
-        self._ops = EtcdOps(client, timeout=timeout)
+    def __init__(self, members: EtcdMembers, clock: Clock, *, prefix: str = "/services/locks/"):
+        self._ops = EtcdOps(members)
         self._clock = clock
         self._prefix = prefix
 
@@ -85,19 +84,17 @@ class EtcdLeaseLock:
         owner = secrets.token_hex(16)
         lease_id = await self._ops.grant(self._lease_ttl(ttl_seconds))
         try:
+            value = self._value(owner, deadline)
             for _ in range(_ATTEMPTS):
-                done = await self._ops.txn(
-                    "lock acquire",
-                    [self._ops.absent(key)],
-                    [self._ops.op_put(key, self._value(owner, deadline), lease=lease_id)],
-                    [self._ops.op_get(key)],
+                # a retry on another member that finds this very value stored took the lock
+                stored, current = await self._ops.put_guarded(
+                    "lock acquire", [self._ops.absent(key)], key, value, lease=lease_id
                 )
-                if done.succeeded:
+                if stored:
                     lease_id = 0  # the key owns the lease now
                     return Lease(name, owner, deadline)
-                if not done.entries:  # deleted in between: try again
+                if current is None:  # deleted in between: try again
                     continue
-                current = done.entries[0]
                 if _holding(current)[1] > now.timestamp():
                     return None  # held and not expired
                 # expired by its deadline (its etcd lease may live on): delete it if nobody moved it
@@ -137,13 +134,15 @@ class EtcdLeaseLock:
         key = self._key(lease.name)
         deadline = now + timedelta(seconds=ttl_seconds)
         new_lease = await self._ops.grant(self._lease_ttl(ttl_seconds))
-        done = await self._ops.txn(
+        stored, _ = await self._ops.put_guarded(
             "lock extend",
             [self._ops.mod_is(key, entry.mod_revision)],
-            [self._ops.op_put(key, self._value(lease.owner, deadline), lease=new_lease)],
+            key,
+            self._value(lease.owner, deadline),
+            lease=new_lease,
         )
-        await self._ops.revoke(entry.lease if done.succeeded else new_lease)
-        if not done.succeeded:
+        await self._ops.revoke(entry.lease if stored else new_lease)
+        if not stored:
             raise LeaseLost(f"lease {lease.name!r} is no longer held")
         return Lease(lease.name, lease.owner, deadline)
 

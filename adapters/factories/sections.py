@@ -32,14 +32,28 @@ class MongoSettings:
 
 
 @frozen
+class EtcdTlsFiles:
+    """PEM files for TLS to etcd: the CA that signed the members' certificates (None: the
+    system's CAs), and a client certificate with its key when the cluster asks for one."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+@frozen
 class EtcdSettings:
-    host: str
-    port: int
+    #: the members' ``(host, port)``; calls go to one and fail over to the next
+    endpoints: tuple[tuple[str, int], ...]
     user: str | None
     password: str | None = field(repr=False)
     timeout_seconds: float
     #: a prefix in front of every key this deployment writes
     namespace: str
+    #: how long one member may take before a call moves on to the next
+    member_timeout_seconds: float = 0.5
+    #: None: plaintext
+    tls: EtcdTlsFiles | None = None
 
 
 @frozen

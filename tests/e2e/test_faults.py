@@ -317,8 +317,7 @@ class World:
     async def stored_secret(self, org: str) -> dict[str, str]:
         stack = self.stack
         settings = load_settings(stack.config, env=stack.env, data_dir=stack.serve.data_dir)
-        host, _, port = settings.etcd_endpoint.rpartition(":")
-        raw = connect_etcd(host, int(port), namespace=stack.etcd_namespace)
+        raw = connect_etcd(*settings.etcd.endpoints, namespace=stack.etcd_namespace)
         try:
             store = EncryptedKeyValueStore(raw, Aead(load_keyring(settings, stack.env)))
             found = await store.get(secret_path("confluence", org))

@@ -73,7 +73,7 @@ class Reloads:
 @pytest.mark.etcd
 async def test_etcd_holds_only_ciphertext_under_the_encrypted_store(etcd_endpoint: tuple[str, int]) -> None:
     namespace = ns()
-    store = connect_etcd(*etcd_endpoint, namespace=namespace)
+    store = connect_etcd(etcd_endpoint, namespace=namespace)
     secrets_store = EncryptedKeyValueStore(store, Aead(Keyring.generate()))
     planted = f"PLANTED-{uuid.uuid4().hex}"
     config = {"clientId": "id-1", "clientSecret": planted}
@@ -100,11 +100,11 @@ async def test_etcd_holds_only_ciphertext_under_the_encrypted_store(etcd_endpoin
 @pytest.mark.etcd
 async def test_config_watcher_reloads_once_per_burst_of_foreign_writes(etcd_endpoint: tuple[str, int]) -> None:
     namespace = ns()
-    this_process = connect_etcd(*etcd_endpoint)
-    other_process = connect_etcd(*etcd_endpoint, namespace=namespace)  # another instance, its own connection
+    this_process = connect_etcd(etcd_endpoint)
+    other_process = connect_etcd(etcd_endpoint, namespace=namespace)  # another instance, its own connection
     reloads = Reloads(fail_first=True)
     try:
-        async with EtcdConfigWatcher(this_process.client, f"{namespace}/services/connectors/", reloads) as watcher:
+        async with EtcdConfigWatcher(this_process.members, f"{namespace}/services/connectors/", reloads) as watcher:
             async with asyncio.timeout(5):
                 await watcher.wait_watching()
 
@@ -133,11 +133,11 @@ async def test_etcd_outage_raises_unavailable_quickly_then_everything_recovers(
     etcd_server: ServerProcess, etcd_endpoint: tuple[str, int], caplog: pytest.LogCaptureFixture
 ) -> None:
     namespace = ns()
-    store = connect_etcd(*etcd_endpoint, namespace=namespace)
-    lock = EtcdLeaseLock(store.client, SystemClock(), prefix=f"{namespace}/locks/")
+    store = connect_etcd(etcd_endpoint, namespace=namespace)
+    lock = EtcdLeaseLock(store.members, SystemClock(), prefix=f"{namespace}/locks/")
     reloads = Reloads()
-    watcher = EtcdConfigWatcher(store.client, f"{namespace}/services/", reloads, initial_backoff=0.1, max_backoff=1)
-    other_process = connect_etcd(*etcd_endpoint, namespace=namespace)
+    watcher = EtcdConfigWatcher(store.members, f"{namespace}/services/", reloads, initial_backoff=0.1, max_backoff=1)
+    other_process = connect_etcd(etcd_endpoint, namespace=namespace)
     try:
         revision = await store.put("/services/connectors/onedrive/config/org-1", "before")
         watcher.start()
@@ -205,8 +205,8 @@ async def test_expired_etcd_auth_token_is_renewed_and_bad_credentials_are_named(
 
     server = ServerProcess("etcd-auth", command, _etcd_ready)
     server.start()
-    store = connect_etcd("127.0.0.1", server.port, user="app", password="app-password-1")
-    wrong = connect_etcd("127.0.0.1", server.port, user="app", password="not-the-password")
+    store = connect_etcd(("127.0.0.1", server.port), user="app", password="app-password-1")
+    wrong = connect_etcd(("127.0.0.1", server.port), user="app", password="not-the-password")
     try:
         endpoint = f"127.0.0.1:{server.port}"
         for args in (

@@ -36,7 +36,8 @@ from connector_core.model.events import (
 )
 from connector_core.ports.oauth_state import PendingAuthorization
 from connector_core.tokens import RefreshTokenLimits, TokenRecord, TokenSet, TokenStatus
-from entrypoints.settings import Settings, SettingsError, make_settings_converter, structure_settings
+from entrypoints.setting_values import make_settings_converter
+from entrypoints.settings import Settings, SettingsError, structure_settings
 from tests.builders import token_record
 
 CONV = make_json_converter()

@@ -17,7 +17,7 @@ MARK = "etcd"
 @contextlib.asynccontextmanager
 async def _store(env: Env) -> AsyncIterator[EtcdKeyValueStore]:
     host, port = env.request.getfixturevalue("etcd_endpoint")
-    store = connect_etcd(host, port, namespace=f"/cm-test/{uuid.uuid4().hex}")
+    store = connect_etcd((host, port), namespace=f"/cm-test/{uuid.uuid4().hex}")
     try:
         yield store
     finally:
@@ -35,5 +35,5 @@ async def lock(env: Env) -> AsyncIterator[LockUnderTest]:
     # etcd leases run on real time, so the lock reads the system clock and the test really sleeps
     async with _store(env) as store:
         yield LockUnderTest(
-            EtcdLeaseLock(store.client, SystemClock(), prefix=f"/cm-test/{uuid.uuid4().hex}/locks/"), real_advance
+            EtcdLeaseLock(store.members, SystemClock(), prefix=f"/cm-test/{uuid.uuid4().hex}/locks/"), real_advance
         )
