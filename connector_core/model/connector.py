@@ -244,8 +244,9 @@ class Connector:
                     " stored secrets may be left out), or disable the connector first",
                     metadata={"connector": self.key, "missing": missing},
                 )
+        # the effective auth type is compared, not whether the field was written out
         client_changed = auth_type != self.auth_type or any(
-            p.startswith("auth.") and p not in _REAL_TIME_FIELDS for p in changed
+            p.startswith("auth.") and p not in _NOT_THE_CLIENT for p in changed
         )
         real_time = new.real_time_updates
         real_time_changed = real_time != self.config.real_time_updates
@@ -380,6 +381,7 @@ class Connector:
 
 #: configuration fields that say where updates are pushed, not which OAuth client is used
 _REAL_TIME_FIELDS = frozenset({"auth.enableRealTimeUpdates", "auth.topicName"})
+_NOT_THE_CLIENT = _REAL_TIME_FIELDS | {"auth.authType"}
 
 
 def _changed_paths(old: ConnectorConfig, new: ConnectorConfig) -> set[str]:

@@ -412,7 +412,8 @@ class ConnectorMachine(RuleBasedStateMachine):
             return
         command()
         client_changed = auth_type != model.auth_type or any(
-            p.startswith("auth.") and p not in {"auth.enableRealTimeUpdates", "auth.topicName"} for p in changed
+            p.startswith("auth.") and p not in {"auth.enableRealTimeUpdates", "auth.topicName", "auth.authType"}
+            for p in changed
         )
         real_time_before, real_time = real_time_of(model.config), real_time_of(new)
         model.config = new
@@ -786,6 +787,18 @@ def test_changing_the_client_of_an_authorized_connector_asks_for_reauthorization
     assert isinstance(configured, ConnectorConfigured) and isinstance(status, AuthStatusChanged)
     assert status.status == "NEEDS_REAUTHENTICATION"
     assert connector.is_enabled
+
+
+def test_writing_out_the_auth_type_it_already_has_is_not_a_new_client(ids: CountingIds) -> None:
+    entry, connector = _new("googleWorkspace", ids)
+    _configure(entry, connector, ids, auth={"authType": "OAUTH", "clientId": "cid"}, secrets={"auth.clientSecret"})
+    connector.record_authorization(entry, ["DRIVE"], by="u1", now=T0, ids=ids)
+    connector.pull_events()
+    events = _configure(
+        entry, connector, ids, auth={"clientId": "cid"}, secrets={"auth.clientSecret"}, changed_secrets=set()
+    )
+    assert [type(e) for e in events] == [ConnectorConfigured]
+    assert connector.auth_status.state == AuthState.AUTHENTICATED
 
 
 def test_switching_real_time_updates_announces_it_and_keeps_the_authorization(ids: CountingIds) -> None:
