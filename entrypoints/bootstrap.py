@@ -146,14 +146,11 @@ async def build_container(
     return await _wire(settings, env, clock, catalog, iam, infrastructure)
 
 
-async def _wire(
-    settings: Settings,
-    env: Mapping[str, str],
-    clock: Clock,
-    catalog: Catalog | None,
-    iam: IdentityAccess | None,
-    infra: Infrastructure,
-) -> Container:
+async def service_context(
+    settings: Settings, clock: Clock, catalog: Catalog | None, infra: Infrastructure
+) -> tuple[Settings, ServiceContext]:
+    """What every service needs (``ctx.secrets`` is the encrypting secret store), and the
+    settings with the stored run-time overrides applied."""
     secrets_store = EncryptedKeyValueStore(infra.secrets, infra.aead)
     settings = await with_stored_overrides(settings, secrets_store)
     catalog = (catalog or load_default_catalog()).with_custom_providers(settings.custom_providers)
@@ -173,6 +170,19 @@ async def _wire(
         routes=event_routes(settings),
         reauthentication_disables=compat.enabled(settings),
     )
+    return settings, ctx
+
+
+async def _wire(
+    settings: Settings,
+    env: Mapping[str, str],
+    clock: Clock,
+    catalog: Catalog | None,
+    iam: IdentityAccess | None,
+    infra: Infrastructure,
+) -> Container:
+    settings, ctx = await service_context(settings, clock, catalog, infra)
+    secrets_store = ctx.secrets
     service_secrets = await load_service_secrets(secrets_store, env)
     provider = HttpxOAuthClient(timeout=settings.oauth_http_timeout_seconds)
     oauth = OAuthService(
@@ -194,7 +204,7 @@ async def _wire(
         relay = OutboxRelay(infra.storage.outbox, infra.publisher, infra.storage.lock, clock)
     return Container(
         settings=settings,
-        catalog=catalog,
+        catalog=ctx.catalog,
         ctx=ctx,
         storage=infra.storage,
         secrets_store=secrets_store,

@@ -24,6 +24,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from adapters.crypto import Keyring
 from connector_core.errors import Conflict, CryptoError, Unavailable
 from connector_core.ports.kv_store import KeyValueStore
+from connector_core.services.importing import ImportOutcome, ImportResult
 from entrypoints.settings import Settings, SettingsError
 
 SECRET_KEYS_PATH = "/services/secretKeys"
@@ -126,3 +127,38 @@ async def _read_or_store_once(store: KeyValueStore) -> dict[str, Any]:
     fresh = {name: pysecrets.token_urlsafe(48) for name in ("jwtSecret", "scopedJwtSecret", "cookieSecret")}
     await store.put(SECRET_KEYS_PATH, json.dumps(fresh), expected_revision=0)  # Conflict: lost the race
     return fresh
+
+
+_SECRET_NAMES = ("jwtSecret", "scopedJwtSecret", "cookieSecret")
+
+
+async def adopt_service_secrets(
+    store: KeyValueStore, existing: Mapping[str, str] | None, *, dry_run: bool = False
+) -> ImportResult:
+    """Take the existing deployment's signing secrets as ours, so the tokens it signed (and its
+    services still sign) are accepted. Only into a store that has none yet (compare-and-swap on
+    revision 0): secrets this deployment already uses are never replaced."""
+    item = f"{SECRET_KEYS_PATH} (the API's signing secrets)"
+    if not existing:
+        return ImportResult(item, ImportOutcome.SKIPPED, "the existing deployment has none")
+    wanted = {name: existing[name] for name in _SECRET_NAMES if existing.get(name)}
+    if "jwtSecret" not in wanted or "scopedJwtSecret" not in wanted:
+        return ImportResult(item, ImportOutcome.FAILED, "jwtSecret or scopedJwtSecret is missing there")
+    found = await store.get(SECRET_KEYS_PATH)
+    if found is not None:
+        if json.loads(found.value) == wanted:
+            return ImportResult(item, ImportOutcome.SKIPPED, "already here (imported before)")
+        return ImportResult(
+            item,
+            ImportOutcome.FAILED,
+            "this deployment already has signing secrets of its own (it was started before the import);"
+            " tokens the existing service signed are refused until CM_JWT_SECRET and CM_SCOPED_JWT_SECRET"
+            " are set to its secrets",
+        )
+    if dry_run:
+        return ImportResult(item, ImportOutcome.WOULD_IMPORT)
+    try:
+        await store.put(SECRET_KEYS_PATH, json.dumps(wanted), expected_revision=0)
+    except Conflict:
+        return ImportResult(item, ImportOutcome.FAILED, "created here meanwhile by a starting process; run again")
+    return ImportResult(item, ImportOutcome.IMPORTED)

@@ -86,3 +86,15 @@ class UserGroupsIamSettings:
     schema: UserGroupsSchema
     cache_ttl_seconds: float
     cache_size: int
+
+
+@frozen
+class PipesHubSourceSettings:
+    """Where the existing deployment keeps its data, and the key its values are encrypted with."""
+
+    etcd: EtcdSettings
+    #: the existing service's SECRET_KEY
+    secret_key: str = field(repr=False)
+    mongo_url: str = field(repr=False)  # may carry user:password
+    mongo_database: str
+    mongo_timeout_seconds: float

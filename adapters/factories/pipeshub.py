@@ -1,0 +1,61 @@
+"""The existing deployment as an import source: its etcd read raw and decrypted value by value
+with its ``SECRET_KEY`` (the old ``hex(iv):hex(ct):hex(tag)`` format), its MongoDB read only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from attrs import frozen
+from pymongo import AsyncMongoClient
+
+from adapters.crypto import Aead, Keyring
+from adapters.etcd import EtcdKeyValueStore, connect_etcd
+from adapters.factories.sections import PipesHubSourceSettings
+from adapters.health import require
+from adapters.mongo import make_client
+from adapters.pipeshub import PipesHubSource
+from adapters.redaction import redact_url
+from connector_core.errors import ValidationError
+
+
+@frozen
+class PipesHubSourceBackend:
+    source: PipesHubSource
+    etcd: EtcdKeyValueStore
+    mongo: AsyncMongoClient[dict[str, Any]]
+
+    async def aclose(self) -> None:
+        await self.mongo.close()
+        await self.etcd.aclose()
+
+
+async def _mongo_answers(client: AsyncMongoClient[dict[str, Any]]) -> bool:
+    await client.admin.command("ping")
+    return True
+
+
+async def open_pipeshub_source(settings: PipesHubSourceSettings) -> PipesHubSourceBackend:
+    """A source whose etcd and MongoDB answer (else :class:`Unavailable` naming the server)."""
+    if not settings.secret_key:
+        raise ValidationError.for_field("secret_key", "the existing service's SECRET_KEY is required")
+    e = settings.etcd
+    etcd = connect_etcd(
+        e.host, e.port, user=e.user, password=e.password, timeout=e.timeout_seconds, namespace=e.namespace
+    )
+    mongo = make_client(settings.mongo_url, timeout_seconds=settings.mongo_timeout_seconds)
+    # a keyring whose only use is the legacy secret: values of the old format are not path-bound
+    aead = Aead(Keyring.generate(legacy_secret=settings.secret_key))
+    backend = PipesHubSourceBackend(
+        PipesHubSource(etcd, lambda envelope, path: aead.open(envelope, path=path), mongo[settings.mongo_database]),
+        etcd,
+        mongo,
+    )
+    try:
+        await require(etcd.check, f"the existing deployment's etcd at {e.host}:{e.port}")
+        await require(
+            lambda: _mongo_answers(mongo), f"the existing deployment's MongoDB at {redact_url(settings.mongo_url)}"
+        )
+    except BaseException:
+        await backend.aclose()
+        raise
+    return backend

@@ -1,0 +1,315 @@
+"""The existing deployment (the Node.js service's etcd and MongoDB) as a :class:`DeploymentSource`.
+
+What it stores, and what each becomes here (catalog keys and configuration fields):
+
+=============================================================  ==================================
+``/services/connectors/googleWorkspace/oauth/config``          ``googleWorkspace`` (OAUTH) client
+(one for the deployment)                                       of every individual org
+``.../credentials/individual/{userId}``                        that org's token (user → org from
+                                                               ``users``); one per org here
+``.../credentials/business/{orgId}``                           ``googleWorkspace`` SERVICE_ACCOUNT
+``/services/connectors/onedrive/config/{orgId}``               ``onedrive``
+``/services/connectors/sharepoint/config/{orgId}``             ``sharepointOnline``
+``/services/connectors/atlassian/config/{orgId}``              ``confluence`` and ``jira``
+``connectorsConfig`` ``{orgId, name, isEnabled}``              whether each is enabled
+``/services/secretKeys``, ``/services/endpoints``              signing secrets, front-end URL
+=============================================================  ==================================
+
+Individual vs business Google credentials follow the org's ``accountType`` (``org``). Values
+are read raw and decrypted one by one (``decrypt``: the old ``hex(iv):hex(ct):hex(tag)`` format),
+so one value that cannot be decrypted fails alone, named, never quoted. Nothing is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from attrs import define, field
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+from connector_core.errors import ConnectorManagerError, Unavailable
+from connector_core.ports.deployment_source import (
+    DeploymentSnapshot,
+    ImportCandidate,
+    ImportedToken,
+    SourceIssue,
+)
+from connector_core.ports.kv_store import KeyValueStore
+
+__all__ = ["PipesHubSource"]
+
+Doc = dict[str, Any]
+#: ``decrypt(envelope, path) -> plaintext``
+Decrypt = Callable[[str, str], bytes]
+
+CONNECTORS = "/services/connectors/"
+GOOGLE_CONFIG = "/services/connectors/googleWorkspace/oauth/config"
+INDIVIDUAL = "/services/connectors/googleWorkspace/credentials/individual/"
+BUSINESS = "/services/connectors/googleWorkspace/credentials/business/"
+SECRET_KEYS = "/services/secretKeys"
+ENDPOINTS = "/services/endpoints"
+GOOGLE = "Google Workspace"
+#: the existing service's per-org client configurations: its app key → (display name, our keys)
+ORG_CONFIGS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "onedrive": ("OneDrive", ("onedrive",)),
+    "sharepoint": ("SharePoint Online", ("sharepointOnline",)),
+    "atlassian": ("Atlassian", ("confluence", "jira")),
+}
+_CLIENT_FIELDS = ("clientId", "clientSecret", "tenantId", "hasAdminConsent", "sharepointDomain")
+_SERVICE_ACCOUNT_FIELDS = (
+    "type",
+    "project_id",
+    "private_key_id",
+    "private_key",
+    "client_email",
+    "client_id",
+    "auth_uri",
+    "token_uri",
+    "auth_provider_x509_cert_url",
+    "client_x509_cert_url",
+    "universe_domain",
+)
+
+
+@contextlib.contextmanager
+def _mongo(action: str) -> Iterator[None]:
+    try:
+        yield
+    except PyMongoError as exc:
+        raise Unavailable(f"the existing deployment's MongoDB failed to {action} ({type(exc).__name__})") from exc
+
+
+def _ms(value: Any) -> datetime | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return None
+    return datetime.fromtimestamp(value / 1000, tz=UTC)
+
+
+def _id(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+@define
+class _Read:
+    """What was read, before it is put in our terms."""
+
+    values: dict[str, Doc] = field(factory=dict)
+    failed: list[SourceIssue] = field(factory=list)
+    skipped: list[SourceIssue] = field(factory=list)
+    orgs: dict[str, str | None] = field(factory=dict)  # org id → accountType
+    users: dict[str, str] = field(factory=dict)  # user id → org id
+    docs: dict[tuple[str, str], Doc] = field(factory=dict)  # (org id, name) → connectorsConfig
+
+
+class PipesHubSource:
+    """Reads the existing deployment: ``raw`` is its etcd (values as stored), ``db`` its MongoDB
+    database (``es``)."""
+
+    def __init__(self, raw: KeyValueStore, decrypt: Decrypt, db: AsyncDatabase[Doc]) -> None:
+        self._raw, self._decrypt, self._db = raw, decrypt, db
+
+    async def read(self) -> DeploymentSnapshot:
+        r = _Read()
+        await self._read_etcd(r)
+        await self._read_mongo(r)
+        candidates: list[ImportCandidate] = []
+        for org in sorted(set(r.orgs) | self._orgs_named(r)):
+            candidates += self._google(r, org)
+            for app, (name, keys) in ORG_CONFIGS.items():
+                candidates += self._client_config(r, org, app, name, keys)
+        self._leftover_documents(r)
+        secrets = r.values.get(SECRET_KEYS)
+        endpoints = r.values.get(ENDPOINTS) or {}
+        frontend = endpoints.get("frontend")
+        return DeploymentSnapshot(
+            candidates=tuple(candidates),
+            skipped=tuple(r.skipped),
+            failed=tuple(r.failed),
+            service_secrets={k: str(v) for k, v in secrets.items() if isinstance(v, str)} if secrets else None,
+            frontend_url=frontend.get("publicEndpoint") if isinstance(frontend, Mapping) else None,
+        )
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def _read_etcd(self, r: _Read) -> None:
+        stored = dict(await self._raw.list_prefix(CONNECTORS))
+        for key in (SECRET_KEYS, ENDPOINTS):
+            found = await self._raw.get(key)
+            if found is not None:
+                stored[key] = found
+        for key, versioned in sorted(stored.items()):
+            try:
+                text = versioned.value if key == ENDPOINTS else self._decrypt(versioned.value, key).decode("utf-8")
+                value = json.loads(text)
+            except ConnectorManagerError as exc:
+                r.failed.append(SourceIssue(key, exc.message))
+                continue
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                r.failed.append(SourceIssue(key, "the decrypted value is not JSON"))
+                continue
+            if not isinstance(value, dict):
+                r.failed.append(SourceIssue(key, "the value is not a JSON object"))
+                continue
+            r.values[key] = value
+        for key in r.values:
+            if key.startswith(CONNECTORS) and not self._known(key):
+                r.skipped.append(SourceIssue(key, _unknown_key_reason(key)))
+
+    @staticmethod
+    def _known(key: str) -> bool:
+        if key == GOOGLE_CONFIG or key.startswith((INDIVIDUAL, BUSINESS)):
+            return True
+        parts = key[len(CONNECTORS) :].split("/")
+        return len(parts) == 3 and parts[0] in ORG_CONFIGS and parts[1] == "config"
+
+    async def _read_mongo(self, r: _Read) -> None:
+        with _mongo("read its orgs"):
+            async for found in self._db["org"].find({}, {"accountType": 1, "isDeleted": 1}):
+                if found.get("isDeleted") is not True:
+                    r.orgs[str(found["_id"])] = found.get("accountType")
+        with _mongo("read its users"):
+            async for user in self._db["users"].find({}, {"orgId": 1}):
+                if user.get("orgId") is not None:
+                    r.users[str(user["_id"])] = str(user["orgId"])
+        with _mongo("read its connectorsConfig documents"):
+            # documents this service wrote (org_id) are ours, not the existing service's
+            async for doc in self._db["connectorsConfig"].find({"org_id": {"$exists": False}}):
+                org, name = _id(doc.get("orgId")), doc.get("name")
+                if org and isinstance(name, str):
+                    r.docs[(org, name)] = doc
+
+    @staticmethod
+    def _orgs_named(r: _Read) -> set[str]:
+        named = {org for org, _ in r.docs} | {r.users[u] for u in _individual(r) if u in r.users}
+        named |= {key[len(BUSINESS) :] for key in r.values if key.startswith(BUSINESS)}
+        for key in r.values:
+            parts = key[len(CONNECTORS) :].split("/")
+            if len(parts) == 3 and parts[0] in ORG_CONFIGS:
+                named.add(parts[2])
+        return named
+
+    # -- putting it in our terms ---------------------------------------------------------------
+
+    def _google(self, r: _Read, org: str) -> list[ImportCandidate]:
+        doc = r.docs.pop((org, GOOGLE), None)
+        enabled, by = _state(doc)
+        business = r.values.get(BUSINESS + org)
+        if business is not None or r.orgs.get(org) == "business":
+            if business is None:
+                if doc is not None:
+                    r.skipped.append(
+                        SourceIssue(
+                            f"connectorsConfig {GOOGLE} of org {org}",
+                            "a business org without service-account credentials",
+                        )
+                    )
+                return []
+            account = {
+                "authType": "SERVICE_ACCOUNT",
+                "serviceAccountJson": json.dumps({f: business.get(f) for f in _SERVICE_ACCOUNT_FIELDS}),
+                "adminEmail": business.get("adminEmail"),
+                **_real_time(business),
+            }
+            return [ImportCandidate(org, "googleWorkspace", account, enabled, BUSINESS + org, None, by)]
+        client = r.values.get(GOOGLE_CONFIG)
+        users = sorted(u for u in _individual(r) if r.users.get(u) == org)
+        if client is None and not users and doc is None:
+            return []
+        auth: dict[str, Any] = {"authType": "OAUTH"}
+        if client is not None:
+            auth |= {k: client[k] for k in ("clientId", "clientSecret") if isinstance(client.get(k), str)}
+            auth |= _real_time(client)
+        token: ImportedToken | None = None
+        notes: list[str] = []
+        if users:
+            chosen = by if by in users else max(users, key=lambda u: _expiry(r.values[INDIVIDUAL + u]))
+            token = _token(chosen, r.values[INDIVIDUAL + chosen])
+            if token is None:
+                r.failed.append(SourceIssue(INDIVIDUAL + chosen, "no access token in the stored credentials"))
+            for other in users:
+                if other != chosen:
+                    r.skipped.append(
+                        SourceIssue(
+                            INDIVIDUAL + other,
+                            f"org {org} keeps one Google Workspace token here; user {chosen}'s is imported",
+                        )
+                    )
+        if doc is None and users:
+            notes.append("no connectorsConfig document there: imported disabled")
+        sources = [p for p in (GOOGLE_CONFIG if client else None,) if p]
+        sources += [INDIVIDUAL + token.account_id] if token else []
+        source = ", ".join(sources) or f"connectorsConfig {GOOGLE}"
+        return [ImportCandidate(org, "googleWorkspace", auth, enabled, source, token, by, tuple(notes))]
+
+    def _client_config(self, r: _Read, org: str, app: str, name: str, keys: tuple[str, ...]) -> list[ImportCandidate]:
+        path = f"{CONNECTORS}{app}/config/{org}"
+        value = r.values.get(path)
+        doc = r.docs.pop((org, name), None)
+        if value is None:
+            if doc is not None:
+                r.skipped.append(
+                    SourceIssue(f"connectorsConfig {name} of org {org}", f"no client configuration at {path}")
+                )
+            return []
+        enabled, by = _state(doc)
+        auth = {"authType": "OAUTH", **{k: value[k] for k in _CLIENT_FIELDS if k in value}}
+        return [ImportCandidate(org, key, auth, enabled, path, None, by) for key in keys]
+
+    @staticmethod
+    def _leftover_documents(r: _Read) -> None:
+        for (org, name), _ in sorted(r.docs.items()):
+            r.skipped.append(
+                SourceIssue(
+                    f"connectorsConfig {name} of org {org}", "an enabled state without a configuration to import"
+                )
+            )
+        for user in _individual(r):
+            if user not in r.users:
+                r.skipped.append(SourceIssue(INDIVIDUAL + user, "its user is not in users: its org is unknown"))
+
+
+def _individual(r: _Read) -> list[str]:
+    return [key[len(INDIVIDUAL) :] for key in r.values if key.startswith(INDIVIDUAL)]
+
+
+def _state(doc: Doc | None) -> tuple[bool, str | None]:
+    """Enabled (the existing service's default is true) and by whom."""
+    if doc is None:
+        return False, None
+    return doc.get("isEnabled", True) is not False, _id(doc.get("lastUpdatedBy"))
+
+
+def _real_time(value: Mapping[str, Any]) -> dict[str, Any]:
+    on = value.get("enableRealTimeUpdates") is True
+    topic = value.get("topicName")
+    return {"enableRealTimeUpdates": on, **({"topicName": topic} if on and isinstance(topic, str) and topic else {})}
+
+
+def _expiry(value: Mapping[str, Any]) -> float:
+    found = value.get("access_token_expiry_time")
+    return float(found) if isinstance(found, int | float) else 0.0
+
+
+def _token(user: str, value: Mapping[str, Any]) -> ImportedToken | None:
+    access, refresh = value.get("access_token"), value.get("refresh_token")
+    if not isinstance(access, str) or not access:
+        return None
+    return ImportedToken(
+        account_id=user,
+        access_token=access,
+        refresh_token=refresh if isinstance(refresh, str) and refresh else None,
+        expires_at=_ms(value.get("access_token_expiry_time")),
+        refresh_token_expires_at=_ms(value.get("refresh_token_expiry_time")),
+    )
+
+
+def _unknown_key_reason(key: str) -> str:
+    parts = key[len(CONNECTORS) :].split("/")
+    if len(parts) == 2 and parts[1] == "config":
+        return "a deployment-wide configuration (not per org) of its Python connector service: configure it here"
+    return "not a configuration this service knows"

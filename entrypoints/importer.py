@@ -1,0 +1,125 @@
+"""Wiring for ``connector-manager import``: the existing deployment as the source, this
+deployment's stores as the target. What maps to what is the source adapter's
+(:mod:`adapters.pipeshub`); how it is applied, the import use case's
+(:mod:`connector_core.services.importing`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from attrs import evolve, frozen
+
+from adapters.crypto import Aead
+from adapters.factories.sections import PipesHubSourceSettings
+from adapters.system import SystemClock
+from connector_core.services.importing import ConnectorImport, ImportReport, ImportResult, Progress
+from entrypoints.bootstrap import service_context
+from entrypoints.infrastructure import open_infrastructure
+from entrypoints.service_secrets import adopt_service_secrets, load_keyring
+from entrypoints.settings import Settings, SettingsError
+
+
+@frozen
+class ImportRun:
+    report: ImportReport
+    #: the existing deployment's front-end URL, when it names one and ``frontend_url`` is unset
+    frontend_url_hint: str | None
+
+
+async def run_import(
+    settings: Settings,
+    env: Mapping[str, str],
+    source: PipesHubSourceSettings,
+    *,
+    dry_run: bool,
+    progress: Progress | None = None,
+) -> ImportRun:
+    """Read the whole existing deployment, then apply it here (or, ``dry_run``, say what would
+    be done). The source is only read. Fails with one line naming the setting when a server of
+    either side does not answer."""
+    from adapters.factories.pipeshub import open_pipeshub_source
+
+    _refuse_writing_into(settings, source)
+    opened = await open_pipeshub_source(source)
+    try:
+        snapshot = await opened.source.read()
+    finally:
+        await opened.aclose()
+    clock = SystemClock()
+    infra = await open_infrastructure(settings, Aead(load_keyring(settings, env)), clock)
+    try:
+        settings, ctx = await service_context(settings, clock, None, infra)
+        keys = await adopt_service_secrets(ctx.secrets, snapshot.service_secrets, dry_run=dry_run)
+        if progress is not None:
+            progress(1, 1 + len(snapshot.candidates) + len(snapshot.skipped) + len(snapshot.failed), keys)
+        connectors = await ConnectorImport(ctx).run(snapshot, dry_run=dry_run, progress=_after_one(progress))
+    finally:
+        await infra.aclose()
+    hint = snapshot.frontend_url if snapshot.frontend_url and not settings.frontend_url else None
+    return ImportRun(ImportReport((keys, *connectors.results)), hint)
+
+
+def _refuse_writing_into(settings: Settings, source: PipesHubSourceSettings) -> None:
+    """The import writes connector secrets at the paths the existing service uses, and
+    connectors into a ``connectorsConfig`` collection: never into the source's own."""
+    ours, theirs = settings.etcd, source.etcd
+    if settings.secrets == "etcd" and (ours.host, ours.port, ours.namespace) == (
+        theirs.host,
+        theirs.port,
+        theirs.namespace,
+    ):
+        raise SettingsError.for_field(
+            "etcd_namespace",
+            "this deployment's secrets would be written over the existing deployment's keys;"
+            " give it a namespace of its own (e.g. /connector-manager)",
+        )
+    if settings.storage == "mongo" and (settings.mongo_url, settings.mongo_database) == (
+        source.mongo_url,
+        source.mongo_database,
+    ):
+        raise SettingsError.for_field(
+            "mongo_database", "this deployment's storage is the existing deployment's database; give it its own"
+        )
+
+
+def _after_one(progress: Progress | None) -> Progress | None:
+    """The connectors' progress, counted after the signing secrets' item."""
+    if progress is None:
+        return None
+    report = progress
+
+    def shifted(done: int, total: int, result: ImportResult) -> None:
+        report(done + 1, total + 1, result)
+
+    return shifted
+
+
+def source_settings(
+    settings: Settings,
+    env: Mapping[str, str],
+    *,
+    etcd_endpoint: str | None,
+    etcd_namespace: str,
+    mongo_url: str | None,
+    mongo_database: str | None,
+) -> PipesHubSourceSettings:
+    """Where the existing deployment is: the options given, else this deployment's own etcd and
+    the IAM MongoDB settings; its ``SECRET_KEY`` from ``CM_LEGACY_SECRET_KEY`` (never an option:
+    a command line is visible to every user of the machine)."""
+    secret_key = env.get("CM_LEGACY_SECRET_KEY")
+    if not secret_key:
+        raise SettingsError.for_field("CM_LEGACY_SECRET_KEY", "set it to the existing service's SECRET_KEY")
+    etcd = evolve(settings.etcd, namespace=etcd_namespace)
+    if etcd_endpoint:
+        host, _, port = etcd_endpoint.rpartition(":")
+        if not host or not port.isdigit():
+            raise SettingsError.for_field("--from-etcd", "must be host:port")
+        user, password = env.get("CM_IMPORT_ETCD_USER") or None, env.get("CM_IMPORT_ETCD_PASSWORD") or None
+        etcd = evolve(etcd, host=host, port=int(port), user=user, password=password)
+    return PipesHubSourceSettings(
+        etcd=etcd,
+        secret_key=secret_key,
+        mongo_url=mongo_url or settings.iam_mongo_url or settings.mongo_url,
+        mongo_database=mongo_database or settings.iam_mongo_database,
+        mongo_timeout_seconds=settings.mongo_timeout_seconds,
+    )
