@@ -12,10 +12,12 @@ cannot drift towards what the importer happens to expect.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +25,7 @@ import aetcd
 import jwt
 from bson import ObjectId
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 SECRET_KEY = "seed-deployment-SECRET_KEY-0123456789abcdef"
@@ -89,7 +92,7 @@ class SeedDeployment:
     async def snapshot(self) -> dict[str, bytes]:
         """Every key of the deployment with its raw value (to prove nothing changed)."""
         prefix = (self.namespace + "/services/").encode()
-        return {bytes(kv.key).decode(): bytes(kv.value) async for kv in await self.etcd.get_prefix(prefix)}
+        return {bytes(kv.key).decode(): bytes(kv.value) for kv in await self.etcd.get_prefix(prefix)}
 
     async def clear(self) -> None:
         await self.etcd.delete_prefix((self.namespace + "/services/").encode())
@@ -276,3 +279,22 @@ class SeedDeployment:
         """A scoped token as its Python services mint it: no ``iat``, no ``exp``."""
         claims = {"orgId": str(org_id), "userId": str(user_id), "scopes": ["fetch:config"]}
         return jwt.encode(claims, self.scoped_jwt_secret, algorithm="HS256")
+
+
+@contextlib.asynccontextmanager
+async def seed_deployment(
+    etcd_endpoint: tuple[str, int], mongo_url: str, *, namespace: str = ""
+) -> AsyncIterator[SeedDeployment]:
+    """An empty existing deployment on the test servers (its etcd keys under ``namespace``, its
+    own MongoDB database), removed afterwards."""
+    etcd = aetcd.Client(host=etcd_endpoint[0], port=etcd_endpoint[1])
+    mongo: AsyncMongoClient[Doc] = AsyncMongoClient(mongo_url, serverSelectionTimeoutMS=2000)
+    deployment = SeedDeployment(etcd, mongo[f"es_{ObjectId()}"], namespace=namespace)
+    await deployment.clear()
+    try:
+        yield deployment
+    finally:
+        await deployment.clear()
+        await mongo.drop_database(deployment.db.name)
+        await mongo.close()
+        await etcd.close()
