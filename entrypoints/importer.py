@@ -63,11 +63,8 @@ def _refuse_writing_into(settings: Settings, source: PipesHubSourceSettings) -> 
     """The import writes connector secrets at the paths the existing service uses, and
     connectors into a ``connectorsConfig`` collection: never into the source's own."""
     ours, theirs = settings.etcd, source.etcd
-    if settings.secrets == "etcd" and (ours.host, ours.port, ours.namespace) == (
-        theirs.host,
-        theirs.port,
-        theirs.namespace,
-    ):
+    shared = set(ours.endpoints) & set(theirs.endpoints)
+    if settings.secrets == "etcd" and shared and ours.namespace == theirs.namespace:
         raise SettingsError.for_field(
             "etcd_namespace",
             "this deployment's secrets would be written over the existing deployment's keys;"
@@ -115,7 +112,7 @@ def source_settings(
         if not host or not port.isdigit():
             raise SettingsError.for_field("--from-etcd", "must be host:port")
         user, password = env.get("CM_IMPORT_ETCD_USER") or None, env.get("CM_IMPORT_ETCD_PASSWORD") or None
-        etcd = evolve(etcd, host=host, port=int(port), user=user, password=password)
+        etcd = evolve(etcd, endpoints=((host, int(port)),), user=user, password=password, tls=None)
     return PipesHubSourceSettings(
         etcd=etcd,
         secret_key=secret_key,

@@ -10,6 +10,7 @@ from pymongo import AsyncMongoClient
 
 from adapters.crypto import Aead, Keyring
 from adapters.etcd import EtcdKeyValueStore, connect_etcd
+from adapters.factories.etcd import tls_material
 from adapters.factories.sections import PipesHubSourceSettings
 from adapters.health import require
 from adapters.mongo import make_client
@@ -40,8 +41,15 @@ async def open_pipeshub_source(settings: PipesHubSourceSettings) -> PipesHubSour
         raise ValidationError.for_field("secret_key", "the existing service's SECRET_KEY is required")
     e = settings.etcd
     etcd = connect_etcd(
-        e.host, e.port, user=e.user, password=e.password, timeout=e.timeout_seconds, namespace=e.namespace
+        *e.endpoints,
+        user=e.user,
+        password=e.password,
+        tls=None if e.tls is None else tls_material(e.tls),
+        timeout=e.timeout_seconds,
+        member_timeout=e.member_timeout_seconds,
+        namespace=e.namespace,
     )
+    where = ", ".join(f"{host}:{port}" for host, port in e.endpoints)
     mongo = make_client(settings.mongo_url, timeout_seconds=settings.mongo_timeout_seconds)
     # a keyring whose only use is the legacy secret: values of the old format are not path-bound
     aead = Aead(Keyring.generate(legacy_secret=settings.secret_key))
@@ -51,7 +59,7 @@ async def open_pipeshub_source(settings: PipesHubSourceSettings) -> PipesHubSour
         mongo,
     )
     try:
-        await require(etcd.check, f"the existing deployment's etcd at {e.host}:{e.port}")
+        await require(etcd.check, f"the existing deployment's etcd at {where}")
         await require(
             lambda: _mongo_answers(mongo), f"the existing deployment's MongoDB at {redact_url(settings.mongo_url)}"
         )
