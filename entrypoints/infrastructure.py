@@ -137,7 +137,8 @@ class _Opener:
         if self._redis is None:
             from adapters.factories.redis import open_redis
 
-            self._redis = await self.open("redis_url", open_redis(self.settings.redis), lambda b: b.aclose)
+            setting = "redis_sentinels" if self.settings.redis_sentinels else "redis_url"
+            self._redis = await self.open(setting, open_redis(self.settings.redis), lambda b: b.aclose)
             self.check("redis", self._redis.check)
         return self._redis
 

@@ -115,6 +115,12 @@ class Settings:
     #: extra librdkafka settings (security.protocol, sasl.*, ...)
     kafka_client_config: Mapping[str, str] = field(factory=dict, repr=False)
     redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
+    #: Redis Sentinels (host:port) naming the primary; then redis_url gives credentials and db only
+    redis_sentinels: tuple[str, ...] = field(default=(), validator=_host_ports)
+    redis_sentinel_master: str = "mymaster"
+    redis_sentinel_password: str | None = field(default=None, repr=False)
+    #: replicas that must confirm a lease or a cache invalidation; default 1 with Sentinels, else 0
+    redis_replica_acks: int | None = field(default=None, validator=attrs.validators.optional(_at_least(0)))
     cache_ttl_seconds: float = field(default=30.0, validator=_positive)
     relay_interval_seconds: float = field(default=0.5, validator=_positive)
     #: events kept in the outbox (the newest; with Kafka only published ones are ever removed)
@@ -209,7 +215,15 @@ class Settings:
 
     @property
     def redis(self) -> RedisSettings:
-        return RedisSettings(url=self.redis_url)
+        sentinels = tuple(hp for hp in map(_split_host_port, self.redis_sentinels) if hp is not None)
+        acks = self.redis_replica_acks
+        return RedisSettings(
+            url=self.redis_url,
+            sentinels=sentinels,
+            sentinel_master=self.redis_sentinel_master,
+            sentinel_password=self.redis_sentinel_password,
+            replica_acks=(1 if sentinels else 0) if acks is None else acks,
+        )
 
     @property
     def kafka(self) -> KafkaSettings:

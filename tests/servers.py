@@ -18,6 +18,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 
 BIN = pathlib.Path(sys.executable).parent
 
@@ -329,3 +330,114 @@ def redis() -> ServerProcess:
         ],
         port_open,
     )
+
+
+class RedisSentinelGroup:
+    """A Redis primary, its replicas and the Sentinels that watch them (name ``master``). The
+    Sentinels decide a failover within about a second of the primary going away."""
+
+    def __init__(
+        self, primary: ServerProcess, replicas: list[ServerProcess], sentinels: list[ServerProcess], master: str
+    ):
+        self.primary, self.replicas, self.sentinels, self.master = primary, replicas, sentinels, master
+
+    @property
+    def servers(self) -> list[ServerProcess]:
+        return [self.primary, *self.replicas]
+
+    @property
+    def sentinel_endpoints(self) -> list[str]:
+        return [f"127.0.0.1:{s.port}" for s in self.sentinels]
+
+    def current_primary(self) -> ServerProcess:
+        """The server the Sentinels name as primary now."""
+        import redis
+
+        for sentinel in self.sentinels:
+            client = redis.Redis(port=sentinel.port, socket_timeout=1)
+            try:
+                address: Any = client.sentinel_get_master_addr_by_name(self.master)
+                _, port = address
+            except redis.RedisError:
+                continue
+            finally:
+                client.close()
+            return next(s for s in self.servers if s.port == int(port))
+        raise AssertionError("no Sentinel answers")
+
+    def close(self) -> None:
+        for proc in (*self.sentinels, *self.servers):
+            proc.close()
+
+
+def _redis_command(extra: Sequence[str] = ()) -> Callable[[int, str], list[str]]:
+    def command(port: int, workdir: str) -> list[str]:
+        return ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+                "--dir", workdir, *extra]  # fmt: skip
+
+    return command
+
+
+def redis_sentinel_group(*, replicas: int = 1, sentinels: int = 3, master: str = "cm-primary") -> RedisSentinelGroup:
+    """Started and ready: the replicas in sync with the primary, every Sentinel watching it."""
+    import redis as redis_py
+
+    primary = ServerProcess("redis-primary", _redis_command(), port_open)
+    started: list[ServerProcess] = [primary]
+    try:
+        primary.start()
+        replica_of = ("--replicaof", "127.0.0.1", str(primary.port))
+        copies = [ServerProcess(f"redis-replica{i}", _redis_command(replica_of), port_open) for i in range(replicas)]
+        started += copies
+        for copy in copies:
+            copy.start()
+
+        def sentinel_command(port: int, workdir: str) -> list[str]:
+            conf = pathlib.Path(workdir) / "sentinel.conf"  # Sentinel rewrites it: its own, writable
+            conf.write_text(
+                f"bind 127.0.0.1\nport {port}\ndir {workdir}\n"
+                f"sentinel monitor {master} 127.0.0.1 {primary.port} {sentinels // 2 + 1}\n"
+                f"sentinel down-after-milliseconds {master} 1000\n"
+                f"sentinel failover-timeout {master} 10000\n"
+                f"sentinel parallel-syncs {master} 1\n",
+                encoding="utf-8",
+            )
+            return ["redis-sentinel", str(conf)]
+
+        watchers = [ServerProcess(f"redis-sentinel{i}", sentinel_command, port_open) for i in range(sentinels)]
+        started += watchers
+        for watcher in watchers:
+            watcher.start()
+        group = RedisSentinelGroup(primary, copies, watchers, master)
+        deadline = time.monotonic() + 30
+        client = redis_py.Redis(port=primary.port, socket_timeout=1)
+        try:
+            while True:  # replicas in sync, and every Sentinel sees the others and the replicas
+                info = client.info("replication")
+                synced = info.get("connected_slaves", 0) == replicas and all(
+                    info.get(f"slave{i}", {}).get("state") == "online" for i in range(replicas)
+                )
+                seen = all(_sentinel_ready(w.port, master, sentinels - 1, replicas) for w in watchers)
+                if synced and seen:
+                    return group
+                assert time.monotonic() < deadline, "the Redis Sentinel group did not settle"
+                time.sleep(0.1)
+        finally:
+            client.close()
+    except BaseException:
+        for proc in started:
+            proc.close()
+        raise
+
+
+def _sentinel_ready(port: int, master: str, others: int, replicas: int) -> bool:
+    import redis as redis_py
+
+    client = redis_py.Redis(port=port, socket_timeout=1)
+    try:
+        state: Any = client.sentinel_master(master)
+        return int(state.get("num-other-sentinels", 0)) >= others and int(state.get("num-slaves", 0)) >= replicas
+    except redis_py.RedisError:
+        return False
+    finally:
+        client.close()

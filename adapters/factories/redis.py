@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import redis.asyncio as aioredis
 from attrs import frozen
@@ -10,7 +11,7 @@ from attrs import frozen
 from adapters.factories.sections import RedisSettings
 from adapters.health import require
 from adapters.redaction import redact_url
-from adapters.redis import RedisCache, RedisLeaseLock, connect_redis
+from adapters.redis import RedisCache, RedisLeaseLock, connect_redis, connect_redis_sentinel
 from connector_core.ports.cache import Cache
 from connector_core.ports.clock import Clock
 from connector_core.ports.lock import LeaseLock
@@ -21,13 +22,19 @@ PING_TIMEOUT_SECONDS = 2.0
 
 @frozen
 class RedisBackend:
+    """A client of the server (or of the primary the Sentinels name), the adapters on it."""
+
     client: aioredis.Redis
+    #: replicas that must confirm a lease or an invalidation (with Sentinels)
+    replica_acks: int = 0
+    #: with Sentinels: their clients, closed with the backend
+    sentinel: Any = None
 
     def cache(self) -> Cache:
-        return RedisCache(self.client)
+        return RedisCache(self.client, replicas=self.replica_acks)
 
     def lock(self, clock: Clock) -> LeaseLock:
-        return RedisLeaseLock(self.client, clock)
+        return RedisLeaseLock(self.client, clock, replicas=self.replica_acks)
 
     async def check(self) -> bool:
         try:
@@ -37,12 +44,28 @@ class RedisBackend:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        if self.sentinel is not None:
+            await self.sentinel.aclose()
 
 
 async def open_redis(settings: RedisSettings) -> RedisBackend:
-    backend = RedisBackend(connect_redis(settings.url))
+    """A client of the server at ``url``, or with Sentinels of the primary they name."""
+    if settings.sentinels:
+        client, sentinel = connect_redis_sentinel(
+            settings.sentinels,
+            settings.sentinel_master,
+            url=settings.url,
+            sentinel_password=settings.sentinel_password,
+        )
+        backend = RedisBackend(client, settings.replica_acks, sentinel)
+        where = f"Redis primary {settings.sentinel_master!r} of the Sentinels at " + ", ".join(
+            f"{host}:{port}" for host, port in settings.sentinels
+        )
+    else:
+        backend = RedisBackend(connect_redis(settings.url), settings.replica_acks)
+        where = f"Redis at {redact_url(settings.url)}"
     try:
-        await require(backend.check, f"Redis at {redact_url(settings.url)}")
+        await require(backend.check, where)
     except BaseException:
         await backend.aclose()
         raise

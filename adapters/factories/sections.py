@@ -59,6 +59,13 @@ class EtcdSettings:
 @frozen
 class RedisSettings:
     url: str = field(repr=False)  # may carry a password
+    #: Sentinels ``(host, port)`` that name the primary; empty: ``url`` is the server
+    sentinels: tuple[tuple[str, int], ...] = ()
+    #: the name the Sentinels monitor the primary under
+    sentinel_master: str = "mymaster"
+    sentinel_password: str | None = field(default=None, repr=False)
+    #: replicas that must confirm a lease or a cache invalidation before it counts (WAIT)
+    replica_acks: int = 0
 
 
 @frozen

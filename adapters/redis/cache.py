@@ -17,13 +17,24 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
+from redis.asyncio.client import Pipeline
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 
 from connector_core.deadline import remaining
 from connector_core.errors import ConnectorManagerError, Unavailable
 
-__all__ = ["RedisCache", "connect_redis", "redis_call", "translated"]
+__all__ = [
+    "RedisCache",
+    "ReplicaAcks",
+    "connect_redis",
+    "connect_redis_sentinel",
+    "redis_call",
+    "replicated",
+    "translated",
+]
 
 T = TypeVar("T")
 
@@ -54,16 +65,94 @@ async def redis_call(what: str, seconds: float, op: Callable[[], Awaitable[T]]) 
             return await op()
 
 
+class ReplicaAcks:
+    """How many replicas must confirm a write (``WAIT``): ``wanted``, or as many as the primary
+    had connected at its last answer when that is fewer. A primary left alone after a failover
+    (its old primary not back yet as a replica) has nobody to wait for, and nobody a Sentinel
+    could promote over it either: its writes count as they are. Its first write after losing a
+    replica waits in vain once (the count is learned from that answer)."""
+
+    def __init__(self, wanted: int) -> None:
+        self.wanted = wanted
+        self.connected = wanted
+
+    @property
+    def needed(self) -> int:
+        return min(self.wanted, self.connected)
+
+    def __repr__(self) -> str:
+        return f"ReplicaAcks(wanted={self.wanted}, connected={self.connected})"
+
+
+async def replicated(
+    what: str,
+    seconds: float,
+    client: aioredis.Redis,
+    acks: ReplicaAcks | None,
+    queue: Callable[[Pipeline], Awaitable[Any]],
+) -> tuple[Any, bool]:
+    """Run the command ``queue`` adds to a pipeline, then ``WAIT`` for the replicas ``acks``
+    needs to have it (on the same connection: WAIT counts that connection's writes), within
+    ``seconds`` in all; (the command's answer, whether enough replicas confirmed)."""
+    needed = 0 if acks is None else acks.needed
+
+    async def run() -> tuple[Any, bool]:
+        async with client.pipeline(transaction=False) as pipe:
+            await queue(pipe)
+            if needed:
+                # WAIT's own timeout leaves room for its answer within the call's budget
+                pipe.wait(needed, max(1, int(remaining(seconds) * 800)))
+            if acks is not None and acks.wanted:
+                pipe.execute_command("ROLE")  # how many replicas are connected now
+            answers = await pipe.execute()
+        if acks is not None and acks.wanted:
+            role = answers[-1]
+            acks.connected = len(role[2]) if len(role) > 2 and isinstance(role[2], list) else 0
+        confirmed = int(answers[1]) if needed else 0
+        return answers[0], confirmed >= needed
+
+    return await redis_call(what, seconds, run)
+
+
+def _client_options(timeout: float) -> dict[str, Any]:
+    # a single quick retry: the library default backs off for seconds, longer than a cache read is worth
+    return {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1),
+        "health_check_interval": 30,
+    }
+
+
 def connect_redis(url: str, *, timeout: float = 1.0) -> aioredis.Redis:
-    """A client for the adapters: socket timeouts of ``timeout`` and a single quick retry (the
-    library default backs off for seconds, longer than a cache read is worth). Connects lazily."""
-    return aioredis.Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1),
-        health_check_interval=30,
+    """A client for the adapters: socket timeouts of ``timeout`` and a single quick retry.
+    Connects lazily."""
+    return aioredis.Redis.from_url(url, **_client_options(timeout))
+
+
+def connect_redis_sentinel(
+    sentinels: Sequence[tuple[str, int]],
+    master: str,
+    *,
+    url: str = "redis://",
+    sentinel_password: str | None = None,
+    timeout: float = 1.0,
+) -> tuple[aioredis.Redis, Sentinel]:
+    """A client of the primary that the Sentinels at ``sentinels`` name for ``master``: each new
+    connection asks them where the primary is, and a connection to a primary that was demoted
+    (``READONLY``) or died is dropped, so after a failover the next call reaches the new primary.
+    ``url`` gives the primary's credentials and database (its host is not used). Connects lazily.
+    Close both the client and the sentinel (:class:`Sentinel` ``aclose``) when done."""
+    given = parse_url(url)
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        list(sentinels),
+        sentinel_kwargs={"password": sentinel_password, "socket_timeout": timeout, "socket_connect_timeout": timeout},
+        **_client_options(timeout),
     )
+    client: aioredis.Redis = sentinel.master_for(
+        master, username=given.get("username"), password=given.get("password"), db=given.get("db", 0)
+    )
+    return client, sentinel
 
 
 def _text(raw: Any) -> str | None:
@@ -80,13 +169,16 @@ def _text(raw: Any) -> str | None:
 class RedisCache:
     """:class:`~connector_core.ports.cache.Cache` on Redis; keys are ``prefix + key``.
 
-    ``timeout`` bounds every call, so an unreachable Redis costs a call at most that long.
+    ``timeout`` bounds every call, so an unreachable Redis costs a call at most that long. With
+    ``replicas``, an invalidation counts only once that many replicas have it (``WAIT``): a
+    failover to one of them cannot bring back what it invalidated.
     """
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "cm:", timeout: float = 1.0) -> None:
+    def __init__(self, client: aioredis.Redis, *, prefix: str = "cm:", timeout: float = 1.0, replicas: int = 0) -> None:
         self._client = client
         self._prefix = prefix
         self._timeout = timeout
+        self._acks = ReplicaAcks(replicas) if replicas else None
 
     @property
     def client(self) -> aioredis.Redis:
@@ -108,11 +200,20 @@ class RedisCache:
         await redis_call("cache set", self._timeout, lambda: self._client.set(self._prefix + key, value, px=px))
 
     async def delete(self, *keys: str) -> None:
-        """Invalidate; raises :class:`Unavailable` when Redis did not confirm."""
+        """Invalidate; raises :class:`Unavailable` when Redis (or the replicas it must reach) did
+        not confirm."""
         if not keys:
             return
         wire = [self._prefix + key for key in keys]
-        await redis_call("cache invalidation", self._timeout, lambda: self._client.delete(*wire))
+
+        async def queue(pipe: Pipeline) -> None:
+            pipe.delete(*wire)
+
+        _, confirmed = await replicated("cache invalidation", self._timeout, self._client, self._acks, queue)
+        if not confirmed:
+            raise Unavailable(
+                "Redis did not replicate the cache invalidation in time", metadata={"dependency": "redis"}
+            )
 
     async def check(self) -> bool:
         """PING within the timeout; never raises."""
