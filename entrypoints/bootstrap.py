@@ -37,6 +37,7 @@ from connector_core.services.oauth import OAuthService
 from connector_core.services.redirects import OAuthSettings
 from connector_core.services.refresh import TokenRefresher
 from connector_core.services.relay import OutboxRelay
+from connector_core.services.token_lease import lease_ttl_for
 from connector_core.tokens import RefreshPolicy
 from entrypoints import compat
 from entrypoints.infrastructure import Infrastructure, connection_key, open_infrastructure
@@ -197,6 +198,7 @@ async def _wire(
             legacy_redirect_uri=compat.legacy_redirect_uri(settings),
         ),
         lock=infra.lock,
+        lease_ttl=lease_ttl_for(settings.oauth_http_timeout_seconds),
     )
     relay = None
     if infra.publisher is not None:
@@ -213,7 +215,14 @@ async def _wire(
         health_checks=list(infra.checks),
         connectors=ConnectorService(ctx),
         oauth=oauth,
-        refresher=TokenRefresher(ctx, provider, infra.lock, oauth=oauth, states=infra.storage.states),
+        refresher=TokenRefresher(
+            ctx,
+            provider,
+            infra.lock,
+            oauth=oauth,
+            states=infra.storage.states,
+            lease_ttl=lease_ttl_for(settings.oauth_http_timeout_seconds),
+        ),
         infrastructure=infra,
         relay=relay,
         read_cache=infra.cache,

@@ -57,7 +57,7 @@ from connector_core.services.context import ServiceContext
 from connector_core.services.providers import ProviderResolver, ResolvedProvider
 from connector_core.services.redirects import OAuthSettings, with_query
 from connector_core.services.revocation import TokenRevocation, revoke_at_provider
-from connector_core.services.token_lease import TokenLeases
+from connector_core.services.token_lease import BackgroundReleases, TokenLeases
 from connector_core.tokens import TokenSet
 
 __all__ = ["LEGACY_CONNECTOR", "CallbackResult", "OAuthService", "pkce_challenge", "state_hash"]
@@ -129,7 +129,7 @@ class OAuthService:
         self.settings = settings or OAuthSettings()
         self.providers = ProviderResolver(ctx, provider)
         self.outcomes = AuthorizationOutcomes(ctx)
-        leases = TokenLeases(lock, ttl=lease_ttl, wait=lease_wait)
+        leases = TokenLeases(lock, ttl=lease_ttl, wait=lease_wait, releases=BackgroundReleases(ctx.clock))
         self.revocation = TokenRevocation(ctx, provider, self.providers, leases)
 
     # -- authorize ---------------------------------------------------------------------------

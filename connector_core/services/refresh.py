@@ -45,7 +45,7 @@ from connector_core.services.oauth import OAuthService
 from connector_core.services.providers import ResolvedProvider
 from connector_core.services.refresh_outcomes import RefreshOutcome, RefreshOutcomes, RefreshReport, RefreshResult
 from connector_core.services.refresh_warnings import RefreshTokenWarnings
-from connector_core.services.token_lease import HeldLease, TokenLeases
+from connector_core.services.token_lease import BackgroundReleases, HeldLease, TokenLeases
 from connector_core.tokens import TokenRecord, TokenStatus
 
 __all__ = ["CredentialsSource", "RefreshOutcome", "RefreshReport", "TokenRefresher"]
@@ -80,7 +80,7 @@ class TokenRefresher:
     ) -> None:
         self.ctx = ctx
         self.provider = provider
-        self.leases = TokenLeases(lock, ttl=lease_ttl, wait=lease_wait)
+        self.leases = TokenLeases(lock, ttl=lease_ttl, wait=lease_wait, releases=BackgroundReleases(ctx.clock))
         self.outcomes = RefreshOutcomes(ctx, provider, sleep)
         self.expiry = ExpirySweep(ctx)
         self.warnings = RefreshTokenWarnings(ctx)

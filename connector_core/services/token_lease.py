@@ -7,6 +7,15 @@ and gives a provider call at most half of it, so the lease does not lapse while 
 works; when it cannot be renewed the holder stops (:class:`LeaseLost`, or :class:`Unavailable`
 from the lock's backend).
 
+**Releasing.** A lease that cannot be released (the lock's backend is away: the holder lost its
+store) is not left to its TTL: a background task tries again, with backoff, until the release
+goes through or the lease has lapsed by itself, so the token is free as soon as the store is back
+instead of answering "a refresh is already running" for the rest of the TTL.
+
+**How long.** :func:`lease_ttl_for` derives the TTL from the work it guards: a provider call
+gets at most half the lease, so the lease is twice the provider client's timeout plus a margin
+for the store's calls. A holder that died leaves a lease that lapses that soon, not a minute.
+
 The lease only keeps workers from *sending* the same refresh token twice; it has no fencing
 token (:mod:`connector_core.ports.lock`). What keeps a slow holder from *storing* over a newer
 token is the token store's version check together with "the stored refresh token is the one
@@ -17,18 +26,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from connector_core.errors import ConnectorManagerError
+from connector_core.ports.clock import Clock
 from connector_core.ports.lock import Lease, LeaseLock
 
-__all__ = ["HeldLease", "TokenLeases", "lease_name"]
+__all__ = ["LEASE_MARGIN_SECONDS", "BackgroundReleases", "HeldLease", "TokenLeases", "lease_name", "lease_ttl_for"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: what a lease adds to twice the provider call's timeout: the store's reads and commit
+LEASE_MARGIN_SECONDS = 10.0
+#: the first wait before a failed release is tried again (doubling, at most 2 s)
+RELEASE_RETRY_SECONDS = 0.2
+
+
+def lease_ttl_for(provider_timeout: float) -> float:
+    """A token lease long enough for the work it guards: a provider call (at most half the
+    lease, :meth:`HeldLease.bounded`) and the store's calls around it."""
+    return 2 * provider_timeout + LEASE_MARGIN_SECONDS
 
 
 def lease_name(token_id: str) -> str:
@@ -39,10 +61,11 @@ def lease_name(token_id: str) -> str:
 class HeldLease:
     """A token's lease while it is held: renew it before each step, bound each call."""
 
-    def __init__(self, lock: LeaseLock, lease: Lease, ttl: float) -> None:
+    def __init__(self, lock: LeaseLock, lease: Lease, ttl: float, releases: BackgroundReleases | None = None) -> None:
         self._lock = lock
         self._lease = lease
         self.ttl = ttl
+        self._releases = releases
 
     @property
     def name(self) -> str:
@@ -64,22 +87,72 @@ class HeldLease:
         return await self.bounded(call)
 
     async def release(self) -> None:
-        """Best effort: a lease that cannot be released lapses on its own."""
+        """Release now; when the lock's backend cannot be asked, again in the background until
+        it can or the lease has lapsed (module doc)."""
         try:
             if not await self._lock.release(self._lease):
                 log.warning("token lease had expired before release: %s", self.name)
         except ConnectorManagerError as exc:
-            log.warning("cannot release the token lease %s (%s)", self.name, exc.message)
+            log.warning(
+                "cannot release the token lease %s (%s); trying again in the background", self.name, exc.message
+            )
+            if self._releases is not None:
+                self._releases.start(self._lock, self._lease)
+
+
+class BackgroundReleases:
+    """Releases that failed, tried again until they go through or their lease lapsed."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._tasks)
+
+    def start(self, lock: LeaseLock, lease: Lease) -> None:
+        # a context of its own: the request that failed must not lend its deadline to the retries
+        task = asyncio.get_running_loop().create_task(
+            self._release(lock, lease), name=f"release {lease.name}", context=contextvars.Context()
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _release(self, lock: LeaseLock, lease: Lease) -> None:
+        pause = RELEASE_RETRY_SECONDS
+        while self._clock.now() < lease.expires_at:
+            await asyncio.sleep(pause)
+            try:
+                await lock.release(lease)
+            except ConnectorManagerError:
+                pause = min(pause * 2, 2.0)
+                continue
+            log.info("token lease released after its store came back: %s", lease.name)
+            return
+
+    async def wait(self) -> None:
+        """Return once every pending release is done (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 class TokenLeases:
     """Takes tokens' leases on ``lock``. ``ttl`` must exceed the provider client's timeout;
     ``wait`` is how long :meth:`hold` waits for a lease held elsewhere when asked to."""
 
-    def __init__(self, lock: LeaseLock, *, ttl: float = 60.0, wait: float = 10.0) -> None:
+    def __init__(
+        self, lock: LeaseLock, *, ttl: float = 60.0, wait: float = 10.0, releases: BackgroundReleases | None = None
+    ) -> None:
         self.lock = lock
         self.ttl = ttl
         self.wait = wait
+        self.releases = releases
 
     @contextlib.asynccontextmanager
     async def hold(self, token_id: str, *, wait: bool) -> AsyncIterator[HeldLease | None]:
@@ -89,7 +162,7 @@ class TokenLeases:
         if lease is None:
             yield None
             return
-        held = HeldLease(self.lock, lease, self.ttl)
+        held = HeldLease(self.lock, lease, self.ttl, self.releases)
         try:
             yield held
         finally:
