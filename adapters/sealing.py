@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import cattrs
@@ -21,6 +21,63 @@ class Sealer(Protocol):
     def open(self, envelope: str, *, path: str) -> bytes:
         """Decrypt; :class:`CryptoError` when tampered, moved to another path or keyless."""
         ...
+
+    def needs_rewrap(self, envelope: str) -> bool:
+        """Whether ``envelope`` is sealed with another key than the primary (or the old format)."""
+        ...
+
+    def key_id_of(self, envelope: str) -> str | None:
+        """The key id ``envelope`` is sealed with; None for the old format."""
+        ...
+
+    def rewrap(self, envelope: str, *, path: str) -> str:
+        """The same plaintext sealed again with the primary key."""
+        ...
+
+
+#: what a census calls a value in the old service's format
+LEGACY = "legacy"
+#: the stores of sealed values a storage backend keeps
+TOKENS, OAUTH_STATES = "tokens", "oauthStates"
+Census = dict[str, dict[str, int]]
+Advance = Callable[[int], None]
+
+
+class SealedValues(Protocol):
+    """The sealed values of a storage backend (token material, pending OAuth states), for key
+    rotation."""
+
+    async def census(self) -> Census:
+        """How many sealed values each store holds under each key id (``legacy``: old format)."""
+        ...
+
+    async def reseal(self, advance: Advance | None = None) -> int:
+        """Re-encrypt with the primary key every sealed value that is under another key, each
+        with a compare-and-swap on the value read (a value changed meanwhile was sealed by its
+        writer, with the primary key it knew; a later pass sees it). Never changes a record's
+        version, so a writer holding it is not refused. ``advance(1)`` per value looked at that
+        needed it; returns how many were rewritten. Safe to repeat (resumable after a crash)."""
+        ...
+
+
+class NothingSealed:
+    """A storage that keeps nothing at rest (in memory): nothing to re-encrypt."""
+
+    async def census(self) -> Census:
+        return {}
+
+    async def reseal(self, advance: Advance | None = None) -> int:
+        return 0
+
+
+def key_label(sealer: Sealer, envelope: str) -> str:
+    return sealer.key_id_of(envelope) or LEGACY
+
+
+def count(census: Census, store: str, labels: Iterable[str]) -> None:
+    for label in labels:
+        census.setdefault(store, {}).setdefault(label, 0)
+        census[store][label] += 1
 
 
 #: the secret half of a token record; everything else stays queryable

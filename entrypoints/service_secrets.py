@@ -21,7 +21,7 @@ from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
-from adapters.crypto import Keyring
+from adapters.crypto import KeyFile, Keyring
 from connector_core.errors import Conflict, CryptoError, Unavailable
 from connector_core.ports.kv_store import KeyValueStore
 from connector_core.services.importing import ImportOutcome, ImportResult
@@ -48,7 +48,7 @@ class ServiceSecrets:
         return "ServiceSecrets(<hidden>)"
 
 
-def load_keyring(settings: Settings, env: Mapping[str, str]) -> Keyring:
+def load_keyring(settings: Settings, env: Mapping[str, str]) -> Keyring | KeyFile:
     """From ``CM_ENCRYPTION_KEYS`` or ``CM_MASTER_KEY``; else ``data_dir/master.key``, made on
     the first start (a throwaway keyring when nothing is kept at all)."""
     legacy = env.get("CM_LEGACY_SECRET_KEY") or None
@@ -58,8 +58,10 @@ def load_keyring(settings: Settings, env: Mapping[str, str]) -> Keyring:
         return Keyring.from_master_secret(env["CM_MASTER_KEY"], legacy_secret=legacy)
     if settings.storage == "memory" and settings.secrets == "memory":
         return Keyring.generate(legacy_secret=legacy)
-    spec = read_or_create_secret_file(settings.data_dir / KEYRING_FILE, lambda: Keyring.generate().to_spec())
-    return Keyring.parse(spec, legacy_secret=legacy)
+    path = settings.data_dir / KEYRING_FILE
+    read_or_create_secret_file(path, lambda: Keyring.generate().to_spec())
+    # followed when `connector-manager keys rotate` (another process) writes a new primary key
+    return KeyFile(path, legacy_secret=legacy)
 
 
 def read_or_create_secret_file(path: Path, make: Callable[[], str]) -> str:

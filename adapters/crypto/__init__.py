@@ -10,6 +10,7 @@ from adapters.crypto.aead import (
     is_legacy,
 )
 from adapters.crypto.encrypted_store import EncryptedKeyValueStore
+from adapters.crypto.key_file import KeyFile, KeyringSource
 from adapters.crypto.keyring import HKDF_INFO, KEY_SIZE, Keyring
 
 __all__ = [
@@ -19,7 +20,9 @@ __all__ = [
     "KEY_SIZE",
     "Aead",
     "EncryptedKeyValueStore",
+    "KeyFile",
     "Keyring",
+    "KeyringSource",
     "associated_data",
     "is_legacy",
 ]

@@ -28,6 +28,7 @@ from typing import Final, NamedTuple, final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from adapters.crypto.key_file import KeyringSource
 from adapters.crypto.keyring import Keyring, is_valid_key_id
 from connector_core.errors import CryptoError
 
@@ -112,22 +113,26 @@ def _failure(path: str | None, reason: str) -> CryptoError:
 class Aead:
     """Seals and opens values with the keys of a :class:`Keyring`."""
 
-    __slots__ = ("_keyring",)
+    __slots__ = ("_source",)
 
-    def __init__(self, keyring: Keyring) -> None:
-        self._keyring = keyring
+    def __init__(self, keyring: Keyring | KeyringSource) -> None:
+        """``keyring``, or a source of the keyring to use at each call (:class:`KeyFile`: one
+        that another process may rotate)."""
+        self._source = keyring
 
     @property
     def keyring(self) -> Keyring:
-        return self._keyring
+        source = self._source
+        return source if isinstance(source, Keyring) else source.current()
 
     def seal(self, plaintext: bytes, *, path: str) -> str:
         """Encrypt ``plaintext`` for storage at ``path`` with the primary key."""
         if not isinstance(plaintext, bytes | bytearray | memoryview):
             raise TypeError("plaintext must be bytes")
-        key_id = self._keyring.primary_id
+        ring = self.keyring  # once: a rotation between two reads would pair one key's id with another's cipher
+        key_id = ring.primary_id
         nonce = os.urandom(NONCE_SIZE)
-        sealed = self._keyring.primary_cipher().encrypt(nonce, bytes(plaintext), associated_data(key_id, path))
+        sealed = ring.primary_cipher().encrypt(nonce, bytes(plaintext), associated_data(key_id, path))
         return f"{ENVELOPE_VERSION}:{key_id}:{_b64url(nonce)}:{_b64url(sealed)}"
 
     def open(self, envelope: str, *, path: str) -> bytes:
@@ -143,7 +148,7 @@ class Aead:
         parsed = _parse_v1(envelope)
         if isinstance(parsed, str):
             raise _failure(path, parsed)
-        cipher = self._keyring.cipher(parsed.key_id)
+        cipher = self.keyring.cipher(parsed.key_id)
         if cipher is None:
             raise _failure(path, f"unknown key id {parsed.key_id!r}")
         try:
@@ -152,7 +157,7 @@ class Aead:
             raise _failure(path, "authentication failed (tampered, wrong key or moved from another path)") from None
 
     def _open_legacy(self, envelope: str, path: str) -> bytes:
-        cipher = self._keyring.legacy_cipher()
+        cipher = self.keyring.legacy_cipher()
         if cipher is None:
             raise _failure(path, "legacy format but no legacy secret is configured")
         iv_hex, ct_hex, tag_hex = envelope.split(":")
@@ -176,7 +181,7 @@ class Aead:
         parsed = _parse_v1(envelope)
         if isinstance(parsed, str):
             raise _failure(None, parsed)
-        return parsed.key_id != self._keyring.primary_id
+        return parsed.key_id != self.keyring.primary_id
 
     def key_id_of(self, envelope: str) -> str | None:
         """The key id of a well-formed v1 envelope; None for anything else (legacy included)."""
@@ -190,7 +195,7 @@ class Aead:
         return self.seal(self.open(envelope, path=path), path=path)
 
     def __repr__(self) -> str:
-        return f"Aead({self._keyring!r})"
+        return f"Aead({self._source!r})"
 
     __str__ = __repr__
 

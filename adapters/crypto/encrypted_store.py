@@ -7,7 +7,7 @@ Revisions and compare-and-swap are the inner store's, passed through unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import final
 
 from adapters.crypto.aead import Aead
@@ -61,7 +61,15 @@ class EncryptedKeyValueStore:
         stored = await self._inner.list_prefix(prefix)
         return {key: self._open(key, versioned) for key, versioned in stored.items()}
 
-    async def rewrap_all(self, prefix: str) -> int:
+    async def census(self, prefix: str) -> dict[str, int]:
+        """How many values under ``prefix`` each key id seals (``legacy``: the old format)."""
+        found: dict[str, int] = {}
+        for versioned in (await self._inner.list_prefix(prefix)).values():
+            label = self._aead.key_id_of(versioned.value) or "legacy"
+            found[label] = found.get(label, 0) + 1
+        return found
+
+    async def rewrap_all(self, prefix: str, advance: Callable[[int], None] | None = None) -> int:
         """Re-encrypt with the primary key every value under ``prefix`` that needs it.
 
         Old-format values and values sealed with a non-primary key are rewritten with a
@@ -83,6 +91,8 @@ class EncryptedKeyValueStore:
             if not needed:
                 continue
             envelope = self._aead.rewrap(versioned.value, path=key)
+            if advance is not None:
+                advance(1)
             try:
                 await self._inner.put(key, envelope, expected_revision=versioned.revision)
             except Conflict:

@@ -16,6 +16,7 @@ from adapters.mongo import (
     make_client,
 )
 from adapters.mongo.idempotency_store import MongoIdempotencyStore
+from adapters.mongo.sealed_values import MongoSealedValues
 from adapters.redaction import redact_url
 from adapters.sealing import Sealer
 from connector_core.ports.clock import Clock
@@ -38,6 +39,7 @@ class MongoBackend:
             states=MongoOAuthStateStore(db),
             lock=MongoLeaseLock(db, clock),
             check=db.check,
+            sealed=MongoSealedValues(db),
             idempotency=MongoIdempotencyStore(db),
         )
 

@@ -16,6 +16,7 @@ from adapters.sqlite import (
     SQLiteUnitOfWork,
 )
 from adapters.sqlite.idempotency_store import SQLiteIdempotencyStore
+from adapters.sqlite.sealed_values import SQLiteSealedValues
 from connector_core.ports.clock import Clock
 from connector_core.ports.kv_store import KeyValueStore
 from connector_core.ports.unit_of_work import UnitOfWork
@@ -37,6 +38,7 @@ class SQLiteBackend:
             states=SQLiteOAuthStateStore(db),
             lock=SQLiteLeaseLock(db, clock),
             check=db.check,
+            sealed=SQLiteSealedValues(db),
             idempotency=SQLiteIdempotencyStore(db),
         )
 

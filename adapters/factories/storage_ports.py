@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from attrs import define
+from attrs import define, field
 
 from adapters.health import Probe
+from adapters.sealing import NothingSealed, SealedValues
 from connector_core.ports.idempotency import IdempotencyStore
 from connector_core.ports.lock import LeaseLock
 from connector_core.ports.oauth_state import OAuthStateStore
@@ -23,3 +24,5 @@ class StoragePorts:
     lock: LeaseLock
     check: Probe
     idempotency: IdempotencyStore
+    #: the sealed values at rest (token material, OAuth states), for key rotation
+    sealed: SealedValues = field(factory=NothingSealed)

@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from attrs import define
+from attrs import define, field
 
 from adapters.crypto import Aead
+from adapters.sealing import NothingSealed, SealedValues
 from adapters.system import ManualClock
 from connector_core.ports.iam import IdentityAccess, Principal
 from connector_core.ports.idempotency import IdempotencyStore
@@ -53,6 +54,8 @@ class Storage:
     #: a second, independent handle on the same store (another "process"), if there is one
     reopen: Callable[[], Any] | None = None
     extra: Any = None
+    #: its sealed values at rest, for key rotation
+    sealed: SealedValues = field(factory=NothingSealed)
 
 
 @define

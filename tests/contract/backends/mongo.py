@@ -20,6 +20,7 @@ from adapters.mongo import (
     make_client,
 )
 from adapters.mongo.idempotency_store import MongoIdempotencyStore
+from adapters.mongo.sealed_values import MongoSealedValues
 from adapters.system import ManualClock
 from connector_core.ports.iam import Principal
 from tests.contract.backends import Env, IamUnderTest, IdempotencyUnderTest, LockUnderTest, Storage, manual_advance
@@ -39,7 +40,13 @@ def _open(url: str, db_name: str, clock: ManualClock, aead: Aead) -> MongoDataba
 
 def _storage(db: MongoDatabase, clock: ManualClock) -> Storage:
     return Storage(
-        "mongo", lambda: MongoUnitOfWork(db), MongoOutboxReader(db), MongoOAuthStateStore(db), clock, extra=db
+        "mongo",
+        lambda: MongoUnitOfWork(db),
+        MongoOutboxReader(db),
+        MongoOAuthStateStore(db),
+        clock,
+        extra=db,
+        sealed=MongoSealedValues(db),
     )
 
 

@@ -17,6 +17,7 @@ from adapters.sqlite import (
     SQLiteUnitOfWork,
 )
 from adapters.sqlite.idempotency_store import SQLiteIdempotencyStore
+from adapters.sqlite.sealed_values import SQLiteSealedValues
 from adapters.system import ManualClock
 from connector_core.ports.kv_store import KeyValueStore
 from tests.contract.backends import Env, IdempotencyUnderTest, LockUnderTest, Storage, manual_advance
@@ -27,7 +28,13 @@ MARK = "sqlite"
 def open_storage(path: Path, clock: ManualClock, aead: Aead) -> tuple[SQLiteDatabase, Storage]:
     db = SQLiteDatabase(path, sealer=aead)
     return db, Storage(
-        "sqlite", lambda: SQLiteUnitOfWork(db), SQLiteOutboxReader(db), SQLiteOAuthStateStore(db), clock, extra=db
+        "sqlite",
+        lambda: SQLiteUnitOfWork(db),
+        SQLiteOutboxReader(db),
+        SQLiteOAuthStateStore(db),
+        clock,
+        extra=db,
+        sealed=SQLiteSealedValues(db),
     )
 
 

@@ -1,0 +1,174 @@
+"""``connector-manager keys status|rotate``: the keyring, and rotating it.
+
+Rotation adds a new primary key to ``master.key`` (processes on the data dir follow it at their
+next seal or open: :class:`~adapters.crypto.KeyFile`), then re-encrypts every secret of the
+secret store, all token material and every pending OAuth state under it, each value with a
+compare-and-swap, in passes until nothing is left under an older key (a writer that sealed with
+the old key just before the switch is caught by the next pass). A crash leaves values under both
+keys, all readable: running ``keys rotate`` again finishes that rotation before it starts
+another. With keys from the environment (``CM_ENCRYPTION_KEYS``) the new key is put first there
+(every process, restarted), and ``keys rotate`` re-encrypts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from typing import Any
+
+from adapters.crypto import EncryptedKeyValueStore, KeyFile
+from adapters.sealing import Census
+from connector_core.errors import ValidationError
+from entrypoints.bootstrap import Container
+from entrypoints.cli.options import add_settings_options
+from entrypoints.cli.output import Advance, Output, add_output_options
+from entrypoints.cli.runtime import opened
+from entrypoints.service_secrets import KEYRING_FILE
+from entrypoints.settings import Settings
+
+#: everything in the secret store (the connectors' secrets, the API's signing secrets, settings)
+SECRETS_PREFIX = "/"
+#: passes of a rotation before it gives up (each only finds what writers sealed meanwhile)
+MAX_PASSES = 5
+
+
+def register(commands: argparse._SubParsersAction[Any]) -> None:
+    group = commands.add_parser(
+        "keys",
+        help="the encryption keys: what is sealed under which, and rotating them",
+        description="The keyring that encrypts everything at rest (master.key, or CM_ENCRYPTION_KEYS).",
+    )
+    sub = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = sub.add_parser(
+        "status",
+        help="the keys, which is primary, and how many values each one seals",
+        description="Show the keyring (key ids only, never a key) and count the sealed values by key id.",
+    )
+    add_settings_options(p)
+    add_output_options(p)
+    p.set_defaults(run=_status)
+    p = sub.add_parser(
+        "rotate",
+        help="add a new primary key and re-encrypt every secret, token and OAuth state under it",
+        description="Add a new primary key to master.key and re-encrypt everything under it (safe while serve"
+        " and workers run; run it again after a crash to finish). With keys from CM_ENCRYPTION_KEYS, put the"
+        " new key first there and this re-encrypts.",
+    )
+    add_settings_options(p)
+    p.add_argument("--dry-run", action="store_true", help="count what a rotation would re-encrypt; change nothing")
+    add_output_options(p)
+    p.set_defaults(run=_rotate)
+
+
+def _key_file(settings: Settings) -> KeyFile | None:
+    """``master.key`` when that is where the keys come from (not the environment)."""
+    if os.environ.get("CM_ENCRYPTION_KEYS") or os.environ.get("CM_MASTER_KEY"):
+        return None
+    return KeyFile(settings.data_dir / KEYRING_FILE, legacy_secret=os.environ.get("CM_LEGACY_SECRET_KEY") or None)
+
+
+def _secrets(container: Container) -> EncryptedKeyValueStore:
+    store = container.secrets_store
+    assert isinstance(store, EncryptedKeyValueStore)  # the composition root always encrypts it
+    return store
+
+
+async def _census(container: Container) -> Census:
+    census = await container.storage.sealed.census()
+    secrets = await _secrets(container).census(SECRETS_PREFIX)
+    return {"secrets": secrets, **census} if secrets else dict(census)
+
+
+def _not_under(census: Census, primary: str) -> int:
+    return sum(n for by_key in census.values() for key_id, n in by_key.items() if key_id != primary)
+
+
+def _total(census: Census) -> int:
+    return sum(n for by_key in census.values() for n in by_key.values())
+
+
+def _state(container: Container, settings: Settings) -> dict[str, Any]:
+    ring = container.infrastructure.aead.keyring
+    return {
+        "source": str(settings.data_dir / KEYRING_FILE) if _key_file(settings) else "environment",
+        "primary": ring.primary_id,
+        "keys": list(ring.key_ids),
+        "legacy": ring.has_legacy,
+    }
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    async def work() -> dict[str, Any]:
+        async with opened(settings) as container:
+            state = _state(container, settings)
+            census = await _census(container)
+        return {**state, "sealed": census, "notUnderPrimary": _not_under(census, state["primary"])}
+
+    found = asyncio.run(work())
+    rows = [[store, key_id, n] for store, by_key in found["sealed"].items() for key_id, n in sorted(by_key.items())]
+    out = Output.of(args)
+    out.table(["store", "key", "values"], rows, data=found, title=f"primary key {found['primary']}")
+    if not out.as_json:
+        out.line(f"keys: {', '.join(found['keys'])} (primary {found['primary']}, from {found['source']})")
+        if found["notUnderPrimary"]:
+            out.line(f"{found['notUnderPrimary']} values are under an older key: `keys rotate` finishes that")
+    return 0
+
+
+async def _reseal(container: Container, advance: Advance) -> int:
+    moved = await _secrets(container).rewrap_all(SECRETS_PREFIX, advance)
+    return moved + await container.storage.sealed.reseal(advance)
+
+
+def _rotate(args: argparse.Namespace, settings: Settings) -> int:
+    out = Output.of(args)
+
+    async def work() -> dict[str, Any]:
+        async with opened(settings) as container:
+            aead = container.infrastructure.aead
+            census = await _census(container)
+            left = _not_under(census, aead.keyring.primary_id)
+            resuming = left > 0
+            key_file = _key_file(settings)
+            if not resuming and key_file is None:
+                raise ValidationError.for_field(
+                    "CM_ENCRYPTION_KEYS",
+                    f"every value is under the primary key {aead.keyring.primary_id}: to rotate, put a new key"
+                    " first in CM_ENCRYPTION_KEYS of every process, restart them, and run `keys rotate` again",
+                )
+            to_touch = left if resuming else _total(census)
+            plan = {
+                "resuming": resuming,
+                "from": aead.keyring.primary_id,
+                "valuesToReencrypt": to_touch,
+                "sealed": census,
+            }
+            if args.dry_run:
+                return plan
+            if not resuming:
+                assert key_file is not None
+                key_file.rotate()  # every process on this data dir follows from its next seal or open
+            primary = aead.keyring.primary_id
+            moved = 0
+            with out.progress(f"re-encrypting under {primary}", to_touch) as advance:
+                for _ in range(MAX_PASSES):
+                    moved += await _reseal(container, advance)
+                    census = await _census(container)
+                    if _not_under(census, primary) == 0:
+                        break
+            return {**plan, "primary": primary, "reencrypted": moved, "sealed": census,
+                    "notUnderPrimary": _not_under(census, primary)}  # fmt: skip
+
+    done = asyncio.run(work())
+    if out.as_json:
+        out.json(done)
+    elif args.dry_run:
+        what = "finish the rotation to the primary key" if done["resuming"] else "add a new primary key"
+        out.line(f"dry run: would {what} and re-encrypt {done['valuesToReencrypt']} values")
+    else:
+        out.line(
+            f"keys rotate: primary key is now {done['primary']}; {done['reencrypted']} values re-encrypted"
+            + (f"; {done['notUnderPrimary']} still under an older key: run it again" if done["notUnderPrimary"] else "")
+        )
+    return 0 if args.dry_run or not done["notUnderPrimary"] else 1

@@ -1,0 +1,161 @@
+"""``connector-manager keys status|rotate`` on a real data dir, with ``serve`` running: every
+secret, all token material and every OAuth state end up under the new key, the running server
+follows the new key file, and a rotation cut short is finished by the next run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from adapters.crypto import Aead, KeyFile, Keyring
+from adapters.system import SystemClock
+from connector_core.ports.oauth_state import PendingAuthorization
+from connector_core.services.connectors import ConfigUpdate
+from connector_core.services.credentials import stored_credentials
+from entrypoints.bootstrap import build_container
+from entrypoints.infrastructure import open_infrastructure
+from entrypoints.settings import load_settings
+from tests.builders import token_record
+from tests.cli import clean_env, run_cli, start_cli
+from tests.servers import free_port
+
+pytestmark = pytest.mark.slow
+
+ORG = "acme"
+
+
+async def seed(data: Path) -> None:
+    """An enabled API-token connector (a secret), a token record (material) and a pending OAuth
+    state, all sealed with the data dir's first key."""
+    container = await build_container(load_settings(env={}, data_dir=data), env={})
+    try:
+        update = ConfigUpdate(
+            base_url="https://acme.atlassian.net",
+            auth={"authType": "API_TOKEN", "email": "ops@acme.example", "apiToken": "PLANTED-API-TOKEN"},
+            sync={},
+            filters={},
+        )
+        await container.connectors.update_configuration(ORG, "seeder", "confluence", update)
+        await container.connectors.set_enabled(ORG, "seeder", "confluence", True)
+        record = token_record(ORG, container.ctx.clock.now(), refresh="PLANTED-REFRESH")
+        async with container.ctx.uow() as uow:
+            await uow.tokens.add(record)
+            await uow.commit()
+        await container.storage.states.put(
+            PendingAuthorization(
+                state_hash="state-1",
+                org_id=ORG,
+                user_id="alice",
+                connector_key="googleWorkspace",
+                redirect_uri="http://localhost:3000/cb",
+                expires_at=container.ctx.clock.now() + timedelta(minutes=10),
+                code_verifier="PLANTED-VERIFIER",
+            )
+        )
+    finally:
+        await container.aclose()
+
+
+async def read_everything(data: Path, ring: Keyring) -> tuple[str | None, str | None, str | None]:
+    """The token's refresh token, the state's verifier and the connector's API token, read with ``ring``."""
+    settings = load_settings(env={}, data_dir=data)
+    infra = await open_infrastructure(settings, Aead(ring), SystemClock())
+    try:
+        container = await build_container(settings, env={}, infrastructure=infra)
+        async with container.ctx.uow() as uow:
+            record = await uow.tokens.get_for_connector(ORG, "googleWorkspace")
+        state = await container.storage.states.take("state-1")
+        creds = await stored_credentials(container.ctx, ORG, "confluence")
+        return (
+            record.tokens.refresh_token if record else None,
+            state.code_verifier if state else None,
+            creds.fields.get("apiToken"),
+        )
+    finally:
+        await infra.aclose()
+
+
+def keys(data: Path, *args: str) -> Any:
+    done = run_cli("keys", *args, "--json", "--data-dir", str(data))
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    data = tmp_path / "data"
+    assert run_cli("token", "--init", "--scoped", "--data-dir", str(data)).returncode == 0
+    asyncio.run(seed(data))
+    return data
+
+
+def test_rotation_reencrypts_everything_while_serve_runs_and_serve_follows(data: Path) -> None:
+    key_file = data / "master.key"
+    before = key_file.read_bytes()
+    status = keys(data, "status")
+    assert status["primary"] == "k1" and status["keys"] == ["k1"]
+    assert status["sealed"]["tokens"] == {"k1": 1} and status["sealed"]["oauthStates"] == {"k1": 1}
+    assert status["sealed"]["secrets"]["k1"] >= 2  # the connector's secret and the API's signing secrets
+    total = sum(n for by_key in status["sealed"].values() for n in by_key.values())
+
+    port = free_port()
+    server = start_cli("serve", "--data-dir", str(data), "--port", str(port), env=clean_env(), merge_stderr=True)
+    try:
+        assert run_cli("wait", "--port", str(port), "--pid", str(server.pid)).returncode == 0
+
+        plan = keys(data, "rotate", "--dry-run")
+        assert plan["resuming"] is False and plan["valuesToReencrypt"] == total
+        assert key_file.read_bytes() == before  # a dry run changes nothing
+
+        done = keys(data, "rotate")
+        assert done["primary"] == "k2" and done["reencrypted"] == total and done["notUnderPrimary"] == 0
+        after = keys(data, "status")
+        assert after["keys"] == ["k2", "k1"]
+        assert all(set(by_key) == {"k2"} for by_key in after["sealed"].values()), after["sealed"]
+
+        # the running server follows the new key file: it reads the re-encrypted secret and seals
+        # what it writes with the new key
+        scoped = run_cli("token", "--scoped", "--org", ORG, "--data-dir", str(data)).stdout.strip()
+        url = f"http://127.0.0.1:{port}/api/v1/connectors/internal/credentials/confluence"
+        answer = httpx.get(url, headers={"Authorization": f"Bearer {scoped}"}, timeout=10)
+        assert answer.status_code == 200 and answer.json()["apiToken"] == "PLANTED-API-TOKEN"
+        admin = run_cli(
+            "token", "--org", ORG, "--user", "alice", "--email", "a@acme.example", "--admin", "--data-dir", str(data)
+        ).stdout.strip()
+        body = {"baseUrl": "https://acme.atlassian.net", "auth": {"email": "ops@acme.example", "apiToken": "NEW"}}
+        saved = httpx.put(
+            f"http://127.0.0.1:{port}/api/v1/connectors/config/confluence",
+            json=body,
+            headers={"Authorization": f"Bearer {admin}"},
+            timeout=10,
+        )
+        assert saved.status_code == 200, saved.text
+        assert set(keys(data, "status")["sealed"]["secrets"]) == {"k2"}
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=30)
+
+    # the old key can go: everything reads with the new key alone
+    only_new = Keyring.parse(KeyFile(key_file).current().to_spec().split(",")[0])
+    assert only_new.key_ids == ("k2",)
+    assert asyncio.run(read_everything(data, only_new)) == ("PLANTED-REFRESH", "PLANTED-VERIFIER", "NEW")
+
+
+def test_a_rotation_cut_short_after_the_new_key_is_finished_by_the_next_run(data: Path) -> None:
+    KeyFile(data / "master.key").rotate()  # the crash: the new key is written, nothing re-encrypted yet
+    plan = keys(data, "rotate", "--dry-run")
+    assert plan["resuming"] is True and plan["from"] == "k2"
+    total = plan["valuesToReencrypt"]
+    assert total >= 4
+    done = keys(data, "rotate")
+    assert done["primary"] == "k2" and done["reencrypted"] == total and done["notUnderPrimary"] == 0
+    assert keys(data, "status")["keys"] == ["k2", "k1"]  # finished, not rotated again
+    again = keys(data, "rotate", "--dry-run")  # now a new rotation would start
+    assert again["resuming"] is False
