@@ -365,6 +365,30 @@ class RedisSentinelGroup:
             return next(s for s in self.servers if s.port == int(port))
         raise AssertionError("no Sentinel answers")
 
+    def restart_stopped(self) -> None:
+        """Start again each server that was stopped or killed; the Sentinels make it a replica
+        of the current primary. Returns once every replica is in sync."""
+        import redis as redis_py
+
+        stopped = [s for s in self.servers if s.proc is None or s.proc.poll() is not None]
+        for server in stopped:
+            server.start()
+        if not stopped:
+            return
+        primary = self.current_primary()
+        client = redis_py.Redis(port=primary.port, socket_timeout=1)
+        deadline = time.monotonic() + 30
+        try:
+            while True:
+                info: Any = client.info("replication")
+                online = [info.get(f"slave{i}", {}).get("state") for i in range(len(self.replicas))]
+                if info.get("connected_slaves", 0) == len(self.replicas) and set(online) == {"online"}:
+                    return
+                assert time.monotonic() < deadline, "the restarted Redis did not rejoin as a replica"
+                time.sleep(0.1)
+        finally:
+            client.close()
+
     def close(self) -> None:
         for proc in (*self.sentinels, *self.servers):
             proc.close()
