@@ -69,6 +69,11 @@ def _host_port(_: Any, attribute: attrs.Attribute[Any], value: str | None) -> No
         raise SettingsError.for_field(attribute.name, "must be host:port")
 
 
+def _replication_factor(_: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+    if value != -1 and value < 1:
+        raise SettingsError.for_field(attribute.name, f"must be -1 (the broker's default) or at least 1, got {value}")
+
+
 def _host_ports(_: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
     for item in value:
         if _split_host_port(item) is None:
@@ -111,7 +116,12 @@ class Settings:
     etcd_namespace: str = ""
     #: watch this etcd key for configuration changes made by other processes (reload on change)
     etcd_config_key: str = "/services/connectorManager/config"
-    kafka_bootstrap: str = "127.0.0.1:9092"
+    #: the brokers to bootstrap from (a list, or comma-separated): any one that answers will do
+    kafka_bootstrap: tuple[str, ...] = field(default=("127.0.0.1:9092",), validator=_host_ports)
+    #: the replication factor of the topics this service creates; -1: the broker's default
+    kafka_replication_factor: int = field(default=-1, validator=_replication_factor)
+    #: min.insync.replicas of the topics this service creates; unset: the broker's default
+    kafka_min_insync_replicas: int | None = field(default=None, validator=attrs.validators.optional(_at_least(1)))
     #: extra librdkafka settings (security.protocol, sasl.*, ...)
     kafka_client_config: Mapping[str, str] = field(factory=dict, repr=False)
     redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
@@ -228,7 +238,11 @@ class Settings:
     @property
     def kafka(self) -> KafkaSettings:
         return KafkaSettings(
-            bootstrap=self.kafka_bootstrap, client_config=self.kafka_client_config, profile=self.compat
+            bootstrap=",".join(self.kafka_bootstrap),
+            client_config=self.kafka_client_config,
+            profile=self.compat,
+            replication_factor=self.kafka_replication_factor,
+            min_insync_replicas=self.kafka_min_insync_replicas,
         )
 
     @property

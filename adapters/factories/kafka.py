@@ -12,7 +12,11 @@ async def open_kafka(settings: KafkaSettings) -> KafkaEventPublisher:
     """A publisher whose broker answers and whose topics exist."""
     try:
         publisher = KafkaEventPublisher(
-            settings.bootstrap, client_config=dict(settings.client_config), profile=settings.profile
+            settings.bootstrap,
+            client_config=dict(settings.client_config),
+            profile=settings.profile,
+            replication_factor=settings.replication_factor,
+            min_insync_replicas=settings.min_insync_replicas,
         )
     except ValueError as exc:  # the message names a key, never a value
         raise ValidationError.for_field("client_config", str(exc)) from None

@@ -75,6 +75,10 @@ class KafkaSettings:
     client_config: tuple[tuple[str, str], ...] = field(converter=_frozen_mapping, repr=False)
     #: the events' wire shapes: ours (``none``) or the existing service's consumers' (``pipeshub``)
     profile: Profile = "none"
+    #: of the topics created here; -1: the broker's default
+    replication_factor: int = -1
+    #: ``min.insync.replicas`` of the topics created here; None: the broker's default
+    min_insync_replicas: int | None = None
 
 
 @frozen

@@ -113,6 +113,7 @@ class KafkaEventPublisher:
         check_timeout: float = 3.0,
         partitions: int = 3,
         replication_factor: int = -1,
+        min_insync_replicas: int | None = None,
     ) -> None:
         if timeout <= 0 or check_timeout <= 0:
             raise ValueError("timeouts must be positive")
@@ -124,6 +125,9 @@ class KafkaEventPublisher:
         self.partitions = partitions
         #: -1: the broker's default (KIP-464)
         self.replication_factor = replication_factor
+        #: with ``acks=all``, a write is acknowledged once this many replicas have it (None: the
+        #: broker's default); set on the topics this publisher creates
+        self.topic_config = {} if min_insync_replicas is None else {"min.insync.replicas": str(min_insync_replicas)}
         self._producer_config = producer_config(bootstrap, client_config, timeout=timeout)
         # The admin client gets the connection and security settings, not the producer ones.
         self._admin_config: dict[str, Any] = {
@@ -242,7 +246,12 @@ class KafkaEventPublisher:
         missing = [t for t in topics if t not in metadata.topics or metadata.topics[t].error is not None]
         if not missing:
             return
-        new = [NewTopic(t, num_partitions=self.partitions, replication_factor=self.replication_factor) for t in missing]
+        new = [
+            NewTopic(
+                t, num_partitions=self.partitions, replication_factor=self.replication_factor, config=self.topic_config
+            )
+            for t in missing
+        ]
         try:
             futures = self._get_admin().create_topics(
                 new, operation_timeout=self.check_timeout, request_timeout=self.check_timeout

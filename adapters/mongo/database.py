@@ -102,6 +102,24 @@ OUTBOX = "outbox"
 OAUTH_STATES = "oauthStates"
 LEASES = "leases"
 COUNTERS = "counters"
+IDEMPOTENCY = "idempotencyKeys"
+
+#: (read concern, write concern) of each collection, outside transactions (a transaction reads
+#: a snapshot and commits with ``w: majority``, whatever the collection says). ``majority``
+#: everywhere: an acknowledged write that a failover rolled back would be a lost token rotation
+#: (``tokens``: the provider already retired the old refresh token), a configuration or an event
+#: that vanished after it was announced, a consumed OAuth state usable again, a relay lease held
+#: twice, or an Idempotency-Key answer forgotten; a majority read never shows a write that can
+#: still be rolled back. The cost is a round trip to a majority of members per write.
+CONCERNS: dict[str, tuple[str, str | int]] = {
+    CONNECTORS: ("majority", "majority"),
+    TOKENS: ("majority", "majority"),
+    OUTBOX: ("majority", "majority"),
+    OAUTH_STATES: ("majority", "majority"),
+    LEASES: ("majority", "majority"),
+    COUNTERS: ("majority", "majority"),
+    IDEMPOTENCY: ("majority", "majority"),
+}
 
 _WRITE_CONFLICT = 112
 _DUPLICATE_KEY = 11000
@@ -244,12 +262,17 @@ class MongoDatabase:
             document_class=dict, tz_aware=True, tzinfo=UTC, unicode_decode_error_handler="surrogateescape"
         )
         self.db: AsyncDatabase[Doc] = client.get_database(db_name, codec_options=options)
-        self.connectors: AsyncCollection[Doc] = self.db[CONNECTORS]
-        self.tokens: AsyncCollection[Doc] = self.db[TOKENS]
-        self.outbox: AsyncCollection[Doc] = self.db[OUTBOX]
-        self.oauth_states: AsyncCollection[Doc] = self.db[OAUTH_STATES]
-        self.leases: AsyncCollection[Doc] = self.db[LEASES]
-        self.counters: AsyncCollection[Doc] = self.db[COUNTERS]
+        self.connectors = self.collection(CONNECTORS)
+        self.tokens = self.collection(TOKENS)
+        self.outbox = self.collection(OUTBOX)
+        self.oauth_states = self.collection(OAUTH_STATES)
+        self.leases = self.collection(LEASES)
+        self.counters = self.collection(COUNTERS)
+
+    def collection(self, name: str) -> AsyncCollection[Doc]:
+        """The collection with its read and write concerns (:data:`CONCERNS`)."""
+        read, write = CONCERNS[name]
+        return self.db.get_collection(name, read_concern=ReadConcern(read), write_concern=WriteConcern(write))
 
     def __repr__(self) -> str:
         return f"MongoDatabase(db={self.db.name!r})"

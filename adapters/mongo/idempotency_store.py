@@ -14,11 +14,11 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from adapters.mongo.database import MongoDatabase, bson_time
+from adapters.mongo.database import IDEMPOTENCY, MongoDatabase, bson_time
 from connector_core.errors import Conflict
 from connector_core.ports.idempotency import IdempotencyRecord, StoredAnswer
 
-COLLECTION = "idempotencyKeys"
+COLLECTION = IDEMPOTENCY
 
 
 def _record(doc: dict[str, Any]) -> IdempotencyRecord:
@@ -34,7 +34,7 @@ class MongoIdempotencyStore:
     def __init__(self, db: MongoDatabase, *, ttl_grace: timedelta = timedelta(days=1)) -> None:
         self._db = db
         self._ttl_grace = ttl_grace
-        self._coll: AsyncCollection[dict[str, Any]] = db.db[COLLECTION]
+        self._coll: AsyncCollection[dict[str, Any]] = db.collection(COLLECTION)
         self._ready = False
         self._ready_lock = asyncio.Lock()
 

@@ -99,7 +99,7 @@ async def test_no_repr_of_a_built_container_shows_a_credential(tmp_path: Path) -
     etcd = EtcdBackend(
         connect_etcd(("127.0.0.1", 1), user="app", password=PW, timeout=0.3, namespace="/ns"), namespace="/ns"
     )
-    kafka = KafkaEventPublisher(settings.kafka_bootstrap, client_config=dict(settings.kafka_client_config))
+    kafka = KafkaEventPublisher(settings.kafka.bootstrap, client_config=dict(settings.kafka_client_config))
     assert settings.backend_url is not None
     backend = HttpxBackendClient(settings.backend_url)
     infra = Infrastructure(

@@ -32,6 +32,7 @@ from connector_core.services.relay import OutboxRelay
 from entrypoints.relay_runner import run_relay
 from tests.builders import api_token_connector
 from tests.contract.backends.kafka import Received, read_back
+from tests.servers import free_port
 
 pytestmark = pytest.mark.kafka
 
@@ -276,3 +277,25 @@ def test_client_config_cannot_weaken_the_delivery_guarantees() -> None:
             producer_config("h:1", {key: value, "sasl.password": "pw-secret"})
         assert key in str(info.value) and "pw-secret" not in str(info.value)
     assert "pw-secret" not in repr(KafkaEventPublisher("h:1", client_config={"sasl.password": "pw-secret"}))
+
+
+async def test_a_bootstrap_list_whose_first_broker_is_gone_still_reaches_the_cluster(
+    world: World, kafka_bootstrap: str
+) -> None:
+    """Several brokers: any one that answers bootstraps the publisher (Tansu here runs one broker
+    per storage: the list's other entries are ports where nothing listens, as after a broker died)."""
+    gone = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    publisher = KafkaEventPublisher(
+        ",".join([gone[0], kafka_bootstrap, gone[1]]), timeout=3.0, check_timeout=2.0, min_insync_replicas=1
+    )
+    assert publisher.topic_config == {"min.insync.replicas": "1"}
+    world.relay = OutboxRelay(world.reader, publisher, SQLiteLeaseLock(world.db, world.clock), world.clock)
+    try:
+        assert await publisher.check() is True
+        await world.commit_toggles(2)
+        outbox = await world.outbox()
+        assert await world.relay.drain() == len(outbox)
+        got = await read_back(kafka_bootstrap, [m.event.event_id for m in outbox])
+        assert first_occurrences(got) == streams(outbox)
+    finally:
+        await publisher.aclose()
