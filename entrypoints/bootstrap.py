@@ -34,7 +34,7 @@ from connector_core.ports.unit_of_work import UnitOfWorkFactory
 from connector_core.services.connectors import ConnectorService
 from connector_core.services.context import ServiceContext
 from connector_core.services.oauth import OAuthService
-from connector_core.services.redirects import OAuthSettings
+from connector_core.services.redirects import OAuthSettings, origin_of
 from connector_core.services.refresh import TokenRefresher
 from connector_core.services.relay import OutboxRelay
 from connector_core.services.token_lease import lease_ttl_for
@@ -103,6 +103,13 @@ def event_routes(settings: Settings) -> Callable[[str], EventRoutes]:
         )
 
     return routes
+
+
+def service_origins(settings: Settings) -> tuple[str, ...]:
+    """The service's own origin (``public_url``, else ``http://host:port``): always an allowed
+    OAuth redirect target, so the web console can complete an authorization by itself."""
+    own = origin_of(settings.base_url)
+    return (own,) if own else ()
 
 
 def _given(storage: StoragePorts, secrets: KeyValueStore | None, settings: Settings, aead: Aead) -> Infrastructure:
@@ -193,6 +200,7 @@ async def _wire(
         OAuthSettings(
             redirect_path=settings.oauth_redirect_path,
             allowed_redirect_origins=settings.oauth_allowed_origins,
+            service_origins=service_origins(settings),
             state_ttl=timedelta(seconds=settings.oauth_state_ttl_seconds),
             post_auth_path=settings.oauth_post_auth_path,
             legacy_redirect_uri=compat.legacy_redirect_uri(settings),

@@ -16,7 +16,7 @@ from attrs import field, frozen
 
 from connector_core.errors import ValidationError
 
-__all__ = ["OAuthSettings", "with_query"]
+__all__ = ["OAuthSettings", "origin_of", "with_query"]
 
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -58,11 +58,22 @@ def _origin(url: str, path: str, *, allow_path: bool = True) -> _Origin:
 
 def _check_origins(instance: Any, attribute: Any, value: tuple[str, ...]) -> None:
     for i, origin in enumerate(value):
-        _origin(origin, f"allowed_redirect_origins[{i}]", allow_path=False)
+        _origin(origin, f"{attribute.name}[{i}]", allow_path=False)
 
 
 def _to_tuple(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(values)
+
+
+def origin_of(url: str) -> str | None:
+    """``scheme://host[:port]`` of an absolute http(s) URL (a path is fine), or None when
+    ``url`` is not one."""
+    try:
+        _origin(url, "url")
+    except ValidationError:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
 
 
 def with_query(url: str, params: dict[str, str]) -> str:
@@ -76,19 +87,23 @@ class OAuthSettings:
     ``redirect_path`` and ``post_auth_path`` are appended to the caller's ``baseUrl``
     (``{connector}`` becomes the catalog key). ``allowed_redirect_origins`` lists the origins
     (``scheme://host[:port]``) a ``baseUrl`` may have; empty allows only ``http://localhost``
-    and ``http://127.0.0.1`` on any port. ``legacy_redirect_uri`` is the redirect URI the front
+    and ``http://127.0.0.1`` on any port. ``service_origins`` are allowed whatever that list
+    says: the service's own URL, where its web console completes authorizations itself. ``legacy_redirect_uri`` is the redirect URI the front
     end used for ``POST /getTokenFromCode`` (e.g. Google's ``postmessage``); when unset, the
     caller's ``baseUrl`` + ``redirect_path`` is used.
     """
 
     redirect_path: str = "/connectors/oauth/callback/{connector}"
     allowed_redirect_origins: tuple[str, ...] = field(default=(), converter=_to_tuple, validator=_check_origins)
+    service_origins: tuple[str, ...] = field(default=(), converter=_to_tuple, validator=_check_origins)
     state_ttl: timedelta = timedelta(minutes=10)
     post_auth_path: str = "/connectors/{connector}"
     legacy_redirect_uri: str | None = None
 
     def allows(self, origin: _Origin) -> bool:
         scheme, host, _ = origin
+        if any(_origin(o, "service_origins", allow_path=False) == origin for o in self.service_origins):
+            return True
         if not self.allowed_redirect_origins:
             return scheme == "http" and host in _LOCAL_HOSTS
         return any(

@@ -25,11 +25,13 @@ OAUTH_BASE_PATTERN = rf"^https?://{_LABEL}(?:\.{_LABEL})*(?::{_PORT})?{_PATH}$"
 _LOCAL_ORIGINS = rf"http://(?:localhost|127\.0\.0\.1)(?::{_PORT})?"
 
 
-def allowed_base_pattern(allowed_origins: Iterable[str]) -> str:
+def allowed_base_pattern(allowed_origins: Iterable[str], service_origins: Iterable[str] = ()) -> str:
     """The ``baseUrl`` values the OAuth routes accept with these allowed origins (empty: any
-    port of http://localhost and http://127.0.0.1), as one pattern."""
+    port of http://localhost and http://127.0.0.1) and the service's own origins, as one
+    pattern."""
     alternatives = []
-    for origin in allowed_origins:
+    allowed = tuple(allowed_origins)
+    for origin in (*allowed, *service_origins):
         parts = urlsplit(origin)
         scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
         port = parts.port or _DEFAULT_PORTS[scheme]
@@ -38,7 +40,7 @@ def allowed_base_pattern(allowed_origins: Iterable[str]) -> str:
         alternatives.append(
             f"{re.escape(scheme)}://{re.escape(host)}{fixed}" + (f"(?:{explicit})?" if explicit else "")
         )
-    origins = "|".join(alternatives) if alternatives else _LOCAL_ORIGINS
+    origins = "|".join(alternatives if allowed else [_LOCAL_ORIGINS, *alternatives])
     return rf"^(?:{origins}){_PATH}$"
 
 

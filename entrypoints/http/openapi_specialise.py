@@ -8,6 +8,7 @@ import copy
 from typing import Any
 
 from connector_core.catalog import CatalogEntry
+from entrypoints.bootstrap import service_origins
 from entrypoints.http.connector_schemas import allowed_base_pattern, config_body, filters_body
 from entrypoints.http.endpoint import Endpoint
 from entrypoints.settings import Settings
@@ -22,7 +23,7 @@ def for_settings(op: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """``baseUrl`` of the OAuth routes narrowed to the allowed origins; the legacy code exchange
     needs one unless a legacy redirect URI is configured."""
     op = copy.deepcopy(op)
-    pattern = allowed_base_pattern(settings.oauth_allowed_origins)
+    pattern = allowed_base_pattern(settings.oauth_allowed_origins, service_origins(settings))
     for param in op["parameters"]:
         if param["name"] == "baseUrl" and param["in"] == "query":
             param["schema"] = {**param["schema"], "pattern": pattern}

@@ -14,7 +14,8 @@ OAUTH_BASE_URL: dict[str, Any] = {
     "maxLength": 2048,
     "pattern": OAUTH_BASE_PATTERN,
     "description": "Where the browser returns: an allowed origin (oauth_allowed_origins; by default "
-    "http://localhost and http://127.0.0.1) with an optional path, no query or fragment.",
+    "http://localhost and http://127.0.0.1; the service's own URL always) with an optional path, "
+    "no query or fragment.",
 }
 
 NAME_PARAM = {"type": "string", "minLength": 1, "maxLength": 100}
