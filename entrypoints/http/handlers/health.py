@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-from datetime import UTC, datetime
-
 from starlette.responses import Response
 
-from connector_core.ports.health import HealthCheck
+from entrypoints.health_report import check_health
 from entrypoints.http.endpoint import Call, ok
+from entrypoints.http.views import iso
 
 
 async def health(call: Call) -> Response:
-    checks = call.app.container.health_checks
-
-    async def probe(check: HealthCheck) -> tuple[str, str, bool]:
-        try:
-            healthy = await asyncio.wait_for(check.check(), timeout=call.app.health_timeout)
-        except (TimeoutError, Exception):
-            healthy = False
-        return check.name, "healthy" if healthy else "unhealthy", check.required
-
-    results = await asyncio.gather(*(probe(c) for c in checks))
-    services = {name: state for name, state, _ in results}
-    down = any(state != "healthy" and required for _, state, required in results)
+    report = await check_health(call.app.container.health_checks, call.app.health_timeout)
     body = {
-        "status": "unhealthy" if down else "healthy",
-        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        "services": services,
+        "status": "healthy" if report.healthy else "unhealthy",
+        "timestamp": iso(report.checked_at),
+        "services": {d.name: "healthy" if d.healthy else "unhealthy" for d in report.dependencies},
     }
-    return ok(body, status=503 if down else 200)
+    return ok(body, status=200 if report.healthy else 503)
