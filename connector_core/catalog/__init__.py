@@ -241,15 +241,30 @@ class CatalogEntry:
 
 def _default_schema(data: Mapping[str, Any]) -> dict[str, Any]:
     """Schema for a custom OAuth provider: client id and secret, sync and filters."""
+    name = str(data.get("displayName", data["key"]))
     return {
         "type": "object",
         "properties": {
             "auth": {
+                "title": "Credentials",
                 "type": "object",
                 "properties": {
-                    "authType": {"enum": list(data.get("authTypes", ["OAUTH"]))},
-                    "clientId": {"type": "string", "minLength": 1, "maxLength": 512},
+                    "authType": {
+                        "title": "Authentication",
+                        "description": f"OAuth: a person consents at {name}.",
+                        "enum": list(data.get("authTypes", ["OAUTH"])),
+                    },
+                    "clientId": {
+                        "title": "Client ID",
+                        "description": f"The OAuth client ID registered at {name}.",
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 512,
+                    },
                     "clientSecret": {
+                        "title": "Client secret",
+                        "description": "The OAuth client secret of that client. Stored encrypted and never shown "
+                        "again; leave empty to keep the stored one.",
                         "type": "string",
                         "minLength": 1,
                         "maxLength": 1024,
@@ -258,9 +273,20 @@ def _default_schema(data: Mapping[str, Any]) -> dict[str, Any]:
                 },
                 "additionalProperties": False,
             },
-            "sync": {"$ref": "#/$defs/sync"},
-            "filters": {"type": "object"},
-            "baseUrl": {"type": "string", "minLength": 1, "maxLength": 2048, "format": "uri"},
+            "sync": {"title": "Sync", "$ref": "#/$defs/sync"},
+            "filters": {
+                "title": "Connector filters (JSON)",
+                "description": "Connector-specific filter settings, as a JSON object.",
+                "type": "object",
+            },
+            "baseUrl": {
+                "title": "Base URL",
+                "description": "Where this connector's data is used (your front end's address).",
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 2048,
+                "format": "uri",
+            },
         },
         "required": ["baseUrl"],
         "additionalProperties": False,
