@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from entrypoints.bootstrap import Container
+from entrypoints.console import console_routes
 from entrypoints.http.dispatch import http_error, server_error
 from entrypoints.http.explorer import explorer_routes
 from entrypoints.http.openapi import openapi_document
@@ -170,6 +171,7 @@ def create_app(
             *routes(holder.current, endpoints_for(container.settings)),
             Route("/openapi.json", openapi, methods=["GET"]),
             *explorer_routes(document),
+            *console_routes(holder.current),
         ],
         exception_handlers=handlers,
         lifespan=lifespan,

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.responses import Response
 
 from connector_core.catalog import thaw
-from connector_core.services.connectors import ConfigUpdate
+from connector_core.services.connectors import ConfigUpdate, ConnectorView
 from entrypoints.http.endpoint import Call, ok
 from entrypoints.http.handlers.connectors import cached
+from entrypoints.http.state import ApiState
 from entrypoints.http.validation import check
 from entrypoints.http.views import config_json, connector_json
 
@@ -23,17 +25,25 @@ async def get_config(call: Call) -> Response:
     return ok(await cached(call, f"config:{key}", load))
 
 
-async def put_config(call: Call) -> Response:
-    container = call.app.container
-    entry = container.catalog.get(call.params["name"])
-    check(call.app.config_validator(entry.key), call.body, "configuration")
+async def save_configuration(
+    app: ApiState, org_id: str, user_id: str | None, name: str, body: Mapping[str, Any]
+) -> ConnectorView:
+    """Validate ``body`` against the connector's schema (400 naming each field) and save it;
+    the API's PUT and the console's form both save through here."""
+    container = app.container
+    entry = container.catalog.get(name)
+    check(app.config_validator(entry.key), body, "configuration")
     update = ConfigUpdate(
-        base_url=call.body["baseUrl"],
-        auth=call.body.get("auth") or {},
-        sync=call.body.get("sync") or {},
-        filters=call.body.get("filters") or {},
+        base_url=body["baseUrl"],
+        auth=body.get("auth") or {},
+        sync=body.get("sync") or {},
+        filters=body.get("filters") or {},
     )
-    view = await container.connectors.update_configuration(call.org_id, call.user_id, entry.key, update)
+    return await container.connectors.update_configuration(org_id, user_id, entry.key, update)
+
+
+async def put_config(call: Call) -> Response:
+    view = await save_configuration(call.app, call.org_id, call.user_id, call.params["name"], call.body)
     return ok(
         {
             "message": "Configuration saved",

@@ -1,0 +1,61 @@
+"""Signing in and out: a one-time link from ``connector-manager admin-url``, or a pasted user
+token (the same admin tokens the API accepts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import Response
+
+from connector_core.errors import Unauthenticated
+from connector_core.ports.iam import Principal
+from entrypoints.console.links import redeem_link
+from entrypoints.console.session import Session
+from entrypoints.console.web import BASE, Page, not_admin
+from entrypoints.http.auth import user_principal
+
+
+async def signin_form(p: Page) -> Response:
+    if p.session is not None and p.session.signed_in:
+        return p.redirect(f"{BASE}/")
+    return p.render("signin.html", error=None)
+
+
+async def signin(p: Page) -> Response:
+    token = p.value("token").strip()
+    if not token:
+        return p.render("signin.html", status=400, error="Paste an admin user token.")
+    try:
+        principal = user_principal(token, p.state.container.service_secrets.jwt_secret)
+    except Unauthenticated as exc:
+        return p.render("signin.html", status=401, error=f"This token is not accepted: {exc.message}.")
+    expires: Any = principal.claims.get("exp")
+    return await _start(p, principal, ends_by=expires if isinstance(expires, int) else None)
+
+
+async def signin_link(p: Page) -> Response:
+    token = str(p.request.path_params["token"])
+    principal = await redeem_link(p.state.container.secrets_store, token, p.now)
+    if principal is None:
+        return p.error(
+            401,
+            "This sign-in link cannot be used",
+            "It is unknown, expired or was already used (each link works once). "
+            "Run `connector-manager admin-url` for a new one, or sign in with a token.",
+        )
+    return await _start(p, principal, ends_by=None)
+
+
+async def signout(p: Page) -> Response:
+    p.sign_out()
+    return p.redirect(f"{BASE}/signin")
+
+
+async def _start(p: Page, principal: Principal, *, ends_by: int | None) -> Response:
+    if not await p.state.container.iam.is_admin(principal):
+        return not_admin(p, principal)
+    session = Session.for_principal(principal, p.now, ends_by=ends_by)
+    if not session.claims_fit():
+        return p.render("signin.html", status=400, error="This token carries too many claims for a console session.")
+    p.sign_in(session)
+    return p.redirect(f"{BASE}/")

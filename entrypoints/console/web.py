@@ -1,0 +1,265 @@
+"""What every console page shares: the request's context (state, session, signed-in admin),
+rendering with the security headers, error pages, and the guard each handler runs behind
+(sign-in, admin check, CSRF check on every state-changing form)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from attrs import define, field
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from connector_core.errors import ConnectorManagerError, Unavailable
+from connector_core.ports.iam import Principal
+from entrypoints.console.session import COOKIE, Session, csrf_matches, decode, encode
+from entrypoints.http.errors import status_for
+from entrypoints.http.state import ApiState
+
+log = logging.getLogger("connector_manager.console")
+
+BASE = "/admin"
+#: a console form is small; the largest field is a pasted service-account key (64 KiB)
+MAX_FORM_BYTES = 256 * 1024
+_HEADERS = {
+    # no inline script or style, nothing from elsewhere, never framed
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    # the one-time link and the OAuth callback carry secrets in their URL: never in a Referer
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+TEMPLATES = Environment(
+    loader=PackageLoader("entrypoints.console", "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+
+def relative(moment: datetime, now: int) -> str:
+    """"in 55 min", "3 h ago": how far ``moment`` is from ``now`` (epoch seconds)."""
+    seconds = int(moment.timestamp()) - now
+    ahead, span = seconds >= 0, abs(seconds)
+    if span < 60:
+        text = f"{span} s"
+    elif span < 3600:
+        text = f"{span // 60} min"
+    elif span < 2 * 86400:
+        text = f"{span // 3600} h {span % 3600 // 60} min"
+    else:
+        text = f"{span // 86400} days"
+    return f"in {text}" if ahead else f"{text} ago"
+
+
+TEMPLATES.filters["relative"] = relative
+
+StateGetter = Callable[[], ApiState]
+
+
+class FormError(ConnectorManagerError):
+    """A form could not be read (too large, not a form)."""
+
+    code = "BAD_FORM"
+
+
+@define
+class Page:
+    """One console request: the application state it started with, its session, the form it
+    posted, and (behind the guard) the signed-in admin."""
+
+    request: Request
+    state: ApiState
+    session: Session | None
+    now: int
+    form: list[tuple[str, str]] = field(factory=list)
+    #: set when the response must carry a new session cookie (None: leave it as it is)
+    new_session: Session | None = None
+    clear_session: bool = False
+
+    @property
+    def principal(self) -> Principal:
+        assert self.session is not None and self.session.signed_in
+        return self.session.principal
+
+    @property
+    def org_id(self) -> str:
+        org = self.principal.org_id
+        assert org is not None
+        return org
+
+    @property
+    def user_id(self) -> str:
+        user = self.principal.user_id
+        assert user is not None
+        return user
+
+    @property
+    def csrf(self) -> str:
+        """The CSRF token forms rendered now must carry (a fresh anonymous session's if needed)."""
+        session = self.new_session or self.session
+        if session is None:
+            session = self.new_session = Session.anonymous(self.now)
+        return session.csrf
+
+    def value(self, name: str, default: str = "") -> str:
+        return next((v for k, v in self.form if k == name), default)
+
+    def values(self, name: str) -> list[str]:
+        return [v for k, v in self.form if k == name]
+
+    def sign_in(self, session: Session) -> None:
+        self.new_session = session
+
+    def sign_out(self) -> None:
+        self.clear_session = True
+
+    # -- responses ---------------------------------------------------------------------------
+
+    def render(self, template: str, status: int = 200, **values: Any) -> Response:
+        signed_in = self.session is not None and self.session.signed_in and not self.clear_session
+        context = {
+            "base": BASE,
+            "csrf": self.csrf,
+            "who": self.session if signed_in else None,
+            "notice": None,
+            "nav": None,
+            **values,
+        }
+        html = TEMPLATES.get_template(template).render(context)
+        return self.finish(HTMLResponse(html, status_code=status))
+
+    def redirect(self, path: str) -> Response:
+        return self.finish(RedirectResponse(path, status_code=303))
+
+    def error(self, status: int, title: str, message: str) -> Response:
+        return self.render("error.html", status=status, title=title, message=message)
+
+    def finish(self, response: Response) -> Response:
+        for name, value in _HEADERS.items():
+            response.headers.setdefault(name, value)
+        secure = self.request.url.scheme == "https"
+        if self.clear_session:
+            response.delete_cookie(COOKIE, path=BASE, secure=secure, httponly=True, samesite="lax")
+        elif self.new_session is not None:
+            secret = self.state.container.service_secrets.cookie_secret
+            response.set_cookie(
+                COOKIE,
+                encode(self.new_session, secret),
+                max_age=max(1, self.new_session.expires_at - self.now),
+                path=BASE,
+                secure=secure,
+                httponly=True,
+                # Lax, not Strict: the provider's redirect back to the callback is a top-level
+                # navigation from another site and must carry the session
+                samesite="lax",
+            )
+        return response
+
+
+Handler = Callable[[Page], Awaitable[Response]]
+
+
+async def read_form(request: Request) -> list[tuple[str, str]]:
+    """An ``application/x-www-form-urlencoded`` body (what the console's forms send)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        raise FormError("the console's forms are sent as application/x-www-form-urlencoded")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise FormError(f"the form is larger than {MAX_FORM_BYTES // 1024} KiB")
+    try:
+        text = body.decode("utf-8")
+        return parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=1000)
+    except (UnicodeDecodeError, ValueError):
+        raise FormError("the form is not valid UTF-8 form data") from None
+
+
+def page(state_getter: StateGetter, handler: Handler, *, admin: bool = True, form: bool = False) -> Any:
+    """A Starlette endpoint running ``handler`` behind the guard: with ``admin``, a signed-in
+    admin of their org is required (else the sign-in page, or a 403 page); with ``form``,
+    the posted form is read and its CSRF token must be the session's (else a 403 page)."""
+
+    async def endpoint(request: Request) -> Response:
+        state = state_getter()
+        now = int(time.time())
+        secret = state.container.service_secrets.cookie_secret
+        p = Page(request, state, decode(request.cookies.get(COOKIE), secret, now), now)
+        try:
+            if not secret:
+                return p.error(503, "Console unavailable", "The service has no cookie secret to sign sessions with.")
+            if form:
+                p.form = await read_form(request)
+                if not csrf_matches(p.session, p.value("csrf")):
+                    return p.error(
+                        403,
+                        "Form refused",
+                        "This form did not come from this console session (the CSRF check failed). "
+                        "Reload the page and send it again.",
+                    )
+            if admin:
+                refused = await _require_admin(p)
+                if refused is not None:
+                    return refused
+            return await handler(p)
+        except FormError as exc:
+            return p.error(400, "Form refused", exc.message)
+        except ConnectorManagerError as exc:
+            status = status_for(exc)
+            if isinstance(exc, Unavailable):
+                log.warning("console: dependency unavailable on %s: %s", request.url.path, exc.message)
+            return p.error(status, _TITLES.get(status, "Refused"), exc.message)
+        except Exception:
+            log.exception("console: unexpected error on %s %s", request.method, request.url.path)
+            return p.finish(HTMLResponse(_FAILED, status_code=500))
+
+    endpoint.__name__ = handler.__name__
+    return endpoint
+
+
+#: the page of an unexpected error (plain: rendering may be what failed)
+_FAILED = (
+    "<!doctype html><title>Something went wrong</title><h1>Something went wrong</h1>"
+    f'<p>An unexpected error happened; the service log has details. <a href="{BASE}/">Back to the console</a></p>'
+)
+
+_TITLES: Mapping[int, str] = {
+    400: "Not accepted",
+    401: "Sign in again",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Not possible now",
+    502: "The provider failed",
+    503: "A dependency is unavailable",
+}
+
+
+async def _require_admin(p: Page) -> Response | None:
+    if p.session is None or not p.session.signed_in:
+        return p.redirect(f"{BASE}/signin")
+    if not await p.state.container.iam.is_admin(p.principal):
+        return not_admin(p, p.principal)
+    return None
+
+
+def not_admin(p: Page, principal: Principal) -> Response:
+    who = principal.email or principal.user_id or "this account"
+    p.sign_out()
+    return p.render(
+        "refused.html",
+        status=403,
+        who=who,
+        org=principal.org_id,
+    )
