@@ -51,6 +51,8 @@ def relative(moment: datetime, now: int) -> str:
     """"in 55 min", "3 h ago": how far ``moment`` is from ``now`` (epoch seconds)."""
     seconds = int(moment.timestamp()) - now
     ahead, span = seconds >= 0, abs(seconds)
+    if span < 5:
+        return "just now"
     if span < 60:
         text = f"{span} s"
     elif span < 3600:
@@ -255,11 +257,6 @@ async def _require_admin(p: Page) -> Response | None:
 
 
 def not_admin(p: Page, principal: Principal) -> Response:
-    who = principal.email or principal.user_id or "this account"
     p.sign_out()
-    return p.render(
-        "refused.html",
-        status=403,
-        who=who,
-        org=principal.org_id,
-    )
+    account = principal.email or principal.user_id or "this account"
+    return p.render("refused.html", status=403, account=account, org=principal.org_id)

@@ -236,6 +236,14 @@ class _State:
                 raise ValueError(f"unknown client {client_id!r}")
             return self._new_lineage_locked(client_id, list(scopes), dict(self.user))
 
+    def op_revoke_grants(self, client_id: str) -> int:
+        """The provider ends every grant of ``client_id`` (an admin revoked the app's access):
+        its refresh tokens stop working. Returns how many grants ended."""
+        with self.lock:
+            lineages = {r.lineage for r in self.refresh.values() if r.client_id == client_id}
+            self.revoked_lineages |= lineages
+            return len(lineages)
+
     def op_set_fault(self, kind: str, count: int | None = None, opts: dict[str, Any] | None = None) -> None:
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")
@@ -745,6 +753,10 @@ class _ProviderAPI:
 
     def mint_refresh_token(self, client_id: str, scopes: list[str]) -> str:
         return str(self._op("mint_refresh_token", {"client_id": client_id, "scopes": scopes}))
+
+    def revoke_grants(self, client_id: str) -> int:
+        """End every grant of ``client_id`` at the provider (its refresh tokens stop working)."""
+        return int(self._op("revoke_grants", {"client_id": client_id}))
 
     def set_fault(self, kind: str, count: int | None = None, **opts: Any) -> None:
         self._op("set_fault", {"kind": kind, "count": count, "opts": opts})
