@@ -31,13 +31,13 @@ class HealthReport:
         return all(d.healthy or not d.required for d in self.dependencies)
 
 
-async def check_health(checks: Iterable[HealthCheck], timeout: float) -> HealthReport:
-    """Every check at once; one that fails, raises or takes longer than ``timeout`` seconds is
+async def check_health(checks: Iterable[HealthCheck], within_seconds: float) -> HealthReport:
+    """Every check at once; one that fails, raises or takes longer than ``within_seconds`` is
     unhealthy."""
 
     async def probe(check: HealthCheck) -> DependencyHealth:
         try:
-            healthy = await asyncio.wait_for(check.check(), timeout=timeout)
+            healthy = await asyncio.wait_for(check.check(), timeout=within_seconds)
         except Exception:  # TimeoutError included: a probe that does not answer is unhealthy
             healthy = False
         return DependencyHealth(check.name, bool(healthy), check.required)

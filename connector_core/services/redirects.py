@@ -88,9 +88,10 @@ class OAuthSettings:
     (``{connector}`` becomes the catalog key). ``allowed_redirect_origins`` lists the origins
     (``scheme://host[:port]``) a ``baseUrl`` may have; empty allows only ``http://localhost``
     and ``http://127.0.0.1`` on any port. ``service_origins`` are allowed whatever that list
-    says: the service's own URL, where its web console completes authorizations itself. ``legacy_redirect_uri`` is the redirect URI the front
-    end used for ``POST /getTokenFromCode`` (e.g. Google's ``postmessage``); when unset, the
-    caller's ``baseUrl`` + ``redirect_path`` is used.
+    says: the service's own URL, where its web console completes authorizations itself.
+    ``legacy_redirect_uri`` is the redirect URI the front end used for ``POST
+    /getTokenFromCode`` (e.g. Google's ``postmessage``); when unset, the caller's ``baseUrl`` +
+    ``redirect_path`` is used.
     """
 
     redirect_path: str = "/connectors/oauth/callback/{connector}"

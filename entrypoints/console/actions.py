@@ -59,7 +59,9 @@ async def save_filters(p: Page) -> Response:
     for name, value in p.form:
         values.setdefault(name, []).append(value)
     try:
-        await p.state.container.connectors.save_filters(p.org_id, p.user_id, key, filter_selection(entry.filters, values))
+        await p.state.container.connectors.save_filters(
+            p.org_id, p.user_id, key, filter_selection(entry.filters, values)
+        )
     except (ValidationError, DomainRuleViolation) as exc:
         return await connector(p, status=status_for(exc), problem=exc.message)
     return _back(p, key, "filters")
@@ -105,11 +107,19 @@ async def callback(p: Page) -> Response:
         )
     except ConnectorManagerError as exc:
         return p.render(
-            "callback_failed.html", status=status_for(exc), key=key, name=p.state.container.catalog.get(key).display_name, message=exc.message
+            "callback_failed.html",
+            status=status_for(exc),
+            key=key,
+            name=p.state.container.catalog.get(key).display_name,
+            message=exc.message,
         )
     if not result.authenticated:
         return p.render(
-            "callback_failed.html", status=200, key=key, name=result.connector.entry.display_name, message=result.reason or ""
+            "callback_failed.html",
+            status=200,
+            key=key,
+            name=result.connector.entry.display_name,
+            message=result.reason or "",
         )
     return _back(p, key, "connected")
 

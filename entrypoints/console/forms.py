@@ -117,7 +117,9 @@ def config_form(entry: CatalogEntry, config: Mapping[str, Any]) -> list[FormSect
         if prop.get("type") == "object" and prop.get("properties"):
             inner_required = set(prop.get("required", ()))
             fields = tuple(
-                _field(entry, f"{name}.{sub}", _resolve(sub_schema, defs), config.get(name) or {}, sub in inner_required)
+                _field(
+                    entry, f"{name}.{sub}", _resolve(sub_schema, defs), config.get(name) or {}, sub in inner_required
+                )
                 for sub, sub_schema in prop["properties"].items()
             )
             sections.append(FormSection(str(prop.get("title") or _label(name)), fields))
@@ -132,7 +134,9 @@ def config_form(entry: CatalogEntry, config: Mapping[str, Any]) -> list[FormSect
     return out
 
 
-def config_body(sections: Sequence[FormSection], answers: Mapping[str, str]) -> tuple[dict[str, Any], list[dict[str, str]]]:
+def config_body(
+    sections: Sequence[FormSection], answers: Mapping[str, str]
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """The ``PUT /config`` body from the form's answers, and what could not even be read (a
     number that is not one, JSON that does not parse). Empty fields are left out: an empty
     secret keeps the stored one; the schema check that follows says what is missing."""
@@ -219,6 +223,7 @@ def filter_selection(filters: Sequence[FilterDefinition], values: Mapping[str, l
 def with_answers(sections: Sequence[FormSection], answers: Mapping[str, str]) -> list[FormSection]:
     """The form as the person filled it in (to show it again with its errors); secrets stay
     empty: what was typed into one is never sent back."""
+
     def answered(f: FormField) -> FormField:
         if f.kind in ("secret", "secret-area"):
             return f

@@ -46,9 +46,8 @@ TEMPLATES = Environment(
 )
 
 
-
 def relative(moment: datetime, now: int) -> str:
-    """"in 55 min", "3 h ago": how far ``moment`` is from ``now`` (epoch seconds)."""
+    """ "in 55 min", "3 h ago": how far ``moment`` is from ``now`` (epoch seconds)."""
     seconds = int(moment.timestamp()) - now
     ahead, span = seconds >= 0, abs(seconds)
     if span < 5:
@@ -173,10 +172,11 @@ Handler = Callable[[Page], Awaitable[Response]]
 
 
 async def read_form(request: Request) -> list[tuple[str, str]]:
-    """An ``application/x-www-form-urlencoded`` body (what the console's forms send)."""
+    """An ``application/x-www-form-urlencoded`` body (what the console's forms send); anything
+    else is an empty form, which no CSRF check passes."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
-        raise FormError("the console's forms are sent as application/x-www-form-urlencoded")
+        return []
     body = b""
     async for chunk in request.stream():
         body += chunk

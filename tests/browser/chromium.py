@@ -23,7 +23,9 @@ WIDTH = 1280
 def start_chromium(profile: Path) -> WebDriver:
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
     if missing:
-        raise RuntimeError(f"{', '.join(missing)} missing: run scripts/install-servers.sh (Debian chromium, chromium-driver)")
+        raise RuntimeError(
+            f"{', '.join(missing)} missing: run scripts/install-servers.sh (Debian chromium, chromium-driver)"
+        )
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in (
@@ -90,9 +92,7 @@ class Browser:
         page = self.find("html")
         action()
         WebDriverWait(self.driver, 20).until(expected_conditions.staleness_of(page))
-        WebDriverWait(self.driver, 20).until(
-            lambda d: d.execute_script("return document.readyState") == "complete"
-        )
+        WebDriverWait(self.driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
     def shot(self, name: str) -> Path:
         """A screenshot of the whole page, kept under test-artifacts/console/."""

@@ -161,7 +161,9 @@ def test_toggle_and_the_event_timeline(browser: Browser, service: Service) -> No
     browser.open(f"{service.url}/admin/events")
     types = [e.text for e in browser.all("#events tbody .etype")]
     assert types[0] == "appDisabled"  # newest first
-    assert {"appEnabled", "connectorConfigured", "TOKEN_CREATED", "TOKEN_EXPIRED", "connectorAuthStatusChanged"} <= set(types)
+    assert {"appEnabled", "connectorConfigured", "TOKEN_CREATED", "TOKEN_EXPIRED", "connectorAuthStatusChanged"} <= set(
+        types
+    )
     browser.shot("events")
 
     browser.choose("#event-filters select[name=connector]", "confluence")

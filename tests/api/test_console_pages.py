@@ -1,0 +1,188 @@
+"""The web console through ASGI: sign-in, the session cookie, CSRF, admins only, secrets never
+rendered, forms that name the field at fault, and the service's own URL as a redirect origin."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from entrypoints.bootstrap import build_container
+from entrypoints.console.links import issue_link
+from entrypoints.http.app import create_app
+from entrypoints.settings import load_settings
+from tests.api.conftest import CONFLUENCE_API_TOKEN, Api
+
+SERVICE = "http://127.0.0.1:8088"
+
+
+@pytest.fixture
+async def console(tmp_path: Path) -> AsyncIterator[Api]:
+    settings = load_settings(env={}, storage="memory", secrets="memory", data_dir=tmp_path)
+    container = await build_container(settings, env={})
+    transport = httpx.ASGITransport(app=create_app(container), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url=SERVICE) as client:
+        yield Api(client, container)
+    await container.aclose()
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "the page has a form with its CSRF token"
+    return found.group(1)
+
+
+async def sign_in(api: Api, token: str) -> httpx.Response:
+    page = await api.client.get("/admin/signin")
+    return await api.client.post("/admin/signin", data={"csrf": csrf_of(page.text), "token": token})
+
+
+async def test_pages_need_a_session(console: Api) -> None:
+    assert (await console.client.get("/admin")).headers["location"] == "/admin/"
+    for path in ("/admin/", "/admin/connectors/confluence", "/admin/events", "/admin/health"):
+        r = await console.client.get(path)
+        assert r.status_code == 303 and r.headers["location"] == "/admin/signin", path
+
+
+async def test_an_admin_token_signs_in_with_a_locked_down_cookie(console: Api) -> None:
+    r = await sign_in(console, console.user_token(org="acme", admin=True, ttl=600))
+    assert r.status_code == 303 and r.headers["location"] == "/admin/"
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/admin" in cookie
+    max_age = re.search(r"Max-Age=(\d+)", cookie)
+    assert max_age is not None and 0 < int(max_age.group(1)) <= 600  # never outlives the token it came from
+    page = await console.client.get("/admin/")
+    assert page.status_code == 200 and "org <strong>acme</strong>" in page.text
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    token_value = cookie.split(";")[0].split("=", 1)[1]
+    assert "Bearer" not in token_value and console.user_token(org="acme", admin=True) not in page.text
+
+
+async def test_a_non_admin_is_refused_with_a_clear_page(console: Api) -> None:
+    r = await sign_in(console, console.user_token(org="acme", user="bob", email="bob@acme.example", admin=False))
+    assert r.status_code == 403
+    assert "bob@acme.example</strong> is not an admin of org <strong>acme" in r.text
+    assert (await console.client.get("/admin/")).headers["location"] == "/admin/signin"
+
+
+async def test_a_bad_token_is_refused_on_the_form(console: Api) -> None:
+    r = await sign_in(console, "not.a.token")
+    assert r.status_code == 401 and "not accepted" in r.text
+    scoped = await sign_in(console, console.scoped_token())
+    assert scoped.status_code == 401 and "not accepted" in scoped.text
+
+
+async def test_every_form_needs_its_csrf_token(console: Api) -> None:
+    await sign_in(console, console.user_token(org="acme", admin=True))
+    await console.client.put(
+        "/api/v1/connectors/config/confluence",
+        json=CONFLUENCE_API_TOKEN,
+        headers=console.auth(console.user_token(org="acme", admin=True)),
+    )
+    page = await console.client.get("/admin/connectors/confluence")
+    token = csrf_of(page.text)
+    posts = ["config", "toggle", "filters", "connect", "revoke"]
+    for action in posts:
+        for data in ({"enabled": "true"}, {"enabled": "true", "csrf": token[:-2] + "xx"}):
+            r = await console.client.post(f"/admin/connectors/confluence/{action}", data=data)
+            assert r.status_code == 403 and "CSRF" in r.text, action
+    r = await console.client.post("/admin/signout", data={})
+    assert r.status_code == 403
+    view = (await console.client.get("/api/v1/connectors/config/confluence", headers=console.admin)).json()
+    assert view["isEnabled"] is False  # nothing happened
+    ok = await console.client.post("/admin/connectors/confluence/toggle", data={"enabled": "true", "csrf": token})
+    assert ok.status_code == 303
+
+
+async def test_a_tampered_session_is_no_session(console: Api) -> None:
+    await sign_in(console, console.user_token(org="acme", admin=True))
+    value = console.client.cookies["cm_console"]
+    payload, mac = value.split(".")
+    data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    data["o"] = "other-org"
+    forged = base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+    console.client.cookies.set("cm_console", f"{forged}.{mac}", path="/admin")
+    r = await console.client.get("/admin/")
+    assert r.status_code == 303 and r.headers["location"] == "/admin/signin"
+
+
+async def test_secrets_are_never_rendered(console: Api) -> None:
+    await console.client.put(
+        "/api/v1/connectors/config/confluence",
+        json=CONFLUENCE_API_TOKEN,
+        headers=console.auth(console.user_token(org="acme", admin=True)),
+    )
+    await sign_in(console, console.user_token(org="acme", admin=True))
+    page = await console.client.get("/admin/connectors/confluence")
+    assert page.status_code == 200
+    assert "PLANTED-API-TOKEN" not in page.text
+    assert re.search(r'<span class="is-set">set</span> — replace\?', page.text)
+    for path in ("/admin/", "/admin/events", "/admin/health"):
+        assert "PLANTED-API-TOKEN" not in (await console.client.get(path)).text
+
+
+async def test_a_refused_configuration_names_the_field_and_keeps_what_was_typed(console: Api) -> None:
+    await sign_in(console, console.user_token(org="acme", admin=True))
+    token = csrf_of((await console.client.get("/admin/connectors/confluence")).text)
+    form = {
+        "csrf": token,
+        "baseUrl": "ftp://files.example.com",
+        "auth.authType": "API_TOKEN",
+        "auth.email": "ops@acme.example",
+        "auth.apiToken": "TYPED-SECRET",
+        "sync.batchSize": "many",
+    }
+    r = await console.client.post("/admin/connectors/confluence/config", data=form)
+    assert r.status_code == 400
+    assert "sync.batchSize" in r.text and "must be a whole number" in r.text
+    assert 'value="ops@acme.example"' in r.text and "TYPED-SECRET" not in r.text
+    form["sync.batchSize"] = "50"
+    r = await console.client.post("/admin/connectors/confluence/config", data=form)
+    assert r.status_code == 400 and 'data-field="baseUrl"' in r.text and 'class="error"' in r.text
+    form["baseUrl"] = "https://files.example.com"
+    r = await console.client.post("/admin/connectors/confluence/config", data=form)
+    assert r.status_code == 303
+    view = (
+        await console.client.get(
+            "/api/v1/connectors/config/confluence", headers=console.auth(console.user_token(org="acme", admin=True))
+        )
+    ).json()
+    assert view["config"]["sync"] == {"batchSize": 50}
+    assert view["config"]["auth"]["hasApiToken"] is True and view["authType"] == "API_TOKEN"
+
+
+async def test_a_one_time_link_works_once(console: Api) -> None:
+    store = console.container.secrets_store
+    token = await issue_link(store, org_id="acme", user_id="alice", email=None, now=int(time.time()))
+    r = await console.client.get(f"/admin/link/{token}")
+    assert r.status_code == 303 and r.headers["location"] == "/admin/" and "cm_console=" in r.headers["set-cookie"]
+    console.client.cookies.clear()
+    again = await console.client.get(f"/admin/link/{token}")
+    assert again.status_code == 401 and "already used" in again.text
+    expired = await issue_link(store, org_id="acme", user_id="alice", email=None, now=int(time.time()) - 600)
+    assert (await console.client.get(f"/admin/link/{expired}")).status_code == 401
+
+
+async def test_the_services_own_url_is_an_allowed_redirect_origin(tmp_path: Path) -> None:
+    settings = load_settings(
+        env={},
+        storage="memory",
+        secrets="memory",
+        data_dir=tmp_path,
+        public_url="https://cm.example.com",
+        oauth_allowed_origins=["https://app.example.com"],
+    )
+    container = await build_container(settings, env={})
+    policy = container.oauth.settings
+    assert policy.checked_base("https://cm.example.com/admin/oauth") == "https://cm.example.com/admin/oauth"
+    assert policy.checked_base("https://app.example.com") == "https://app.example.com"
+    with pytest.raises(Exception, match="not allowed"):
+        policy.checked_base("https://evil.example.com")
+    await container.aclose()

@@ -1,0 +1,41 @@
+"""One-time console sign-in links on every secret store: a link signs in once, even when two
+redeem it at the same time, and not after it expired."""
+
+from __future__ import annotations
+
+import asyncio
+
+from connector_core.ports.kv_store import KeyValueStore
+from entrypoints.console.links import LINKS_PREFIX, issue_link, redeem_link
+
+NOW = 1_900_000_000
+
+
+async def test_a_link_signs_in_once(kv_store: KeyValueStore) -> None:
+    token = await issue_link(kv_store, org_id="acme", user_id="alice", email="a@acme.example", now=NOW, ttl=60)
+    principal = await redeem_link(kv_store, token, NOW + 59)
+    assert principal is not None
+    assert (principal.org_id, principal.user_id, principal.email) == ("acme", "alice", "a@acme.example")
+    assert principal.claims["isAdmin"] is True
+    assert await redeem_link(kv_store, token, NOW + 59) is None
+
+
+async def test_two_redeeming_at_once_get_one_session(kv_store: KeyValueStore) -> None:
+    token = await issue_link(kv_store, org_id="acme", user_id="alice", email=None, now=NOW, ttl=60)
+    results = await asyncio.gather(*(redeem_link(kv_store, token, NOW + 1) for _ in range(5)))
+    assert sum(r is not None for r in results) == 1
+
+
+async def test_an_expired_link_is_refused_and_forgotten(kv_store: KeyValueStore) -> None:
+    token = await issue_link(kv_store, org_id="acme", user_id="alice", email=None, now=NOW, ttl=60)
+    assert await redeem_link(kv_store, token, NOW + 60) is None
+    assert await kv_store.list_prefix(LINKS_PREFIX) == {}
+
+
+async def test_only_the_hash_is_stored_and_unused_expired_links_are_cleaned_up(kv_store: KeyValueStore) -> None:
+    old = await issue_link(kv_store, org_id="acme", user_id="alice", email=None, now=NOW, ttl=60)
+    fresh = await issue_link(kv_store, org_id="acme", user_id="bob", email=None, now=NOW + 120, ttl=60)
+    stored = await kv_store.list_prefix(LINKS_PREFIX)
+    assert len(stored) == 1  # the expired one went when the next was issued
+    assert all(old not in k and fresh not in k and fresh not in v.value for k, v in stored.items())
+    assert await redeem_link(kv_store, "not-a-token", NOW) is None
