@@ -186,3 +186,13 @@ async def test_the_services_own_url_is_an_allowed_redirect_origin(tmp_path: Path
     with pytest.raises(Exception, match="not allowed"):
         policy.checked_base("https://evil.example.com")
     await container.aclose()
+
+
+def test_admin_url_checks_its_arguments_and_refuses_a_data_dir_never_used(tmp_path: Path) -> None:
+    from tests.cli import run_cli
+
+    typo = tmp_path / "typo"
+    done = run_cli("admin-url", "--data-dir", str(typo), "--org", "acme")
+    assert done.returncode == 2 and "never initialised" in done.stderr and not typo.exists()
+    done = run_cli("admin-url", "--data-dir", str(typo), "--org", "acme", "--ttl", "0")
+    assert done.returncode == 2 and "--ttl" in done.stderr and not typo.exists()

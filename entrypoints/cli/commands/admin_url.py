@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from entrypoints.bootstrap import build_container
-from entrypoints.cli.options import add_settings_options
+from entrypoints.cli.options import add_settings_options, require_initialised
 from entrypoints.console.links import DEFAULT_LINK_SECONDS, MAX_LINK_SECONDS, issue_link, link_path
 from entrypoints.settings import Settings, SettingsError
 
@@ -44,6 +44,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise SettingsError.for_field(
             "secrets", "is memory: a link kept in this command's memory could not be used by the server"
         )
+    require_initialised(settings)
     print(asyncio.run(_link(settings, args)))
     return 0
 
