@@ -196,3 +196,53 @@ def test_admin_url_checks_its_arguments_and_refuses_a_data_dir_never_used(tmp_pa
     assert done.returncode == 2 and "never initialised" in done.stderr and not typo.exists()
     done = run_cli("admin-url", "--data-dir", str(typo), "--org", "acme", "--ttl", "0")
     assert done.returncode == 2 and "--ttl" in done.stderr and not typo.exists()
+
+
+async def test_a_refresh_token_about_to_die_is_flagged_in_the_list(console: Api) -> None:
+    from datetime import timedelta
+
+    from connector_core.services.connectors import ConfigUpdate
+    from connector_core.tokens import TokenRecord, TokenSet
+
+    container, ctx = console.container, console.container.ctx
+    update = ConfigUpdate(
+        base_url="http://localhost:3000", auth={"clientId": "c", "clientSecret": "s"}, sync={}, filters={}
+    )
+    await container.connectors.update_configuration("acme", "seeder", "googleWorkspace", update)
+    now = ctx.clock.now()
+    tokens = TokenSet(
+        access_token="PLANTED-ACCESS",
+        obtained_at=now,
+        refresh_token="PLANTED-REFRESH",
+        expires_at=now + timedelta(hours=1),
+        refresh_token_expires_at=now + timedelta(days=3),  # the provider said so
+        scopes=frozenset({"https://www.googleapis.com/auth/drive.readonly"}),
+    )
+    async with ctx.uow() as uow:
+        connector = await uow.connectors.get("acme", "googleWorkspace")
+        assert connector is not None
+        connector.record_authorization(
+            container.catalog.get("googleWorkspace"), ["DRIVE"], by="seeder", now=now, ids=ctx.ids
+        )
+        record = TokenRecord.create(
+            token_id=ctx.ids.new_id(),
+            org_id="acme",
+            connector_key="googleWorkspace",
+            account_id="seeder",
+            service_type="DRIVE",
+            tokens=tokens,
+            lifecycle=ctx.lifecycle,
+            now=now,
+            ids=ctx.ids,
+        )
+        await uow.connectors.save(connector)
+        await uow.tokens.add(record)
+        await uow.commit()
+    await sign_in(console, console.user_token(org="acme", admin=True))
+    page = (await console.client.get("/admin/")).text
+    row = page[page.index('data-key="googleWorkspace"') :].split("</tr>")[0]
+    assert "refresh-warning" in page[: page.index('data-key="googleWorkspace"')].rsplit("<tr", 1)[1]
+    assert "dies within 7 days" in row and "as the provider said" in row
+    assert "PLANTED-ACCESS" not in page and "PLANTED-REFRESH" not in page
+    detail = (await console.client.get("/admin/connectors/googleWorkspace")).text
+    assert "dies within 7 days" in detail
