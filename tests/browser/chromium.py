@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import gc
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,6 +46,17 @@ def start_chromium(profile: Path) -> WebDriver:
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(30)
     return driver
+
+
+def quit_chromium(driver: WebDriver) -> None:
+    """Quit the browser and its driver. Selenium's ``Service.send_remote_shutdown_command``
+    leaves the response of its ``/shutdown`` request (and its socket) to the garbage collector;
+    collect it here, quietly, rather than in a later test (where ``filterwarnings = error``
+    would fail whichever test ran a collection next)."""
+    driver.quit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 class Browser:

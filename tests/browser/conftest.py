@@ -13,7 +13,7 @@ import httpx
 import pytest
 from attrs import frozen
 
-from tests.browser.chromium import Browser, start_chromium
+from tests.browser.chromium import Browser, quit_chromium, start_chromium
 from tests.cli import ROOT, clean_env, command, run_cli
 from tests.fakes.oauth_provider import FakeOAuthProvider
 from tests.servers import free_port
@@ -121,4 +121,4 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
     try:
         yield Browser(driver)
     finally:
-        driver.quit()
+        quit_chromium(driver)
