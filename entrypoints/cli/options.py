@@ -23,6 +23,14 @@ def add_settings_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def nonblank(value: str) -> str:
+    """An argparse ``type`` for an id (org, user, e-mail): a blank one (``--org "$ORG"`` with ORG
+    unset) is refused before anything is read or written, never taken as "none given"."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty (was a variable unset?)")
+    return value.strip()
+
+
 def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
     """Defaults ← settings file ← ``CM_*`` environment ← the command's options."""
     return load_settings(

@@ -158,7 +158,17 @@ async def authenticate(
     return principal
 
 
+def _an_id(name: str, value: str) -> str:
+    """A claim that names an org or a user: a blank one is a caller's mistake (an unset variable),
+    never "no such claim" -- for a scoped token that would mean "every org"."""
+    if not value.strip():
+        raise ValueError(f"{name} must not be blank")
+    return value
+
+
 def issue_user_token(secret: str, *, user_id: str, org_id: str, email: str, admin: bool, ttl: int, now: int) -> str:
+    _an_id("user_id", user_id)
+    _an_id("org_id", org_id)
     claims: dict[str, Any] = {
         "userId": user_id,
         "orgId": org_id,
@@ -172,7 +182,8 @@ def issue_user_token(secret: str, *, user_id: str, org_id: str, email: str, admi
 
 
 def issue_scoped_token(secret: str, *, scopes: list[str], ttl: int, now: int, org_id: str | None = None) -> str:
+    """A service token; ``org_id=None`` (and only None) makes one for every org."""
     claims: dict[str, Any] = {"scopes": scopes, "iat": now, "exp": now + ttl}
-    if org_id:
-        claims["orgId"] = org_id
+    if org_id is not None:
+        claims["orgId"] = _an_id("org_id", org_id)
     return jwt.encode(claims, secret, algorithm=ALGORITHM)

@@ -96,6 +96,33 @@ def test_token_init_creates_the_data_dir_and_the_next_token_needs_no_init(tmp_pa
     assert second.stdout.count(".") == 2  # a JWT
 
 
+def test_a_blank_org_is_refused_not_read_as_every_org(tmp_path: Path) -> None:
+    """``--org "$ORG"`` with ORG unset must not print a scoped token for every org (nor write a
+    data dir for one): a blank id is refused before anything is read or written."""
+    new = tmp_path / "new"
+    for org in ("", "  "):
+        done = run_cli("token", "--data-dir", str(new), "--init", "--scoped", "--org", org)
+        assert done.returncode == 2, done.stderr
+        assert "--org" in done.stderr and "must not be empty" in done.stderr
+        assert done.stdout == ""
+    assert not new.exists()
+    for blank in (("--user", ""), ("--email", " ")):
+        args = {"--org": "acme", "--user": "u", "--email": "u@acme.example", **dict([blank])}
+        done = run_cli("token", "--data-dir", str(new), "--init", *[x for kv in args.items() for x in kv])
+        assert done.returncode == 2 and blank[0] in done.stderr and done.stdout == "", done.stderr
+    assert not new.exists()
+
+
+def test_issuing_a_scoped_token_for_a_blank_org_raises() -> None:
+    from entrypoints.http.auth import issue_scoped_token, scoped_principal
+
+    for org in ("", " "):
+        with pytest.raises(ValueError, match="org_id must not be blank"):
+            issue_scoped_token("s" * 32, scopes=["fetch:config"], ttl=60, now=int(time.time()), org_id=org)
+    every_org = issue_scoped_token("s" * 32, scopes=["fetch:config"], ttl=60, now=int(time.time()))
+    assert scoped_principal(every_org, "s" * 32).org_id is None
+
+
 # -- the management commands ---------------------------------------------------------------------
 
 
@@ -117,6 +144,26 @@ def test_management_commands_on_an_uninitialised_data_dir_are_refused(tmp_path: 
         code, _, err = cm(tmp_path / "nothing-here", *args)
         assert code == 2 and "never initialised" in err, args
     assert not (tmp_path / "nothing-here").exists()
+
+
+def test_every_command_taking_an_org_refuses_a_blank_one(data_dir: Path, tmp_path: Path) -> None:
+    body = tmp_path / "confluence.json"
+    body.write_text(json.dumps(CONFLUENCE), encoding="utf-8")
+    for args in (
+        ("connectors", "list", "--org", ""),
+        ("connectors", "configure", "confluence", "--org", "", "--file", str(body)),
+        ("connectors", "enable", "confluence", "--org", " "),
+        ("events", "tail", "--org", ""),
+        ("admin-url", "--org", ""),
+    ):
+        code, out, err = cm(data_dir, *args)
+        assert code == 2 and "--org" in err and "must not be empty" in err and out == "", (args, err)
+    for option in ("--from-etcd", "--from-mongo-url"):  # a blank source is not "the default one"
+        code, out, err = cm(data_dir, "import", "--dry-run", option, "")
+        assert code == 2 and option in err and "must not be empty" in err and out == "", err
+    # nothing was configured for an org named ""
+    code, out, _ = cm(data_dir, "events", "tail", "--json")
+    assert code == 0 and out == ""
 
 
 def test_connectors_configure_enable_show_list_disable(data_dir: Path, tmp_path: Path) -> None:

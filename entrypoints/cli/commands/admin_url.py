@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from entrypoints.bootstrap import build_container
-from entrypoints.cli.options import add_settings_options, require_initialised
+from entrypoints.cli.options import add_settings_options, nonblank, require_initialised
 from entrypoints.console.links import DEFAULT_LINK_SECONDS, MAX_LINK_SECONDS, issue_link, link_path
 from entrypoints.settings import Settings, SettingsError
 
@@ -21,9 +21,9 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         f"within --ttl seconds (default {DEFAULT_LINK_SECONDS}), in any process of this deployment.",
     )
     add_settings_options(p)
-    p.add_argument("--org", required=True, help="the org to administer")
-    p.add_argument("--user", default="admin", help="the user id the console acts as (default: admin)")
-    p.add_argument("--email", help="the email shown in the console")
+    p.add_argument("--org", required=True, type=nonblank, help="the org to administer")
+    p.add_argument("--user", default="admin", type=nonblank, help="the user id the console acts as (default: admin)")
+    p.add_argument("--email", type=nonblank, help="the email shown in the console")
     p.add_argument(
         "--ttl",
         type=int,
@@ -38,8 +38,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # checked before anything is opened or created
     if not 0 < args.ttl <= MAX_LINK_SECONDS:
         raise SettingsError.for_field("--ttl", f"must be 1 to {MAX_LINK_SECONDS} seconds")
-    if not args.org.strip() or not args.user.strip():
-        raise SettingsError.for_field("--org" if not args.org.strip() else "--user", "must not be empty")
     if settings.secrets == "memory":
         raise SettingsError.for_field(
             "secrets", "is memory: a link kept in this command's memory could not be used by the server"
@@ -54,8 +52,8 @@ async def _link(settings: Settings, args: argparse.Namespace) -> str:
     try:
         token = await issue_link(
             container.secrets_store,
-            org_id=args.org.strip(),
-            user_id=args.user.strip(),
+            org_id=args.org,
+            user_id=args.user,
             email=args.email,
             now=int(time.time()),
             ttl=args.ttl,

@@ -14,7 +14,7 @@ from connector_core.catalog import thaw
 from connector_core.errors import ValidationError
 from connector_core.services.connectors import ConfigUpdate
 from entrypoints.bootstrap import Container
-from entrypoints.cli.options import add_settings_options
+from entrypoints.cli.options import add_settings_options, nonblank
 from entrypoints.cli.output import Output, add_output_options
 from entrypoints.cli.runtime import with_container
 from entrypoints.http import schemas
@@ -40,7 +40,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
             name, help=help_text, description=help_text[:1].upper() + help_text[1:] + "."
         )
         add_settings_options(p)
-        p.add_argument("--org", required=True, help="the org whose connectors these are")
+        p.add_argument("--org", required=True, type=nonblank, help="the org whose connectors these are")
         return p
 
     p = action("list", "every connector of the org: enabled, configured, authorization state")
@@ -62,7 +62,12 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         ' "auth": {"authType": "API_TOKEN", "email": "ops@acme.example", "apiToken": "..."}};'
         " a stored secret left out is kept",
     )
-    p.add_argument("--by", default=DEFAULT_ACTOR, help=f"who made the change, for the record (default {DEFAULT_ACTOR})")
+    p.add_argument(
+        "--by",
+        default=DEFAULT_ACTOR,
+        type=nonblank,
+        help=f"who made the change, for the record (default {DEFAULT_ACTOR})",
+    )
     add_output_options(p)
     p.set_defaults(run=_configure)
 
@@ -70,7 +75,10 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         p = action(name, f"{name} a connector (announced with an {'appEnabled' if enabled else 'appDisabled'} event)")
         p.add_argument("name", help="connector key or alias (e.g. confluence)")
         p.add_argument(
-            "--by", default=DEFAULT_ACTOR, help=f"who made the change, for the record (default {DEFAULT_ACTOR})"
+            "--by",
+            default=DEFAULT_ACTOR,
+            type=nonblank,
+            help=f"who made the change, for the record (default {DEFAULT_ACTOR})",
         )
         add_output_options(p)
         p.set_defaults(run=_toggle, enabled=enabled)

@@ -13,7 +13,7 @@ from typing import Any
 
 from adapters.event_wire import envelope
 from connector_core.ports.outbox import OutboxMessage, OutboxReader
-from entrypoints.cli.options import add_settings_options
+from entrypoints.cli.options import add_settings_options, nonblank
 from entrypoints.cli.runtime import opened
 from entrypoints.settings import Settings
 
@@ -33,8 +33,10 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         " line with --json.",
     )
     add_settings_options(p)
-    p.add_argument("--org", help="only this org's events (default: every org's)")
-    p.add_argument("--after", metavar="EVENT_ID", help="start after this event id (the last one you saw)")
+    p.add_argument("--org", type=nonblank, help="only this org's events (default: every org's)")
+    p.add_argument(
+        "--after", type=nonblank, metavar="EVENT_ID", help="start after this event id (the last one you saw)"
+    )
     p.add_argument("--limit", type=int, default=20, metavar="N", help="events per read, at most 1000 (default 20)")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events until interrupted")
     p.add_argument(

@@ -12,7 +12,7 @@ import sys
 from typing import Any, TextIO
 
 from connector_core.services.importing import ImportOutcome, ImportResult
-from entrypoints.cli.options import add_settings_options
+from entrypoints.cli.options import add_settings_options, nonblank
 from entrypoints.settings import Settings
 
 _WIDTH = 30
@@ -29,10 +29,14 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     )
     add_settings_options(p)
     p.add_argument("--dry-run", action="store_true", help="report what would be imported; write nothing")
-    p.add_argument("--from-etcd", metavar="HOST:PORT", help="its etcd (default: etcd_endpoint)")
+    p.add_argument("--from-etcd", type=nonblank, metavar="HOST:PORT", help="its etcd (default: etcd_endpoint)")
     p.add_argument("--from-etcd-namespace", default="", metavar="PREFIX", help="a prefix before its keys")
-    p.add_argument("--from-mongo-url", metavar="URL", help="its MongoDB (default: iam_mongo_url, else mongo_url)")
-    p.add_argument("--from-mongo-database", metavar="NAME", help="its database (default: iam_mongo_database, es)")
+    p.add_argument(
+        "--from-mongo-url", type=nonblank, metavar="URL", help="its MongoDB (default: iam_mongo_url, else mongo_url)"
+    )
+    p.add_argument(
+        "--from-mongo-database", type=nonblank, metavar="NAME", help="its database (default: iam_mongo_database, es)"
+    )
     p.set_defaults(run=run)
 
 

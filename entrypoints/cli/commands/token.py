@@ -9,7 +9,7 @@ from typing import Any
 
 from connector_core.errors import ValidationError
 from entrypoints.bootstrap import build_container
-from entrypoints.cli.options import add_settings_options, require_initialised
+from entrypoints.cli.options import add_settings_options, nonblank, require_initialised
 from entrypoints.settings import Settings
 
 
@@ -22,13 +22,19 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         " exist already (the first `serve` creates it) unless --init is given.",
     )
     add_settings_options(p)
-    p.add_argument("--org", help="the org the token is for (required for a user token; binds a scoped one)")
-    p.add_argument("--user", help="the user id of a user token")
-    p.add_argument("--email", help="the e-mail address of a user token")
+    p.add_argument(
+        "--org", type=nonblank, help="the org the token is for (required for a user token; binds a scoped one)"
+    )
+    p.add_argument("--user", type=nonblank, help="the user id of a user token")
+    p.add_argument("--email", type=nonblank, help="the e-mail address of a user token")
     p.add_argument("--admin", action="store_true", help="a user token of an org admin (admin routes)")
     p.add_argument("--scoped", action="store_true", help="a service token (scoped secret) for the internal routes")
     p.add_argument(
-        "--scope", action="append", metavar="SCOPE", help="scope of a scoped token (repeatable; default fetch:config)"
+        "--scope",
+        action="append",
+        type=nonblank,
+        metavar="SCOPE",
+        help="scope of a scoped token (repeatable; default fetch:config)",
     )
     p.add_argument("--ttl", type=int, default=3600, metavar="SECONDS", help="lifetime in seconds (default 3600)")
     p.add_argument(
