@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, partition_key TEXT NOT NULL,
     event_type TEXT NOT NULL, doc TEXT NOT NULL, published INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (published, seq);
-CREATE INDEX IF NOT EXISTS outbox_by_key ON outbox (partition_key, seq);
+DROP INDEX IF EXISTS outbox_by_key;
+CREATE INDEX IF NOT EXISTS outbox_org ON outbox (json_extract(doc, '$.org_id'), seq);
 CREATE INDEX IF NOT EXISTS outbox_event_id ON outbox (json_extract(doc, '$.event_id'));
 CREATE TABLE IF NOT EXISTS oauth_states (
     state_hash TEXT PRIMARY KEY, expires_at REAL NOT NULL, sealed TEXT NOT NULL);

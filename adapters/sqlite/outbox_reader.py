@@ -15,11 +15,12 @@ from connector_core.ports.outbox import OutboxMessage
 
 
 def _of_org(org_id: str | None) -> tuple[str, tuple[str, ...]]:
-    """A WHERE clause (and its parameters) keeping one org's messages, or all of them. Partition
-    keys are "org:connector": one org's keys sort between "org:" and "org;" (the index serves it)."""
+    """A WHERE clause (and its parameters) keeping exactly one org's messages, or all of them.
+    The event's own org, not its partition key: "org:connector" cannot tell org "a" with
+    connector "x:jira" from org "a:x" with "jira" (the ``outbox_org`` index serves it)."""
     if org_id is None:
         return "1", ()
-    return "partition_key >= ? AND partition_key < ?", (f"{org_id}:", f"{org_id};")
+    return "json_extract(doc, '$.org_id') = ?", (org_id,)
 
 
 class SQLiteOutboxReader:

@@ -1,10 +1,12 @@
-"""The HTTP API through ASGI, on in-memory adapters."""
+"""The HTTP API through ASGI, on in-memory adapters (``api``) or on each storage backend (``stored_api``)."""
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -75,6 +77,32 @@ async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield Api(client, container)
     await container.aclose()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("memory", marks=pytest.mark.memory, id="memory"),
+        pytest.param("sqlite", marks=pytest.mark.sqlite, id="sqlite"),
+        pytest.param("mongo", marks=pytest.mark.mongo, id="mongo"),
+    ]
+)
+async def stored_api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
+    """The API over each storage backend (for behaviour that depends on how one stores things):
+    secrets in SQLite beside a real store, in memory beside the memory store; a fresh database
+    per test."""
+    storage: str = request.param
+    extra: dict[str, Any] = {}
+    if storage == "mongo":
+        extra = {"mongo_url": request.getfixturevalue("mongo_url"), "mongo_database": f"api_{uuid.uuid4().hex}"}
+    secrets = "memory" if storage == "memory" else "sqlite"
+    settings = load_settings(env={}, storage=storage, secrets=secrets, data_dir=tmp_path, **extra)
+    container = await build_container(settings, env={})
+    transport = httpx.ASGITransport(app=create_app(container), raise_app_exceptions=False)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield Api(client, container)
+    finally:
+        await container.aclose()
 
 
 CONFLUENCE_API_TOKEN = {
