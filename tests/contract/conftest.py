@@ -13,7 +13,15 @@ from adapters.crypto import Aead, Keyring
 from adapters.system import ManualClock
 from connector_core.ports.cache import Cache
 from connector_core.ports.kv_store import KeyValueStore
-from tests.contract.backends import Env, IamUnderTest, IdempotencyUnderTest, LockUnderTest, Storage, params
+from tests.contract.backends import (
+    Damageable,
+    Env,
+    IamUnderTest,
+    IdempotencyUnderTest,
+    LockUnderTest,
+    Storage,
+    params,
+)
 from tests.contract.backends import sqlite as sqlite_backend
 
 Harness = Storage
@@ -28,6 +36,19 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> Env:
 async def harness(request: pytest.FixtureRequest, env: Env) -> AsyncIterator[Storage]:
     async with request.param.storage(env) as st:
         yield st
+
+
+@pytest.fixture(params=params("damage_token"))
+async def damageable(request: pytest.FixtureRequest, env: Env) -> AsyncIterator[Damageable]:
+    """The storage backends that keep token records as bytes (the memory store keeps objects:
+    there is nothing to damage)."""
+    async with request.param.storage(env) as st:
+        module = request.param
+
+        async def damage(token_id: str, field: str) -> None:
+            await module.damage_token(st, token_id, field)
+
+        yield Damageable(st, damage)
 
 
 @pytest.fixture(params=params("kv"))

@@ -24,6 +24,7 @@ from connector_core.tokens import (
 )
 from tests.builders import token_record
 from tests.conftest import CountingIds, SeededRandom
+from tests.contract.backends import Damageable
 from tests.contract.conftest import Harness
 
 
@@ -346,27 +347,14 @@ async def test_an_older_sqlite_file_gets_the_lineage_columns(tmp_path: Path) -> 
     assert "tokens_warn" in indexes
 
 
-async def damage(harness: Harness, token_id: str, field: str) -> None:
-    """Overwrite one stored field of a token record with what no store of ours writes."""
-    if harness.name == "sqlite":
-        value: object = b"\xff\xfe not text" if field == "meta" else "not-a-sealed-envelope"
-        await harness.extra.write(
-            lambda c: c.execute(f"UPDATE tokens SET {field}=CAST(? AS TEXT) WHERE id=?", (value, token_id))
-        )
-    elif harness.name == "mongo":
-        value = {"tokens": "not a token set"} if field == "meta" else "not-a-sealed-envelope"
-        await harness.extra.tokens.update_one({"_id": token_id}, {"$set": {field: value}})
-    else:
-        pytest.skip("the in-memory store keeps objects: nothing to damage")
-
-
 @pytest.mark.parametrize("field", ["material", "meta"])
 async def test_an_unreadable_record_fails_alone_and_is_set_aside_by_batch_reads(
-    harness: Harness, field: str, caplog: pytest.LogCaptureFixture
+    damageable: Damageable, field: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A record whose stored data cannot be read is that record's error: reading it names it;
     the refresher's batch read returns the others and sets it aside (logged once, not read again
     every pass, not crowding out the records behind it) until the set-aside time is over."""
+    harness = damageable.storage
     now = harness.clock.now()
     due = now - timedelta(minutes=1)
     broken, fine = (token_record(o, now, expires_in=-60, token_id=f"t-{o}") for o in (org(), org()))
@@ -375,7 +363,7 @@ async def test_an_unreadable_record_fails_alone_and_is_set_aside_by_batch_reads(
             rec.refresh_due_at = due
             await uow.tokens.add(rec)
         await uow.commit()
-    await damage(harness, broken.id, field)
+    await damageable.damage(broken.id, field)
 
     async with harness.uow() as uow:
         with pytest.raises(UnreadableRecord) as unreadable:

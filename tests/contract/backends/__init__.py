@@ -10,6 +10,10 @@ context-manager factories, each taking a :class:`Env`:
 - ``idempotency(env) -> IdempotencyUnderTest``
 - ``iam(env) -> IamUnderTest``
 
+and, for stores that keep token records as bytes (so what is stored can be damaged, as a
+disk or another program could), ``damage_token(storage, token_id, field)``: overwrite a
+record's ``material`` or ``meta`` with what no store of ours writes.
+
 The contract conftest parametrizes every suite over every module that provides its port.
 """
 
@@ -56,6 +60,15 @@ class Storage:
     extra: Any = None
     #: its sealed values at rest, for key rotation
     sealed: SealedValues = field(factory=NothingSealed)
+
+
+@define
+class Damageable:
+    """A storage backend whose token records can be damaged in place."""
+
+    storage: Storage
+    #: ``damage(token_id, field)``: overwrite the record's ``material`` or ``meta``
+    damage: Callable[[str, str], Awaitable[None]]
 
 
 @define

@@ -82,6 +82,12 @@ async def storage(env: Env) -> AsyncIterator[Storage]:
         yield st
 
 
+async def damage_token(st: Storage, token_id: str, field: str) -> None:
+    """A ``meta`` that is no token record, a ``material`` that is no sealed envelope."""
+    value: object = {"tokens": "not a token set"} if field == "meta" else "not-a-sealed-envelope"
+    await st.extra.tokens.update_one({"_id": token_id}, {"$set": {field: value}})
+
+
 @contextlib.asynccontextmanager
 async def lock(env: Env) -> AsyncIterator[LockUnderTest]:
     async with _database(env, "cmlock") as (url, db_name, opened):

@@ -57,6 +57,14 @@ async def storage(env: Env) -> AsyncIterator[Storage]:
             await d.aclose()
 
 
+async def damage_token(st: Storage, token_id: str, field: str) -> None:
+    """Bytes that are not UTF-8 for ``meta``, text that is no sealed envelope for ``material``."""
+    value: object = b"\xff\xfe not text" if field == "meta" else "not-a-sealed-envelope"
+    await st.extra.write(
+        lambda c: c.execute(f"UPDATE tokens SET {field}=CAST(? AS TEXT) WHERE id=?", (value, token_id))
+    )
+
+
 @contextlib.asynccontextmanager
 async def kv(env: Env) -> AsyncIterator[KeyValueStore]:
     db = SQLiteDatabase(env.tmp_path / f"kv-{uuid.uuid4().hex}.db", sealer=env.aead)
