@@ -10,7 +10,10 @@ record's problem only:
   :data:`SET_ASIDE` (the store writes ``set_aside_until`` in the clear, without reading or
   rewriting the record, so its material stays as it is should a key come back). So a damaged
   record never fails a batch, is not retried every pass, and cannot crowd out the readable
-  records behind it. Any later save of the record clears the mark.
+  records behind it. Any later save of the record clears the mark;
+- a list of summaries (the connector list's token outlook, read on every request) leaves it
+  out and says so once per process (:func:`summaries`), so one damaged record never fails
+  the list of its org.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from typing import Any, TypeVar
 
 import cattrs
 
-from adapters.sealing import Sealer, open_token_record
+from adapters.lru import LruCache
+from adapters.sealing import Sealer, open_token_record, token_summary
 from connector_core.errors import UnreadableRecord
-from connector_core.tokens import TokenRecord
+from connector_core.tokens import TokenRecord, TokenSummary
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,9 @@ R = TypeVar("R")
 
 #: how long a batch read leaves an unreadable record out
 SET_ASIDE = timedelta(hours=1)
+
+#: the records already said to be left out of summaries (bounded: damage is rare)
+_UNLISTED: LruCache[str, bool] = LruCache(10_000)
 
 
 def open_token(
@@ -78,3 +85,20 @@ def readable(rows: Iterable[R], read: Callable[[R], TokenRecord]) -> tuple[list[
             log.error("token record %s cannot be read (%s); set aside for %s", exc.record_id, cause, SET_ASIDE)
             unreadable.append(exc.record_id)
     return records, unreadable
+
+
+def summaries(conv: cattrs.Converter, rows: Iterable[tuple[str, Any]]) -> list[TokenSummary]:
+    """The summaries of ``(token id, metadata document or its JSON text)`` rows whose metadata
+    can be read. One that cannot is left out, logged at ERROR (its id and the kind of failure,
+    never its content) the first time this process meets it: lists are read on every request."""
+    found: list[TokenSummary] = []
+    for token_id, meta in rows:
+        try:
+            found.append(token_summary(conv, json.loads(meta) if isinstance(meta, str) else meta))
+        except Exception as exc:
+            if _UNLISTED.get(token_id) is None:
+                _UNLISTED.put(token_id, True)
+                log.error(
+                    "token record %s cannot be read (%s); left out of its org's list", token_id, type(exc).__name__
+                )
+    return found

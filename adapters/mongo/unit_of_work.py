@@ -25,8 +25,7 @@ from pymongo.errors import DuplicateKeyError
 from adapters.batch_writes import Kind, Table, Write, connector_from_fields, plan
 from adapters.codec import event_to_doc
 from adapters.mongo.database import Doc, MongoDatabase, bson_time
-from adapters.sealing import token_summary
-from adapters.stored_tokens import SET_ASIDE, open_token, read_batch
+from adapters.stored_tokens import SET_ASIDE, open_token, read_batch, summaries
 from adapters.unit_of_work_base import Batch, BufferedUnitOfWork
 from connector_core.model.connector import Connector
 from connector_core.tokens import CensusTally, TokenCensus, TokenRecord, TokenState, TokenStatus, TokenSummary
@@ -146,7 +145,7 @@ class MongoUnitOfWork(BufferedUnitOfWork):
     async def _token_summaries(self, org_id: str) -> Sequence[TokenSummary]:
         async with self._db.op("list token records"):
             docs = await self._db.tokens.find({"org_id": org_id}, projection={"meta": 1}).to_list(None)
-        found = [token_summary(self._db.conv, d["meta"]) for d in docs]
+        found = summaries(self._db.conv, ((str(d["_id"]), d.get("meta")) for d in docs))
         return sorted(found, key=lambda t: t.connector_key)
 
     async def _token_census(self, now: datetime) -> TokenCensus:

@@ -11,9 +11,8 @@ from typing import Any
 
 from adapters.batch_writes import Kind, Write, connector_from_fields, plan
 from adapters.codec import event_to_doc
-from adapters.sealing import token_summary
 from adapters.sqlite.database import SQLiteDatabase
-from adapters.stored_tokens import SET_ASIDE, open_token, read_batch
+from adapters.stored_tokens import SET_ASIDE, open_token, read_batch, summaries
 from adapters.unit_of_work_base import Batch, BufferedUnitOfWork
 from connector_core.model.connector import Connector
 from connector_core.tokens import CensusTally, TokenCensus, TokenRecord, TokenState, TokenStatus, TokenSummary
@@ -142,9 +141,11 @@ class SQLiteUnitOfWork(BufferedUnitOfWork):
 
     async def _token_summaries(self, org_id: str) -> Sequence[TokenSummary]:
         rows = await self._db.run(
-            lambda c: c.execute("SELECT meta FROM tokens WHERE org_id=? ORDER BY connector_key", (org_id,)).fetchall()
+            lambda c: c.execute(
+                "SELECT id, meta FROM tokens WHERE org_id=? ORDER BY connector_key", (org_id,)
+            ).fetchall()
         )
-        return [token_summary(self._db.conv, json.loads(r[0])) for r in rows]
+        return summaries(self._db.conv, rows)
 
     async def _token_census(self, now: datetime) -> TokenCensus:
         t = now.timestamp()

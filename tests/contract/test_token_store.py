@@ -380,3 +380,23 @@ async def test_an_unreadable_record_fails_alone_and_is_set_aside_by_batch_reads(
     async with harness.uow() as uow:
         assert [r.id for r in await uow.tokens.due_before(later, 10)] == [fine.id]
     assert len([r for r in caplog.records if broken.id in r.getMessage()]) == 2  # tried again, once
+
+
+async def test_a_damaged_record_is_left_out_of_the_summaries_and_logged_once(
+    damageable: Damageable, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The connector list's token outlook reads every record's metadata of the org: one that
+    cannot be read is left out (the others are listed), and said once, not on every list."""
+    harness = damageable.storage
+    o = org()
+    now = harness.clock.now()
+    google = token_record(o, now, token_id=f"g-{o}")
+    drive = token_record(o, now, key="onedrive", token_id=f"d-{o}", ids=CountingIds("other"))
+    await _store(harness, google, drive)
+    await damageable.damage(google.id, "meta")
+    for _ in range(3):
+        async with harness.uow() as uow:
+            assert await uow.tokens.summaries(o) == [drive.summary()]
+    logged = [r for r in caplog.records if google.id in r.getMessage()]
+    assert len(logged) == 1 and logged[0].levelname == "ERROR"
+    assert "not text" not in caplog.text and "not a token set" not in caplog.text
