@@ -37,6 +37,7 @@ import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
@@ -51,6 +52,7 @@ from connector_core.ports.connector_repository import ConnectorRepository
 from connector_core.ports.outbox import Outbox
 from connector_core.ports.token_store import TokenStore
 from connector_core.ports.unit_of_work import UnitOfWork
+from connector_core.tokens import TokenCensus, TokenRecord, TokenSummary
 
 __all__ = ["InvalidatingUnitOfWork", "OrgKey", "ReadThroughCache", "invalidating"]
 
@@ -302,10 +304,53 @@ class _RecordingConnectors:
         await self._inner.save(connector)
 
 
+class _RecordingTokens:
+    """The inner token store, noting which orgs a unit of work writes: the connector list
+    shows each connector's token (its times and status), so a write of a token alone (a
+    refresh, a rest after a failure, an expiry notice) changes what the org reads too."""
+
+    def __init__(self, inner: TokenStore, touched: set[str]) -> None:
+        self._inner = inner
+        self._touched = touched
+
+    async def get(self, token_id: str) -> TokenRecord | None:
+        return await self._inner.get(token_id)
+
+    async def get_for_connector(self, org_id: str, connector_key: str) -> TokenRecord | None:
+        return await self._inner.get_for_connector(org_id, connector_key)
+
+    async def due_before(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
+        return await self._inner.due_before(moment, limit)
+
+    async def expired_unnotified(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
+        return await self._inner.expired_unnotified(moment, limit)
+
+    async def warnings_due(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
+        return await self._inner.warnings_due(moment, limit)
+
+    async def summaries(self, org_id: str) -> Sequence[TokenSummary]:
+        return await self._inner.summaries(org_id)
+
+    async def census(self, now: datetime) -> TokenCensus:
+        return await self._inner.census(now)
+
+    async def add(self, record: TokenRecord) -> None:
+        self._touched.add(record.org_id)
+        await self._inner.add(record)
+
+    async def save(self, record: TokenRecord) -> None:
+        self._touched.add(record.org_id)
+        await self._inner.save(record)
+
+    async def delete(self, record: TokenRecord) -> None:
+        self._touched.add(record.org_id)
+        await self._inner.delete(record)
+
+
 class InvalidatingUnitOfWork:
-    """Wraps a unit of work so that every committed connector change invalidates the cached
-    reads of its org before ``commit`` returns — whichever use case made the change (a toggle,
-    an OAuth callback, the refresher marking re-authentication).
+    """Wraps a unit of work so that every committed connector or token change invalidates the
+    cached reads of its org before ``commit`` returns — whichever use case made the change (a
+    toggle, an OAuth callback, a refresh, the refresher marking re-authentication).
 
     ``commit`` reports what happened to the data: once the inner commit stored it, ``commit``
     returns normally. An invalidation that fails is its own outcome, logged: the cache is then
@@ -318,7 +363,7 @@ class InvalidatingUnitOfWork:
         self._cache = cache
         self._touched: set[str] = set()
         self.connectors: ConnectorRepository = _RecordingConnectors(inner.connectors, self._touched)
-        self.tokens: TokenStore = inner.tokens
+        self.tokens: TokenStore = _RecordingTokens(inner.tokens, self._touched)
         self.outbox: Outbox = inner.outbox
 
     async def __aenter__(self) -> InvalidatingUnitOfWork:
