@@ -157,6 +157,21 @@ def _secret_paths(schema: Mapping[str, Any], prefix: str = "") -> tuple[str, ...
     return tuple(found)
 
 
+def _removable_secrets(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with each secret (a ``writeOnly`` field of ``auth``) also taking ``null``: a
+    configuration save removes the stored secret then (left out, it is kept)."""
+    auth = schema.get("properties", {}).get("auth")
+    if not isinstance(auth, Mapping) or not isinstance(auth.get("properties"), Mapping):
+        return schema
+    props = dict(auth["properties"])
+    for name, sub in props.items():
+        kind = sub.get("type") if isinstance(sub, Mapping) and sub.get("writeOnly") else None
+        if isinstance(kind, str | list | tuple):
+            kinds = [kind] if isinstance(kind, str) else list(kind)
+            props[name] = {**sub, "type": kinds if "null" in kinds else [*kinds, "null"]}
+    return {**schema, "properties": {**schema["properties"], "auth": {**auth, "properties": props}}}
+
+
 @frozen
 class CatalogEntry:
     """A connector type. ``config_schema`` is the JSON Schema of ``PUT /config/:name`` bodies;
@@ -194,6 +209,12 @@ class CatalogEntry:
     def requirements_for(self, auth_type: str) -> tuple[str, ...]:
         return tuple(self.requirements.get(auth_type, ()))
 
+    def other_auth_types_fields(self, auth_type: str) -> frozenset[str]:
+        """Paths only other auth types need (Jira's ``auth.clientSecret`` for ``API_TOKEN``): a
+        connector of ``auth_type`` neither keeps their secrets nor hands them out."""
+        mine = set(self.requirements_for(auth_type))
+        return frozenset(p for t, paths in self.requirements.items() if t != auth_type for p in paths) - mine
+
     def filter(self, key: str) -> FilterDefinition | None:
         return next((f for f in self.filters if f.key == key), None)
 
@@ -205,7 +226,7 @@ class CatalogEntry:
         *,
         custom: bool = False,
     ) -> CatalogEntry:
-        schema = dict(data.get("configSchema") or _default_schema(data))
+        schema = _removable_secrets(dict(data.get("configSchema") or _default_schema(data)))
         if definitions:
             schema.setdefault("$defs", dict(definitions))
         auth_types = tuple(data.get("authTypes", ("OAUTH",)))

@@ -244,10 +244,10 @@ class Connector:
                     " stored secrets may be left out), or disable the connector first",
                     metadata={"connector": self.key, "missing": missing},
                 )
-        # the effective auth type is compared, not whether the field was written out
-        client_changed = auth_type != self.auth_type or any(
-            p.startswith("auth.") and p not in _NOT_THE_CLIENT for p in changed
-        )
+        # the effective auth type is compared, not whether the field was written out; a field
+        # only other auth types use (their secret, dropped now) is not this one's client
+        others = _NOT_THE_CLIENT | entry.other_auth_types_fields(auth_type)
+        client_changed = auth_type != self.auth_type or any(p.startswith("auth.") and p not in others for p in changed)
         real_time = new.real_time_updates
         real_time_changed = real_time != self.config.real_time_updates
         self.config = new

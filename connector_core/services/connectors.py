@@ -15,8 +15,8 @@ from connector_core.catalog import CatalogEntry
 from connector_core.errors import Conflict, Unavailable, ValidationError
 from connector_core.model.connector import Connector, ConnectorConfig
 from connector_core.model.events import SyncAction
-from connector_core.ports.kv_store import Versioned
 from connector_core.ports.unit_of_work import UnitOfWork
+from connector_core.services.config_secrets import SecretEdit, decode_secrets, remove_unnamed, restore_secrets
 from connector_core.services.context import ServiceContext, read_secrets, secret_path
 from connector_core.services.staging import stage_connector
 from connector_core.tokens import RefreshDeadline, RefreshWarning, TokenSummary
@@ -57,7 +57,8 @@ class ConnectorView:
 
 @frozen
 class ConfigUpdate:
-    """A validated ``PUT /config`` body. Secret fields may be absent (keep the stored value)."""
+    """A validated ``PUT /config`` body. Secret fields may be absent (keep the stored value)
+    or None (remove it)."""
 
     base_url: str
     auth: Mapping[str, Any]
@@ -113,7 +114,8 @@ class ConnectorService:
     async def update_configuration(
         self, org_id: str, user_id: str | None, name: str, update: ConfigUpdate
     ) -> ConnectorView:
-        """Replace the configuration; secrets given are stored encrypted, omitted ones kept.
+        """Replace the configuration; secrets given are stored encrypted, omitted ones kept,
+        ``None`` ones removed, and those of other auth types dropped (:class:`SecretEdit`).
 
         The secrets are written first (compare-and-swap), then the configuration is committed;
         the secret write is undone only when the configuration certainly did not land:
@@ -129,60 +131,61 @@ class ConnectorService:
         * anything else (a cancelled request, a bug) leaves the outcome unknown too: both stay.
         """
         entry = self.ctx.catalog.get(name)
-        secret_fields = set(entry.secret_fields)
-        given_secrets = {f"auth.{k}": str(v) for k, v in update.auth.items() if f"auth.{k}" in secret_fields}
-        plain_auth = {k: v for k, v in update.auth.items() if f"auth.{k}" not in secret_fields}
+        edit, plain_auth = SecretEdit.split(entry, update.auth)
 
         path = secret_path(entry.key, org_id)
-        # What changed is judged once, against the secrets as they were when the request came:
+        # What changed is judged against the secrets as they were when the request came:
         # a retry after a conflict must still see (and announce) the change it is making.
         before = await read_secrets(self.ctx.secrets, entry.key, org_id)
-        changed = [p for p, v in given_secrets.items() if before.get(p) != v]
 
         async def op() -> ConnectorView:
             found = await self.ctx.secrets.get(path)
-            stored = _decode_secrets(found.value) if found else {}
-            merged = {**stored, **given_secrets}
-            new = ConnectorConfig(
-                auth=plain_auth,
-                sync=update.sync,
-                filters=update.filters,
-                base_url=update.base_url,
-                secrets_set=frozenset(merged.keys()),
-            )
+            stored = decode_secrets(found.value) if found else {}
             async with self.ctx.uow() as uow:
                 connector = await self._load_or_create(uow, entry, org_id, user_id)
+                # the auth type the connector will have (a body that names none keeps the stored one)
+                auth_type = ConnectorConfig(auth=plain_auth).auth_type(connector.auth_type or entry.default_auth_type)
+                named = connector.config.secrets_set  # its secrets; anything else stored is a leftover
+                kept = edit.applied(entry, auth_type, {p: v for p, v in stored.items() if p in named})
+                new = ConnectorConfig(
+                    auth=plain_auth,
+                    sync=update.sync,
+                    filters=update.filters,
+                    base_url=update.base_url,
+                    secrets_set=frozenset(kept.keys()),
+                )
                 connector.update_configuration(
                     entry,
                     new,
                     by=user_id,
                     now=self.ctx.clock.now(),
                     ids=self.ctx.ids,
-                    changed_secrets=changed,
+                    changed_secrets=edit.changed(entry, auth_type, {p: v for p, v in before.items() if p in named}),
                 )
                 written: int | None = None
-                if merged != stored:
+                revision = found.revision if found else 0
+                first = {**stored, **kept}  # what both the stored and the new configuration name
+                if first != stored:
                     # Secrets go first, compare-and-swap on what was read (a concurrent writer's
                     # secret is never overwritten: Conflict, and the whole use case retries).
-                    expected = found.revision if found else 0
                     written = await self.ctx.secrets.put(
-                        path, json.dumps(merged, sort_keys=True), expected_revision=expected
+                        path, json.dumps(first, sort_keys=True), expected_revision=revision
                     )
                 expected_version = connector.version
                 try:
                     await uow.outbox.add(await stage_connector(uow, connector, self.ctx))
                 except BaseException:
                     if written is not None:  # nothing was committed: neither is the secret
-                        await _restore_secrets(self.ctx, path, found, written)
+                        await restore_secrets(self.ctx, path, found, written)
                     raise
                 try:
                     await uow.commit()
                 except Conflict:
                     if written is not None:  # the configuration was not saved: neither is the secret
-                        await _restore_secrets(self.ctx, path, found, written)
+                        await restore_secrets(self.ctx, path, found, written)
                     raise
                 except Unavailable as outage:
-                    if written is None:
+                    if written is None:  # nothing to undo; a removal left undone is harmless
                         raise
                     landed, stored_now = await self._outcome(entry, connector, expected_version)
                     if landed is None:
@@ -192,10 +195,12 @@ class ConnectorService:
                             " read the configuration and save it again if it is not there"
                         ) from outage
                     if not landed:
-                        await _restore_secrets(self.ctx, path, found, written)
+                        await restore_secrets(self.ctx, path, found, written)
                         raise Unavailable("storage failed: the configuration was not saved; retry") from outage
                     assert stored_now is not None
                     connector = stored_now
+            if kept != first:  # committed: what it no longer names goes
+                await remove_unnamed(self.ctx, path, kept, revision if written is None else written)
             return ConnectorView(entry, connector)
 
         return await self.ctx.retry_on_conflict(op)
@@ -315,23 +320,6 @@ class ConnectorService:
             now=self.ctx.clock.now(),
             by=user_id,
         )
-
-
-def _decode_secrets(raw: str) -> dict[str, str]:
-    data = json.loads(raw)
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-
-
-async def _restore_secrets(ctx: ServiceContext, path: str, previous: Versioned | None, written: int) -> None:
-    """Undo a secret write whose configuration did not commit (best effort, never over a newer
-    write: compare-and-swap on the revision we wrote)."""
-    try:
-        if previous is None:
-            await ctx.secrets.delete(path, expected_revision=written)
-        else:
-            await ctx.secrets.put(path, previous.value, expected_revision=written)
-    except (Conflict, Unavailable):
-        log.warning("could not undo a secret write after a failed configuration save: %s", path)
 
 
 def validate_filter_selection(entry: CatalogEntry, selection: Mapping[str, Any]) -> dict[str, Any]:

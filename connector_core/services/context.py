@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 from attrs import define, field
@@ -59,12 +59,16 @@ def secret_path(connector_key: str, org_id: str) -> str:
     return f"/services/connectors/{connector_key}/config/{org_id}"
 
 
-async def read_secrets(store: KeyValueStore, connector_key: str, org_id: str) -> dict[str, str]:
-    """The stored secret fields of one connector (decrypted by the store), by dotted path."""
+async def read_secrets(
+    store: KeyValueStore, connector_key: str, org_id: str, *, named: Collection[str] | None = None
+) -> dict[str, str]:
+    """The stored secret fields of one connector (decrypted by the store), by dotted path; with
+    ``named`` (its configuration's ``secrets_set``) only those: a value its configuration does
+    not name (one a save is about to remove, or failed to) is not the connector's secret."""
     found = await store.get(secret_path(connector_key, org_id))
     if found is None:
         return {}
     data: Any = json.loads(found.value)
     if not isinstance(data, Mapping):
         raise ValidationError("stored secrets are not an object")
-    return {str(k): str(v) for k, v in data.items()}
+    return {str(k): str(v) for k, v in data.items() if named is None or k in named}

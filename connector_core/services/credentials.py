@@ -39,9 +39,13 @@ async def stored_credentials(ctx: ServiceContext, org_id: str, name: str) -> Sto
         raise DomainRuleViolation(f"{entry.display_name} uses OAuth: its credentials are access tokens")
     if not connector.is_enabled:
         raise ConnectorDisabled(f"{entry.display_name} is disabled; enable it to use its credentials")
-    secrets = await read_secrets(ctx.secrets, entry.key, org_id)
+    secrets = await read_secrets(ctx.secrets, entry.key, org_id, named=connector.config.secrets_set)
+    # only the current auth type's fields: a secret kept from another auth type (stored before
+    # an auth type change dropped them) is not this connector's credential
+    others = entry.other_auth_types_fields(connector.auth_type)
     fields = {str(k): str(v) for k, v in connector.config.auth.items() if k != "authType"}
     fields |= {path.removeprefix("auth."): value for path, value in secrets.items() if path.startswith("auth.")}
+    fields = {k: v for k, v in fields.items() if f"auth.{k}" not in others}
     missing = [p for p in entry.requirements_for(connector.auth_type) if p.removeprefix("auth.") not in fields]
     if missing:
         raise NotConfigured(

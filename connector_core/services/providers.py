@@ -85,7 +85,8 @@ class ProviderResolver:
         assert entry.oauth is not None
         auth = connector.config.auth if connector is not None else {}
         client_id = auth.get("clientId")
-        secrets = await read_secrets(self.ctx.secrets, entry.key, org_id)
+        named = connector.config.secrets_set if connector is not None else frozenset()
+        secrets = await read_secrets(self.ctx.secrets, entry.key, org_id, named=named)
         client_secret = secrets.get("auth.clientSecret")
         missing = [
             path

@@ -67,8 +67,12 @@ def config_body(entry: CatalogEntry) -> dict[str, Any]:
     body: dict[str, Any] = _inline(schema, schema.get("$defs", {}))
     body["description"] = (
         f"{entry.display_name} configuration. Secret fields (writeOnly) are stored encrypted and never "
-        "returned; omit one to keep the stored value."
+        "returned; omit one to keep the stored value, send null to remove it. Secrets only another auth "
+        "type uses are removed when the auth type changes."
     )
+    for name, prop in body.get("properties", {}).get("auth", {}).get("properties", {}).items():
+        if f"auth.{name}" in entry.secret_fields:
+            prop["description"] = f"{prop.get('description', '')} null removes the stored value.".lstrip()
     return body
 
 

@@ -116,7 +116,7 @@ CONFIG_VIEW = {
 CONFIG_BODY: dict[str, Any] = {
     "type": "object",
     "description": "Validated further against GET /schema/{name} of that connector. Secret "
-    "fields are write-only; omit one to keep the stored value.",
+    "fields are write-only; omit one to keep the stored value, send null to remove it.",
     "properties": {
         "auth": {"type": "object"},
         "sync": {"type": "object"},

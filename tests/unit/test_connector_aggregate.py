@@ -411,8 +411,9 @@ class ConnectorMachine(RuleBasedStateMachine):
                 assert path in info.value.message
             return
         command()
+        not_the_client = {"auth.enableRealTimeUpdates", "auth.topicName", "auth.authType"}
         client_changed = auth_type != model.auth_type or any(
-            p.startswith("auth.") and p not in {"auth.enableRealTimeUpdates", "auth.topicName", "auth.authType"}
+            p.startswith("auth.") and p not in not_the_client | entry.other_auth_types_fields(auth_type)
             for p in changed
         )
         real_time_before, real_time = real_time_of(model.config), real_time_of(new)
@@ -796,6 +797,26 @@ def test_writing_out_the_auth_type_it_already_has_is_not_a_new_client(ids: Count
     connector.pull_events()
     events = _configure(
         entry, connector, ids, auth={"clientId": "cid"}, secrets={"auth.clientSecret"}, changed_secrets=set()
+    )
+    assert [type(e) for e in events] == [ConnectorConfigured]
+    assert connector.auth_status.state == AuthState.AUTHENTICATED
+
+
+def test_dropping_another_auth_types_secret_keeps_the_authorization(ids: CountingIds) -> None:
+    """A Jira connector that used an API token before keeps its OAuth consent when the save
+    that drops that old token (not its OAuth client) comes."""
+    entry, connector = _new("jira", ids)
+    old = {"auth.clientSecret", "auth.apiToken"}
+    _configure(entry, connector, ids, auth={"authType": "OAUTH", "clientId": "cid"}, secrets=old)
+    connector.record_authorization(entry, ["JIRA"], by="u1", now=T0, ids=ids)
+    connector.pull_events()
+    events = _configure(
+        entry,
+        connector,
+        ids,
+        auth={"authType": "OAUTH", "clientId": "cid"},
+        secrets={"auth.clientSecret"},
+        changed_secrets={"auth.apiToken"},
     )
     assert [type(e) for e in events] == [ConnectorConfigured]
     assert connector.auth_status.state == AuthState.AUTHENTICATED

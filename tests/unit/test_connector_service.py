@@ -10,12 +10,13 @@ import pytest
 
 from adapters.memory import MemoryKeyValueStore, MemoryOutboxReader, MemoryStorage
 from adapters.system import ManualClock
-from connector_core.catalog import Catalog
-from connector_core.errors import Conflict, Unavailable
+from connector_core.catalog import Catalog, thaw
+from connector_core.errors import Conflict, NotConfigured, Unavailable
 from connector_core.model.connector import AuthState
 from connector_core.model.events import ConnectorConfigured
 from connector_core.services.connectors import ConfigUpdate, ConnectorService
 from connector_core.services.context import ServiceContext, secret_path
+from connector_core.services.providers import ProviderResolver
 from tests.conftest import CountingIds, SeededRandom
 
 PATH = secret_path("googleWorkspace", "org-1")
@@ -115,32 +116,51 @@ async def test_a_retried_save_still_announces_the_secret_change(catalog: Catalog
     assert await stored_secret(kv) == "S2"
 
 
+def two_secrets(catalog: Catalog) -> Catalog:
+    """A provider whose OAuth configuration has two secrets: two writers can each change one."""
+    schema = catalog.get("googleWorkspace").config_schema
+    auth = dict(schema["properties"]["auth"])
+    signing = {"type": "string", "minLength": 1, "writeOnly": True}
+    auth["properties"] = {**auth["properties"], "signingKey": signing}
+    body = {**thaw(schema), "properties": {**thaw(schema["properties"]), "auth": thaw(auth)}}
+    return catalog.with_custom_providers(
+        [
+            {
+                "key": "twoSecrets",
+                "configSchema": body,
+                "oauth": {"authorizeUrl": "https://p/a", "tokenUrl": "https://p/t"},
+            }
+        ]
+    )
+
+
 async def test_concurrent_secret_writers_lose_nothing(
     catalog: Catalog, t0: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Another writer changes the stored secrets between our read and our write: our
+    """Another save changes the stored secrets between our read and our write: our
     compare-and-swap fails, the use case retries on the fresh value and keeps both changes."""
     box: dict[str, Any] = {"failures": 0, "error": Conflict("x")}
-    svc, kv, _ = service(catalog, t0, box)
-    await svc.update_configuration("org-1", "u", "googleWorkspace", update("S1"))
+    svc, kv, _ = service(two_secrets(catalog), t0, box)
+    await svc.update_configuration("org-1", "u", "twoSecrets", update("S1"))
     real_put = kv.put
     raced = False
 
     async def racing_put(key: str, value: str, *, expected_revision: int | None = None) -> int:
         nonlocal raced
         if not raced:
-            raced = True  # someone else stores a service account key first
-            current = await kv.get(key)
-            assert current is not None
-            other = {**json.loads(current.value), "auth.serviceAccountJson": "{}"}
-            await real_put(key, json.dumps(other))
+            raced = True  # someone else stores the signing key first (a whole save)
+            theirs = ConfigUpdate(
+                base_url="http://localhost:3000", auth={"clientId": "cid", "signingKey": "K"}, sync={}, filters={}
+            )
+            await svc.update_configuration("org-1", "v", "twoSecrets", theirs)
         return await real_put(key, value, expected_revision=expected_revision)
 
     monkeypatch.setattr(kv, "put", racing_put)
-    await svc.update_configuration("org-1", "u", "googleWorkspace", update("S2"))
-    found = await kv.get(PATH)
+    view = await svc.update_configuration("org-1", "u", "twoSecrets", update("S2"))
+    found = await kv.get(secret_path("twoSecrets", "org-1"))
     assert found is not None
-    assert json.loads(found.value) == {"auth.clientSecret": "S2", "auth.serviceAccountJson": "{}"}
+    assert json.loads(found.value) == {"auth.clientSecret": "S2", "auth.signingKey": "K"}
+    assert view.connector.config.secrets_set == {"auth.clientSecret", "auth.signingKey"}
 
 
 async def configured_events(outbox: Any) -> list[Any]:
@@ -205,3 +225,82 @@ async def test_a_save_whose_outcome_stays_unknown_leaves_both_and_says_so(catalo
     box["read_failures"] = 0
     await svc.update_configuration("org-1", "u", "googleWorkspace", update("NEW", client_id="cid2"))
     assert (await svc.get("org-1", "googleWorkspace")).connector.config.auth["clientId"] == "cid2"
+
+
+# -- an auth type change and a removal: the secrets a configuration names always exist ----------
+
+SERVICE_ACCOUNT = ConfigUpdate(
+    base_url="http://localhost:3000",
+    auth={"authType": "SERVICE_ACCOUNT", "adminEmail": "a@acme.example", "serviceAccountJson": "{}"},
+    sync={},
+    filters={},
+)
+
+
+async def stored_secrets(kv: MemoryKeyValueStore) -> dict[str, str] | None:
+    found = await kv.get(PATH)
+    return None if found is None else dict(json.loads(found.value))
+
+
+async def test_switching_auth_type_removes_the_old_secret_only_after_the_commit(
+    catalog: Catalog, t0: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the commit runs, the store holds the secrets of both the stored and the new
+    configuration; the one the new configuration no longer names goes after it committed."""
+    box: dict[str, Any] = {"failures": 0, "error": Unavailable("storage down")}
+    svc, kv, _ = service(catalog, t0, box)
+    await svc.update_configuration("org-1", "u", "googleWorkspace", update("OLD"))
+    seen: list[dict[str, str] | None] = []
+    real_commit = FlakyUnitOfWork.commit
+
+    async def watching_commit(uow: FlakyUnitOfWork) -> None:
+        seen.append(await stored_secrets(kv))
+        await real_commit(uow)
+
+    monkeypatch.setattr(FlakyUnitOfWork, "commit", watching_commit)
+    view = await svc.update_configuration("org-1", "u", "googleWorkspace", SERVICE_ACCOUNT)
+    assert seen == [{"auth.clientSecret": "OLD", "auth.serviceAccountJson": "{}"}]
+    assert await stored_secrets(kv) == {"auth.serviceAccountJson": "{}"}
+    assert view.connector.config.secrets_set == {"auth.serviceAccountJson"}
+
+    box["failures"] = 1  # a switch back whose commit fails keeps what the stored one names
+    with pytest.raises(Unavailable, match="not saved"):
+        back = ConfigUpdate(
+            base_url="http://localhost:3000",
+            auth={"authType": "OAUTH", "clientId": "cid", "clientSecret": "NEW"},
+            sync={},
+            filters={},
+        )
+        await svc.update_configuration("org-1", "u", "googleWorkspace", back)
+    assert await stored_secrets(kv) == {"auth.serviceAccountJson": "{}"}
+
+
+async def test_a_removal_that_fails_after_the_commit_is_harmless_and_the_next_save_finishes_it(
+    catalog: Catalog, t0: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box: dict[str, Any] = {"failures": 0, "error": Unavailable("storage down")}
+    svc, kv, _ = service(catalog, t0, box)
+    await svc.update_configuration("org-1", "u", "googleWorkspace", update("OLD"))
+    real_put, real_delete = kv.put, kv.delete
+
+    async def down(*args: Any, **kwargs: Any) -> Any:
+        raise Unavailable("secret store down")
+
+    monkeypatch.setattr(kv, "put", down)
+    monkeypatch.setattr(kv, "delete", down)
+    removed = ConfigUpdate(
+        base_url="http://localhost:3000", auth={"clientId": "cid", "clientSecret": None}, sync={}, filters={}
+    )
+    view = await svc.update_configuration("org-1", "u", "googleWorkspace", removed)
+    assert view.connector.config.secrets_set == frozenset()
+    assert await stored_secrets(kv) == {"auth.clientSecret": "OLD"}  # left over, named by nothing
+    with pytest.raises(NotConfigured, match=r"auth\.clientSecret"):  # so nothing uses it
+        await ProviderResolver(svc.ctx, provider=None).resolve(  # type: ignore[arg-type]  # never reached
+            "org-1", catalog.get("googleWorkspace"), view.connector
+        )
+
+    monkeypatch.setattr(kv, "put", real_put)
+    monkeypatch.setattr(kv, "delete", real_delete)
+    view = await svc.update_configuration("org-1", "u", "googleWorkspace", update(None, client_id="cid2"))
+    assert view.connector.config.secrets_set == frozenset()  # not brought back by a save that left it out
+    assert await kv.get(PATH) is None

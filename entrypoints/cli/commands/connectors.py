@@ -60,7 +60,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         metavar="PATH",
         help='the configuration as JSON, "-" for standard input; e.g. {"baseUrl": "https://acme.atlassian.net",'
         ' "auth": {"authType": "API_TOKEN", "email": "ops@acme.example", "apiToken": "..."}};'
-        " a stored secret left out is kept",
+        " a stored secret left out is kept, one given as null is removed",
     )
     p.add_argument(
         "--by",
