@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 from adapters.http.backend_client import map_backend_status
 from connector_core.ports.backend_client import BackendConnectorClient
 from entrypoints.http.errors import HTTP_CODES, error_response, with_challenge
-from entrypoints.http.validation import read_body
+from entrypoints.http.validation import parse_json, read_body
 
 
 async def proxy(
@@ -19,7 +19,7 @@ async def proxy(
     """Forward to the backend connector service (Authorization and Content-Type only), map its
     status as the old service did, pass its body through. With ``rename_base_url`` (the
     compatibility profile) a JSON object body's ``baseUrl`` is sent as ``base_url``, as the old
-    service did (its backend reads that name)."""
+    service did (its backend reads that name); the body must then be valid JSON (else 400)."""
     raw = await read_body(request, body_timeout)
     if rename_base_url:
         raw = _base_url_renamed(raw)
@@ -43,13 +43,14 @@ async def proxy(
 
 
 def _base_url_renamed(raw: bytes) -> bytes:
-    """``{"baseUrl": ...}`` → ``{"base_url": ...}``; anything that is not such a JSON object is
-    forwarded untouched (the backend judges it)."""
-    try:
-        body = json.loads(raw) if raw.strip() else None
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    """``{"baseUrl": ...}`` → ``{"base_url": ...}``. The body is read as strictly as our own
+    routes read theirs (:func:`parse_json`: a lone surrogate, NaN, a body nested too deep are a
+    400 naming the field, never forwarded nor a 500); any other JSON is forwarded untouched."""
+    if not raw.strip():
         return raw
+    body = parse_json(raw)
     if not isinstance(body, dict) or "baseUrl" not in body:
         return raw
     renamed = {("base_url" if k == "baseUrl" else k): v for k, v in body.items()}
-    return json.dumps(renamed, separators=(",", ":"), ensure_ascii=False).encode()
+    # ASCII escapes: whatever the body holds, the encoding cannot fail
+    return json.dumps(renamed, separators=(",", ":")).encode("ascii")

@@ -244,6 +244,44 @@ async def test_the_proxy_sends_base_url_as_the_old_backend_reads_it(
     assert forwarded == {"auth": {"clientId": "cid"}, "sync": {}, "filters": {}, sent_name: "https://app.example"}
 
 
+async def test_the_proxy_refuses_a_body_it_cannot_re_encode_with_a_400_and_forwards_nothing(tmp_path: Path) -> None:
+    """A lone surrogate is valid JSON syntax but no text: the renamed body could not be encoded
+    (it was a 500). It is refused as our own routes refuse it; real non-ASCII text goes through."""
+    env = {"CM_MASTER_KEY": "compat-proxy"}
+    with FakeBackend() as backend:
+        settings = load_settings(
+            env=env,
+            storage="memory",
+            secrets="memory",
+            data_dir=tmp_path,
+            backend_url=backend.base_url,
+            compat="pipeshub",
+        )
+        container = await build_container(settings, env=env)
+        transport = httpx.ASGITransport(app=create_app(container))
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://cm") as http:
+                headers = {**Deployment(http, container).admin, "Content-Type": "application/json"}
+                bad = [
+                    b'{"baseUrl":"\\ud800"}',
+                    b'{"auth":{"\\udfff":1},"baseUrl":"https://a.example"}',
+                    b'{"baseUrl":NaN}',
+                ]
+                refused = [await http.put(f"{P}/config/jira", content=body, headers=headers) for body in bad]
+                fine = await http.put(
+                    f"{P}/config/jira", content='{"baseUrl":"https://\u00e9.example"}', headers=headers
+                )
+        finally:
+            await container.aclose()
+    for r in refused:
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == "VALIDATION_ERROR"
+    assert refused[0].json()["error"]["metadata"]["errors"][0]["path"] == "baseUrl"
+    assert fine.status_code == 200, fine.text
+    assert len(backend.requests) == 1  # only the valid body was forwarded
+    assert json.loads(backend.requests[0].body) == {"base_url": "https://\u00e9.example"}
+
+
 @pytest.mark.kafka
 async def test_the_broker_gets_gmail_updates_on_sync_events(kafka_bootstrap: str) -> None:
     now = datetime.now(UTC)
