@@ -20,7 +20,9 @@ async def stage_connector(uow: UnitOfWork, connector: Connector, ctx: ServiceCon
     refreshed nor handed out — and enabling resumes it. Whatever disabled the connector (a
     person, a refused consent), its credentials stop being served in the same commit. When it
     was configured, its token's refresh-token deadline is worked out again (``testingMode``
-    changes the limits that apply).
+    changes the limits that apply); when that configuration changed its OAuth client, the token
+    issued to the old client needs a new authorization in the same commit
+    (:meth:`TokenRecord.apply_client_change`; its TOKEN_EXPIRED is among the returned events).
 
     With ``ctx.reauthentication_disables``, a connector that came to need re-authentication
     (a dead grant, a changed client) is disabled in the same change, announcing ``appDisabled``.
@@ -39,15 +41,29 @@ async def stage_connector(uow: UnitOfWork, connector: Connector, ctx: ServiceCon
         record = await uow.tokens.get_for_connector(connector.org_id, connector.key)
         if record is None:
             return events
-        changed = toggled and record.follow_connector(
-            connector.is_enabled, lifecycle=ctx.lifecycle, now=ctx.clock.now()
-        )
+        changed = False
         if configured:
+            client_changed = _reauthentication_reason(events)
+            if client_changed is not None:
+                changed = record.apply_client_change(client_changed, now=ctx.clock.now(), ids=ctx.ids)
             limits = ctx.catalog.get(connector.key).refresh_limits(connector.config.auth)
             changed = record.track_refresh_deadline(limits) or changed
+        if toggled:
+            changed = (
+                record.follow_connector(connector.is_enabled, lifecycle=ctx.lifecycle, now=ctx.clock.now()) or changed
+            )
         if changed:
             await uow.tokens.save(record)
+        events += record.pull_events()
     return events
+
+
+def _reauthentication_reason(events: list[DomainEvent]) -> str | None:
+    """Why a configuration change asked for re-authorization (its OAuth client changed), if it did."""
+    for e in events:
+        if isinstance(e, AuthStatusChanged) and e.status == AuthState.NEEDS_REAUTHENTICATION.value:
+            return e.reason or "client configuration changed"
+    return None
 
 
 def _came_to_need_reauthentication(events: list[DomainEvent]) -> bool:

@@ -85,6 +85,16 @@ class TokenLifecycle:
             return RefreshFate.DROP
         return RefreshFate.STORE
 
+    @staticmethod
+    def status_after_client_change(status: TokenStatus) -> TokenStatus:
+        """The one rule for a token whose connector changed its OAuth client (id, secret,
+        endpoints). A token belongs to the client it was issued to: the new client can neither
+        refresh it nor vouch for it, so a live token (ACTIVE, PAUSED) needs a new authorization.
+        REVOKED and NEEDS_REAUTHENTICATION stay as they are."""
+        if status in (TokenStatus.ACTIVE, TokenStatus.PAUSED):
+            return TokenStatus.NEEDS_REAUTHENTICATION
+        return status
+
     def is_due(self, record: TokenRecord, now: datetime) -> bool:
         if record.status != TokenStatus.ACTIVE or record.refresh_due_at is None:
             return False

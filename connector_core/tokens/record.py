@@ -149,6 +149,22 @@ class TokenRecord:
             self._emit(TokenEventType.EXPIRED, now, ids)
         return True
 
+    def apply_client_change(self, reason: str, *, now: datetime, ids: IdSource) -> bool:
+        """Its connector's OAuth client changed (:meth:`TokenLifecycle.status_after_client_change`):
+        a live token needs a new authorization, announced with TOKEN_EXPIRED once. True when the
+        status changed."""
+        status = TokenLifecycle.status_after_client_change(self.status)
+        if status == self.status:
+            return False
+        self.status = status
+        self.last_error = reason
+        self.next_attempt_at = None
+        self.updated_at = now
+        if not self.expiry_notified:
+            self.expiry_notified = True  # one terminal event per grant
+            self._emit(TokenEventType.EXPIRED, now, ids)
+        return True
+
     def follow_connector(self, enabled: bool, *, lifecycle: TokenLifecycle, now: datetime) -> bool:
         """Pause or resume with the connector's enabled state; True when the status changed."""
         return self.resume(lifecycle=lifecycle, now=now) if enabled else self.pause(now=now)

@@ -344,7 +344,7 @@ async def test_a_refused_reconsent_that_disables_the_connector_stops_its_credent
     await authorize_through_provider(c, idp, "jira")
     await configure(c, idp, "jira", "cid-second")
     assert (await c.http.get(f"{P}/config/jira", headers=c.admin)).json()["authStatus"] == "NEEDS_REAUTHENTICATION"
-    assert (await c.http.get(f"{P}/internal/credentials/jira", headers=c.scoped)).status_code == 200
+    assert (await c.http.get(f"{P}/internal/credentials/jira", headers=c.scoped)).status_code == 409
     r = await c.http.get(f"{P}/jira/oauth/authorize", params={"baseUrl": FRONTEND}, headers=c.admin)
     state = parse_qs(urlsplit(r.json()["authorizationUrl"]).query)["state"][0]
     params = {"error": "access_denied", "state": state, "baseUrl": FRONTEND}
@@ -352,4 +352,41 @@ async def test_a_refused_reconsent_that_disables_the_connector_stops_its_credent
     assert r.status_code == 200, r.text
     assert r.json()["authenticated"] is False
     r = await c.http.get(f"{P}/internal/credentials/jira", headers=c.scoped)
-    assert r.status_code == 409 and r.json()["error"]["code"] == "CONNECTOR_DISABLED"
+    assert r.status_code == 409 and r.json()["error"]["code"] == "REAUTHORIZATION_REQUIRED"
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+@pytest.mark.parametrize("change", ["clientId", "clientSecret"])
+async def test_changing_the_oauth_client_retires_the_token_issued_to_the_old_one(
+    client: Client, idp: FakeOAuthProvider, change: str, enabled: bool
+) -> None:
+    """A token belongs to the client it was issued to: once PUT /config changes the client, the
+    token needs a new authorization in the same commit (TOKEN_EXPIRED announces it), and is
+    neither served nor refreshed with the new client, enabled connector or not."""
+    c = client
+    await configure(c, idp, "jira", "cid-old")
+    await authorize_through_provider(c, idp, "jira")
+    if not enabled:
+        assert (await c.http.post(f"{P}/toggle/jira", headers=c.admin)).json()["connector"]["isEnabled"] is False
+    seen = len(await c.events())
+    auth = {"clientId": "cid-new" if change == "clientId" else "cid-old", "clientSecret": "s3cret"}
+    if change == "clientSecret":
+        auth["clientSecret"] = "another-s3cret"
+    r = await c.http.put(f"{P}/config/jira", json={"baseUrl": FRONTEND, "auth": auth}, headers=c.admin)
+    assert r.status_code == 200, r.text
+    assert r.json()["connector"]["authStatus"]["state"] == "NEEDS_REAUTHENTICATION"
+    events = (await c.events())[seen:]
+    kinds = [(e["eventType"], e.get("payload", {}).get("status")) for e in events]
+    assert ("connectorAuthStatusChanged", "NEEDS_REAUTHENTICATION") in kinds
+    assert [e["eventType"] for e in events].count("TOKEN_EXPIRED") == 1
+    grants = idp.stats()["refresh_grants"]
+    r = await c.http.get(f"{P}/internal/credentials/jira", headers=c.scoped)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "REAUTHORIZATION_REQUIRED"
+    r = await c.http.post(f"{P}/internal/refreshIndividualConnectorToken", json={"connector": "jira"}, headers=c.scoped)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "REAUTHORIZATION_REQUIRED"
+    report = await c.container.refresher.refresh_due(batch_size=100)
+    assert report.total == 0 and idp.stats()["refresh_grants"] == grants
+    # a new authorization with the new client brings it back
+    idp.register_client(auth["clientId"], auth["clientSecret"])
+    await authorize_through_provider(c, idp, "jira")
+    assert (await c.http.get(f"{P}/internal/credentials/jira", headers=c.scoped)).status_code == 200

@@ -611,18 +611,20 @@ async def test_cancelled_reconsent_keeps_a_working_connector(env: Env) -> None:
     assert after.version == before.version
 
 
-async def test_a_refused_reconsent_that_disables_the_connector_pauses_its_token(env: Env) -> None:
+async def test_a_refused_reconsent_after_a_client_change_serves_no_token(env: Env) -> None:
     """The client changed (re-authorization required) and the person then refuses consent: the
-    connector is disabled, so its still-live token must no longer be refreshed or served."""
+    connector is disabled, and the token issued to the old client is neither refreshed nor
+    served (it needed a new authorization from the moment the client changed)."""
     await env.configure()
     q = await env.authorize()
     await env.oauth.handle_callback(ORG, USER, "googleWorkspace", code="c", state=q["state"])
     await env.configure(clientId="client-id-2")
     assert (await env.connector()).auth_status.state == AuthState.NEEDS_REAUTHENTICATION
+    assert (await env.token()).status == TokenStatus.NEEDS_REAUTHENTICATION
     q = await env.authorize()
     await env.oauth.handle_callback(ORG, USER, "googleWorkspace", state=q["state"], error="access_denied")
     assert not (await env.connector()).is_enabled
-    assert (await env.token()).status == TokenStatus.PAUSED
+    assert (await env.token()).status == TokenStatus.NEEDS_REAUTHENTICATION
 
 
 @pytest.mark.parametrize(

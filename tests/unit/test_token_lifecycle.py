@@ -709,6 +709,20 @@ class TokenRecordMachine(RuleBasedStateMachine):
         self._expect_events([])
 
     @rule()
+    def change_client(self) -> None:
+        """The connector's OAuth client changed: a live token needs a new authorization."""
+        changed = self.record.apply_client_change("client configuration changed", now=self.now, ids=self.ids)
+        live = self.status in (TokenStatus.ACTIVE, TokenStatus.PAUSED)
+        assert changed is live
+        if not live:
+            self._expect_events([])
+            return
+        self.status = TokenStatus.NEEDS_REAUTHENTICATION
+        self._expect_events([] if self.expiry_notified else [TokenEventType.EXPIRED])
+        self.expiry_notified = True
+        assert not self.lifecycle.is_due(self.record, self.now)
+
+    @rule()
     def resume(self) -> None:
         resumed = self.record.follow_connector(True, lifecycle=self.lifecycle, now=self.now)
         assert resumed is (self.status == TokenStatus.PAUSED)
@@ -775,7 +789,9 @@ class TokenRecordMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.status == TokenStatus.ACTIVE and self.record.tokens.can_refresh)
     @rule(
-        by=st.sampled_from(["pause", "provider refusal", "revocation", "re-authorization", "expiry", "nothing"]),
+        by=st.sampled_from(
+            ["pause", "client change", "provider refusal", "revocation", "re-authorization", "expiry", "nothing"]
+        ),
         outcome=st.sampled_from(["success", "rotation", "retryable", "dead"]),
     )
     def refresh_overtaken(self, by: str, outcome: str) -> None:
@@ -783,6 +799,7 @@ class TokenRecordMachine(RuleBasedStateMachine):
         self.start_refresh()
         meanwhile: dict[str, Callable[[], object]] = {
             "pause": self.pause,
+            "client change": self.change_client,
             "provider refusal": lambda: self.refresh_fails_for_good("invalid_grant", 400),
             "revocation": self.revoke,
             "re-authorization": lambda: self.reauthorize(3600, True),
