@@ -1,81 +1,153 @@
-"""Refresh throughput: one refresher with concurrency 1 (the baseline) against concurrency 8 and
-against four refreshers sharing one SQLite file, same provider (answering after --latency
-seconds, like a provider across a network), same run.
+"""Bulk refresh: the refresher on the embedded default (SQLite) refreshing N due tokens against
+a local token endpoint that answers after ``latency`` seconds, against raw
+``httpx.AsyncClient`` POSTs of the same refresh grants to the same endpoint at the same
+concurrency. The endpoint is its own process. Figures are tokens per second.
 
-    .venv/bin/python -m bench.bench_refresh [--tokens 200] [--latency 0.05]
-
-Prints tokens/second and each configuration's speed-up over the baseline.
-"""
+Every round starts with all N tokens due: the refresher's clock moves on by a little more
+than a token's lifetime between rounds (the endpoint grants an hour)."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from entrypoints.bootstrap import Container, build_container
-from entrypoints.settings import load_settings
-from tests.due_tokens import seed_due_token
-from tests.fakes.oauth_provider import FakeOAuthProvider
+import httpx
+from attrs import evolve
 
-ENV = {"CM_MASTER_KEY": "bench-refresh"}
+from bench.harness import Row, alternate, from_pairs
+from bench.processes import served
+from bench.serve_app import BENCH_ENV
+
+KEY, APP = "benchIdp", "BENCH"
+SCOPES = ("offline_access", "files.read")
 
 
-async def container(data_dir: Path, idp: FakeOAuthProvider) -> Container:
+class SteppingClock:
+    """The system clock, moved forward by :meth:`advance`."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, by: timedelta) -> None:
+        self.offset += by
+
+
+async def _container(data_dir: Path, token_url: str, clock: SteppingClock):  # type: ignore[no-untyped-def]
+    from entrypoints.bootstrap import build_container
+    from entrypoints.settings import load_settings
+
     provider = {
-        "key": "benchIdp",
-        "apps": ["BENCH"],
+        "key": KEY,
+        "apps": [APP],
         "oauth": {
-            "authorizeUrl": idp.authorize_url,
-            "tokenUrl": idp.token_url,
-            "defaultScopes": ["offline_access", "files.read"],
-            "scopeApps": {"files.read": "BENCH"},
+            "authorizeUrl": "http://127.0.0.1:1/authorize",
+            "tokenUrl": token_url,
+            "defaultScopes": list(SCOPES),
+            "scopeApps": {"files.read": APP},
         },
     }
-    settings = load_settings(env=ENV, data_dir=data_dir, run_refresher=False)
-    from attrs import evolve
-
-    return await build_container(evolve(settings, custom_providers=(provider,)), env=ENV)
+    settings = load_settings(env=BENCH_ENV, data_dir=data_dir, run_refresher=False)
+    return await build_container(evolve(settings, custom_providers=(provider,)), env=BENCH_ENV, clock=clock)
 
 
-async def seed(c: Container, idp: FakeOAuthProvider, n: int) -> None:
+async def _seed(container, n: int) -> None:  # type: ignore[no-untyped-def]
+    """``n`` orgs, each with the connector configured, authorized and holding a due token."""
+    from connector_core.services.connectors import ConfigUpdate
+    from connector_core.tokens import TokenRecord, TokenSet
+
+    ctx = container.ctx
     for i in range(n):
-        await seed_due_token(c, idp, f"org-{i}", key="benchIdp", app="BENCH")
+        org = f"org-{i}"
+        update = ConfigUpdate(
+            base_url="http://localhost:3000", auth={"clientId": "cid", "clientSecret": "sec"}, sync={}, filters={}
+        )
+        await container.connectors.update_configuration(org, "seeder", KEY, update)
+        now = ctx.clock.now()
+        tokens = TokenSet(
+            access_token=f"stale-{org}",
+            obtained_at=now - timedelta(hours=1),
+            refresh_token=f"refresh-{org}",
+            expires_at=now + timedelta(seconds=60),
+            scopes=frozenset(SCOPES),
+        )
+        async with ctx.uow() as uow:
+            connector = await uow.connectors.get(org, KEY)
+            connector.record_authorization(container.catalog.get(KEY), [APP], by="seeder", now=now, ids=ctx.ids)
+            record = TokenRecord.create(
+                token_id=ctx.ids.new_id(),
+                org_id=org,
+                connector_key=KEY,
+                account_id="seeder",
+                service_type=APP,
+                tokens=tokens,
+                lifecycle=ctx.lifecycle,
+                now=now,
+                ids=ctx.ids,
+            )
+            await uow.connectors.save(connector)
+            await uow.tokens.add(record)
+            await uow.commit()
 
 
-async def run(n: int, concurrency: int, refreshers: int, latency: float) -> float:
-    with tempfile.TemporaryDirectory() as tmp, FakeOAuthProvider() as idp:
-        idp.register_client("cid", "sec")
-        if latency:
-            idp.set_fault("slow", delay=latency)  # a provider across a network
-        containers = [await container(Path(tmp), idp) for _ in range(refreshers)]
-        await seed(containers[0], idp, n)
-        start = time.perf_counter()
-        await asyncio.gather(*(c.refresher.refresh_due(batch_size=n, concurrency=concurrency) for c in containers))
-        elapsed = time.perf_counter() - start
-        assert idp.stats()["refresh_grants"] == n
-        for c in containers:
-            await c.aclose()
-    return n / elapsed
+async def run(*, smoke: bool, latency: float = 0.02) -> list[Row]:
+    rounds, n = (2, 16) if smoke else (3, 2000)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="cm-bench-") as tmp, served(["token", "--latency", str(latency)]) as port:
+        token_url = f"http://127.0.0.1:{port}/token"
+        clock = SteppingClock()
+        container = await _container(Path(tmp), token_url, clock)
+        client = httpx.AsyncClient(timeout=30)  # one client for every round, as ours keeps one
+        try:
+            await _seed(container, n)
+            for concurrency in (8, 32):
 
+                async def ours(concurrency: int = concurrency) -> dict[str, float]:
+                    clock.advance(timedelta(hours=1, minutes=5))  # every token due again
+                    t = time.perf_counter()
+                    report = await container.refresher.refresh_due(batch_size=n, concurrency=concurrency)
+                    elapsed = time.perf_counter() - t
+                    if report.refreshed != n:
+                        raise RuntimeError(f"refreshed {report.refreshed} of {n}: {report}")
+                    return {"rate": n / elapsed}
 
-async def main(n: int, latency: float) -> None:
-    base = await run(n, 1, 1, latency)
-    rows = [
-        ("1 refresher, concurrency 1 (baseline)", base),
-        ("1 refresher, concurrency 8", await run(n, 8, 1, latency)),
-        ("4 refreshers on one SQLite file, concurrency 8", await run(n, 8, 4, latency)),
-    ]
-    print(f"{n} due tokens, provider answers after {latency * 1000:.0f} ms")
-    for name, rate in rows:
-        print(f"{name:48s} {rate:8.1f} tokens/s  x{rate / base:5.2f}")
+                async def raw(concurrency: int = concurrency) -> dict[str, float]:
+                    gate = asyncio.Semaphore(concurrency)
 
+                    async def one(i: int) -> None:
+                        async with gate:
+                            form = {
+                                "grant_type": "refresh_token",
+                                "refresh_token": f"refresh-org-{i}",
+                                "client_id": "cid",
+                                "client_secret": "sec",
+                            }
+                            r = await client.post(token_url, data=form)
+                            r.raise_for_status()
+                            r.json()
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--tokens", type=int, default=200)
-    parser.add_argument("--latency", type=float, default=0.05, help="provider answer delay, seconds")
-    args = parser.parse_args()
-    asyncio.run(main(args.tokens, args.latency))
+                    t = time.perf_counter()
+                    await asyncio.gather(*(one(i) for i in range(n)))
+                    return {"rate": n / (time.perf_counter() - t)}
+
+                pairs = await alternate(rounds, ours, raw)
+                rows.append(
+                    from_pairs(
+                        f"bulk refresh, concurrency {concurrency}",
+                        "raw httpx.AsyncClient",
+                        "tokens/s",
+                        pairs,
+                        "rate",
+                        ">= 0.8",
+                        f"{n:,} due tokens, token endpoint answering after {latency * 1000:g} ms",
+                    )
+                )
+        finally:
+            await client.aclose()
+            await container.aclose()
+    return rows
