@@ -9,11 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -102,10 +102,16 @@ class Browser:
         self.navigate(lambda: self.find(css).click())
 
     def navigate(self, action: Callable[[], object]) -> None:
-        page = self.find("html")
+        """Run ``action`` and wait until a new document has loaded. The old document is marked
+        with a property of its ``window``, which the next document does not have. (Waiting for an
+        element of the old page to go stale is racy: while the page is being replaced, Chromium
+        may answer "Node with given id does not belong to the document" instead of "stale".)
+        Errors while the page is in between are retried until the wait ends."""
+        self.driver.execute_script("window.__leaving = true")
         action()
-        WebDriverWait(self.driver, 20).until(expected_conditions.staleness_of(page))
-        WebDriverWait(self.driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
+        WebDriverWait(self.driver, 20, ignored_exceptions=(WebDriverException,)).until(
+            lambda d: d.execute_script("return window.__leaving !== true && document.readyState === 'complete'")
+        )
 
     def shot(self, name: str) -> Path:
         """A screenshot of the whole page, kept under test-artifacts/console/."""
