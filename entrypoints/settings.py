@@ -139,6 +139,9 @@ class Settings:
     backend_url: str | None = field(default=None, repr=False)
     backend_timeout_seconds: float = field(default=10.0, validator=_positive)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: ``worker``: serve its Prometheus metrics at http://host:metrics_port/metrics (one port per
+    #: worker); unset: the worker serves none. ``serve`` has them at /metrics on its own port.
+    metrics_port: int | None = field(default=None, validator=attrs.validators.optional(_port))
     #: OAuth: origins a redirect URI may point at (scheme://host[:port]); empty = localhost only
     oauth_allowed_origins: tuple[str, ...] = ()
     oauth_redirect_path: str = "/connectors/oauth/callback/{connector}"

@@ -151,7 +151,24 @@ async def run_worker(container: Container, *, once: bool = False) -> None:
         loop.add_signal_handler(sig, stop.set)
     tasks = worker_tasks(container.settings)
     announce("worker", tasks)
-    await asyncio.gather(*(task(container, stop) for task in tasks))
+    stop_metrics = _serve_metrics(container)
+    try:
+        await asyncio.gather(*(task(container, stop) for task in tasks))
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()
+
+
+def _serve_metrics(container: Container) -> Callable[[], None] | None:
+    """The worker's metrics server when ``metrics_port`` is set (see docs/operations.md)."""
+    from entrypoints.observability.metrics import serve_worker_metrics
+
+    settings = container.settings
+    if settings.metrics_port is None:
+        return None
+    _, stop = serve_worker_metrics(container, settings.host, settings.metrics_port)
+    log.info("worker: metrics at http://%s:%d/metrics", settings.host, settings.metrics_port)
+    return stop
 
 
 async def reload_container(old: Container) -> Container:

@@ -25,7 +25,7 @@ from adapters.unit_of_work_base import Batch, BufferedUnitOfWork, Op
 from connector_core.errors import Conflict, UnknownEvent
 from connector_core.model.connector import Connector
 from connector_core.ports.oauth_state import PendingAuthorization
-from connector_core.ports.outbox import OutboxMessage
+from connector_core.ports.outbox import OutboxBacklog, OutboxMessage
 from connector_core.tokens import CensusTally, TokenCensus, TokenRecord, TokenStatus, TokenSummary, token_state
 from connector_core.tokens.refresh_deadline import warning_at
 
@@ -185,6 +185,12 @@ class MemoryOutboxReader:
         wanted = set(seqs)
         with self._s.lock:
             self._s.outbox = [(seq, doc, done or seq in wanted) for seq, doc, done in self._s.outbox]
+
+    async def backlog(self) -> OutboxBacklog:
+        with self._s.lock:
+            times = [doc["occurred_at"] for _, doc, done in self._s.outbox if not done]
+        oldest = min((self._s.conv.structure(t, datetime) for t in times), default=None)
+        return OutboxBacklog(len(times), oldest)
 
     async def recent(self, limit: int, *, org_id: str | None = None) -> Sequence[OutboxMessage]:
         with self._s.lock:

@@ -23,6 +23,7 @@ connector's sequence, then creation order.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -30,7 +31,7 @@ from bson import ObjectId
 from adapters.codec import event_from_doc
 from adapters.mongo.database import Doc, MongoDatabase
 from connector_core.errors import UnknownEvent
-from connector_core.ports.outbox import OutboxMessage
+from connector_core.ports.outbox import OutboxBacklog, OutboxMessage
 
 #: newest first, as the events route and pruning see the outbox
 _NEWEST_FIRST = [("stored_at", -1), ("key_seq", -1), ("_id", -1)]
@@ -68,6 +69,17 @@ class MongoOutboxReader:
             return
         async with self._db.op("mark events published"):
             await self._db.outbox.update_many({"_id": {"$in": [id_of(s) for s in seqs]}}, {"$set": {"published": True}})
+
+    async def backlog(self) -> OutboxBacklog:
+        pipeline: list[Doc] = [
+            {"$match": {"published": False}},
+            {"$group": {"_id": None, "pending": {"$sum": 1}, "oldest": {"$min": "$event.occurred_at"}}},
+        ]
+        async with self._db.op("count pending events"):
+            rows = await (await self._db.outbox.aggregate(pipeline)).to_list(None)
+        if not rows:
+            return OutboxBacklog()
+        return OutboxBacklog(int(rows[0]["pending"]), self._db.conv.structure(rows[0]["oldest"], datetime))
 
     async def prune(self, keep: int, *, published_only: bool) -> int:
         removed = 0

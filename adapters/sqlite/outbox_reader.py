@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from adapters.codec import event_from_doc
 from adapters.sqlite.database import SQLiteDatabase
 from connector_core.errors import UnknownEvent
-from connector_core.ports.outbox import OutboxMessage
+from connector_core.ports.outbox import OutboxBacklog, OutboxMessage
 
 
 def _of_org(org_id: str | None) -> tuple[str, tuple[str, ...]]:
@@ -41,6 +42,14 @@ class SQLiteOutboxReader:
     async def mark_published(self, seqs: Sequence[int]) -> None:
         params = [(s,) for s in seqs]
         await self._db.write(lambda c: c.executemany("UPDATE outbox SET published=1 WHERE seq=?", params))
+
+    async def backlog(self) -> OutboxBacklog:
+        count, oldest = await self._db.run(
+            lambda c: c.execute(
+                "SELECT COUNT(*), MIN(json_extract(doc, '$.occurred_at')) FROM outbox WHERE published=0"
+            ).fetchone()
+        )
+        return OutboxBacklog(int(count), None if oldest is None else self._db.conv.structure(oldest, datetime))
 
     async def recent(self, limit: int, *, org_id: str | None = None) -> Sequence[OutboxMessage]:
         where, params = _of_org(org_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 from attrs import frozen
@@ -17,6 +18,15 @@ class OutboxMessage:
 
     seq: int
     event: DomainEvent
+
+
+@frozen
+class OutboxBacklog:
+    """The events not yet published: how many, and when the oldest of them occurred."""
+
+    pending: int = 0
+    #: the ``occurred_at`` of the oldest unpublished event; None when nothing waits
+    oldest_occurred_at: datetime | None = None
 
 
 class Outbox(Protocol):
@@ -34,6 +44,11 @@ class OutboxReader(Protocol):
 
     async def mark_published(self, seqs: Sequence[int]) -> None:
         """Mark messages published (idempotent)."""
+        ...
+
+    async def backlog(self) -> OutboxBacklog:
+        """How many committed messages are unpublished and the earliest ``occurred_at`` among
+        them, from the pending index (cheap enough for every metrics scrape)."""
         ...
 
     async def recent(self, limit: int, *, org_id: str | None = None) -> Sequence[OutboxMessage]:

@@ -48,12 +48,20 @@ from connector_core.services.refresh_warnings import RefreshTokenWarnings
 from connector_core.services.token_lease import BackgroundReleases, HeldLease, TokenLeases
 from connector_core.tokens import TokenRecord, TokenStatus
 
-__all__ = ["CredentialsSource", "RefreshOutcome", "RefreshReport", "TokenRefresher"]
+__all__ = ["CredentialsSource", "OutcomeListener", "RefreshOutcome", "RefreshReport", "TokenRefresher"]
 
 log = logging.getLogger(__name__)
 
 #: ``(org_id, connector_key) -> ResolvedProvider``: the provider URLs and client of one org.
 CredentialsSource = Callable[[str, str], Awaitable[ResolvedProvider]]
+
+#: told the connector key and the outcome of every refresh attempt that reached the provider
+#: step (batch and on demand); an attempt that raised counts as FAILED. Must not block.
+OutcomeListener = Callable[[str, RefreshOutcome], None]
+
+
+def _ignore(connector_key: str, outcome: RefreshOutcome) -> None:
+    return None
 
 
 class TokenRefresher:
@@ -79,6 +87,8 @@ class TokenRefresher:
         states: OAuthStateStore | None = None,
     ) -> None:
         self.ctx = ctx
+        #: set by whoever counts outcomes (the metrics of the process running this refresher)
+        self.on_outcome: OutcomeListener = _ignore
         self.provider = provider
         self.leases = TokenLeases(lock, ttl=lease_ttl, wait=lease_wait, releases=BackgroundReleases(ctx.clock))
         self.outcomes = RefreshOutcomes(ctx, provider, sleep)
@@ -274,7 +284,17 @@ class TokenRefresher:
     # -- one refresh -------------------------------------------------------------------------
 
     async def _run(self, record: TokenRecord, held: HeldLease) -> RefreshResult:
-        """Refresh ``record`` (freshly loaded, under ``held``) and store the outcome."""
+        """Refresh ``record`` (freshly loaded, under ``held``), store the outcome and tell
+        :attr:`on_outcome`."""
+        try:
+            result = await self._attempt(record, held)
+        except Exception:
+            self.on_outcome(record.connector_key, RefreshOutcome.FAILED)
+            raise
+        self.on_outcome(record.connector_key, result.outcome)
+        return result
+
+    async def _attempt(self, record: TokenRecord, held: HeldLease) -> RefreshResult:
         used = record.tokens.refresh_token
         assert used is not None
         try:

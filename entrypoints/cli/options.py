@@ -38,6 +38,7 @@ def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
         data_dir=getattr(args, "data_dir", None),
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
+        metrics_port=getattr(args, "metrics_port", None),
         **extra,
     )
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -17,10 +18,12 @@ from starlette.routing import Route
 from entrypoints.bootstrap import Container
 from entrypoints.console import console_routes
 from entrypoints.http.dispatch import http_error, server_error
-from entrypoints.http.explorer import explorer_routes
+from entrypoints.http.explorer import METRICS_PATH, explorer_routes
 from entrypoints.http.openapi import openapi_document
 from entrypoints.http.routes import endpoints_for, routes
 from entrypoints.http.state import DEFAULT_BODY_TIMEOUT_SECONDS, ApiState
+from entrypoints.observability.metrics import CONTENT_TYPE, Metrics
+from entrypoints.observability.requests import ObserveRequests
 
 log = logging.getLogger("connector_manager.http")
 
@@ -69,8 +72,11 @@ class AppHolder:
         runner: BackgroundRunner | None = None,
         retire_after_seconds: float = 30.0,
         body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS,
+        on_generation: Callable[[Container], None] | None = None,
     ) -> None:
         self._reloader = reloader
+        #: told of every generation that goes live (the first included)
+        self._on_generation = on_generation
         self._lock = asyncio.Lock()
         self._body_timeout = body_timeout_seconds
         self.state = ApiState(container, body_timeout=body_timeout_seconds)
@@ -79,6 +85,8 @@ class AppHolder:
         self._retiring: dict[asyncio.Task[None], Container] = {}
         self._restarts: set[asyncio.Task[None]] = set()
         container.holder = self
+        if on_generation is not None:
+            on_generation(container)
 
     def current(self) -> ApiState:
         return self.state
@@ -91,6 +99,8 @@ class AppHolder:
             new = await self._reloader(old)
             new.generation = old.generation + 1
             new.holder = self
+            if self._on_generation is not None:
+                self._on_generation(new)
             self.state = ApiState(new, body_timeout=self._body_timeout)
             if self.runner is not None:
                 # not awaited here: the config watcher itself may be the caller
@@ -140,19 +150,29 @@ def create_app(
     lifespan_tasks: list[BackgroundTask] | None = None,
     close_on_shutdown: bool = False,
     body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS,
+    metrics: Metrics | None = None,
 ) -> Starlette:
     """The ASGI application. ``lifespan_tasks`` run in the background while it serves (and move
     to each new generation on reload); with ``close_on_shutdown`` the lifespan also closes every
     generation's connections when the server stops. A request body that has not fully arrived
-    ``body_timeout_seconds`` after the route began reading it is answered 408."""
+    ``body_timeout_seconds`` after the route began reading it is answered 408. ``metrics``
+    (default: new ones) count this app's requests and refreshes, served at ``/metrics``."""
+    metrics = metrics or Metrics()
     runner = BackgroundRunner(lifespan_tasks or [])
-    holder = AppHolder(container, reloader, runner, body_timeout_seconds=body_timeout_seconds)
+    holder = AppHolder(
+        container, reloader, runner, body_timeout_seconds=body_timeout_seconds, on_generation=metrics.instrument
+    )
+    metrics.read_stores(lambda: holder.current().container)
 
     def document() -> dict[str, Any]:
         return openapi_document(holder.current().container)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(document())
+
+    async def scrape(request: Request) -> Response:
+        # unauthenticated, like the health route: nothing in it names an org or carries a secret
+        return Response(await metrics.render(), media_type=CONTENT_TYPE)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -170,11 +190,14 @@ def create_app(
         routes=[
             *routes(holder.current, endpoints_for(container.settings)),
             Route("/openapi.json", openapi, methods=["GET"]),
+            Route(METRICS_PATH, scrape, methods=["GET"]),
             *explorer_routes(document),
             *console_routes(holder.current),
         ],
         exception_handlers=handlers,
         lifespan=lifespan,
+        middleware=[Middleware(ObserveRequests, metrics=metrics)],
     )
     app.state.holder = holder
+    app.state.metrics = metrics
     return app

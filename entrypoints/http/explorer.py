@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 ASSETS = "/docs/assets"
+METRICS_PATH = "/metrics"
 
 #: what the service offers a person or a script that lands on ``/``
 PLACES = {
@@ -27,7 +28,7 @@ PLACES = {
     "docs": ("/docs", "API explorer"),
     "openapi": ("/openapi.json", "OpenAPI document"),
     "health": ("/api/v1/health", "Health of the service and its dependencies"),
-    "metrics": ("/metrics", "Prometheus metrics"),
+    "metrics": (METRICS_PATH, "Prometheus metrics"),
 }
 
 _CSP = (
@@ -94,7 +95,7 @@ async def index(request: Request) -> Response:
 
 
 #: pages for people and scrapers, not operations of the API (not in the OpenAPI document)
-OPERATOR_PAGES = frozenset({"/", "/docs", "/docs/init.js", "/docs/openapi.json"})
+OPERATOR_PAGES = frozenset({"/", "/docs", "/docs/init.js", "/docs/openapi.json", METRICS_PATH})
 
 
 def as_openapi_30(node: Any) -> Any:

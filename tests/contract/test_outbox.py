@@ -6,12 +6,14 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from datetime import timedelta
 
 import pytest
 
 from connector_core.catalog import Catalog
 from connector_core.errors import Conflict, UnknownEvent
 from connector_core.model.events import SyncAction
+from connector_core.ports.outbox import OutboxBacklog
 from tests.builders import api_token_connector
 from tests.conftest import CountingIds
 from tests.contract.conftest import Harness
@@ -218,3 +220,17 @@ async def test_after_an_unknown_or_foreign_event_is_unknown_event(harness: Harne
     with pytest.raises(UnknownEvent):
         await harness.outbox.after(mine.event.event_id, 10, org_id=other)
     assert await harness.outbox.after(mine.event.event_id, 10, org_id=o) == []
+
+
+async def test_backlog_counts_unpublished_events_and_dates_the_oldest(harness: Harness, catalog: Catalog) -> None:
+    assert await harness.outbox.backlog() == OutboxBacklog(0, None)
+    first = harness.clock.now()
+    await toggled(harness, catalog, f"org-{uuid.uuid4().hex[:8]}", 2)
+    harness.clock.advance(90.5)
+    await toggled(harness, catalog, f"org-{uuid.uuid4().hex[:8]}", 1)
+    assert await harness.outbox.backlog() == OutboxBacklog(3, first)
+    pending = await harness.outbox.pending(100)
+    await harness.outbox.mark_published([m.seq for m in pending if m.event.occurred_at == first])
+    assert await harness.outbox.backlog() == OutboxBacklog(1, first + timedelta(seconds=90.5))
+    await harness.outbox.mark_published([m.seq for m in pending])
+    assert await harness.outbox.backlog() == OutboxBacklog(0, None)

@@ -31,7 +31,7 @@ from connector_core.ports.oauth_state import PendingAuthorization
 from connector_core.ports.unit_of_work import UnitOfWork
 from connector_core.services.context import ServiceContext
 from connector_core.services.providers import ResolvedProvider
-from connector_core.services.refresh import RefreshReport, TokenRefresher
+from connector_core.services.refresh import RefreshOutcome, RefreshReport, TokenRefresher
 from connector_core.tokens import RefreshPolicy, TokenRecord, TokenSet, TokenStatus
 from tests.conftest import CountingIds, SeededRandom
 
@@ -840,3 +840,17 @@ async def test_storing_stops_when_the_lease_is_lost(env: Env, caplog: Any) -> No
     assert box["attempts"] == 2
     assert "lease cannot be held" in caplog.text
     assert "PLANTED" not in caplog.text
+
+
+async def test_every_refresh_outcome_is_told_with_its_connector(env: Env) -> None:
+    """What the metrics count: each refresh's connector key and outcome, an attempt that raised
+    (its outcome could not be stored) as failed."""
+    told: list[tuple[str, RefreshOutcome]] = []
+    env.refresher.on_outcome = lambda key, outcome: told.append((key, outcome))
+    await env.seed()
+    env.make_due()
+    assert (await env.refresher.refresh_due()).refreshed == 1
+    failing_commits(env, 100)
+    with pytest.raises(Unavailable):
+        await env.refresher.refresh_connector("org-1", "google")
+    assert told == [("googleWorkspace", RefreshOutcome.REFRESHED), ("googleWorkspace", RefreshOutcome.FAILED)]

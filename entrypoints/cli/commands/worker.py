@@ -26,6 +26,12 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     )
     add_settings_options(p)
     p.add_argument("--once", action="store_true", help="do what is due now, print what was done, then exit")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://host:PORT/metrics while running (or $CM_METRICS_PORT)",
+    )
     add_output_options(p)
     p.set_defaults(run=run)
 

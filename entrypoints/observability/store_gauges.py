@@ -1,0 +1,177 @@
+"""The gauges read from the stores at scrape time: tokens by state, the soonest access-token
+expiry, refresh tokens near their provider's limit, the outbox backlog and the relay's lag, and
+the health of each dependency.
+
+Reading them costs one aggregate query per store (no token material is read) and the health
+probes, each bounded by a time limit; a snapshot is reused for ``max_age`` seconds, so scrapes
+from several Prometheus servers cost one reading. Every label value comes from a bounded set:
+connector keys of the catalog, fixed states, dependency names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from attrs import field, frozen
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from connector_core.ports.outbox import OutboxBacklog
+from connector_core.tokens import TokenCensus, TokenState
+from entrypoints.health_report import HealthReport, check_health
+
+if TYPE_CHECKING:
+    from entrypoints.bootstrap import Container
+
+log = logging.getLogger("connector_manager.metrics")
+
+PREFIX = "connector_manager"
+
+#: the states every connector with tokens reports (0 when none is in it)
+STATES = tuple(TokenState)
+
+
+@frozen
+class Snapshot:
+    """One reading of the stores; a part that could not be read is None (its series are left out)."""
+
+    census: TokenCensus | None = None
+    #: None without a relay (events stay in the outbox until read through the events route)
+    backlog: OutboxBacklog | None = None
+    #: seconds since the oldest unpublished event occurred (0 when nothing waits)
+    relay_lag: float = 0.0
+    health: HealthReport | None = None
+    errors: tuple[str, ...] = field(factory=tuple)
+
+
+class StoreGauges(Collector):
+    """A collector whose samples are the last :class:`Snapshot`; :meth:`update` reads a new one
+    when the last is older than ``max_age`` seconds."""
+
+    def __init__(
+        self,
+        container: Callable[[], Container],
+        *,
+        max_age: float = 5.0,
+        health_timeout: float = 2.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._container = container
+        self._max_age = max_age
+        self._health_timeout = health_timeout
+        self._monotonic = monotonic
+        self._snapshot = Snapshot()
+        self._taken_at: float | None = None
+        self._lock: asyncio.Lock | None = None
+
+    async def update(self) -> None:
+        """Read the stores unless the snapshot is fresh; concurrent callers share one reading."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._taken_at is not None and self._monotonic() - self._taken_at < self._max_age:
+                return
+            self._snapshot = await read_snapshot(self._container(), self._health_timeout)
+            self._taken_at = self._monotonic()
+
+    def describe(self) -> list[Metric]:
+        return []  # nothing to read when registered: the families are known at scrape time
+
+    def collect(self) -> Iterator[Metric]:
+        yield from families(self._snapshot)
+
+
+async def read_snapshot(container: Container, health_timeout: float) -> Snapshot:
+    errors: list[str] = []
+    now = container.ctx.clock.now()
+
+    async def census() -> TokenCensus | None:
+        try:
+            async with container.ctx.uow() as uow:
+                return await uow.tokens.census(now)
+        except Exception as exc:  # the dependency gauge says which one is down
+            errors.append("tokens")
+            log.warning("metrics: cannot count tokens (%s)", type(exc).__name__)
+            return None
+
+    async def backlog() -> OutboxBacklog | None:
+        if container.relay is None:
+            return None
+        try:
+            return await container.storage.outbox.backlog()
+        except Exception as exc:
+            errors.append("outbox")
+            log.warning("metrics: cannot read the outbox backlog (%s)", type(exc).__name__)
+            return None
+
+    counted, pending, health = await asyncio.gather(
+        census(), backlog(), check_health(container.health_checks, health_timeout)
+    )
+    lag = 0.0
+    if pending is not None and pending.oldest_occurred_at is not None:
+        lag = max(0.0, (now - pending.oldest_occurred_at).total_seconds())
+    return Snapshot(counted, pending, lag, health, tuple(errors))
+
+
+def families(snapshot: Snapshot) -> Iterable[Metric]:
+    if snapshot.census is not None:
+        yield from _token_families(snapshot.census)
+    if snapshot.backlog is not None:
+        yield GaugeMetricFamily(
+            f"{PREFIX}_outbox_backlog",
+            "Events stored and not yet published by the relay",
+            value=snapshot.backlog.pending,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_outbox_relay_lag_seconds",
+            "Seconds since the oldest unpublished event occurred (0 when the relay is caught up)",
+            value=snapshot.relay_lag,
+        )
+    if snapshot.health is not None:
+        up = GaugeMetricFamily(
+            f"{PREFIX}_dependency_up",
+            "1 when the dependency answered its health probe in time, else 0",
+            labels=["dependency", "required"],
+        )
+        for dep in snapshot.health.dependencies:
+            up.add_metric([dep.name, "true" if dep.required else "false"], 1 if dep.healthy else 0)
+        yield up
+    errors = GaugeMetricFamily(
+        f"{PREFIX}_metrics_read_errors",
+        "Parts of the last store reading that failed (their series are missing from this scrape)",
+        labels=["part"],
+    )
+    for part in ("tokens", "outbox"):
+        errors.add_metric([part], 1 if part in snapshot.errors else 0)
+    yield errors
+
+
+def _token_families(census: TokenCensus) -> Iterable[Metric]:
+    tokens = GaugeMetricFamily(
+        f"{PREFIX}_tokens", "Stored OAuth tokens by connector and state", labels=["connector", "state"]
+    )
+    keys = sorted({key for key, _ in census.states})
+    for key in keys:
+        for state in STATES:
+            tokens.add_metric([key, state.value], census.states.get((key, state), 0))
+    yield tokens
+    soonest = GaugeMetricFamily(
+        f"{PREFIX}_token_soonest_expiry_timestamp_seconds",
+        "Unix time of the soonest access-token expiry among a connector's active tokens",
+        labels=["connector"],
+    )
+    for key, moment in sorted(census.soonest_expiry.items()):
+        soonest.add_metric([key], moment.timestamp())
+    yield soonest
+    expiring = GaugeMetricFamily(
+        f"{PREFIX}_refresh_tokens_expiring",
+        "Live refresh-token lineages near their provider's limit (within7Days, within1Day, expired)",
+        labels=["connector", "warning"],
+    )
+    for (key, warning), count in sorted(census.expiring.items()):
+        expiring.add_metric([key, warning.value], count)
+    yield expiring
