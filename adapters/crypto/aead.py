@@ -47,7 +47,6 @@ AAD_PREFIX: Final = b"connector-manager/v1|"
 NONCE_SIZE: Final = 12
 TAG_SIZE: Final = 16
 
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 # Lower-case hex only (what the old service wrote), so every envelope string maps to one value.
 _LEGACY = re.compile(r"((?:[0-9a-f]{2})+):((?:[0-9a-f]{2})*):([0-9a-f]{32})")
 
@@ -61,16 +60,31 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+#: by padding needed: the last characters whose unused low bits are zero
+_CANONICAL_LAST: Final = {
+    1: frozenset(c for i, c in enumerate(_ALPHABET) if not i & 0b11),
+    2: frozenset(c for i, c in enumerate(_ALPHABET) if not i & 0b1111),
+}
+
+
 def _unb64url(text: str) -> bytes | None:
-    """Strict inverse of :func:`_b64url`: None unless ``text`` is its canonical output."""
-    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+    """Strict inverse of :func:`_b64url`: None unless ``text`` is its canonical output.
+
+    Hot path (every secret read): a strict decode of the standard alphabet after swapping
+    ``-_`` in, ``+/`` (and padding) refused beforehand, and the unused trailing bits of the
+    last character checked directly instead of encoding again."""
+    pad = -len(text) % 4
+    if pad == 3 or "+" in text or "/" in text or "=" in text:
         return None
     try:
-        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        data = binascii.a2b_base64(text.replace("-", "+").replace("_", "/") + "=" * pad, strict_mode=True)
     except (binascii.Error, ValueError):
         return None
     # Non-zero unused trailing bits would decode to the same bytes: refuse them.
-    return data if _b64url(data) == text else None
+    if pad and text[-1] not in _CANONICAL_LAST[pad]:
+        return None
+    return data
 
 
 def is_legacy(envelope: str) -> bool:
@@ -84,13 +98,14 @@ class _V1(NamedTuple):
     sealed: bytes  # ciphertext + tag
 
 
-def _parse_v1(envelope: str) -> _V1 | str:
-    """The parts of a well-formed v1 envelope, or the reason (safe to show) it is not one."""
+def _parse_v1(envelope: str, known: Keyring | None = None) -> _V1 | str:
+    """The parts of a well-formed v1 envelope, or the reason (safe to show) it is not one. A key
+    id that ``known`` holds is valid (the keyring checked it) without looking again."""
     parts = envelope.split(":")
     if len(parts) != 4 or parts[0] != ENVELOPE_VERSION:
         return "not an encrypted envelope"
     _, key_id, nonce_text, sealed_text = parts
-    if not is_valid_key_id(key_id):
+    if not (known is not None and key_id in known) and not is_valid_key_id(key_id):
         return "malformed envelope (key id)"
     nonce = _unb64url(nonce_text)
     if nonce is None or len(nonce) != NONCE_SIZE:
@@ -135,20 +150,22 @@ class Aead:
         sealed = ring.primary_cipher().encrypt(nonce, bytes(plaintext), associated_data(key_id, path))
         return f"{ENVELOPE_VERSION}:{key_id}:{_b64url(nonce)}:{_b64url(sealed)}"
 
-    def open(self, envelope: str, *, path: str) -> bytes:
-        """Decrypt a v1 (or, with a legacy secret, an old-format) value stored at ``path``.
+    def open(self, envelope: str, *, path: str, keyring: Keyring | None = None) -> bytes:
+        """Decrypt a v1 (or, with a legacy secret, an old-format) value stored at ``path``, with
+        ``keyring`` when given (one the caller read from :attr:`keyring`), else the current one.
 
         Raises :class:`CryptoError` on a malformed or tampered envelope, an unknown key id, a
         wrong path, or an old-format value without a legacy secret.
         """
         if not isinstance(envelope, str) or not envelope.isascii():
             raise _failure(path, "not an encrypted envelope")
-        if is_legacy(envelope):
-            return self._open_legacy(envelope, path)
-        parsed = _parse_v1(envelope)
+        ring = self.keyring if keyring is None else keyring
+        if not envelope.startswith("v1:") and is_legacy(envelope):
+            return self._open_legacy(ring, envelope, path)
+        parsed = _parse_v1(envelope, ring)
         if isinstance(parsed, str):
             raise _failure(path, parsed)
-        cipher = self.keyring.cipher(parsed.key_id)
+        cipher = ring.cipher(parsed.key_id)
         if cipher is None:
             raise _failure(path, f"unknown key id {parsed.key_id!r}")
         try:
@@ -156,8 +173,9 @@ class Aead:
         except InvalidTag:
             raise _failure(path, "authentication failed (tampered, wrong key or moved from another path)") from None
 
-    def _open_legacy(self, envelope: str, path: str) -> bytes:
-        cipher = self.keyring.legacy_cipher()
+    @staticmethod
+    def _open_legacy(ring: Keyring, envelope: str, path: str) -> bytes:
+        cipher = ring.legacy_cipher()
         if cipher is None:
             raise _failure(path, "legacy format but no legacy secret is configured")
         iv_hex, ct_hex, tag_hex = envelope.split(":")

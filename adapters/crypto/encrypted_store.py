@@ -3,29 +3,42 @@
 Values are sealed with :class:`Aead` using the key as the path, so the inner store (etcd, a
 database, ...) only ever holds ciphertext, and a value copied to another key does not decrypt.
 Revisions and compare-and-swap are the inner store's, passed through unchanged.
+
+Reads of the same stored value are decrypted once: the plaintext is kept (in this process's
+memory only, at most :data:`OPENED_MEMO_SIZE` values) under the exact ``(key, envelope)`` pair
+it was authenticated for and the keyring that opened it. A changed value, a value moved to
+another key or a new keyring (a rotation, a retired key) is a miss and is decrypted (or
+refused) again, so the memo answers only what a fresh decryption would.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from typing import final
 
 from adapters.crypto.aead import Aead
+from adapters.crypto.keyring import Keyring
 from connector_core.errors import Conflict, CryptoError
 from connector_core.ports.kv_store import KeyValueStore, Versioned
 
-__all__ = ["EncryptedKeyValueStore"]
+__all__ = ["OPENED_MEMO_SIZE", "EncryptedKeyValueStore"]
+
+#: how many opened values a store keeps (the oldest goes first)
+OPENED_MEMO_SIZE = 1024
 
 
 @final
 class EncryptedKeyValueStore:
     """Encryption at rest over any :class:`KeyValueStore`; itself a ``KeyValueStore``."""
 
-    __slots__ = ("_aead", "_inner")
+    __slots__ = ("_aead", "_inner", "_opened")
 
     def __init__(self, inner: KeyValueStore, aead: Aead) -> None:
         self._inner = inner
         self._aead = aead
+        #: (key, envelope) -> (the keyring that opened it, its plaintext)
+        self._opened: dict[tuple[str, str], tuple[Keyring, str]] = {}
 
     @property
     def inner(self) -> KeyValueStore:
@@ -36,7 +49,12 @@ class EncryptedKeyValueStore:
         return self._aead
 
     def _open(self, key: str, stored: Versioned) -> Versioned:
-        plaintext = self._aead.open(stored.value, path=key)
+        ring = self._aead.keyring
+        memo = (key, stored.value)
+        hit = self._opened.get(memo)
+        if hit is not None and hit[0] is ring:
+            return Versioned(hit[1], stored.revision)
+        plaintext = self._aead.open(stored.value, path=key, keyring=ring)
         try:
             value = plaintext.decode("utf-8", "surrogatepass")
         except UnicodeDecodeError:
@@ -44,6 +62,11 @@ class EncryptedKeyValueStore:
                 f"cannot decrypt the value at {key!r}: the plaintext is not UTF-8",
                 metadata={"path": key, "reason": "plaintext is not UTF-8"},
             ) from None
+        opened = self._opened
+        if len(opened) >= OPENED_MEMO_SIZE:
+            with contextlib.suppress(StopIteration, RuntimeError, KeyError):  # another thread got there
+                del opened[next(iter(opened))]
+        opened[memo] = (ring, value)
         return Versioned(value, stored.revision)
 
     async def get(self, key: str) -> Versioned | None:
