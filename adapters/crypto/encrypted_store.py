@@ -37,8 +37,8 @@ class EncryptedKeyValueStore:
     def __init__(self, inner: KeyValueStore, aead: Aead) -> None:
         self._inner = inner
         self._aead = aead
-        #: (key, envelope) -> (the keyring that opened it, its plaintext)
-        self._opened: dict[tuple[str, str], tuple[Keyring, str]] = {}
+        #: (key, envelope) -> (the keyring that opened it, its plaintext as last returned)
+        self._opened: dict[tuple[str, str], tuple[Keyring, Versioned]] = {}
 
     @property
     def inner(self) -> KeyValueStore:
@@ -53,7 +53,8 @@ class EncryptedKeyValueStore:
         memo = (key, stored.value)
         hit = self._opened.get(memo)
         if hit is not None and hit[0] is ring:
-            return Versioned(hit[1], stored.revision)
+            opened = hit[1]  # immutable: the same object again while the revision is the same
+            return opened if opened.revision == stored.revision else Versioned(opened.value, stored.revision)
         plaintext = self._aead.open(stored.value, path=key, keyring=ring)
         try:
             value = plaintext.decode("utf-8", "surrogatepass")
@@ -62,12 +63,13 @@ class EncryptedKeyValueStore:
                 f"cannot decrypt the value at {key!r}: the plaintext is not UTF-8",
                 metadata={"path": key, "reason": "plaintext is not UTF-8"},
             ) from None
-        opened = self._opened
-        if len(opened) >= OPENED_MEMO_SIZE:
+        memos = self._opened
+        if len(memos) >= OPENED_MEMO_SIZE:
             with contextlib.suppress(StopIteration, RuntimeError, KeyError):  # another thread got there
-                del opened[next(iter(opened))]
-        opened[memo] = (ring, value)
-        return Versioned(value, stored.revision)
+                del memos[next(iter(memos))]
+        result = Versioned(value, stored.revision)
+        memos[memo] = (ring, result)
+        return result
 
     async def get(self, key: str) -> Versioned | None:
         stored = await self._inner.get(key)

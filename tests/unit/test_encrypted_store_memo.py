@@ -95,3 +95,15 @@ async def test_the_memo_stays_bounded() -> None:
         await store.put(f"/k{i}", str(i))
         assert (await store.get(f"/k{i}")).value == str(i)  # type: ignore[union-attr]
     assert len(store._opened) == OPENED_MEMO_SIZE
+
+
+async def test_the_same_envelope_stored_again_reads_with_its_new_revision() -> None:
+    inner = MemoryKeyValueStore()
+    store = EncryptedKeyValueStore(inner, Aead(Keyring.generate()))
+    first = await store.put("/a", "secret-a")
+    assert (await store.get("/a")).revision == first  # type: ignore[union-attr]
+    stored = await inner.get("/a")
+    assert stored is not None
+    second = await inner.put("/a", stored.value)
+    got = await store.get("/a")
+    assert got is not None and got.value == "secret-a" and got.revision == second != first
