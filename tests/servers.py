@@ -20,6 +20,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import httpx
+
 BIN = pathlib.Path(sys.executable).parent
 
 
@@ -45,8 +47,10 @@ class ServerProcess:
         ready: Callable[[int], bool],
         *,
         timeout: float = 30.0,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.name = name
+        self._env = env
         self.port = free_port()
         self.workdir = tempfile.mkdtemp(prefix=f"cm-{name}-")
         self._command = command
@@ -70,6 +74,7 @@ class ServerProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.workdir,
+            env=None if self._env is None else {**os.environ, **self._env},
             start_new_session=True,
         )
         log.close()
@@ -198,10 +203,10 @@ def tansu_binary() -> str:
     return str(pathlib.Path(spec.origin).parent / "bin" / "tansu")
 
 
-def kafka() -> ServerProcess:
+def kafka(storage: str = "memory://tansu/", env: dict[str, str] | None = None, name: str = "kafka") -> ServerProcess:
     exe = tansu_binary()
     return ServerProcess(
-        "kafka",
+        name,
         lambda port, _: [
             exe,
             "broker",
@@ -210,10 +215,47 @@ def kafka() -> ServerProcess:
             "--advertised-listener-url",
             f"tcp://127.0.0.1:{port}",
             "--storage-engine",
-            "memory://tansu/",
+            storage,
         ],
         port_open,
+        env=env,
     )
+
+
+class KafkaCluster:
+    """Several Tansu brokers sharing one log in S3 (moto's S3 server stands in for it): any
+    broker serves any partition, so one of them may die and the others carry on."""
+
+    BUCKET, REGION = "tansu", "eu-west-2"
+
+    def __init__(self, brokers: int) -> None:
+        self.s3 = ServerProcess("moto-s3", lambda port, _: [str(BIN / "moto_server"), "-p", str(port)], port_open)
+        self.s3.start()
+        endpoint = f"http://127.0.0.1:{self.s3.port}"
+        # moto takes unsigned requests: create the bucket without an S3 client library
+        body = (
+            '<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            f"<LocationConstraint>{self.REGION}</LocationConstraint></CreateBucketConfiguration>"
+        )
+        httpx.put(f"{endpoint}/{self.BUCKET}", content=body, timeout=10).raise_for_status()
+        env = {
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": self.REGION,
+            "AWS_ENDPOINT": endpoint,
+            "AWS_ALLOW_HTTP": "true",
+        }
+        self.brokers = [kafka(f"s3://{self.BUCKET}/", env, f"kafka-{i}") for i in range(brokers)]
+        for broker in self.brokers:
+            broker.start()
+
+    @property
+    def bootstrap(self) -> list[str]:
+        return [f"127.0.0.1:{b.port}" for b in self.brokers]
+
+    def close(self) -> None:
+        for server in (*self.brokers, self.s3):
+            server.close()
 
 
 def _etcd_ready(port: int) -> bool:
