@@ -24,6 +24,7 @@ catch the whole family, and the HTTP layer maps classes to statuses in one table
     ├── LeaseLost                   a lock/lease expired or was taken by another owner
     ├── Unavailable                 a dependency (storage, broker, backend) is down
     │   └── CommitOutcomeUnknown    a commit was sent, its outcome never came back
+    ├── EventsRejected              the broker refused some events for good (too large, invalid)
     ├── BackendError                the backend connector service answered with an error
     └── CryptoError                 a stored secret cannot be decrypted (tampered, wrong key/path)
         └── UnreadableRecord        one stored record cannot be read (does not decrypt or decode)
@@ -193,6 +194,19 @@ class CommitOutcomeUnknown(Unavailable):
     ) -> None:
         super().__init__(message, metadata=metadata)
         self.settled = settled
+
+
+class EventsRejected(ConnectorManagerError):
+    """The event broker refused some events for good: sending them again cannot succeed (a
+    message larger than the broker takes, one it finds invalid). ``rejected`` maps each one's
+    ``OutboxMessage.seq`` to the reason (an error name, never the event's content); every other
+    message of the batch was acknowledged."""
+
+    code = "EVENTS_REJECTED"
+
+    def __init__(self, message: str, *, rejected: Mapping[int, str], metadata: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message, metadata=metadata)
+        self.rejected: dict[int, str] = dict(rejected)
 
 
 class BackendError(ConnectorManagerError):

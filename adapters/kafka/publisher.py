@@ -9,6 +9,11 @@ Guarantees, from the relay's point of view:
 - **order per key**: the idempotent producer (``enable.idempotence``, at most 5 requests in
   flight) never reorders or duplicates messages of one partition while it lives, and the key
   (``org:connector``) picks the partition.
+- **a message refused for good does not block the others**: a message larger than the
+  producer or the broker takes (``MSG_SIZE_TOO_LARGE``), or one the broker finds invalid, can
+  never be delivered. When every other message of the batch was acknowledged, ``publish``
+  raises :class:`EventsRejected` naming those (the relay sets them aside); any other failure
+  is :class:`Unavailable` for the whole batch, as before.
 - **a fresh producer after every failure**: librdkafka keeps queued messages, producer id,
   sequence numbers and topic metadata across an outage; a broker that lost its state (a
   restart of an in-memory broker, a deleted topic) answers that with fatal ``UNKNOWN_PRODUCER_ID``
@@ -38,7 +43,8 @@ from confluent_kafka.cimpl import NewTopic
 
 from adapters.event_wire import Profile, kafka_record
 from adapters.event_wire import topics as profile_topics
-from connector_core.errors import Unavailable
+from adapters.kafka.errors import error_code, error_name, is_fatal, is_permanent
+from connector_core.errors import EventsRejected, Unavailable
 from connector_core.ports.outbox import OutboxMessage
 
 __all__ = ["KafkaEventPublisher", "producer_config"]
@@ -148,7 +154,8 @@ class KafkaEventPublisher:
     # -- the port ------------------------------------------------------------------------------
 
     async def publish(self, messages: Sequence[OutboxMessage]) -> None:
-        """Produce every message, wait for all acknowledgements, or raise :class:`Unavailable`."""
+        """Produce every message, wait for all acknowledgements, or raise :class:`Unavailable`;
+        :class:`EventsRejected` when only messages refused for good were not delivered."""
         if not messages:
             return
         records = [kafka_record(m, self.profile) for m in messages]  # JSON encoded once, here
@@ -157,13 +164,19 @@ class KafkaEventPublisher:
             if not needed <= self._ready_topics:
                 await self._ensure(needed)
             try:
-                await self._run(self._produce_all, records)
+                refused = await self._run(self._produce_all, records)
             except Unavailable:
                 # Forget the topics too: after an outage they may be gone (or re-created with
                 # other partition counts), so the next attempt checks them before producing.
                 self._ready_topics.clear()
                 await self._run(self._drop_producer)
                 raise
+        if refused:
+            reasons = ", ".join(sorted(set(refused.values())))
+            raise EventsRejected(
+                f"the event broker refused {len(refused)} of {len(records)} events for good ({reasons})",
+                rejected={messages[i].seq: why for i, why in refused.items()},
+            )
 
     async def check(self) -> bool:
         """A metadata request answered by the broker within ``check_timeout``."""
@@ -205,15 +218,15 @@ class KafkaEventPublisher:
     def _on_error(self, err: Any) -> None:
         # Called by librdkafka from poll()/flush(). Transport errors repeat while the broker is
         # down: keep them at DEBUG. A fatal error makes the producer unusable.
-        if _is_fatal(err):
+        if is_fatal(err):
             self._fatal.set()
-            log.warning("Kafka producer hit a fatal error (%s); it will be replaced", _error_name(err))
+            log.warning("Kafka producer hit a fatal error (%s); it will be replaced", error_name(err))
         else:
-            log.debug("Kafka client error: %s", _error_name(err))
+            log.debug("Kafka client error: %s", error_name(err))
 
     @staticmethod
     def _on_admin_error(err: Any) -> None:
-        log.debug("Kafka admin client error: %s", _error_name(err))
+        log.debug("Kafka admin client error: %s", error_name(err))
 
     def _get_producer(self) -> Producer:
         with self._clients_lock:
@@ -239,7 +252,7 @@ class KafkaEventPublisher:
         try:
             return self._get_admin().list_topics(timeout=self.check_timeout)
         except KafkaException as exc:
-            raise Unavailable(f"event broker is unavailable ({_error_name(exc)})") from exc
+            raise Unavailable(f"event broker is unavailable ({error_name(exc)})") from exc
 
     def _ensure_sync(self, topics: list[str]) -> None:
         metadata = self._metadata()
@@ -257,19 +270,22 @@ class KafkaEventPublisher:
                 new, operation_timeout=self.check_timeout, request_timeout=self.check_timeout
             )
         except KafkaException as exc:
-            raise Unavailable(f"cannot create event topics ({_error_name(exc)})") from exc
+            raise Unavailable(f"cannot create event topics ({error_name(exc)})") from exc
         for topic, future in futures.items():
             try:
                 future.result()
             except KafkaException as exc:
-                if _error_code(exc) == KafkaError.TOPIC_ALREADY_EXISTS:
+                if error_code(exc) == KafkaError.TOPIC_ALREADY_EXISTS:
                     continue  # created meanwhile by another process (or auto-created)
-                raise Unavailable(f"cannot create event topic {topic} ({_error_name(exc)})") from exc
+                raise Unavailable(f"cannot create event topic {topic} ({error_name(exc)})") from exc
         log.info("created event topics: %s", ", ".join(missing))
 
-    def _produce_all(self, records: list[Record]) -> None:
+    def _produce_all(self, records: list[Record]) -> dict[int, str]:
+        """Produce and wait; the messages refused for good (index → error name) when every
+        other one was acknowledged, else :class:`Unavailable`."""
         producer = self._get_producer()
         outcomes: list[Any] = [_PENDING] * len(records)
+        refused: dict[int, str] = {}
 
         def report(index: int) -> Callable[[Any, Any], None]:
             # Touch only ``err``: after a fatal error the message object may be unusable.
@@ -290,16 +306,26 @@ class KafkaEventPublisher:
                         if time.monotonic() > deadline:
                             raise Unavailable("event broker is too slow: the producer queue stays full") from None
                         producer.poll(0.05)
+                    except KafkaException as exc:
+                        if not is_permanent(exc):
+                            raise
+                        refused[index] = error_name(exc)  # e.g. larger than message.max.bytes
+                        outcomes[index] = None
+                        break
             left = producer.flush(max(0.0, deadline - time.monotonic()))
         except KafkaException as exc:
-            raise Unavailable(f"event broker refused the events ({_error_name(exc)})") from exc
+            raise Unavailable(f"event broker refused the events ({error_name(exc)})") from exc
+        for index, outcome in enumerate(outcomes):
+            if outcome is not None and outcome is not _PENDING and is_permanent(outcome):
+                refused[index], outcomes[index] = error_name(outcome), None
         failed = [o for o in outcomes if o is not None]
         if left or failed or self._fatal.is_set():
-            reasons = sorted({_error_name(o) for o in failed if o is not _PENDING})
+            reasons = sorted({error_name(o) for o in failed if o is not _PENDING})
             raise Unavailable(
                 f"event broker did not acknowledge {max(len(failed), left)} of {len(records)} events"
                 + (f" ({', '.join(reasons)})" if reasons else " (timed out)")
             )
+        return refused
 
     def _drop_producer(self) -> None:
         with self._clients_lock:
@@ -310,7 +336,7 @@ class KafkaEventPublisher:
             producer.purge(in_queue=True, in_flight=True, blocking=True)
             producer.flush(0)  # serve the purged messages' delivery reports
         except (KafkaException, RuntimeError) as exc:
-            log.debug("discarding the Kafka producer: %s", _error_name(exc))
+            log.debug("discarding the Kafka producer: %s", error_name(exc))
 
     def _close_clients(self) -> None:
         with self._clients_lock:
@@ -320,7 +346,7 @@ class KafkaEventPublisher:
             try:
                 producer.flush(self.timeout)
             except KafkaException as exc:
-                log.debug("closing the Kafka producer: %s", _error_name(exc))
+                log.debug("closing the Kafka producer: %s", error_name(exc))
 
 
 class _Pending:
@@ -331,33 +357,3 @@ class _Pending:
 
 
 _PENDING = _Pending()
-
-
-def _kafka_error(obj: Any) -> Any:
-    if isinstance(obj, KafkaException) and obj.args:
-        return obj.args[0]
-    return obj
-
-
-def _error_name(obj: Any) -> str:
-    """The librdkafka error name (``_MSG_TIMED_OUT``, ``UNKNOWN_PRODUCER_ID``): never its text,
-    which may carry addresses or configuration."""
-    err = _kafka_error(obj)
-    name = getattr(err, "name", None)
-    if callable(name):
-        try:
-            return str(name())
-        except Exception:  # noqa: S110 - a name is best effort
-            pass
-    return type(err).__name__
-
-
-def _error_code(obj: Any) -> int | None:
-    err = _kafka_error(obj)
-    code = getattr(err, "code", None)
-    return int(code()) if callable(code) else None
-
-
-def _is_fatal(obj: Any) -> bool:
-    fatal = getattr(_kafka_error(obj), "fatal", None)
-    return bool(fatal()) if callable(fatal) else False

@@ -8,7 +8,7 @@ never share mutable state with the store.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +39,8 @@ class MemoryStorage:
         self.connectors: dict[tuple[str, str], dict[str, Any]] = {}
         self.tokens: dict[str, dict[str, Any]] = {}
         self.outbox: list[tuple[int, dict[str, Any], bool]] = []
+        #: seq → reason of the outbox messages the broker refused for good (done, never pruned as published)
+        self.set_aside: dict[int, str] = {}
         self.seq = 0
         self.states: dict[str, dict[str, Any]] = {}
 
@@ -192,6 +194,16 @@ class MemoryOutboxReader:
         oldest = min((self._s.conv.structure(t, datetime) for t in times), default=None)
         return OutboxBacklog(len(times), oldest)
 
+    async def set_aside(self, reasons: Mapping[int, str]) -> None:
+        with self._s.lock:
+            stored = {seq for seq, _, _ in self._s.outbox}
+            self._s.set_aside.update({seq: why for seq, why in reasons.items() if seq in stored})
+            self._s.outbox = [(seq, doc, done or seq in reasons) for seq, doc, done in self._s.outbox]
+
+    async def set_aside_count(self) -> int:
+        with self._s.lock:
+            return len(self._s.set_aside)
+
     async def recent(self, limit: int, *, org_id: str | None = None) -> Sequence[OutboxMessage]:
         with self._s.lock:
             mine = [(seq, doc) for seq, doc, _ in self._s.outbox if org_id is None or doc["org_id"] == org_id]
@@ -212,9 +224,14 @@ class MemoryOutboxReader:
             if not self._s.outbox:
                 return 0
             cutoff = self._s.outbox[-1][0] - max(0, keep)
-            kept = [row for row in self._s.outbox if row[0] > cutoff or (published_only and not row[2])]
+            aside = self._s.set_aside
+            kept = [
+                row for row in self._s.outbox if row[0] > cutoff or (published_only and (not row[2] or row[0] in aside))
+            ]
             removed = len(self._s.outbox) - len(kept)
             self._s.outbox = kept
+            still = {row[0] for row in kept}
+            self._s.set_aside = {seq: why for seq, why in aside.items() if seq in still}
             return removed
 
 

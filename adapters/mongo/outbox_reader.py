@@ -81,13 +81,30 @@ class MongoOutboxReader:
             return OutboxBacklog()
         return OutboxBacklog(int(rows[0]["pending"]), self._db.conv.structure(rows[0]["oldest"], datetime))
 
+    async def set_aside(self, reasons: Mapping[int, str]) -> None:
+        """``published: true`` with ``set_aside: reason``: no longer pending, and not pruned as
+        a published event is."""
+        if not reasons:
+            return
+        async with self._db.op("set events aside"):
+            for seq, why in reasons.items():
+                await self._db.outbox.update_one({"_id": id_of(seq)}, {"$set": {"published": True, "set_aside": why}})
+
+    async def set_aside_count(self) -> int:
+        async with self._db.op("count set-aside events"):
+            return int(await self._db.outbox.count_documents({"set_aside": {"$exists": True}}))
+
     async def prune(self, keep: int, *, published_only: bool) -> int:
         removed = 0
         async with self._db.op("prune the outbox"):
             older = (
-                self._db.outbox.find({}, projection={"_id": 1, "published": 1}).sort(_NEWEST_FIRST).skip(max(0, keep))
+                self._db.outbox.find({}, projection={"_id": 1, "published": 1, "set_aside": 1})
+                .sort(_NEWEST_FIRST)
+                .skip(max(0, keep))
             )
-            doomed = [d["_id"] async for d in older if d.get("published") or not published_only]
+            doomed = [
+                d["_id"] async for d in older if not published_only or (d.get("published") and "set_aside" not in d)
+            ]
             for start in range(0, len(doomed), _PRUNE_CHUNK):
                 result = await self._db.outbox.delete_many({"_id": {"$in": doomed[start : start + _PRUNE_CHUNK]}})
                 removed += int(result.deleted_count)

@@ -45,6 +45,7 @@ CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (published, seq);
 DROP INDEX IF EXISTS outbox_by_key;
 CREATE INDEX IF NOT EXISTS outbox_org ON outbox (json_extract(doc, '$.org_id'), seq);
 CREATE INDEX IF NOT EXISTS outbox_event_id ON outbox (json_extract(doc, '$.event_id'));
+CREATE TABLE IF NOT EXISTS outbox_set_aside (seq INTEGER PRIMARY KEY, reason TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS oauth_states (
     state_hash TEXT PRIMARY KEY, expires_at REAL NOT NULL, sealed TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (

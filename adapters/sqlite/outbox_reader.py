@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -51,6 +51,23 @@ class SQLiteOutboxReader:
         )
         return OutboxBacklog(int(count), None if oldest is None else self._db.conv.structure(oldest, datetime))
 
+    async def set_aside(self, reasons: Mapping[int, str]) -> None:
+        """``published = 2``: neither pending (0) nor pruned as published (1); the reason is kept
+        in ``outbox_set_aside``."""
+        params = [(why, seq) for seq, why in reasons.items()]
+
+        def write(c: sqlite3.Connection) -> None:
+            c.executemany("UPDATE outbox SET published=2 WHERE seq=?", [(seq,) for _, seq in params])
+            c.executemany(
+                "INSERT OR REPLACE INTO outbox_set_aside (seq, reason) SELECT seq, ? FROM outbox WHERE seq=?", params
+            )
+
+        await self._db.write(write)
+
+    async def set_aside_count(self) -> int:
+        row = await self._db.run(lambda c: c.execute("SELECT COUNT(*) FROM outbox WHERE published=2").fetchone())
+        return int(row[0])
+
     async def recent(self, limit: int, *, org_id: str | None = None) -> Sequence[OutboxMessage]:
         where, params = _of_org(org_id)
         query = f"SELECT seq, doc FROM outbox WHERE {where} ORDER BY seq DESC LIMIT ?"  # noqa: S608 - our clause
@@ -81,11 +98,13 @@ class SQLiteOutboxReader:
 
     async def prune(self, keep: int, *, published_only: bool) -> int:
         only = " AND published=1" if published_only else ""
-        return await self._db.write(
-            lambda c: (
-                c.execute(
-                    f"DELETE FROM outbox WHERE seq <= (SELECT COALESCE(MAX(seq), 0) FROM outbox) - ?{only}",  # noqa: S608
-                    (max(0, keep),),
-                ).rowcount
-            )
-        )
+
+        def delete(c: sqlite3.Connection) -> int:
+            removed = c.execute(
+                f"DELETE FROM outbox WHERE seq <= (SELECT COALESCE(MAX(seq), 0) FROM outbox) - ?{only}",  # noqa: S608
+                (max(0, keep),),
+            ).rowcount
+            c.execute("DELETE FROM outbox_set_aside WHERE seq NOT IN (SELECT seq FROM outbox WHERE published=2)")
+            return int(removed)
+
+        return await self._db.write(delete)

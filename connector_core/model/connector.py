@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from attrs import define, evolve, field, frozen
 
 from connector_core.errors import DomainRuleViolation, NotConfigured
+from connector_core.model.config_changes import changed_paths, named_in_event
 from connector_core.model.events import (
     AppDisabled,
     AppEnabled,
@@ -230,7 +231,7 @@ class Connector:
         if auth_type not in entry.auth_types:
             raise DomainRuleViolation(f"auth type {auth_type!r} is not offered by {entry.key}")
         changed = sorted(
-            {*_changed_paths(self.config, new), *changed_secrets}
+            {*changed_paths(self.config, new), *changed_secrets}
             | ({"auth.authType"} if auth_type != self.auth_type else set())
         )
         if not changed:
@@ -253,7 +254,7 @@ class Connector:
         self.config = new
         self.auth_type = auth_type
         self._touch(by, now)
-        self._record(ConnectorConfigured, now, ids, changed_fields=tuple(changed))
+        self._record(ConnectorConfigured, now, ids, changed_fields=named_in_event(changed))
         if real_time_changed:
             self._record(RealTimeUpdatesChanged, now, ids, enabled=real_time[0], topic_name=real_time[1])
         self._settle_auth_status(entry, client_changed, now, ids)
@@ -382,15 +383,3 @@ class Connector:
 #: configuration fields that say where updates are pushed, not which OAuth client is used
 _REAL_TIME_FIELDS = frozenset({"auth.enableRealTimeUpdates", "auth.topicName"})
 _NOT_THE_CLIENT = _REAL_TIME_FIELDS | {"auth.authType"}
-
-
-def _changed_paths(old: ConnectorConfig, new: ConnectorConfig) -> set[str]:
-    changed: set[str] = set()
-    for section in ("auth", "sync", "filters"):
-        a: Mapping[str, Any] = getattr(old, section)
-        b: Mapping[str, Any] = getattr(new, section)
-        changed |= {f"{section}.{k}" for k in set(a) | set(b) if a.get(k) != b.get(k)}
-    if old.base_url != new.base_url:
-        changed.add("baseUrl")
-    changed |= {p for p in old.secrets_set ^ new.secrets_set}
-    return changed

@@ -11,7 +11,9 @@ from connector_core.ports.outbox import OutboxMessage
 class EventPublisher(Protocol):
     async def publish(self, messages: Sequence[OutboxMessage]) -> None:
         """Deliver every message in order (at least once) or raise :class:`Unavailable`;
-        return only when the broker acknowledged all of them."""
+        return only when the broker acknowledged all of them. A message the broker refuses for
+        good (too large, invalid) does not hold up the others: when every other message was
+        acknowledged, raise :class:`EventsRejected` naming the refused ones and why."""
         ...
 
     async def check(self) -> bool:

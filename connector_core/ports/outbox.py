@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -51,6 +51,16 @@ class OutboxReader(Protocol):
         them, from the pending index (cheap enough for every metrics scrape)."""
         ...
 
+    async def set_aside(self, reasons: Mapping[int, str]) -> None:
+        """Take messages the broker refused for good (seq → reason) out of the pending ones, for
+        good (idempotent): they are kept with their reason, never offered by :meth:`pending`
+        again, and not pruned as published ones are."""
+        ...
+
+    async def set_aside_count(self) -> int:
+        """How many stored messages were set aside (a gauge for operators)."""
+        ...
+
     async def recent(self, limit: int, *, org_id: str | None = None) -> Sequence[OutboxMessage]:
         """The newest ``limit`` messages (of ``org_id`` only, when given), published or not,
         oldest first (for inspection and the events route)."""
@@ -66,5 +76,5 @@ class OutboxReader(Protocol):
 
     async def prune(self, keep: int, *, published_only: bool) -> int:
         """Delete all but the newest ``keep`` messages (only published ones when
-        ``published_only``: an unpublished event is never lost); returns how many went."""
+        ``published_only``: an unpublished or set-aside event is never lost); returns how many went."""
         ...

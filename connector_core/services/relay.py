@@ -15,6 +15,12 @@ of each event still comes in order. The lease is kept where the outbox is (the c
 takes it from the storage backend): a relay needs the store anyway, and an outage of another
 lock service must not hold up the events.
 
+A message the broker refuses for good (larger than it takes, invalid: :class:`EventsRejected`)
+would otherwise stay the oldest pending one forever and hold up every org's events. It is set
+aside instead (:meth:`OutboxReader.set_aside`: kept in the outbox with its reason, counted, never
+offered again), logged at WARNING with its event id, type, connector and the reason (never its
+content), and the pass carries on with the rest.
+
 Running it: ``entrypoints.relay_runner`` repeats passes, with backoff while the broker or the
 store is down, and :class:`RelayOutages` says when either goes and comes back.
 """
@@ -26,11 +32,11 @@ from datetime import datetime
 
 from attrs import frozen
 
-from connector_core.errors import ConnectorManagerError, Unavailable
+from connector_core.errors import ConnectorManagerError, EventsRejected, Unavailable
 from connector_core.ports.clock import Clock
 from connector_core.ports.event_publisher import EventPublisher
 from connector_core.ports.lock import LeaseLock
-from connector_core.ports.outbox import OutboxReader
+from connector_core.ports.outbox import OutboxMessage, OutboxReader
 
 __all__ = ["RELAY_LEASE", "OutboxRelay", "RelayOutages", "RelayResult"]
 
@@ -55,6 +61,8 @@ class RelayResult:
     busy: bool = False
     #: the batch was full: more may be pending right now
     more: bool = False
+    #: events the broker refused for good, set aside (not counted in ``published``)
+    set_aside: int = 0
 
     @property
     def failed(self) -> bool:
@@ -100,20 +108,37 @@ class OutboxRelay:
             messages = await self.reader.pending(self.batch_size)
             if not messages:
                 return RelayResult()
+            refused: dict[int, str] = {}
             try:
                 await self.publisher.publish(messages)
             except Unavailable:
                 return RelayResult(unavailable=True)
-            # Only now: the publisher returned, so the broker acknowledged every message.
+            except EventsRejected as exc:
+                # every other message was acknowledged; these can never be: set them aside
+                refused = {m.seq: exc.rejected[m.seq] for m in messages if m.seq in exc.rejected}
+                await self._set_aside([m for m in messages if m.seq in refused], refused)
+            # Only now: the publisher returned, so the broker acknowledged every other message.
             # If marking fails the batch is published again later (duplicates, never loss).
-            await self.reader.mark_published([m.seq for m in messages])
-            return RelayResult(published=len(messages), more=len(messages) >= self.batch_size)
+            delivered = [m.seq for m in messages if m.seq not in refused]
+            await self.reader.mark_published(delivered)
+            return RelayResult(published=len(delivered), more=len(messages) >= self.batch_size, set_aside=len(refused))
         finally:
             try:
                 await self.lock.release(lease)
             except ConnectorManagerError as exc:
                 # The lease expires by itself; the next pass (here or elsewhere) takes it.
                 log.debug("could not release the relay lease: %s", type(exc).__name__)
+
+    async def _set_aside(self, messages: list[OutboxMessage], reasons: dict[int, str]) -> None:
+        await self.reader.set_aside(reasons)
+        for m in messages:
+            log.warning(
+                "event set aside: the broker refused it for good (%s); event_id=%s type=%s key=%s",
+                reasons[m.seq],
+                m.event.event_id,
+                m.event.event_type,
+                m.event.partition_key,
+            )
 
     async def relay_pass(self) -> RelayResult:
         """:meth:`relay_batch` for a loop that must never die: a store outage is a result

@@ -24,7 +24,8 @@ _ERROR_TEXT = {
     409: "Refused in the current state (not configured, disabled), a concurrent change, or an Idempotency-Key"
     " still in use or used for another request",
     408: "The request body did not arrive within 10 s",
-    413: "Body larger than 1 MiB",
+    413: "Body larger than 1 MiB, or a configuration section (auth, sync, filters) or filterOptions larger"
+    " than 64 KiB as JSON (the error names it)",
     415: "Content-Type is not application/json",
     500: "Unexpected error",
     502: "The OAuth provider failed",

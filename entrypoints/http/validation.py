@@ -18,6 +18,9 @@ from connector_core.errors import ConnectorManagerError, ValidationError
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 32
+#: what one section of a configuration (``auth``, ``sync``, ``filters``) or a filter selection may
+#: hold, as JSON: stored data and the events about it stay well inside what a broker takes (1 MB)
+MAX_SECTION_BYTES = 64 * 1024
 
 
 class PayloadTooLarge(ConnectorManagerError):
@@ -113,6 +116,21 @@ def check(validator: Draft202012Validator, data: Any, what: str) -> None:
     errors = schema_errors(validator, data, "")
     if errors:
         raise ValidationError(f"invalid {what}: {errors[0]['path']} {errors[0]['message']}", errors=errors)
+
+
+def check_section_sizes(sections: Mapping[str, Any], limit: int = MAX_SECTION_BYTES) -> None:
+    """:class:`PayloadTooLarge` (413) naming each section (path → value) whose JSON is larger
+    than ``limit`` bytes."""
+    message = f"is larger than {limit // 1024} KiB as JSON"
+    too_large = [path for path, value in sections.items() if value is not None and _json_bytes(value) > limit]
+    if too_large:
+        raise PayloadTooLarge(
+            f"{too_large[0]} {message}", metadata={"errors": [{"path": p, "message": message} for p in too_large]}
+        )
+
+
+def _json_bytes(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
 
 
 async def read_body(request: Request, within_seconds: float) -> bytes:

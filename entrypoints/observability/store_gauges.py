@@ -44,6 +44,8 @@ class Snapshot:
     backlog: OutboxBacklog | None = None
     #: seconds since the oldest unpublished event occurred (0 when nothing waits)
     relay_lag: float = 0.0
+    #: events the broker refused for good, set aside by the relay (read with the backlog)
+    set_aside: int = 0
     health: HealthReport | None = None
     errors: tuple[str, ...] = field(factory=tuple)
 
@@ -98,23 +100,25 @@ async def read_snapshot(container: Container, health_timeout: float) -> Snapshot
             log.warning("metrics: cannot count tokens (%s)", type(exc).__name__)
             return None
 
-    async def backlog() -> OutboxBacklog | None:
+    async def backlog() -> tuple[OutboxBacklog, int] | None:
         if container.relay is None:
             return None
         try:
-            return await container.storage.outbox.backlog()
+            outbox = container.storage.outbox
+            return await outbox.backlog(), await outbox.set_aside_count()
         except Exception as exc:
             errors.append("outbox")
             log.warning("metrics: cannot read the outbox backlog (%s)", type(exc).__name__)
             return None
 
-    counted, pending, health = await asyncio.gather(
+    counted, outbox, health = await asyncio.gather(
         census(), backlog(), check_health(container.health_checks, health_timeout)
     )
+    pending, set_aside = outbox if outbox is not None else (None, 0)
     lag = 0.0
     if pending is not None and pending.oldest_occurred_at is not None:
         lag = max(0.0, (now - pending.oldest_occurred_at).total_seconds())
-    return Snapshot(counted, pending, lag, health, tuple(errors))
+    return Snapshot(counted, pending, lag, set_aside, health, tuple(errors))
 
 
 def families(snapshot: Snapshot) -> Iterable[Metric]:
@@ -130,6 +134,11 @@ def families(snapshot: Snapshot) -> Iterable[Metric]:
             f"{PREFIX}_outbox_relay_lag_seconds",
             "Seconds since the oldest unpublished event occurred (0 when the relay is caught up)",
             value=snapshot.relay_lag,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_outbox_set_aside",
+            "Events the broker refused for good (too large, invalid), set aside by the relay",
+            value=snapshot.set_aside,
         )
     if snapshot.health is not None:
         up = GaugeMetricFamily(

@@ -118,6 +118,8 @@ async def test_the_scraped_series_have_the_values_the_sequence_implies(
     listed = await c.http.get(f"{P}/", headers=c.admin)
     google = next(x for x in listed.json() if x["key"] == "googleWorkspace")["token"]
     google_expiry = datetime.fromisoformat(google["accessTokenExpiresAt"].replace("Z", "+00:00"))
+    refused = (await c.container.storage.outbox.pending(1))[0]  # as the relay does with a refused event
+    await c.container.storage.outbox.set_aside({refused.seq: "MSG_SIZE_TOO_LARGE"})
     pending = len(await c.container.storage.outbox.pending(10_000))
 
     scraped = await c.http.get("/metrics")
@@ -170,6 +172,7 @@ async def test_the_scraped_series_have_the_values_the_sequence_implies(
     }
     assert pending > 0
     assert got[("connector_manager_outbox_backlog", frozenset())] == pending
+    assert got[("connector_manager_outbox_set_aside", frozenset())] == 1
     assert got[("connector_manager_outbox_relay_lag_seconds", frozenset())] == (clock.now() - started).total_seconds()
     up = {dict(k)["dependency"]: v for n, k in got if n == "connector_manager_dependency_up" for v in [got[(n, k)]]}
     assert up == {check.name: 1 for check in c.container.health_checks}

@@ -19,6 +19,7 @@ from attrs import frozen
 
 from adapters.event_wire import envelope, kafka_record
 from adapters.memory import MemoryEventPublisher
+from connector_core.errors import EventsRejected
 from connector_core.model.events import (
     ENTITY_TOPIC,
     TOKEN_TOPIC,
@@ -140,6 +141,12 @@ class Events:
         event = ConnectorConfigured(**self._common(connector), changed_fields=("auth.clientId",))
         return OutboxMessage(self.seq, event)
 
+    def oversized(self, connector: str = "confluence") -> OutboxMessage:
+        """An event whose record is over 1 MB: no Kafka producer (nor broker, by default) takes it."""
+        names = tuple(f"filters.f{i:07d}" for i in range(60_000))
+        event = ConnectorConfigured(**self._common(connector), changed_fields=names)
+        return OutboxMessage(self.seq, event)
+
     def token(self, connector: str = "googleWorkspace") -> OutboxMessage:
         event = TokenEvent(
             **self._common(connector),
@@ -230,3 +237,24 @@ async def test_publishing_nothing_is_a_no_op(event_publisher: PublisherUnderTest
 
 async def test_check_is_true_when_the_broker_answers(event_publisher: PublisherUnderTest) -> None:
     assert await event_publisher.publisher.check() is True
+
+
+async def test_a_message_refused_for_good_is_named_and_the_others_delivered(
+    event_publisher: PublisherUnderTest,
+) -> None:
+    """Too large for the broker: sending it again cannot help, so it must not hold up the batch."""
+    ev = Events()
+    before = [ev.enabled(), ev.configured()]
+    huge = ev.oversized()
+    after = [ev.disabled(), ev.token()]
+    sent = [*before, huge, *after]
+    with pytest.raises(EventsRejected) as refused:
+        await event_publisher.publisher.publish(sent)
+    assert refused.value.rejected == {huge.seq: "MSG_SIZE_TOO_LARGE"}
+    delivered = await event_publisher.read_back([m.event.event_id for m in sent])
+    assert {d.event_id for d in delivered} == {m.event.event_id for m in [*before, *after]}
+    assert by_key_first_occurrences(delivered) == expected_by_key([*before, *after])
+    # the publisher is still usable
+    more = [ev.enabled()]
+    await event_publisher.publisher.publish(more)
+    assert len(await event_publisher.read_back([more[0].event.event_id])) >= 1

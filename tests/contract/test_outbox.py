@@ -234,3 +234,21 @@ async def test_backlog_counts_unpublished_events_and_dates_the_oldest(harness: H
     assert await harness.outbox.backlog() == OutboxBacklog(1, first + timedelta(seconds=90.5))
     await harness.outbox.mark_published([m.seq for m in pending])
     assert await harness.outbox.backlog() == OutboxBacklog(0, None)
+
+
+async def test_a_set_aside_event_is_kept_counted_and_never_pending_again(harness: Harness, catalog: Catalog) -> None:
+    o = f"org-{uuid.uuid4().hex[:8]}"
+    await toggled(harness, catalog, o, 4)
+    mine = [m for m in await harness.outbox.pending(100) if m.event.org_id == o]
+    counted = await harness.outbox.set_aside_count()
+    await harness.outbox.set_aside({mine[1].seq: "MSG_SIZE_TOO_LARGE"})
+    await harness.outbox.set_aside({mine[1].seq: "MSG_SIZE_TOO_LARGE"})  # idempotent
+    assert await harness.outbox.set_aside_count() == counted + 1
+    pending = [m.seq for m in await harness.outbox.pending(100) if m.event.org_id == o]
+    assert pending == [mine[0].seq, mine[2].seq, mine[3].seq]
+    await harness.outbox.mark_published(pending)
+    # kept (for an operator to look at) when published events are pruned
+    await harness.outbox.prune(0, published_only=True)
+    assert [m.seq for m in await harness.outbox.recent(100, org_id=o)] == [mine[1].seq]
+    assert await harness.outbox.set_aside_count() == counted + 1
+    assert [m for m in await harness.outbox.pending(100) if m.event.org_id == o] == []

@@ -13,7 +13,15 @@ import pytest
 from adapters.memory import MemoryEventPublisher, MemoryLeaseLock, MemoryOutboxReader, MemoryStorage
 from adapters.system import ManualClock
 from connector_core.errors import Unavailable
-from connector_core.model.events import AppDisabled, AppEnabled, DomainEvent, SyncAction, TokenEvent, TokenEventType
+from connector_core.model.events import (
+    AppDisabled,
+    AppEnabled,
+    ConnectorConfigured,
+    DomainEvent,
+    SyncAction,
+    TokenEvent,
+    TokenEventType,
+)
 from connector_core.ports.lock import Lease
 from connector_core.ports.outbox import OutboxMessage
 from connector_core.services.relay import RELAY_LEASE, OutboxRelay, RelayResult
@@ -101,6 +109,52 @@ async def test_broker_down_keeps_everything_pending_then_delivers_in_order() -> 
     assert await env.relay.relay_once() == 7
     assert env.published_ids() == ids
     assert await env.pending_ids() == []
+
+
+def oversized(env: Env, connector: str = "confluence") -> ConnectorConfigured:
+    """An event no Kafka producer takes (its record is over 1 MB)."""
+    env._n += 1
+    return ConnectorConfigured(
+        event_id=f"ev-{env._n:04d}",
+        occurred_at=env.clock.now(),
+        org_id="org-huge",
+        connector_key=connector,
+        changed_fields=tuple(f"filters.PLANTED-{i:07d}" for i in range(60_000)),
+    )
+
+
+async def test_an_event_refused_for_good_is_set_aside_and_never_blocks_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One org's event that the broker can never take (too large) must not hold up every org's
+    events: it is set aside with its reason (logged, counted) and the relay carries on."""
+    env = Env()
+    before = await env.commit_events(2)
+    huge = oversized(env)
+    await env.commit([huge])
+    after = await env.commit_events(3)
+    with caplog.at_level(logging.WARNING, logger="connector_core.services.relay"):
+        result = await env.relay.relay_batch()
+    assert result == RelayResult(published=5, set_aside=1)
+    assert env.published_ids() == before + after
+    assert await env.pending_ids() == []
+    assert await env.reader.set_aside_count() == 1
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and huge.event_id in warned[0] and "MSG_SIZE_TOO_LARGE" in warned[0]
+    assert "PLANTED" not in caplog.text  # the reason and the ids, never the content
+    # never offered again: later events flow
+    later = await env.commit_events(2)
+    assert await env.relay.relay_batch() == RelayResult(published=2)
+    assert env.published_ids() == before + after + later
+    assert await env.reader.set_aside_count() == 1
+
+
+async def test_a_batch_of_only_refused_events_moves_on() -> None:
+    env = Env()
+    await env.commit([oversized(env), oversized(env, "jira")])
+    assert await env.relay.relay_batch() == RelayResult(set_aside=2)
+    assert await env.pending_ids() == []
+    assert await env.relay.relay_batch() == RelayResult()
 
 
 class PartialPublisher:

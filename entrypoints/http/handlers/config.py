@@ -12,7 +12,7 @@ from connector_core.services.connectors import ConfigUpdate, ConnectorView
 from entrypoints.http.endpoint import Call, ok
 from entrypoints.http.handlers.connectors import cached
 from entrypoints.http.state import ApiState
-from entrypoints.http.validation import check
+from entrypoints.http.validation import check, check_section_sizes
 from entrypoints.http.views import config_json, connector_json
 
 
@@ -28,11 +28,12 @@ async def get_config(call: Call) -> Response:
 async def save_configuration(
     app: ApiState, org_id: str, user_id: str | None, name: str, body: Mapping[str, Any]
 ) -> ConnectorView:
-    """Validate ``body`` against the connector's schema (400 naming each field) and save it;
-    the API's PUT and the console's form both save through here."""
+    """Validate ``body`` against the connector's schema (400 naming each field) and its sections'
+    sizes (413 naming each), and save it; the API's PUT and the console's form both save through here."""
     container = app.container
     entry = container.catalog.get(name)
     check(app.config_validator(entry.key), body, "configuration")
+    check_section_sizes({section: body.get(section) for section in ("auth", "sync", "filters")})
     update = ConfigUpdate(
         base_url=body["baseUrl"],
         auth=body.get("auth") or {},

@@ -6,7 +6,7 @@ from starlette.responses import Response
 
 from connector_core.errors import ValidationError
 from entrypoints.http.endpoint import Call, ok
-from entrypoints.http.validation import schema_errors
+from entrypoints.http.validation import check_section_sizes, schema_errors
 from entrypoints.http.views import filters_json
 
 
@@ -24,6 +24,7 @@ async def save_filters(call: Call) -> Response:
         for e in errors:
             named.setdefault(".".join(e["path"].split(".")[:2]), e["message"])
         raise ValidationError("invalid filterOptions", errors=[{"path": p, "message": m} for p, m in named.items()])
+    check_section_sizes({"filterOptions": call.body["filterOptions"]})
     view = await call.app.container.connectors.save_filters(
         call.org_id, call.user_id, entry.key, call.body["filterOptions"]
     )
