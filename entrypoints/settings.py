@@ -139,6 +139,8 @@ class Settings:
     backend_url: str | None = field(default=None, repr=False)
     backend_timeout_seconds: float = field(default=10.0, validator=_positive)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: auto: JSON lines when stderr is not a terminal, readable lines on a terminal
+    log_format: Literal["auto", "json", "console"] = "auto"
     #: ``worker``: serve its Prometheus metrics at http://host:metrics_port/metrics (one port per
     #: worker); unset: the worker serves none. ``serve`` has them at /metrics on its own port.
     metrics_port: int | None = field(default=None, validator=attrs.validators.optional(_port))

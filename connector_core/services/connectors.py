@@ -203,7 +203,16 @@ class ConnectorService:
                 await remove_unnamed(self.ctx, path, kept, revision if written is None else written)
             return ConnectorView(entry, connector)
 
-        return await self.ctx.retry_on_conflict(op)
+        view = await self.ctx.retry_on_conflict(op)
+        # field names only: the values of secrets never reach a log line
+        log.info(
+            "configuration saved: org=%s connector=%s by=%s secrets=%s",
+            org_id,
+            entry.key,
+            user_id,
+            ",".join(sorted(view.connector.config.secrets_set)) or "-",
+        )
+        return view
 
     async def toggle(
         self,
@@ -222,7 +231,7 @@ class ConnectorService:
                 routes=self.ctx.routes(entry.key),
             )
 
-        return await self._change(org_id, user_id, name, change)
+        return _logged_toggle(await self._change(org_id, user_id, name, change), org_id, user_id)
 
     async def set_enabled(
         self,
@@ -240,7 +249,7 @@ class ConnectorService:
             else:
                 connector.disable(by=user_id, now=now, ids=self.ctx.ids)
 
-        return await self._change(org_id, user_id, name, change)
+        return _logged_toggle(await self._change(org_id, user_id, name, change), org_id, user_id)
 
     async def save_filters(
         self, org_id: str, user_id: str | None, name: str, selection: Mapping[str, Any]
@@ -367,3 +376,9 @@ def _filter_value_problem(kind: str, options: Sequence[str], value: Any) -> str 
         if bad:
             return f"unknown option(s) {', '.join(bad[:5])}; allowed: {', '.join(options)}"
     return None
+
+
+def _logged_toggle(view: ConnectorView, org_id: str, user_id: str | None) -> ConnectorView:
+    state = "enabled" if view.connector.is_enabled else "disabled"
+    log.info("connector %s: org=%s connector=%s by=%s", state, org_id, view.entry.key, user_id)
+    return view

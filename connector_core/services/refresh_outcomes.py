@@ -116,7 +116,7 @@ class RefreshOutcomes:
             return RefreshResult(RefreshOutcome.SKIPPED)
         if saved.status != TokenStatus.ACTIVE:
             log.warning("token refreshed while it turned %s: stored, status kept: token=%s", saved.status, saved.id)
-        log.debug("token refreshed: token=%s connector=%s", saved.id, saved.connector_key)
+        log.info("token refreshed: token=%s connector=%s", saved.id, saved.connector_key)
         return RefreshResult(RefreshOutcome.REFRESHED, saved)
 
     async def failure(self, record: TokenRecord, held: HeldLease, error: RetryableProviderError) -> RefreshResult:

@@ -20,8 +20,8 @@ from types import ModuleType
 
 from connector_core.errors import ConnectorManagerError
 from entrypoints.cli import commands
-from entrypoints.cli.logs import configure_logging
 from entrypoints.cli.options import settings_from
+from entrypoints.observability.logging import configure_logging
 from entrypoints.settings import Settings
 
 log = logging.getLogger("connector_manager")
@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Run = args.run
     try:
         settings = settings_from(args)
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         return run(args, settings) or 0
     except ConnectorManagerError as exc:
         print(f"connector-manager: {exc.message}", file=sys.stderr)

@@ -21,6 +21,7 @@ from connector_core.ports.iam import Principal
 from entrypoints.console.session import COOKIE, Session, csrf_matches, decode, encode
 from entrypoints.http.errors import status_for
 from entrypoints.http.state import ApiState
+from entrypoints.observability.request_context import note_org
 
 log = logging.getLogger("connector_manager.console")
 
@@ -199,6 +200,8 @@ def page(state_getter: StateGetter, handler: Handler, *, admin: bool = True, for
         now = int(time.time())
         secret = state.container.service_secrets.cookie_secret
         p = Page(request, state, decode(request.cookies.get(COOKIE), secret, now), now)
+        if p.session is not None and p.session.signed_in:
+            note_org(p.session.principal.org_id)  # for the request's access line
         try:
             if not secret:
                 return p.error(503, "Console unavailable", "The service has no cookie secret to sign sessions with.")

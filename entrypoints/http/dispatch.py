@@ -27,6 +27,7 @@ from entrypoints.http.validation import (
     parse_body,
     parse_query,
 )
+from entrypoints.observability.request_context import note_org
 
 log = logging.getLogger("connector_manager.http")
 
@@ -61,6 +62,8 @@ def dispatch(endpoint: Endpoint, state_getter: StateGetter) -> RequestHandler:
                 iam=container.iam,
                 scoped_without_expiry=compat.enabled(container.settings),
             )
+            if principal is not None:
+                note_org(principal.org_id)  # for the request's access line
             backend = container.backend
             if backend is not None and endpoint.tag == "connectors":
                 return await proxy(

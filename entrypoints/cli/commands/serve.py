@@ -14,6 +14,7 @@ from typing import Any
 
 from entrypoints.bootstrap import build_container
 from entrypoints.cli.options import add_settings_options
+from entrypoints.observability.banner import key_file_missing, log_banner
 from entrypoints.settings import Settings, SettingsError
 
 
@@ -75,7 +76,9 @@ async def serve(settings: Settings, sock: socket.socket | None = None, *, ready_
     from entrypoints.http.app import create_app
     from entrypoints.workers import announce, reload_container, serve_tasks
 
+    fresh_key = key_file_missing(settings, os.environ)
     container = await build_container(settings)
+    log_banner("serve", settings, os.environ, key_generated=fresh_key, url=settings.base_url)
     tasks = serve_tasks(settings)
     announce("serve", tasks)
     app = create_app(
@@ -89,7 +92,8 @@ async def serve(settings: Settings, sock: socket.socket | None = None, *, ready_
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        access_log=False,
+        log_config=None,  # uvicorn's records go through the process's one handler (observability.logging)
+        access_log=False,  # one access line per request is written by ObserveRequests
         lifespan="on",
         timeout_graceful_shutdown=10,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -11,6 +12,7 @@ import attrs
 from entrypoints.bootstrap import build_container
 from entrypoints.cli.options import add_settings_options
 from entrypoints.cli.output import Output, add_output_options
+from entrypoints.observability.banner import key_file_missing, log_banner
 from entrypoints.settings import Settings
 
 if TYPE_CHECKING:
@@ -56,7 +58,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 async def _worker(settings: Settings, once: bool) -> WorkerPass | None:
     from entrypoints.workers import run_once, run_worker
 
+    fresh_key = key_file_missing(settings, os.environ)
     container = await build_container(settings)
+    if not once:
+        log_banner("worker", settings, os.environ, key_generated=fresh_key, metrics_port=settings.metrics_port)
     try:
         if once:
             return await run_once(container)
