@@ -29,6 +29,7 @@ from adapters.factories.sections import (
     UserGroupsIamSettings,
 )
 from connector_core.errors import ValidationError
+from entrypoints.setting_urls import HTTP_SCHEMES, MONGO_SCHEMES, REDIS_SCHEMES, url_problem
 from entrypoints.setting_values import make_settings_converter
 
 
@@ -61,7 +62,21 @@ def _split_host_port(value: str) -> tuple[str, int] | None:
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         return None
+    if "@" in host or "/" in host:  # user info or a URL: credentials have settings of their own
+        return None
     return host.strip("[]"), int(port)
+
+
+def _url(
+    schemes: tuple[str, ...], *, multi_host: bool = False
+) -> Callable[[Any, attrs.Attribute[Any], str | None], None]:
+    # the value may carry a password: the error says what is wrong, never the value
+    def check(_: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
+        problem = None if value is None else url_problem(value, schemes, multi_host=multi_host)
+        if problem is not None:
+            raise SettingsError.for_field(attribute.name, problem)
+
+    return check
 
 
 def _host_port(_: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
@@ -75,9 +90,9 @@ def _replication_factor(_: Any, attribute: attrs.Attribute[Any], value: int) -> 
 
 
 def _host_ports(_: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
-    for item in value:
-        if _split_host_port(item) is None:
-            raise SettingsError.for_field(attribute.name, f"each must be host:port, got {item!r}")
+    for number, item in enumerate(value, start=1):
+        if _split_host_port(item) is None:  # not repeated: a mistyped one may carry a password
+            raise SettingsError.for_field(attribute.name, f"each must be host:port (item {number} is not)")
 
 
 @frozen
@@ -96,7 +111,9 @@ class Settings:
     #: local: the storage's own leases
     locks: Literal["local", "redis", "etcd"] = "local"
     # connection strings may carry credentials: never in a repr
-    mongo_url: str = field(default="mongodb://127.0.0.1:27017/?replicaSet=rs0", repr=False)
+    mongo_url: str = field(
+        default="mongodb://127.0.0.1:27017/?replicaSet=rs0", repr=False, validator=_url(MONGO_SCHEMES, multi_host=True)
+    )
     mongo_database: str = "connector_manager"
     mongo_timeout_seconds: float = field(default=2.0, validator=_positive)
     #: one member (the older setting); ``etcd_endpoints`` lists a cluster's members
@@ -124,7 +141,7 @@ class Settings:
     kafka_min_insync_replicas: int | None = field(default=None, validator=attrs.validators.optional(_at_least(1)))
     #: extra librdkafka settings (security.protocol, sasl.*, ...)
     kafka_client_config: Mapping[str, str] = field(factory=dict, repr=False)
-    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False, validator=_url(REDIS_SCHEMES))
     #: Redis Sentinels (host:port) naming the primary; then redis_url gives credentials and db only
     redis_sentinels: tuple[str, ...] = field(default=(), validator=_host_ports)
     redis_sentinel_master: str = "mymaster"
@@ -136,7 +153,7 @@ class Settings:
     #: events kept in the outbox (the newest; with Kafka only published ones are ever removed)
     outbox_keep: int = field(default=100_000, validator=_at_least(0))
     outbox_prune_interval_seconds: float = field(default=3600.0, validator=_positive)
-    backend_url: str | None = field(default=None, repr=False)
+    backend_url: str | None = field(default=None, repr=False, validator=_url(HTTP_SCHEMES))
     backend_timeout_seconds: float = field(default=10.0, validator=_positive)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     #: auto: JSON lines when stderr is not a terminal, readable lines on a terminal
@@ -167,7 +184,7 @@ class Settings:
     #: who is an org admin: the user token's claims, or the existing deployment's user groups
     iam: Literal["claims", "mongo-user-groups"] = "claims"
     #: the existing deployment's MongoDB (default: ``mongo_url``)
-    iam_mongo_url: str | None = field(default=None, repr=False)
+    iam_mongo_url: str | None = field(default=None, repr=False, validator=_url(MONGO_SCHEMES, multi_host=True))
     iam_mongo_database: str = "es"
     iam_user_groups_collection: str = "userGroups"
     iam_org_field: str = "orgId"

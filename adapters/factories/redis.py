@@ -12,6 +12,7 @@ from adapters.factories.sections import RedisSettings
 from adapters.health import require
 from adapters.redaction import redact_url
 from adapters.redis import RedisCache, RedisLeaseLock, connect_redis, connect_redis_sentinel
+from connector_core.errors import ValidationError
 from connector_core.ports.cache import Cache
 from connector_core.ports.clock import Clock
 from connector_core.ports.lock import LeaseLock
@@ -50,20 +51,23 @@ class RedisBackend:
 
 async def open_redis(settings: RedisSettings) -> RedisBackend:
     """A client of the server at ``url``, or with Sentinels of the primary they name."""
-    if settings.sentinels:
-        client, sentinel = connect_redis_sentinel(
-            settings.sentinels,
-            settings.sentinel_master,
-            url=settings.url,
-            sentinel_password=settings.sentinel_password,
-        )
-        backend = RedisBackend(client, settings.replica_acks, sentinel)
-        where = f"Redis primary {settings.sentinel_master!r} of the Sentinels at " + ", ".join(
-            f"{host}:{port}" for host, port in settings.sentinels
-        )
-    else:
-        backend = RedisBackend(connect_redis(settings.url), settings.replica_acks)
-        where = f"Redis at {redact_url(settings.url)}"
+    try:
+        if settings.sentinels:
+            client, sentinel = connect_redis_sentinel(
+                settings.sentinels,
+                settings.sentinel_master,
+                url=settings.url,
+                sentinel_password=settings.sentinel_password,
+            )
+            backend = RedisBackend(client, settings.replica_acks, sentinel)
+            where = f"Redis primary {settings.sentinel_master!r} of the Sentinels at " + ", ".join(
+                f"{host}:{port}" for host, port in settings.sentinels
+            )
+        else:
+            backend = RedisBackend(connect_redis(settings.url), settings.replica_acks)
+            where = f"Redis at {redact_url(settings.url)}"
+    except ValueError:  # the driver's text can repeat the URL, password included: not kept
+        raise ValidationError.for_field("url", "is not a Redis URL the driver accepts") from None
     try:
         await require(backend.check, where)
     except BaseException:

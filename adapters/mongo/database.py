@@ -84,7 +84,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_e
 from adapters.codec import make_json_converter
 from adapters.sealing import Sealer
 from connector_core.deadline import remaining
-from connector_core.errors import CommitOutcomeUnknown, Conflict, Unavailable
+from connector_core.errors import CommitOutcomeUnknown, Conflict, Unavailable, ValidationError
 from connector_core.ports.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,12 @@ def make_client(url: str, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS, *
         "appname": "connector-manager",
         **options,
     }
-    return AsyncMongoClient(url, **settings)
+    try:
+        return AsyncMongoClient(url, **settings)
+    except (PyMongoError, ValueError, TypeError):  # its text can repeat the URL, password included
+        raise ValidationError(
+            "is not a MongoDB URL the driver accepts (a user name or password must be percent-encoded)"
+        ) from None
 
 
 # -- the one place where driver errors become ours ---------------------------------------------

@@ -21,7 +21,7 @@ from types import ModuleType
 from connector_core.errors import ConnectorManagerError
 from entrypoints.cli import commands
 from entrypoints.cli.options import settings_from
-from entrypoints.observability.logging import configure_logging
+from entrypoints.observability.logging import configure_logging, failure_outline
 from entrypoints.settings import Settings
 
 log = logging.getLogger("connector_manager")
@@ -75,5 +75,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"connector-manager: could not start ({type(exc).__name__}); run with CM_LOG_LEVEL=debug", file=sys.stderr
         )
-        log.debug("start-up failed", exc_info=True)
+        log.debug("start-up failed:\n%s", failure_outline(exc))
         return 1

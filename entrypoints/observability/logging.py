@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import IO, Any, Literal
@@ -102,3 +103,18 @@ def _is_tty(stream: IO[str]) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def failure_outline(exc: BaseException) -> str:
+    """Where ``exc`` (and each exception it was raised from) happened: the frames and the
+    exception types, never their messages. A driver's message can repeat a connection string
+    with its password; the frames are the code, never a setting's value."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        frames = "".join(traceback.format_tb(current.__traceback__))
+        parts.append(f"{frames}{type(current).__module__}.{type(current).__qualname__} (message withheld)")
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return "\n-- raised while handling --\n".join(reversed(parts))

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from adapters.redaction import redact_url
+from entrypoints.observability.logging import failure_outline
 from tests.cli import clean_env, run_cli
 from tests.servers import free_port
 
@@ -130,3 +132,72 @@ def test_a_failed_start_logged_at_debug_shows_no_credential(tmp_path: Path, conf
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith(f"connector-manager: {setting}: cannot reach")
     assert "PLANTED-PW" not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize(
+    ("config", "setting"),
+    [
+        ('cache = "redis"\nredis_url = "redis://app:PLANTED/PW@127.0.0.1:{port}/0"\n', "redis_url"),
+        ('cache = "redis"\nredis_url = "redis://:PLANTED-PW@127.0.0.1:abc/0"\n', "redis_url"),
+        ('cache = "redis"\nredis_url = "redsi://:PLANTED-PW@127.0.0.1/0"\n', "redis_url"),
+        ('cache = "redis"\nredis_url = "redis://:PLANTED-PW@[::1/0"\n', "redis_url"),
+        ('storage = "mongo"\nmongo_url = "mongodb://app:PLANTED/PW@127.0.0.1:{port}/"\n', "mongo_url"),
+        ('storage = "mongo"\nmongo_url = "mongodb://app:PLANTED-PW@127.0.0.1:abc/"\n', "mongo_url"),
+        (
+            'iam = "mongo-user-groups"\niam_mongo_url = "mongodb://app:PLANTED?PW@127.0.0.1:{port}/"\n',
+            "iam_mongo_url",
+        ),
+        (
+            'secrets = "etcd"\netcd_endpoint = "app:PLANTED-PW@127.0.0.1:{port}"\netcd_user = "app"\n'
+            'etcd_password = "PLANTED-PW"\n',
+            "etcd_endpoint",
+        ),
+        (
+            'secrets = "etcd"\netcd_endpoints = ["127.0.0.1:{port}", "app:PLANTED-PW@127.0.0.1"]\n'
+            'etcd_user = "app"\netcd_password = "PLANTED-PW"\n',
+            "etcd_endpoints",
+        ),
+        ('backend_url = "https://svc:PLANTED/PW@backend.example/"\n', "backend_url"),
+    ],
+    ids=[
+        "redis-unescaped-slash",
+        "redis-bad-port",
+        "redis-bad-scheme",
+        "redis-bad-ipv6",
+        "mongo-unescaped-slash",
+        "mongo-bad-port",
+        "iam-mongo-unescaped-question-mark",
+        "etcd-endpoint-with-user-info",
+        "etcd-endpoints-with-user-info",
+        "backend-unescaped-slash",
+    ],
+)
+def test_a_malformed_url_setting_is_named_and_its_password_never_shown(
+    tmp_path: Path, config: str, setting: str
+) -> None:
+    done = serve(tmp_path, 'log_level = "debug"\n' + config.replace("{port}", str(free_port())))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"connector-manager: {setting}:"), done.stderr
+    assert "PLANTED" not in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_a_start_up_failure_logged_at_debug_shows_where_not_what() -> None:
+    password = "-".join(["PLANTED", "PW"])  # built, so the frames' source lines do not show it
+    try:
+        try:
+            raise OSError(f"redis://app:{password}@host")
+        except OSError as first:
+            raise ValueError(f"Port could not be cast to integer value as {password!r}") from first
+    except ValueError as exc:
+        outline = failure_outline(exc)
+    assert password not in outline
+    assert "builtins.ValueError" in outline and "builtins.OSError" in outline
+    assert "test_a_start_up_failure_logged_at_debug_shows_where_not_what" in outline
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://app:PLANTED/PW@127.0.0.1:6379/0", "redis://:PLANTED?PW@h/0", "redis://u:PLANTED#PW@h:1/0"]
+)
+def test_a_redacted_url_hides_a_password_with_unescaped_delimiters(url: str) -> None:
+    assert "PLANTED" not in redact_url(url)
