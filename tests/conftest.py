@@ -5,14 +5,16 @@ from __future__ import annotations
 import itertools
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from adapters.system import ManualClock
 from connector_core.catalog import Catalog, load_default_catalog
 from tests import servers
+from tests.fakes.oauth_provider import FakeOAuthProvider
 from tests.servers import ServerProcess
 
 # Hypothesis: CI runs the same examples every time (a red build is reproducible from its log, and
@@ -48,6 +50,19 @@ class SeededRandom:
 @pytest.fixture
 def catalog() -> Catalog:
     return load_default_catalog()
+
+
+@pytest.fixture(scope="module")
+def idp() -> Iterator[FakeOAuthProvider]:
+    """A fake OAuth provider over real HTTP, one per test module (register a client per test)."""
+    with FakeOAuthProvider() as provider:
+        yield provider
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """Now (whole seconds), moving only when told."""
+    return ManualClock(datetime.now(UTC).replace(microsecond=0))
 
 
 @pytest.fixture

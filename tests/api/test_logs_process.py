@@ -6,19 +6,18 @@ master key; no planted secret anywhere."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.api.test_serve_process import REPO, cli, free_port
+from tests.api.test_serve_process import Server, cli, free_port
+from tests.cli import clean_env, start_cli
 
 pytestmark = pytest.mark.slow
 
@@ -27,32 +26,11 @@ ORG = "org-logs-1"
 P = "/api/v1/connectors"
 
 
-def start_serve(data_dir: Path, port: int) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CM_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "entrypoints.cli", "serve", "--data-dir", str(data_dir), "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"serve did not start: {proc.communicate()}")
-
-
 def test_serve_writes_json_lines_with_request_ids_and_no_secret(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = start_serve(data, port)
+    server = Server(data, free_port(), stderr_apart=True)
+    url = server.url
+    server.start()
     try:
         token = cli("token", "--org", ORG, "--user", "u1", "--email", "u1@example.com", "--admin", data_dir=data)
         bearer = token.stdout.strip()
@@ -69,9 +47,9 @@ def test_serve_writes_json_lines_with_request_ids_and_no_secret(tmp_path: Path) 
         odd = httpx.get(f"{url}/no/such/page", headers={"X-Request-ID": 'bad id"}'}, timeout=10)
         key_file = (data / "master.key").read_text(encoding="utf-8").strip()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+        out = server.stop()
+    err = server.stderr
+    assert server.proc is not None and server.proc.returncode == 0, err
     assert (listed.status_code, saved.status_code, toggled.status_code, odd.status_code) == (200, 200, 200, 404)
 
     lines = err.splitlines()
@@ -115,3 +93,40 @@ def test_serve_writes_json_lines_with_request_ids_and_no_secret(tmp_path: Path) 
     assert not any(r["logger"] == "uvicorn.access" for r in records)
     for secret in (SECRET, bearer, key_file, 'bad id"}'):
         assert secret not in err and secret not in out
+
+
+def test_a_worker_logs_json_and_serves_its_metrics_on_its_own_port(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    server = Server(data, free_port())
+    server.start()  # the first start creates the data dir and its key
+    server.stop()
+    port = free_port()
+    worker = start_cli("worker", "--data-dir", str(data), "--metrics-port", str(port), env=clean_env())
+    try:
+        scraped = None
+        deadline = time.monotonic() + 30
+        while scraped is None and time.monotonic() < deadline:
+            try:
+                scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+            except httpx.TransportError:
+                time.sleep(0.1)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        err = worker.communicate(timeout=30)[1]
+    assert worker.returncode == 0, err
+    assert scraped is not None and scraped.status_code == 200, err
+    got = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(scraped.text)
+        for s in f.samples
+    }
+    assert got[("connector_manager_dependency_up", (("dependency", "storage"), ("required", "true")))] == 1
+    assert not [name for name, _ in got if name == "connector_manager_http_requests_total"]  # a worker serves no API
+    records = [json.loads(line) for line in err.splitlines()]
+    banner = next(r for r in records if r.get("process") == "worker")
+    assert (banner["metrics_port"], banner["master_key_generated"], banner["data_dir"]) == (
+        port,
+        False,
+        str(data.resolve()),
+    )
+    assert any(r["message"] == f"worker: metrics at http://127.0.0.1:{port}/metrics" for r in records)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -49,17 +49,6 @@ class OrgClient(Client):
         scoped = issue_scoped_token(secrets.scoped_jwt_secret, scopes=["fetch:config"], ttl=600, now=now, org_id=ORG)
         self.admin = {"Authorization": f"Bearer {admin}"}
         self.scoped = {"Authorization": f"Bearer {scoped}"}
-
-
-@pytest.fixture(scope="module")
-def idp() -> Iterator[FakeOAuthProvider]:
-    with FakeOAuthProvider() as provider:
-        yield provider
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(datetime.now(UTC).replace(microsecond=0))
 
 
 @pytest.fixture

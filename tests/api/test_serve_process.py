@@ -36,9 +36,14 @@ def cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
 
 
 class Server:
-    def __init__(self, data_dir: Path, port: int) -> None:
+    """``serve`` on ``data_dir`` and ``port``; its stderr goes with stdout unless ``stderr_apart``
+    (then :attr:`stderr` holds it once stopped)."""
+
+    def __init__(self, data_dir: Path, port: int, *, stderr_apart: bool = False) -> None:
         self.data_dir, self.port = data_dir, port
         self.proc: subprocess.Popen[str] | None = None
+        self.stderr_apart = stderr_apart
+        self.stderr = ""
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CM_")}
@@ -56,7 +61,7 @@ class Server:
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.PIPE if self.stderr_apart else subprocess.STDOUT,
             text=True,
         )
         deadline = time.monotonic() + 30
@@ -76,7 +81,8 @@ class Server:
     def stop(self) -> str:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=30)
+        out, err = self.proc.communicate(timeout=30)
+        self.stderr = err or ""
         return out
 
 

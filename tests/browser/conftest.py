@@ -68,12 +68,6 @@ class Service:
 
 
 @pytest.fixture(scope="module")
-def idp() -> Iterator[FakeOAuthProvider]:
-    with FakeOAuthProvider() as provider:
-        yield provider
-
-
-@pytest.fixture(scope="module")
 def service(idp: FakeOAuthProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     root = tmp_path_factory.mktemp("console")
     config = root / "settings.toml"

@@ -8,7 +8,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,12 +36,6 @@ FRONTEND_PAGE = f"{FRONTEND}/account/individual/settings/connector/googleWorkspa
 ORG, USER, EMAIL = "65f000000000000000000001", "65f0000000000000000000aa", "fake.user@example.test"
 DRIVE = "https://www.googleapis.com/auth/drive.readonly"
 GMAIL = "https://www.googleapis.com/auth/gmail.readonly"
-
-
-@pytest.fixture(scope="module")
-def idp() -> Iterator[FakeOAuthProvider]:
-    with FakeOAuthProvider() as provider:
-        yield provider
 
 
 class Deployment:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -27,12 +27,6 @@ EXTRA_AUTH: dict[str, dict[str, str]] = {
     "onedrive": {"tenantId": "contoso"},
     "sharepointOnline": {"tenantId": "contoso", "sharepointDomain": "contoso.sharepoint.com"},
 }
-
-
-@pytest.fixture(scope="module")
-def idp() -> Iterator[FakeOAuthProvider]:
-    with FakeOAuthProvider() as provider:
-        yield provider
 
 
 def pointed_at(idp: FakeOAuthProvider) -> Catalog:

@@ -4,8 +4,8 @@ lineage and threshold (7 days and 1 day before)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +20,6 @@ from tests.fakes.oauth_provider import FakeOAuthProvider
 from tests.integration.test_oauth_http_flows import FRONTEND, Client, P, authorize_through_provider, pointed_at
 
 DAY = 86400.0
-
-
-@pytest.fixture(scope="module")
-def idp() -> Iterator[FakeOAuthProvider]:
-    with FakeOAuthProvider() as provider:
-        yield provider
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(datetime.now(UTC).replace(microsecond=0))
 
 
 @pytest.fixture(params=["memory", "sqlite"])
