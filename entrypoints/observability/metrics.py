@@ -57,11 +57,18 @@ class Metrics:
             registry=self.registry,
         )
         self.gauges: StoreGauges | None = None
+        #: (route, method, status) -> its counter and histogram children (bounded: routes are
+        #: templates, methods a fixed set); looked up once per request instead of ``labels()``
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        labels = (route, method if method in KNOWN_METHODS else "other", str(status))
-        self.requests.labels(*labels).inc()
-        self.latency.labels(*labels).observe(seconds)
+        key = (route, method if method in KNOWN_METHODS else "other", status)
+        children = self._children.get(key)
+        if children is None:
+            labels = (key[0], key[1], str(status))
+            children = self._children[key] = (self.requests.labels(*labels), self.latency.labels(*labels))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def refresh_outcome(self, connector_key: str, outcome: RefreshOutcome) -> None:
         self.refreshes.labels(connector_key, outcome.value).inc()

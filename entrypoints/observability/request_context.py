@@ -4,7 +4,7 @@ token once known. Held in a context variable set by :mod:`.requests` for the req
 from __future__ import annotations
 
 import re
-import uuid
+import secrets
 from contextvars import ContextVar
 
 from attrs import define
@@ -26,7 +26,7 @@ current_request: ContextVar[RequestInfo | None] = ContextVar("current_request", 
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)
 
 
 def request_id_from(header: bytes | None) -> str:

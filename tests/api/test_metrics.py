@@ -186,8 +186,11 @@ async def test_routes_are_labelled_by_template_through_mounts_and_odd_methods_ar
     c = client
     await c.http.get("/admin/connectors/PLANTED-NAME-1")  # the console (a mount): sign-in page
     await c.http.get("/docs/assets/swagger-ui.css")  # a whole app mounted (static files)
-    await c.http.request("BREW", "/api/v1/health")  # 405, and a method nobody knows
+    for method in ("BREW", "PLANTED-METHOD"):  # 405s, with methods nobody knows: one series
+        await c.http.request(method, "/api/v1/health")
     text = (await c.http.get("/metrics")).text
+    other = labelled(route="/api/v1/health", method="other", status="405")
+    assert samples(text)[("connector_manager_http_requests_total", other)] == 2
     requests = {
         (dict(k)["route"], dict(k)["method"]) for n, k in samples(text) if n == "connector_manager_http_requests_total"
     }
@@ -196,7 +199,7 @@ async def test_routes_are_labelled_by_template_through_mounts_and_odd_methods_ar
         ("/docs/assets/{path}", "GET"),
         ("/api/v1/health", "other"),
     }
-    assert "PLANTED-NAME" not in text
+    assert "PLANTED-NAME" not in text and "PLANTED-METHOD" not in text
 
 
 async def test_a_worker_serves_its_own_metrics_on_its_port(
