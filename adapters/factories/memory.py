@@ -12,6 +12,7 @@ from adapters.memory import (
     MemoryStorage,
 )
 from adapters.memory.idempotency_store import MemoryIdempotencyStore
+from adapters.memory.storage import MemoryChangeStamp
 from connector_core.ports.cache import Cache
 from connector_core.ports.clock import Clock
 from connector_core.ports.kv_store import KeyValueStore
@@ -30,6 +31,7 @@ def memory_storage(clock: Clock) -> StoragePorts:
         lock=MemoryLeaseLock(clock),
         check=_healthy,
         idempotency=MemoryIdempotencyStore(),
+        stamp=MemoryChangeStamp(storage),
     )
 
 

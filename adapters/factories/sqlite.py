@@ -40,6 +40,7 @@ class SQLiteBackend:
             check=db.check,
             sealed=SQLiteSealedValues(db),
             idempotency=SQLiteIdempotencyStore(db),
+            stamp=db.stamp,
         )
 
     def kv_store(self) -> KeyValueStore:

@@ -6,6 +6,7 @@ from attrs import define, field
 
 from adapters.health import Probe
 from adapters.sealing import NothingSealed, SealedValues
+from connector_core.ports.change_stamp import ChangeStamp
 from connector_core.ports.idempotency import IdempotencyStore
 from connector_core.ports.lock import LeaseLock
 from connector_core.ports.oauth_state import OAuthStateStore
@@ -26,3 +27,5 @@ class StoragePorts:
     idempotency: IdempotencyStore
     #: the sealed values at rest (token material, OAuth states), for key rotation
     sealed: SealedValues = field(factory=NothingSealed)
+    #: tells cheaply whether an org's data changed (None: the backend cannot, nothing is cached on it)
+    stamp: ChangeStamp | None = None

@@ -43,6 +43,9 @@ class MemoryStorage:
         self.set_aside: dict[int, str] = {}
         self.seq = 0
         self.states: dict[str, dict[str, Any]] = {}
+        #: commits so far, in all and per org whose connectors or tokens they changed
+        self.version = 0
+        self.org_versions: dict[str, int] = {}
 
     def unit_of_work(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self)
@@ -172,6 +175,25 @@ class MemoryUnitOfWork(BufferedUnitOfWork):
             for event in batch.events:
                 s.seq += 1
                 s.outbox.append((s.seq, event_to_doc(s.conv, event), False))
+            s.version += 1
+            for org in {sc.connector.org_id for sc in batch.connectors} | {st.record.org_id for st in batch.tokens}:
+                s.org_versions[org] = s.org_versions.get(org, 0) + 1
+
+
+class MemoryChangeStamp:
+    """The change stamp of a :class:`MemoryStorage` (its commit counters)."""
+
+    def __init__(self, storage: MemoryStorage) -> None:
+        self._s = storage
+
+    def store_version(self) -> int | None:
+        return self._s.version
+
+    def org_version(self, org_id: str) -> int | None:
+        return self._s.org_versions.get(org_id, 0)
+
+    def close(self) -> None:
+        pass
 
 
 class MemoryOutboxReader:

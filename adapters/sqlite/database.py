@@ -15,13 +15,16 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from adapters.codec import make_json_converter
 from adapters.sealing import Sealer
 from connector_core.errors import Unavailable
+
+if TYPE_CHECKING:
+    from adapters.sqlite.change_stamp import SQLiteChangeStamp
 
 T = TypeVar("T")
 
@@ -152,6 +155,17 @@ class SQLiteDatabase:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._conn: sqlite3.Connection | None = None
         self._open_lock = threading.Lock()
+        #: opened on first use, after the schema exists (the first statement run creates it)
+        self._stamp: SQLiteChangeStamp | None = None
+
+    @property
+    def stamp(self) -> SQLiteChangeStamp:
+        """The file's change stamp (a connection of its own, closed with the database)."""
+        if self._stamp is None:
+            from adapters.sqlite.change_stamp import SQLiteChangeStamp
+
+            self._stamp = SQLiteChangeStamp(self.path)
+        return self._stamp
 
     def __repr__(self) -> str:
         return f"SQLiteDatabase(path={self.path!r})"
@@ -220,6 +234,8 @@ class SQLiteDatabase:
                     self._conn.close()
                     self._conn = None
 
+        if self._stamp is not None:
+            self._stamp.close()
         if self._conn is not None:
             await self.run(close)
         self._executor.shutdown(wait=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 from adapters.batch_writes import Kind, Write, connector_from_fields, plan
 from adapters.codec import event_to_doc
+from adapters.sqlite.change_stamp import bump_org_versions
 from adapters.sqlite.database import SQLiteDatabase
 from adapters.stored_tokens import SET_ASIDE, open_token, read_batch, summaries
 from adapters.unit_of_work_base import Batch, BufferedUnitOfWork
@@ -192,6 +193,8 @@ class SQLiteUnitOfWork(BufferedUnitOfWork):
             for w in writes:
                 if not _applied(c, w):
                     raise w.refused()
+            # what the orgs read changed: cached answers built from it are stale (change_stamp)
+            bump_org_versions(c, (w.subject.org_id for w in writes))
             c.executemany(
                 "INSERT INTO outbox (topic, partition_key, event_type, doc) VALUES (?, ?, ?, ?)",
                 event_rows,

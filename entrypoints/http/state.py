@@ -7,6 +7,7 @@ from jsonschema import Draft202012Validator
 from connector_core.catalog import thaw
 from entrypoints.bootstrap import Container
 from entrypoints.http.connector_schemas import filters_body
+from entrypoints.http.response_cache import ResponseCache
 from entrypoints.http.validation import FORMATS
 
 #: a body of at most 1 MiB arrives well within this on any working connection
@@ -23,6 +24,9 @@ class ApiState:
         self.health_timeout = 2.0
         #: seconds a route waits for the whole request body (slow clients get 408)
         self.body_timeout = body_timeout
+        stamp = container.storage.stamp
+        #: the hot reads' finished answers, on a store that can tell when they are outdated
+        self.responses = ResponseCache(stamp) if stamp is not None and container.backend is None else None
 
     def config_validator(self, key: str) -> Draft202012Validator:
         found = self._validators.get(key)

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from connector_core.catalog import thaw
 from connector_core.services.connectors import ConfigUpdate, ConnectorView
 from entrypoints.http.endpoint import Call, ok
-from entrypoints.http.handlers.connectors import cached
+from entrypoints.http.handlers.connectors import answer, cached
 from entrypoints.http.state import ApiState
 from entrypoints.http.validation import check, check_section_sizes
 from entrypoints.http.views import config_json, connector_json
@@ -22,7 +22,7 @@ async def get_config(call: Call) -> Response:
     async def load() -> dict[str, Any]:
         return config_json(await call.app.container.connectors.get(call.org_id, key))
 
-    return ok(await cached(call, f"config:{key}", load))
+    return await answer(call, f"config:{key}", lambda: cached(call, f"config:{key}", load))
 
 
 async def save_configuration(

@@ -23,6 +23,15 @@ async def cached(call: Call, name: str, load: Callable[[], Awaitable[T]]) -> T:
     return result
 
 
+async def answer(call: Call, name: str, build: Callable[[], Awaitable[Any]]) -> Response:
+    """``ok(await build())``, from the finished answers kept for the org while its data has not
+    changed, when the store can tell (:mod:`entrypoints.http.response_cache`)."""
+    responses = call.app.responses
+    if responses is None:
+        return ok(await build())
+    return Response(await responses.answer(call.org_id, name, build), media_type="application/json")
+
+
 async def _connector_list(call: Call) -> list[dict[str, Any]]:
     async def load() -> list[dict[str, Any]]:
         return [connector_json(v) for v in await call.app.container.connectors.list(call.org_id)]
@@ -31,15 +40,21 @@ async def _connector_list(call: Call) -> list[dict[str, Any]]:
 
 
 async def list_connectors(call: Call) -> Response:
-    return ok(await _connector_list(call))
+    return await answer(call, "connectors", lambda: _connector_list(call))
 
 
 async def list_active(call: Call) -> Response:
-    return ok([c for c in await _connector_list(call) if c["isEnabled"]])
+    async def build() -> list[dict[str, Any]]:
+        return [c for c in await _connector_list(call) if c["isEnabled"]]
+
+    return await answer(call, "connectors:active", build)
 
 
 async def list_inactive(call: Call) -> Response:
-    return ok([c for c in await _connector_list(call) if not c["isEnabled"]])
+    async def build() -> list[dict[str, Any]]:
+        return [c for c in await _connector_list(call) if not c["isEnabled"]]
+
+    return await answer(call, "connectors:inactive", build)
 
 
 async def toggle(call: Call) -> Response:
