@@ -64,7 +64,7 @@ class Instance:
     async def listed(self, org: str, key: str) -> dict[str, object]:
         r = await self.client.get("/api/v1/connectors/", headers=self.headers(org))
         assert r.status_code == 200, r.text
-        return next(c for c in r.json() if c["key"] == key)  # type: ignore[no-any-return]
+        return next(c for c in r.json() if c["key"] == key)
 
     async def config(self, org: str, key: str) -> dict[str, object]:
         r = await self.client.get(f"/api/v1/connectors/config/{key}", headers=self.headers(org))
