@@ -35,6 +35,7 @@ def test_hot_path_secret_and_refresh_benchmarks_run_against_their_baselines(tmp_
             "p99 latency of GET /active",
             "GET /config/{name}",
             "secret read (EncryptedKeyValueStore over the memory kv)",
+            "secret read, cold (each value read once)",
             "bulk refresh, concurrency 8",
             "bulk refresh, concurrency 32",
         ]
