@@ -47,11 +47,7 @@ of this database waits for it (within its own time limit). A commit whose answer
 :class:`CommitOutcomeUnknown`; once the kill went through, the outcome is settled and a read
 shows what really happened.
 
-Errors. Driver exceptions are translated in one place, :func:`mongo_errors`: connection
-failures and timeouts become :class:`Unavailable`; so do write conflicts that outlasted the
-time limit (a document held by another transaction is a dependency problem, answered 503, not a
-conflict between callers); duplicate keys become :class:`Conflict`. Messages name the operation
-and the exception class, never document contents.
+Errors. Driver exceptions are translated in one place, :func:`adapters.mongo.errors.mongo_errors`.
 """
 
 from __future__ import annotations
@@ -60,7 +56,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -71,10 +67,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
-    BulkWriteError,
     CollectionInvalid,
-    ConnectionFailure,
-    DuplicateKeyError,
     OperationFailure,
     PyMongoError,
 )
@@ -82,9 +75,10 @@ from pymongo.read_concern import ReadConcern
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from adapters.codec import make_json_converter
+from adapters.mongo.errors import mongo_errors, standalone_message, unreachable
 from adapters.sealing import Sealer
 from connector_core.deadline import remaining
-from connector_core.errors import CommitOutcomeUnknown, Conflict, Unavailable, ValidationError
+from connector_core.errors import CommitOutcomeUnknown, Unavailable, ValidationError
 from connector_core.ports.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -92,8 +86,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Doc = dict[str, Any]
 
-#: the setting that points the service at MongoDB (named in start-up errors)
-MONGO_URL_SETTING = "mongo_url (CM_MONGO_URL)"
 DEFAULT_TIMEOUT_SECONDS = 2.0
 
 CONNECTORS = "connectorsConfig"
@@ -121,9 +113,6 @@ CONCERNS: dict[str, tuple[str, str | int]] = {
     IDEMPOTENCY: ("majority", "majority"),
 }
 
-_WRITE_CONFLICT = 112
-_DUPLICATE_KEY = 11000
-_ILLEGAL_OPERATION = 20
 _NAMESPACE_EXISTS = 48
 _INDEX_OPTIONS_CONFLICT = {85, 86}  # IndexOptionsConflict (mongod), IndexKeySpecsConflict (SecantusDB)
 
@@ -146,80 +135,6 @@ def make_client(url: str, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS, *
         raise ValidationError(
             "is not a MongoDB URL the driver accepts (a user name or password must be percent-encoded)"
         ) from None
-
-
-# -- the one place where driver errors become ours ---------------------------------------------
-
-
-def _is_write_conflict(exc: PyMongoError) -> bool:
-    if isinstance(exc, ConnectionFailure):
-        return False  # the network, not a conflict
-    return exc.has_error_label("TransientTransactionError") or getattr(exc, "code", None) == _WRITE_CONFLICT
-
-
-def _is_duplicate_key(exc: PyMongoError) -> bool:
-    if isinstance(exc, DuplicateKeyError):
-        return True
-    if isinstance(exc, BulkWriteError):
-        return any(e.get("code") == _DUPLICATE_KEY for e in exc.details.get("writeErrors", []))
-    return False
-
-
-def _underlying(exc: PyMongoError) -> PyMongoError:
-    """The error that decided the outcome: ``with_transaction`` wraps the last error it retried
-    in a timeout error once its time is up (keeping the labels)."""
-    cause = exc.__cause__
-    if exc.timeout and isinstance(cause, PyMongoError) and cause is not exc:
-        return cause
-    return exc
-
-
-def _unreachable(exc: BaseException) -> bool:
-    """The server did not answer (down, hung, too slow): our last request may still be running there."""
-    if not isinstance(exc, PyMongoError):
-        return False
-    return exc.timeout or isinstance(_underlying(exc), ConnectionFailure)
-
-
-@contextlib.contextmanager
-def mongo_errors(action: str) -> Iterator[None]:
-    """Translate driver exceptions raised while doing ``action`` (re-raised ``from exc``)."""
-    try:
-        yield
-    except PyMongoError as raised:
-        exc = _underlying(raised)
-        name = type(exc).__name__
-        if raised.has_error_label("UnknownTransactionCommitResult"):
-            raise CommitOutcomeUnknown(
-                f"MongoDB did not answer while committing ({action}, {name}); the outcome is unknown: "
-                "reload before retrying",
-                metadata={"dependency": "mongo"},
-            ) from raised
-        if isinstance(exc, ConnectionFailure):
-            raise Unavailable(f"MongoDB is unreachable ({name}) while trying to {action}") from exc
-        if _is_duplicate_key(exc):
-            raise Conflict(f"could not {action}: the record already exists; retry") from exc
-        if _is_write_conflict(exc):
-            # with_transaction retried until its time was up: something holds the documents
-            raise Unavailable(
-                f"MongoDB kept the documents locked ({name}) while trying to {action}; retry later"
-            ) from exc
-        code = getattr(exc, "code", None)
-        if code == _ILLEGAL_OPERATION and "transaction" in str(getattr(exc, "details", None) or "").lower():
-            raise Unavailable(_standalone_message()) from exc
-        if raised.timeout:
-            raise Unavailable(f"MongoDB timed out ({name}) while trying to {action}") from exc
-        code_name = exc.details.get("codeName") if isinstance(exc, OperationFailure) and exc.details else None
-        detail = " ".join(str(x) for x in (name, code, code_name) if x)
-        raise Unavailable(f"MongoDB refused to {action} ({detail})") from exc
-
-
-def _standalone_message() -> str:
-    return (
-        "MongoDB at the configured address is a standalone server without multi-document "
-        f"transactions; point the {MONGO_URL_SETTING} setting at a replica set "
-        "(a one-node set is enough: mongod --replSet rs0, then rs.initiate())"
-    )
 
 
 def bson_time(value: datetime | None) -> datetime | None:
@@ -287,7 +202,7 @@ class MongoDatabase:
         async with self.op("ask the server what it is"):
             hello = await self.db.command("hello")
         if not hello.get("setName") and hello.get("msg") != "isdbgrid":
-            raise Unavailable(_standalone_message())
+            raise Unavailable(standalone_message())
 
     async def ensure_indexes(self) -> None:
         """Refuse a standalone server, then create the collections and indexes (idempotent)."""
@@ -391,7 +306,7 @@ class MongoDatabase:
                     body, read_concern=ReadConcern("snapshot"), write_concern=WriteConcern("majority")
                 )
             except (PyMongoError, asyncio.CancelledError) as exc:
-                abandoned = isinstance(exc, asyncio.CancelledError) or _unreachable(exc)
+                abandoned = isinstance(exc, asyncio.CancelledError) or unreachable(exc)
                 raise
             finally:
                 if abandoned:
@@ -413,7 +328,7 @@ class MongoDatabase:
         nothing to wait for) or after ``abandoned_session_seconds`` (it has reaped it by then)."""
         try:
             retrying = AsyncRetrying(
-                retry=retry_if_exception(_unreachable),
+                retry=retry_if_exception(unreachable),
                 wait=wait_exponential(multiplier=0.05, max=0.5),
                 stop=stop_after_delay(self.abandoned_session_seconds),
                 reraise=True,

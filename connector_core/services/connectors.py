@@ -121,6 +121,8 @@ class ConnectorService:
         the secret write is undone only when the configuration certainly did not land:
 
         * the commit raised :class:`Conflict` (nothing stored): undo, and the use case retries;
+        * it raised :class:`ValidationError` (the store cannot keep the data, e.g. MongoDB and a
+          field name with NUL; refused before anything was written): undo, and the caller gets 400;
         * it raised :class:`Unavailable` (the outcome may be unknown — e.g. a MongoDB commit
           that timed out may still land): :meth:`_outcome` reads the connector again. If the
           configuration is there, it is kept with its secret and the save succeeded; if not, the
@@ -180,7 +182,8 @@ class ConnectorService:
                     raise
                 try:
                     await uow.commit()
-                except Conflict:
+                except (Conflict, ValidationError):
+                    # nothing was stored (a concurrent writer won; the store cannot keep the data)
                     if written is not None:  # the configuration was not saved: neither is the secret
                         await restore_secrets(self.ctx, path, found, written)
                     raise

@@ -14,6 +14,8 @@ from typing import Any
 from attrs import evolve, frozen
 
 from connector_core.catalog import CatalogEntry, FilterDefinition, thaw
+from connector_core.errors import ValidationError
+from entrypoints.http.validation import parse_json
 
 #: a secret longer than this is pasted into a text area (a service-account key), not an input
 _LONG_SECRET = 4096
@@ -155,11 +157,16 @@ def config_body(
             except ValueError:
                 errors.append({"path": f.name, "message": "must be a whole number"})
                 continue
+            if not -(2**63) <= value < 2**63:
+                errors.append({"path": f.name, "message": "must be a whole number within 64 bits"})
+                continue
         elif f.kind == "json":
-            try:
-                value = json.loads(raw)
-            except ValueError:
-                errors.append({"path": f.name, "message": "must be a JSON object"})
+            try:  # as strictly as an API body: what a store cannot keep is refused here
+                value = parse_json(raw.encode("utf-8", "surrogatepass"))
+            except ValidationError as exc:
+                inner = exc.errors[0] if exc.errors else {"path": "body", "message": "must be a JSON object"}
+                where = "" if inner["path"] == "body" else f".{inner['path']}"
+                errors.append({"path": f"{f.name}{where}", "message": inner["message"]})
                 continue
         elif f.kind in ("secret", "secret-area"):
             value = raw

@@ -195,13 +195,20 @@ def _reject_constant(name: str) -> Any:
 
 
 class _OutOfRange:
-    """Where the body held a number no 64-bit float or bounded integer holds (``1e400``, an
-    integer of thousands of digits): found again by :func:`_first_invalid`, which names its path."""
+    """Where the body held a number no 64-bit float or 64-bit integer holds (``1e400``,
+    ``2**63``): found again by :func:`_first_invalid`, which names its path. Stores keep
+    integers in 64 bits (BSON's int64, SQLite's INTEGER), so a larger one cannot be stored."""
 
 
 _OUT_OF_RANGE = _OutOfRange()
 #: "out of range" in words a client can act on
-OUT_OF_RANGE_MESSAGE = "is a number out of range (beyond ±1.8e308, or an integer of more than 4300 digits)"
+OUT_OF_RANGE_MESSAGE = (
+    "is a number out of range (an integer beyond 64 bits, ±9223372036854775807, or a number beyond ±1.8e308)"
+)
+#: a field name no store keeps as it is: MongoDB refuses NUL in names and reads a leading "$"
+#: as an operator, a leading "." as a path
+BAD_FIELD_NAME_MESSAGE = "has a field name that contains NUL or starts with '$' or '.'"
+_INT64 = range(-(2**63), 2**63)
 
 
 def _finite_float(text: str) -> float | _OutOfRange:
@@ -211,9 +218,10 @@ def _finite_float(text: str) -> float | _OutOfRange:
 
 def _bounded_int(text: str) -> int | _OutOfRange:
     try:
-        return int(text)
+        value = int(text)
     except ValueError:  # more digits than Python converts
         return _OUT_OF_RANGE
+    return value if value in _INT64 else _OUT_OF_RANGE
 
 
 def _depth(value: Any, limit: int) -> int:
@@ -232,8 +240,9 @@ def _depth(value: Any, limit: int) -> int:
 
 
 def parse_json(raw: bytes) -> Any:
-    """Strict JSON: no NaN/Infinity (nor numbers too large for one), no lone surrogates (in
-    values or field names), at most 32 levels deep. Anything that would not survive being
+    """Strict JSON: no NaN/Infinity (nor numbers too large for one, nor integers beyond 64
+    bits), no lone surrogates (in values or field names), no field name with NUL or a leading
+    ``$`` or ``.``, at most 32 levels deep. Anything that would not survive being
     stored and sent back is refused here, as a 400."""
 
     def bad(message: str) -> ValidationError:
@@ -285,6 +294,8 @@ def _first_invalid(data: Any) -> tuple[str, str, bool] | None:
             for key, value in item.items():
                 if not _is_unicode(key):
                     return path or "body", "has a field name that is not valid Unicode text (a lone surrogate)", False
+                if "\x00" in key or key.startswith(("$", ".")):
+                    return path or "body", BAD_FIELD_NAME_MESSAGE, True
                 stack.append((value, f"{path}.{key}" if path else key))
         elif isinstance(item, list):
             stack.extend((v, f"{path}.{i}" if path else str(i)) for i, v in enumerate(item))

@@ -246,3 +246,33 @@ async def test_a_refresh_token_about_to_die_is_flagged_in_the_list(console: Api)
     assert "PLANTED-ACCESS" not in page and "PLANTED-REFRESH" not in page
     detail = (await console.client.get("/admin/connectors/googleWorkspace")).text
     assert "dies within 7 days" in detail
+
+
+@pytest.mark.parametrize(
+    ("field", "typed", "says"),
+    [
+        ("filters", '{"$where": 1}', "contains NUL or starts with"),
+        ("filters", '{"x": NaN}', "not a finite JSON number"),
+        ("filters", '{"x": 9223372036854775808}', "64 bits"),
+        ("sync.batchSize", "9223372036854775808", "within 64 bits"),
+    ],
+    ids=["dollar-key", "nan", "json-int-beyond-64-bits", "number-beyond-64-bits"],
+)
+async def test_the_form_refuses_what_the_api_refuses(console: Api, field: str, typed: str, says: str) -> None:
+    """The console reads its JSON and number fields as strictly as an API body: what no store
+    keeps (a '$' field name, NaN, an integer beyond 64 bits) is named on the form, never stored."""
+    await sign_in(console, console.user_token(org="acme", admin=True))
+    token = csrf_of((await console.client.get("/admin/connectors/confluence")).text)
+    form = {
+        "csrf": token,
+        "baseUrl": "https://files.example.com",
+        "auth.authType": "API_TOKEN",
+        "auth.email": "ops@acme.example",
+        "auth.apiToken": "TYPED-SECRET",
+        field: typed,
+    }
+    r = await console.client.post("/admin/connectors/confluence/config", data=form)
+    assert r.status_code == 400, r.text
+    assert field in r.text and says in r.text
+    admin = console.auth(console.user_token(org="acme", admin=True))
+    assert (await console.client.get("/api/v1/connectors/config/confluence", headers=admin)).json()["version"] == 0

@@ -6,9 +6,10 @@ import asyncio
 import uuid
 
 import pytest
+from attrs import evolve
 
 from connector_core.catalog import Catalog
-from connector_core.errors import Conflict
+from connector_core.errors import Conflict, ValidationError
 from connector_core.model.events import SyncAction
 from tests.builders import api_token_connector
 from tests.conftest import CountingIds
@@ -183,3 +184,34 @@ async def test_saving_or_deleting_what_was_never_stored_is_a_conflict(harness: H
     async with harness.uow() as uow:
         assert await uow.connectors.get(o, "confluence") is None
         assert await uow.tokens.get(record.id) is None
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [{"a\x00b": 1}, {"x": 2**63}, {"x": [1, -(2**63) - 1]}],
+    ids=["nul-in-a-field-name", "int-beyond-64-bits", "negative-int-beyond-64-bits"],
+)
+async def test_data_the_store_cannot_keep_is_a_validation_error_and_nothing_is_stored(
+    harness: Harness, catalog: Catalog, filters: dict[str, object]
+) -> None:
+    """Either the store keeps the configuration exactly as given, or it refuses it with
+    ValidationError before anything of the unit of work is stored: never a driver error (a 500)."""
+    o = org()
+    now = harness.clock.now()
+    c = api_token_connector(catalog, o, now)
+    c.update_configuration(
+        catalog.get("confluence"), evolve(c.config, filters=filters), by="u", now=now, ids=CountingIds()
+    )
+    try:
+        async with harness.uow() as uow:
+            await uow.connectors.add(c)
+            await uow.outbox.add(c.pull_events())
+            await uow.commit()
+    except ValidationError:
+        async with harness.uow() as uow:
+            assert await uow.connectors.get(o, "confluence") is None
+        assert [m for m in await harness.outbox.recent(1000) if m.event.org_id == o] == []
+        return
+    async with harness.uow() as uow:
+        loaded = await uow.connectors.get(o, "confluence")
+    assert loaded is not None and dict(loaded.config.filters) == filters
