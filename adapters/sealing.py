@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import cattrs
 
 from adapters.codec import pending_from_doc, pending_to_doc
+from connector_core.errors import CryptoError
 from connector_core.ports.oauth_state import PendingAuthorization
 from connector_core.tokens import TokenRecord, TokenSummary
 
@@ -41,6 +42,24 @@ LEGACY = "legacy"
 TOKENS, OAUTH_STATES = "tokens", "oauthStates"
 Census = dict[str, dict[str, int]]
 Advance = Callable[[int], None]
+#: told the path of each value that cannot be decrypted (damaged, or under a key no longer held)
+Damaged = Callable[[str], None]
+
+
+def rewrap_or_report(sealer: Sealer, old: str, path: str, damaged: Damaged | None) -> str | None:
+    """``old`` sealed again with the primary key; None when it needs no rewrap, or when it
+    cannot be decrypted and ``damaged`` is given (told ``path``; the value is left as it is).
+    Without ``damaged`` such a value raises :class:`CryptoError` naming ``path``."""
+    try:
+        return sealer.rewrap(old, path=path) if sealer.needs_rewrap(old) else None
+    except CryptoError as exc:
+        if damaged is None:
+            raise CryptoError(
+                f"cannot re-encrypt the value at {path!r}: {exc.metadata.get('reason')}",
+                metadata={**exc.metadata, "path": path},
+            ) from None
+        damaged(path)
+        return None
 
 
 class SealedValues(Protocol):
@@ -51,12 +70,14 @@ class SealedValues(Protocol):
         """How many sealed values each store holds under each key id (``legacy``: old format)."""
         ...
 
-    async def reseal(self, advance: Advance | None = None) -> int:
+    async def reseal(self, advance: Advance | None = None, damaged: Damaged | None = None) -> int:
         """Re-encrypt with the primary key every sealed value that is under another key, each
         with a compare-and-swap on the value read (a value changed meanwhile was sealed by its
         writer, with the primary key it knew; a later pass sees it). Never changes a record's
         version, so a writer holding it is not refused. ``advance(1)`` per value looked at that
-        needed it; returns how many were rewritten. Safe to repeat (resumable after a crash)."""
+        needed it; returns how many were rewritten. Safe to repeat (resumable after a crash).
+        A value that cannot be decrypted is left as it is and its path told to ``damaged`` (the
+        others are still re-encrypted); without ``damaged`` it raises :class:`CryptoError`."""
         ...
 
 
@@ -66,7 +87,7 @@ class NothingSealed:
     async def census(self) -> Census:
         return {}
 
-    async def reseal(self, advance: Advance | None = None) -> int:
+    async def reseal(self, advance: Advance | None = None, damaged: Damaged | None = None) -> int:
         return 0
 
 

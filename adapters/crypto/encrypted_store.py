@@ -19,6 +19,7 @@ from typing import final
 
 from adapters.crypto.aead import Aead
 from adapters.crypto.keyring import Keyring
+from adapters.sealing import rewrap_or_report
 from connector_core.errors import Conflict, CryptoError
 from connector_core.ports.kv_store import KeyValueStore, Versioned
 
@@ -94,28 +95,27 @@ class EncryptedKeyValueStore:
             found[label] = found.get(label, 0) + 1
         return found
 
-    async def rewrap_all(self, prefix: str, advance: Callable[[int], None] | None = None) -> int:
+    async def rewrap_all(
+        self,
+        prefix: str,
+        advance: Callable[[int], None] | None = None,
+        damaged: Callable[[str], None] | None = None,
+    ) -> int:
         """Re-encrypt with the primary key every value under ``prefix`` that needs it.
 
         Old-format values and values sealed with a non-primary key are rewritten with a
         compare-and-swap on the revision that was read; a value changed meanwhile is left to
         its writer (which used the primary key anyway). Returns how many values were rewritten.
-        Raises :class:`CryptoError` (naming the key) for a value that cannot be decrypted; the
-        values rewritten before it stay rewritten, so the call can be repeated after a fix.
+        A value that cannot be decrypted is left as it is and its key told to ``damaged`` (the
+        others are still rewritten); without ``damaged`` it raises :class:`CryptoError` naming
+        the key (the values rewritten before it stay rewritten: the call can be repeated).
         """
         rewritten = 0
         stored = await self._inner.list_prefix(prefix)
         for key, versioned in stored.items():
-            try:
-                needed = self._aead.needs_rewrap(versioned.value)
-            except CryptoError as exc:
-                raise CryptoError(
-                    f"cannot re-encrypt the value at {key!r}: {exc.metadata.get('reason')}",
-                    metadata={**exc.metadata, "path": key},
-                ) from None
-            if not needed:
+            envelope = rewrap_or_report(self._aead, versioned.value, key, damaged)
+            if envelope is None:
                 continue
-            envelope = self._aead.rewrap(versioned.value, path=key)
             if advance is not None:
                 advance(1)
             try:

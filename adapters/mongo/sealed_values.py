@@ -8,7 +8,18 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 
 from adapters.mongo.database import MongoDatabase
-from adapters.sealing import OAUTH_STATES, TOKENS, Advance, Census, count, key_label, state_path, token_path
+from adapters.sealing import (
+    OAUTH_STATES,
+    TOKENS,
+    Advance,
+    Census,
+    Damaged,
+    count,
+    key_label,
+    rewrap_or_report,
+    state_path,
+    token_path,
+)
 
 
 class MongoSealedValues:
@@ -29,7 +40,7 @@ class MongoSealedValues:
             count(census, store, (key_label(self._db.sealer, d[field]) for d in docs if field in d))
         return census
 
-    async def reseal(self, advance: Advance | None = None) -> int:
+    async def reseal(self, advance: Advance | None = None, damaged: Damaged | None = None) -> int:
         sealer = self._db.sealer
         rewritten = 0
         for store, collection, field, path in self._stores():
@@ -37,9 +48,9 @@ class MongoSealedValues:
                 docs = await collection.find({}, projection={field: 1}).to_list()
             for doc in docs:
                 old = doc.get(field)
-                if not isinstance(old, str) or not sealer.needs_rewrap(old):
+                new = rewrap_or_report(sealer, old, path(str(doc["_id"])), damaged) if isinstance(old, str) else None
+                if new is None:
                     continue
-                new = sealer.rewrap(old, path=path(str(doc["_id"])))
                 async with self._db.op(f"re-encrypt a value of {store}"):
                     result = await collection.update_one({"_id": doc["_id"], field: old}, {"$set": {field: new}})
                 rewritten += result.modified_count

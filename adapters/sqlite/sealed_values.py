@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import sqlite3
 
-from adapters.sealing import OAUTH_STATES, TOKENS, Advance, Census, count, key_label, state_path, token_path
+from adapters.sealing import (
+    OAUTH_STATES,
+    TOKENS,
+    Advance,
+    Census,
+    Damaged,
+    count,
+    key_label,
+    rewrap_or_report,
+    state_path,
+    token_path,
+)
 from adapters.sqlite.database import SQLiteDatabase
 
 #: (store, table, key column, sealed column, path of a value); names are ours, never input
@@ -32,14 +43,16 @@ class SQLiteSealedValues:
             count(census, store, (key_label(self._db.sealer, r[0]) for r in rows))
         return census
 
-    async def reseal(self, advance: Advance | None = None) -> int:
+    async def reseal(self, advance: Advance | None = None, damaged: Damaged | None = None) -> int:
         sealer = self._db.sealer
         rewritten = 0
         for _, table, key, column, path in _SEALED:
             rows = await self._rows(f"SELECT {key}, {column} FROM {table}")  # noqa: S608 - our names
-            due = [(ident, old) for ident, old in rows if sealer.needs_rewrap(old)]
+            due = [
+                (new, ident, old) for ident, old in rows if (new := rewrap_or_report(sealer, old, path(ident), damaged))
+            ]
             for start in range(0, len(due), _CHUNK):
-                chunk = [(sealer.rewrap(old, path=path(i)), i, old) for i, old in due[start : start + _CHUNK]]
+                chunk = due[start : start + _CHUNK]
                 statement = f"UPDATE {table} SET {column}=? WHERE {key}=? AND {column}=?"  # noqa: S608 - our names
 
                 def write(c: sqlite3.Connection, rows: list[tuple[str, str, str]] = chunk, sql: str = statement) -> int:

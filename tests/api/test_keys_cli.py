@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from connector_core.ports.oauth_state import PendingAuthorization
 from connector_core.services.connectors import ConfigUpdate
 from connector_core.services.credentials import stored_credentials
 from entrypoints.bootstrap import build_container
+from entrypoints.cli.rotation_lock import ROTATION_LOCK
 from entrypoints.infrastructure import open_infrastructure
 from entrypoints.settings import load_settings
 from tests.builders import token_record
@@ -159,3 +161,69 @@ def test_a_rotation_cut_short_after_the_new_key_is_finished_by_the_next_run(data
     assert keys(data, "status")["keys"] == ["k2", "k1"]  # finished, not rotated again
     again = keys(data, "rotate", "--dry-run")  # now a new rotation would start
     assert again["resuming"] is False
+
+
+def _damage(envelope: str) -> str:
+    """The same envelope with one ciphertext character changed: well-formed, not decryptable."""
+    version, key_id, nonce, sealed = envelope.split(":")
+    return ":".join([version, key_id, nonce, ("B" if sealed[0] != "B" else "C") + sealed[1:]])
+
+
+def test_a_value_that_cannot_be_decrypted_is_named_left_as_it_was_and_the_rest_is_rotated(data: Path) -> None:
+    db = sqlite3.connect(data / "connector-manager.db")
+    try:
+        secret_key, secret = db.execute("SELECT key, value FROM kv WHERE key LIKE '%confluence%' LIMIT 1").fetchone()
+        token_id, material = db.execute("SELECT id, material FROM tokens").fetchone()
+        damaged = {secret_key: _damage(secret), f"/tokens/{token_id}": _damage(material)}
+        db.execute("UPDATE kv SET value=? WHERE key=?", (damaged[secret_key], secret_key))
+        db.execute("UPDATE tokens SET material=? WHERE id=?", (damaged[f"/tokens/{token_id}"], token_id))
+        (state,) = db.execute("SELECT sealed FROM oauth_states").fetchone()
+        damaged["/oauth-state/state-1"] = _damage(state)
+        db.execute("UPDATE oauth_states SET sealed=?", (damaged["/oauth-state/state-1"],))
+        db.commit()
+    finally:
+        db.close()
+    total = sum(n for by_key in keys(data, "status")["sealed"].values() for n in by_key.values())
+
+    done = run_cli("keys", "rotate", "--json", "--data-dir", str(data))
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert report["damaged"] == 3, report
+    assert report["damagedPaths"] == sorted(damaged)
+    assert report["reencrypted"] == total - 3 and report["notUnderPrimary"] == 0
+    shown = done.stdout + done.stderr
+    assert all(value not in shown for value in damaged.values())
+
+    text = run_cli("keys", "rotate", "--data-dir", str(data))  # again, in words: named again, nothing lost
+    assert text.returncode == 1
+    assert "3 values could not be decrypted" in text.stdout and all(path in text.stdout for path in damaged)
+
+    db = sqlite3.connect(data / "connector-manager.db")
+    try:  # left exactly as they were
+        assert db.execute("SELECT value FROM kv WHERE key=?", (secret_key,)).fetchone()[0] == damaged[secret_key]
+        assert db.execute("SELECT material FROM tokens").fetchone()[0] == damaged[f"/tokens/{token_id}"]
+        assert db.execute("SELECT sealed FROM oauth_states").fetchone()[0] == damaged["/oauth-state/state-1"]
+    finally:
+        db.close()
+    sealed = keys(data, "status")["sealed"]
+    assert sum(n for key, n in sealed["secrets"].items() if key != "k2") == 1  # only the damaged secret
+
+
+async def _hold_rotation_lock(data: Path) -> None:
+    container = await build_container(load_settings(env={}, data_dir=data), env={})
+    try:
+        assert await container.infrastructure.lock.acquire(ROTATION_LOCK, 600) is not None
+    finally:
+        await container.aclose()
+
+
+def test_a_second_rotation_while_one_runs_is_refused(data: Path) -> None:
+    key_file = data / "master.key"
+    before = key_file.read_bytes()
+    asyncio.run(_hold_rotation_lock(data))  # a rotation in another process holds the lock
+    done = run_cli("keys", "rotate", "--data-dir", str(data))
+    assert done.returncode == 2
+    assert "another `keys rotate` is running" in done.stderr
+    assert key_file.read_bytes() == before  # no key added, nothing re-encrypted
+    assert set(keys(data, "status")["sealed"]["secrets"]) == {"k1"}
+    assert keys(data, "rotate", "--dry-run")["resuming"] is False  # a dry run changes nothing: no lock needed

@@ -16,6 +16,7 @@ from attrs import define
 
 from adapters.crypto import Aead, Keyring
 from adapters.system import ManualClock
+from connector_core.errors import CryptoError
 from connector_core.ports.oauth_state import PendingAuthorization
 from tests.builders import token_record
 from tests.contract.backends import Env
@@ -125,3 +126,21 @@ def _key(ring: Keyring, key_id: str) -> bytes:
 
     spec = dict(entry.split(":", 1) for entry in ring.to_spec().split(","))
     return base64.b64decode(spec[key_id])
+
+
+async def test_a_value_that_cannot_be_decrypted_is_told_and_left_while_the_rest_moves(harness: Harness) -> None:
+    lost_tokens, lost_states = await seed(harness, 1)  # sealed under a k1 the deployment no longer holds
+    KEYS.ring = Keyring.generate("k1")
+    await seed(harness, 2)
+    if not await harness.sealed.census():  # nothing kept at rest: nothing to tell
+        assert await harness.sealed.reseal(damaged=lambda path: None) == 0
+        return
+    KEYS.ring = KEYS.ring.rotated("k2")
+    told: list[str] = []
+    moved = await harness.sealed.reseal(damaged=told.append)
+    assert sorted(told) == sorted([f"/tokens/{lost_tokens[0]}", f"/oauth-state/{lost_states[0]}"])
+    assert moved == 4  # the other tokens and states
+    census = await harness.sealed.census()
+    assert census == {"tokens": {"k1": 1, "k2": 2}, "oauthStates": {"k1": 1, "k2": 2}}
+    with pytest.raises(CryptoError, match="cannot re-encrypt the value at"):  # without a listener: an error
+        await harness.sealed.reseal()

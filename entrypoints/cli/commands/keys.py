@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+from collections.abc import Callable
 from typing import Any
 
 from adapters.crypto import EncryptedKeyValueStore, KeyFile
@@ -23,6 +24,7 @@ from connector_core.errors import ValidationError
 from entrypoints.bootstrap import Container
 from entrypoints.cli.options import add_settings_options
 from entrypoints.cli.output import Advance, Output, add_output_options
+from entrypoints.cli.rotation_lock import rotation_lock
 from entrypoints.cli.runtime import opened
 from entrypoints.service_secrets import KEYRING_FILE
 from entrypoints.settings import Settings
@@ -116,9 +118,9 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _reseal(container: Container, advance: Advance) -> int:
-    moved = await _secrets(container).rewrap_all(SECRETS_PREFIX, advance)
-    return moved + await container.storage.sealed.reseal(advance)
+async def _reseal(container: Container, advance: Advance, damaged: Callable[[str], None]) -> int:
+    moved = await _secrets(container).rewrap_all(SECRETS_PREFIX, advance, damaged)
+    return moved + await container.storage.sealed.reseal(advance, damaged)
 
 
 def _rotate(args: argparse.Namespace, settings: Settings) -> int:
@@ -126,39 +128,49 @@ def _rotate(args: argparse.Namespace, settings: Settings) -> int:
 
     async def work() -> dict[str, Any]:
         async with opened(settings) as container:
-            aead = container.infrastructure.aead
-            census = await _census(container)
-            left = _not_under(census, aead.keyring.primary_id)
-            resuming = left > 0
-            key_file = _key_file(settings)
-            if not resuming and key_file is None:
-                raise ValidationError.for_field(
-                    "CM_ENCRYPTION_KEYS",
-                    f"every value is under the primary key {aead.keyring.primary_id}: to rotate, put a new key"
-                    " first in CM_ENCRYPTION_KEYS of every process, restart them, and run `keys rotate` again",
-                )
-            to_touch = left if resuming else _total(census)
-            plan = {
-                "resuming": resuming,
-                "from": aead.keyring.primary_id,
-                "valuesToReencrypt": to_touch,
-                "sealed": census,
-            }
             if args.dry_run:
-                return plan
-            if not resuming:
-                assert key_file is not None
-                key_file.rotate()  # every process on this data dir follows from its next seal or open
-            primary = aead.keyring.primary_id
-            moved = 0
-            with out.progress(f"re-encrypting under {primary}", to_touch) as advance:
-                for _ in range(MAX_PASSES):
-                    moved += await _reseal(container, advance)
-                    census = await _census(container)
-                    if _not_under(census, primary) == 0:
-                        break
-            return {**plan, "primary": primary, "reencrypted": moved, "sealed": census,
-                    "notUnderPrimary": _not_under(census, primary)}  # fmt: skip
+                return await rotation(container)
+            async with rotation_lock(container.infrastructure.lock):
+                return await rotation(container)
+
+    async def rotation(container: Container) -> dict[str, Any]:
+        aead = container.infrastructure.aead
+        census = await _census(container)
+        left = _not_under(census, aead.keyring.primary_id)
+        resuming = left > 0
+        key_file = _key_file(settings)
+        if not resuming and key_file is None:
+            raise ValidationError.for_field(
+                "CM_ENCRYPTION_KEYS",
+                f"every value is under the primary key {aead.keyring.primary_id}: to rotate, put a new key"
+                " first in CM_ENCRYPTION_KEYS of every process, restart them, and run `keys rotate` again",
+            )
+        to_touch = left if resuming else _total(census)
+        plan = {
+            "resuming": resuming,
+            "from": aead.keyring.primary_id,
+            "valuesToReencrypt": to_touch,
+            "sealed": census,
+        }
+        if args.dry_run:
+            return plan
+        if not resuming:
+            assert key_file is not None
+            key_file.rotate()  # every process on this data dir follows from its next seal or open
+        primary = aead.keyring.primary_id
+        moved = 0
+        # a value that cannot be decrypted is left as it was and named (its path, never its
+        # value); the rest is still re-encrypted
+        damaged: set[str] = set()
+        with out.progress(f"re-encrypting under {primary}", to_touch) as advance:
+            for _ in range(MAX_PASSES):
+                moved += await _reseal(container, advance, damaged.add)
+                census = await _census(container)
+                if _not_under(census, primary) <= len(damaged):
+                    break
+        left = max(0, _not_under(census, primary) - len(damaged))
+        return {**plan, "primary": primary, "reencrypted": moved, "sealed": census, "notUnderPrimary": left,
+                "damaged": len(damaged), "damagedPaths": sorted(damaged)}  # fmt: skip
 
     done = asyncio.run(work())
     if out.as_json:
@@ -171,4 +183,9 @@ def _rotate(args: argparse.Namespace, settings: Settings) -> int:
             f"keys rotate: primary key is now {done['primary']}; {done['reencrypted']} values re-encrypted"
             + (f"; {done['notUnderPrimary']} still under an older key: run it again" if done["notUnderPrimary"] else "")
         )
-    return 0 if args.dry_run or not done["notUnderPrimary"] else 1
+        if done["damaged"]:
+            out.line(
+                f"{done['damaged']} values could not be decrypted (damaged, or under a key no longer in the"
+                " keyring) and were left as they were: " + ", ".join(done["damagedPaths"])
+            )
+    return 0 if args.dry_run or not (done["notUnderPrimary"] or done["damaged"]) else 1
