@@ -12,7 +12,7 @@ from typing import Any
 from attrs import frozen
 
 from connector_core.catalog import CatalogEntry
-from connector_core.errors import Conflict, Unavailable, ValidationError
+from connector_core.errors import CommitOutcomeUnknown, Conflict, Unavailable, ValidationError
 from connector_core.model.connector import Connector, ConnectorConfig
 from connector_core.model.events import SyncAction
 from connector_core.ports.unit_of_work import UnitOfWork
@@ -123,13 +123,16 @@ class ConnectorService:
         * the commit raised :class:`Conflict` (nothing stored): undo, and the use case retries;
         * it raised :class:`ValidationError` (the store cannot keep the data, e.g. MongoDB and a
           field name with NUL; refused before anything was written): undo, and the caller gets 400;
-        * it raised :class:`Unavailable` (the outcome may be unknown — e.g. a MongoDB commit
-          that timed out may still land): :meth:`_outcome` reads the connector again. If the
-          configuration is there, it is kept with its secret and the save succeeded; if not, the
-          version the commit expected is taken first (so it can never land later), then the
-          secret is undone and the caller gets 503 "not saved". When storage cannot tell within
-          a few attempts, both are left as they are (the commit may still land) and the caller
-          gets 503 saying the outcome is unknown; saving again converges;
+        * it raised :class:`Unavailable` (the store refused or could not be reached before the
+          commit was applied: nothing stored): undo, and the caller gets 503 "not saved";
+        * it raised :class:`CommitOutcomeUnknown` (a commit was sent and its answer never came:
+          e.g. a MongoDB commit that timed out may still land), and only then:
+          :meth:`_outcome` reads the connector again. If the configuration is there, it is kept
+          with its secret and the save succeeded; if not, the version the commit expected is
+          taken first (so it can never land later), then the secret is undone and the caller
+          gets 503 "not saved". When storage cannot tell within a few attempts, both are left as
+          they are (the commit may still land) and the caller gets 503 saying the outcome is
+          unknown; saving again converges;
         * anything else (a cancelled request, a bug) leaves the outcome unknown too: both stay.
         """
         entry = self.ctx.catalog.get(name)
@@ -182,12 +185,7 @@ class ConnectorService:
                     raise
                 try:
                     await uow.commit()
-                except (Conflict, ValidationError):
-                    # nothing was stored (a concurrent writer won; the store cannot keep the data)
-                    if written is not None:  # the configuration was not saved: neither is the secret
-                        await restore_secrets(self.ctx, path, found, written)
-                    raise
-                except Unavailable as outage:
+                except CommitOutcomeUnknown as outage:
                     if written is None:  # nothing to undo; a removal left undone is harmless
                         raise
                     landed, stored_now = await self._outcome(entry, connector, expected_version)
@@ -202,6 +200,16 @@ class ConnectorService:
                         raise Unavailable("storage failed: the configuration was not saved; retry") from outage
                     assert stored_now is not None
                     connector = stored_now
+                except (Conflict, ValidationError, Unavailable) as refused:
+                    # certainly not stored: a concurrent writer won, the store cannot keep the
+                    # data, or it failed before the commit was applied
+                    if written is not None:  # the configuration was not saved: neither is the secret
+                        await restore_secrets(self.ctx, path, found, written)
+                    if isinstance(refused, Unavailable):
+                        raise Unavailable(
+                            "storage failed: the configuration was not saved; retry", metadata=refused.metadata
+                        ) from refused
+                    raise
             if kept != first:  # committed: what it no longer names goes
                 await remove_unnamed(self.ctx, path, kept, revision if written is None else written)
             return ConnectorView(entry, connector)

@@ -11,7 +11,7 @@ import pytest
 from adapters.memory import MemoryKeyValueStore, MemoryOutboxReader, MemoryStorage
 from adapters.system import ManualClock
 from connector_core.catalog import Catalog, thaw
-from connector_core.errors import Conflict, NotConfigured, Unavailable
+from connector_core.errors import CommitOutcomeUnknown, Conflict, NotConfigured, Unavailable
 from connector_core.model.connector import AuthState
 from connector_core.model.events import ConnectorConfigured
 from connector_core.services.connectors import ConfigUpdate, ConnectorService
@@ -171,7 +171,7 @@ async def test_a_save_whose_commit_landed_although_it_raised_keeps_its_secret(ca
     """MongoDB's "commit outcome unknown": the commit stored the configuration, then raised.
     The service finds out that it landed: the secret stays, the caller is told it worked, and
     the one connectorConfigured event describes a change that really happened."""
-    box: dict[str, Any] = {"failures": 0, "error": Unavailable("commit outcome unknown")}
+    box: dict[str, Any] = {"failures": 0, "error": CommitOutcomeUnknown("commit outcome unknown")}
     svc, kv, outbox = service(catalog, t0, box)
     await svc.update_configuration("org-1", "u", "googleWorkspace", update("OLD"))
     box.update(failures=1, lands=True)
@@ -184,7 +184,7 @@ async def test_a_save_whose_commit_landed_although_it_raised_keeps_its_secret(ca
 
 
 async def test_a_first_save_whose_commit_landed_although_it_raised_keeps_its_secret(catalog: Catalog, t0: Any) -> None:
-    box: dict[str, Any] = {"failures": 1, "lands": True, "error": Unavailable("commit outcome unknown")}
+    box: dict[str, Any] = {"failures": 1, "lands": True, "error": CommitOutcomeUnknown("commit outcome unknown")}
     svc, kv, outbox = service(catalog, t0, box)
     await svc.update_configuration("org-1", "u", "googleWorkspace", update("FIRST"))
     assert await stored_secret(kv) == "FIRST"
@@ -196,9 +196,10 @@ async def test_a_first_save_whose_commit_landed_although_it_raised_keeps_its_sec
 async def test_a_save_that_did_not_land_is_fenced_then_its_secret_rolled_back(
     catalog: Catalog, t0: Any, client_id: str
 ) -> None:
-    """The commit raised and did not land (yet): the service takes the version it expected, so
-    that commit can never land later, then rolls the secret back and reports the failure."""
-    box: dict[str, Any] = {"failures": 0, "error": Unavailable("storage down")}
+    """The commit's outcome was unknown and it did not land (yet): the service takes the version
+    it expected, so that commit can never land later, then rolls the secret back and reports
+    the failure."""
+    box: dict[str, Any] = {"failures": 0, "error": CommitOutcomeUnknown("no answer to the commit")}
     svc, kv, outbox = service(catalog, t0, box)
     before = (await svc.update_configuration("org-1", "u", "googleWorkspace", update("OLD"))).connector
     box["failures"] = 1
@@ -212,9 +213,9 @@ async def test_a_save_that_did_not_land_is_fenced_then_its_secret_rolled_back(
 
 
 async def test_a_save_whose_outcome_stays_unknown_leaves_both_and_says_so(catalog: Catalog, t0: Any) -> None:
-    """Storage does not answer while the outcome is checked: nothing is rolled back (the commit
-    may still land), and the caller is told the outcome is unknown."""
-    box: dict[str, Any] = {"failures": 0, "error": Unavailable("storage down")}
+    """The commit's outcome was unknown and storage does not answer while it is checked: nothing
+    is rolled back (the commit may still land), and the caller is told the outcome is unknown."""
+    box: dict[str, Any] = {"failures": 0, "error": CommitOutcomeUnknown("no answer to the commit")}
     svc, kv, _ = service(catalog, t0, box)
     await svc.update_configuration("org-1", "u", "googleWorkspace", update("OLD"))
     box.update(failures=1, then_reads_fail=10)
@@ -225,6 +226,42 @@ async def test_a_save_whose_outcome_stays_unknown_leaves_both_and_says_so(catalo
     box["read_failures"] = 0
     await svc.update_configuration("org-1", "u", "googleWorkspace", update("NEW", client_id="cid2"))
     assert (await svc.get("org-1", "googleWorkspace")).connector.config.auth["clientId"] == "cid2"
+
+
+@pytest.mark.parametrize("reads", ["answer", "fail"])
+async def test_a_commit_that_certainly_failed_rolls_the_secret_back_without_reconciling(
+    catalog: Catalog, t0: Any, reads: str
+) -> None:
+    """A plain Unavailable from the commit (refused, or the store unreachable before the commit
+    was applied) means nothing was stored: the secret is undone at once. The reconcile (reads,
+    and a fencing version bump) is only for CommitOutcomeUnknown: here it would bump the version
+    for nothing, or, with reads failing too, leave the new secret beside the old configuration."""
+    box: dict[str, Any] = {"failures": 0, "error": Unavailable("storage down")}
+    svc, kv, outbox = service(catalog, t0, box)
+    before = (await svc.update_configuration("org-1", "u", "googleWorkspace", update("OLD"))).connector
+    box.update(failures=1, then_reads_fail=10 if reads == "fail" else 0)
+    with pytest.raises(Unavailable, match="not saved"):
+        await svc.update_configuration("org-1", "u", "googleWorkspace", update("NEW", client_id="cid2"))
+    assert await stored_secret(kv) == "OLD"
+    assert box.get("read_failures", 0) == box["then_reads_fail"]  # no reconciling read was made
+    box["read_failures"] = 0
+    stored = (await svc.get("org-1", "googleWorkspace")).connector
+    assert stored.config == before.config and stored.version == before.version  # no fence
+    assert len(await configured_events(outbox)) == 1
+
+
+async def test_an_unexpected_error_from_the_commit_is_neither_reconciled_nor_rolled_back(
+    catalog: Catalog, t0: Any
+) -> None:
+    """Not a storage answer (a bug, a cancelled request): the outcome is unknown, both stay."""
+    box: dict[str, Any] = {"failures": 0, "error": RuntimeError("a bug")}
+    svc, kv, _ = service(catalog, t0, box)
+    before = (await svc.update_configuration("org-1", "u", "googleWorkspace", update("OLD"))).connector
+    box["failures"] = 1
+    with pytest.raises(RuntimeError):
+        await svc.update_configuration("org-1", "u", "googleWorkspace", update("NEW", client_id="cid2"))
+    assert await stored_secret(kv) == "NEW"
+    assert (await svc.get("org-1", "googleWorkspace")).connector.version == before.version
 
 
 # -- an auth type change and a removal: the secrets a configuration names always exist ----------
