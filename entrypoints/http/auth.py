@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -53,7 +55,34 @@ class _BadSignature(Unauthenticated):
     """Signed with another secret (perhaps the other kind of token's)."""
 
 
+#: tokens already verified, by (token, secret, expiry required): their claims and expiry (as
+#: PyJWT reads it: ``int(exp)``, None without one); at most _VERIFIED_MAX
+_VERIFIED: dict[tuple[str, str, bool], tuple[dict[str, Any], int | None]] = {}
+_VERIFIED_MAX = 4096
+_now = time.time  # the same clock PyJWT checks ``exp`` against
+
+
 def _decode(token: str, secret: str, *, require_expiry: bool = True) -> dict[str, Any]:
+    """The claims of a token signed with ``secret``. A token is parsed and its signature checked
+    once; later uses of the same token (with the same secret) only check its expiry again, as
+    the first check did (expired when ``exp`` is not after now)."""
+    key = (token, secret, require_expiry)
+    known = _VERIFIED.get(key)
+    if known is not None:
+        claims, exp = known
+        if exp is None or exp > _now():
+            return dict(claims)
+        _VERIFIED.pop(key, None)
+        raise Unauthenticated("token expired")
+    claims = _verify(token, secret, require_expiry=require_expiry)
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        with contextlib.suppress(StopIteration, RuntimeError, KeyError):  # another thread got there
+            del _VERIFIED[next(iter(_VERIFIED))]
+    _VERIFIED[key] = (dict(claims), int(claims["exp"]) if "exp" in claims else None)
+    return claims
+
+
+def _verify(token: str, secret: str, *, require_expiry: bool) -> dict[str, Any]:
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
