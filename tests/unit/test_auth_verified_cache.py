@@ -31,7 +31,7 @@ def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         seen.append(t)
         return real(t, *args, **kwargs)
 
-    monkeypatch.setattr(auth.jwt, "decode", counting)
+    monkeypatch.setattr(jwt, "decode", counting)
     monkeypatch.setattr(auth, "_VERIFIED", {})
     return seen
 
