@@ -169,11 +169,17 @@ class ConnectorImport:
     ) -> TokenRecord:
         if token.refresh_token is None:
             notes.append("no refresh token: works until the access token expires, then needs a new consent")
+        expires_at = token.expires_at
+        if expires_at is None and token.refresh_token is not None:
+            # an unknown expiry is taken as "expiring now": a token that never counted as due
+            # would never be refreshed, and an access token of unknown age may be dead already
+            expires_at = now
+            notes.append("no expiry stored there: refreshed at the first chance")
         tokens = TokenSet(
             access_token=token.access_token,
             obtained_at=now,
             refresh_token=token.refresh_token,
-            expires_at=token.expires_at,
+            expires_at=expires_at,
             refresh_token_expires_at=token.refresh_token_expires_at,
             scopes=frozenset(_scopes(entry, token, [])),
         )

@@ -128,16 +128,14 @@ class SeedDeployment:
         *,
         access_token: str,
         refresh_token: str,
-        expiry_ms: int,
+        expiry_ms: int | None,
         refresh_expiry_ms: int | None = None,
         real_time: bool = False,
         topic: str = "",
     ) -> None:
-        value: Doc = {
-            "access_token": access_token,
-            "refresh_token": refresh_token,
-            "access_token_expiry_time": expiry_ms,
-        }
+        value: Doc = {"access_token": access_token, "refresh_token": refresh_token}
+        if expiry_ms is not None:  # None: the field is absent, as in credentials stored without one
+            value["access_token_expiry_time"] = expiry_ms
         if refresh_expiry_ms is not None:
             value["refresh_token_expiry_time"] = refresh_expiry_ms
         value |= {"enableRealTimeUpdates": real_time, "topicName": topic}

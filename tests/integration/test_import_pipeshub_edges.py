@@ -1,0 +1,45 @@
+"""``connector-manager import`` at the edges of the existing deployment's data, on the real etcd
+and MongoDB servers (the data laid down by tests/fakes/pipeshub.py): a token stored without an
+expiry, a secret stored as null, and a person saving the same connector while the import runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from connector_core.services.importing import ImportOutcome
+from tests.fakes.oauth_provider import FakeOAuthProvider
+from tests.fakes.pipeshub import SeedDeployment
+from tests.integration.test_import_pipeshub import container, do_import, idp, seed
+
+pytestmark = [pytest.mark.etcd, pytest.mark.mongo]
+
+__all__ = ["idp", "seed"]  # the fixtures, shared with the main import tests
+
+
+async def test_an_imported_token_without_an_expiry_is_refreshed_at_the_first_chance(
+    tmp_path: Path, seed: SeedDeployment, idp: FakeOAuthProvider, etcd_endpoint: tuple[str, int], mongo_url: str
+) -> None:
+    idp.register_client("edge-google-client", "edge-google-secret")
+    refresh = idp.mint_refresh_token("edge-google-client", ["openid", "email"])
+    org = await seed.org(account_type="individual")
+    alice = await seed.user(org, "alice@edge.example")
+    await seed.google_oauth_config("edge-google-client", "edge-google-secret")
+    await seed.google_individual_credentials(alice, access_token="EDGE-ACCESS", refresh_token=refresh, expiry_ms=None)
+    await seed.connector_doc(org, "Google Workspace", enabled=True, by=alice)
+
+    done, _ = await do_import(tmp_path, seed, etcd_endpoint, mongo_url)
+    imported = [r for r in done.report.of(ImportOutcome.IMPORTED) if r.item.startswith("googleWorkspace")]
+    assert len(imported) == 1 and "no expiry stored there: refreshed at the first chance" in imported[0].notes
+
+    c = await container(tmp_path, idp)
+    try:
+        report = await c.refresher.refresh_due(batch_size=100)
+        assert report.refreshed == 1, report
+        async with c.ctx.uow() as uow:
+            record = await uow.tokens.get_for_connector(str(org), "googleWorkspace")
+        assert record is not None and idp.is_access_token_valid(record.tokens.access_token)
+        assert record.tokens.expires_at is not None  # from the provider's answer: on schedule from now on
+    finally:
+        await c.aclose()
