@@ -257,7 +257,8 @@ class PipesHubSource:
                 )
             return []
         enabled, by = _state(doc)
-        auth = {"authType": "OAUTH", **{k: value[k] for k in _CLIENT_FIELDS if k in value}}
+        # a field stored as null there is not set: never the text "None"
+        auth = {"authType": "OAUTH", **{k: value[k] for k in _CLIENT_FIELDS if value.get(k) is not None}}
         return [ImportCandidate(org, key, auth, enabled, path, None, by) for key in keys]
 
     @staticmethod

@@ -122,8 +122,9 @@ class ConnectorImport:
             if await uow.tokens.get_for_connector(candidate.org_id, entry.key) is not None:
                 raise _Skip("a token is already stored here for it; never overwritten")
         now = self.ctx.clock.now()
-        secrets = {f"auth.{k}": str(v) for k, v in candidate.auth.items() if f"auth.{k}" in entry.secret_fields}
-        plain = {k: v for k, v in candidate.auth.items() if f"auth.{k}" not in entry.secret_fields}
+        given = {k: v for k, v in candidate.auth.items() if v is not None}  # null: not set (never "None")
+        secrets = {f"auth.{k}": str(v) for k, v in given.items() if f"auth.{k}" in entry.secret_fields}
+        plain = {k: v for k, v in given.items() if f"auth.{k}" not in entry.secret_fields}
         connector, notes = self._build(entry, candidate, plain, frozenset(secrets), now)
         record = None
         if candidate.token is not None and connector.uses_oauth:

@@ -43,3 +43,29 @@ async def test_an_imported_token_without_an_expiry_is_refreshed_at_the_first_cha
         assert record.tokens.expires_at is not None  # from the provider's answer: on schedule from now on
     finally:
         await c.aclose()
+
+
+async def test_a_secret_stored_as_null_is_not_imported_as_the_string_none(
+    tmp_path: Path, seed: SeedDeployment, idp: FakeOAuthProvider, etcd_endpoint: tuple[str, int], mongo_url: str
+) -> None:
+    org = await seed.org(account_type="individual")
+    alice = await seed.user(org, "alice@edge.example")
+    await seed.put_encrypted(
+        f"/services/connectors/onedrive/config/{org}",
+        {"clientId": "od-client", "clientSecret": None, "tenantId": "contoso", "hasAdminConsent": True},
+    )
+    await seed.connector_doc(org, "OneDrive", enabled=False, by=alice)
+    await seed.google_oauth_config("edge-google-client", None)  # type: ignore[arg-type]  # null there too
+
+    done, _ = await do_import(tmp_path, seed, etcd_endpoint, mongo_url)
+    assert done.report.of(ImportOutcome.FAILED) == [], done.report
+    c = await container(tmp_path, idp)
+    try:
+        stored = await c.infrastructure.secrets.list_prefix("/services/connectors/")
+        opened = {path: await c.secrets_store.get(path) for path in stored}
+        assert all(v is not None and "None" not in v.value for v in opened.values()), opened
+        view = await c.connectors.get(str(org), "onedrive")
+        assert view.connector.config.auth.get("clientId") == "od-client"
+        assert "auth.clientSecret" not in view.connector.config.secrets_set
+    finally:
+        await c.aclose()
