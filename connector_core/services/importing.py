@@ -5,7 +5,8 @@ Rules:
 
 * **Never overwrites.** A connector that exists here (imported before, or configured in this
   service) is skipped: a second run changes nothing, and a token refreshed here since is never
-  replaced by the older one the source still holds.
+  replaced by the older one the source still holds. A person saving the same connector while the
+  import runs wins too: the secrets are created only if absent, and the connector only if absent.
 * **One unit of work per connector**, as a configuration save: the secrets first (compare-and-
   swap), then the connector, its token record and their events in one commit; the secrets are
   undone when the commit certainly did not land. Running the import again finishes what an
@@ -20,6 +21,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import logging
@@ -72,6 +74,9 @@ class ImportReport:
 
 #: called after each item with (items done, items in all, its result)
 Progress = Callable[[int, int, ImportResult], None]
+
+
+_MEANWHILE = "created here meanwhile (by another run or a person); never overwritten"
 
 
 class _Skip(Exception):
@@ -204,10 +209,21 @@ class ConnectorImport:
         path = secret_path(entry.key, connector.org_id)
         written: int | None = None
         if secrets:
-            found = await self.ctx.secrets.get(path)  # a leftover of an interrupted run has no connector
-            written = await self.ctx.secrets.put(
-                path, json.dumps(secrets, sort_keys=True), expected_revision=found.revision if found else 0
-            )
+            value = json.dumps(secrets, sort_keys=True)
+            found = await self.ctx.secrets.get(path)
+            if found is None:
+                try:  # create-if-absent: a person's save that wrote them meanwhile wins
+                    written = await self.ctx.secrets.put(path, value, expected_revision=0)
+                except Conflict:
+                    raise _Skip(_MEANWHILE) from None
+            elif found.value != value:
+                # secrets without a connector: a person's save between its secrets and its commit
+                # (or a run interrupted there with other values); theirs are never overwritten
+                raise _Skip(
+                    "secrets are stored here for it without a connector (a configuration being saved, or an"
+                    " interrupted run's); never overwritten"
+                )
+            # else: the same values, left by an interrupted run of this import: kept as they are
         try:
             async with self.ctx.uow() as uow:
                 if record is not None:
@@ -216,9 +232,10 @@ class ConnectorImport:
                 await uow.outbox.add([*events, *(record.pull_events() if record else [])])
                 await uow.commit()
         except Conflict:
-            if written is not None:  # nothing was committed: neither is the secret
-                await self.ctx.secrets.delete(path, expected_revision=written)
-            raise _Skip("created here meanwhile (by another run or a person); never overwritten") from None
+            if written is not None:  # nothing was committed: neither is the secret (unless rewritten since)
+                with contextlib.suppress(Conflict):
+                    await self.ctx.secrets.delete(path, expected_revision=written)
+            raise _Skip(_MEANWHILE) from None
 
 
 def _scopes(entry: CatalogEntry, token: ImportedToken, notes: list[str]) -> Sequence[str]:

@@ -4,11 +4,15 @@ expiry, a secret stored as null, and a person saving the same connector while th
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from connector_core.services.importing import ImportOutcome
+from connector_core.services.connectors import ConfigUpdate
+from connector_core.services.context import secret_path
+from connector_core.services.importing import ConnectorImport, ImportOutcome
 from tests.fakes.oauth_provider import FakeOAuthProvider
 from tests.fakes.pipeshub import SeedDeployment
 from tests.integration.test_import_pipeshub import container, do_import, idp, seed
@@ -67,5 +71,62 @@ async def test_a_secret_stored_as_null_is_not_imported_as_the_string_none(
         view = await c.connectors.get(str(org), "onedrive")
         assert view.connector.config.auth.get("clientId") == "od-client"
         assert "auth.clientSecret" not in view.connector.config.secrets_set
+    finally:
+        await c.aclose()
+
+
+@pytest.mark.parametrize("person_commits", [True, False], ids=["saved", "secrets-written-not-yet-committed"])
+async def test_a_person_saving_the_same_connector_during_the_import_is_never_overwritten(
+    tmp_path: Path,
+    seed: SeedDeployment,
+    idp: FakeOAuthProvider,
+    etcd_endpoint: tuple[str, int],
+    mongo_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    person_commits: bool,
+) -> None:
+    org = await seed.org(account_type="individual")
+    alice = await seed.user(org, "alice@edge.example")
+    await seed.onedrive_config(org, client_id="old-client", client_secret="OLD-SECRET", tenant="contoso")
+    await seed.connector_doc(org, "OneDrive", enabled=True, by=alice)
+    person = ConfigUpdate(
+        base_url="",
+        auth={"clientId": "new-client", "clientSecret": "NEW-SECRET", "tenantId": "fabrikam"},
+        sync={},
+        filters={},
+    )
+    store = ConnectorImport._store
+
+    async def person_saves_first(self: ConnectorImport, entry: Any, connector: Any, *args: Any) -> None:
+        # between the import's "is it here?" and its writes, a person saves the same connector
+        if connector.key == "onedrive":
+            if person_commits:
+                c = await container(tmp_path, idp)
+                try:
+                    await c.connectors.update_configuration(connector.org_id, "bob", "onedrive", person)
+                finally:
+                    await c.aclose()
+            else:  # a save whose secrets are written and whose commit is still to come
+                await self.ctx.secrets.put(
+                    secret_path("onedrive", connector.org_id),
+                    '{"auth.clientSecret": "NEW-SECRET"}',
+                    expected_revision=0,
+                )
+        await store(self, entry, connector, *args)
+
+    monkeypatch.setattr(ConnectorImport, "_store", person_saves_first)
+    done, _ = await do_import(tmp_path, seed, etcd_endpoint, mongo_url)
+    skipped = [r for r in done.report.of(ImportOutcome.SKIPPED) if r.item.startswith("onedrive")]
+    assert len(skipped) == 1 and "never overwritten" in str(skipped[0].reason), done.report
+
+    c = await container(tmp_path, idp)
+    try:
+        secret = await c.secrets_store.get(secret_path("onedrive", str(org)))
+        assert secret is not None and json.loads(secret.value) == {"auth.clientSecret": "NEW-SECRET"}
+        view = await c.connectors.get(str(org), "onedrive")
+        if person_commits:
+            assert view.connector.config.auth.get("clientId") == "new-client"
+        else:
+            assert view.connector.is_new  # the import created nothing under the person's save
     finally:
         await c.aclose()
