@@ -296,3 +296,23 @@ async def test_the_broker_gets_gmail_updates_on_sync_events(kafka_bootstrap: str
     values = [json.loads(r.value or b"") for r in got]
     assert [v["payload"] for v in values] == [{"orgId": ORG, "topicName": "projects/p/topics/t"}, {"orgId": ORG}]
     assert values[0]["timestamp"] == int(now.timestamp() * 1000)
+
+
+@pytest.mark.parametrize("user", [12345, ["65f0000000000000000000aa"], {"$ne": ""}, True])
+async def test_the_credentials_route_refuses_a_user_id_that_is_not_a_string_before_reading_anything(
+    pipeshub: Deployment, idp: FakeOAuthProvider, user: Any
+) -> None:
+    claims = {"orgId": ORG, "userId": user, "scopes": ["fetch:config"]}
+    service = {"Authorization": "Bearer " + jwt.encode(claims, pipeshub.container.service_secrets.scoped_jwt_secret)}
+    body = {"orgId": ORG, "userId": user, "scopes": ["fetch:config"]}  # as the old consumer sends it
+    # no Google Workspace token yet: a lookup first would answer 404, not name the field
+    r = await pipeshub.http.request("GET", compat.GOOGLE_CREDENTIALS_PATH, json=body, headers=service)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["code"] == "VALIDATION_ERROR" and error["metadata"]["errors"][0]["path"] == "userId"
+
+    await pipeshub.configure_google(idp, "cid-user-type")
+    assert (await pipeshub.legacy_consent(idp, "cid-user-type", FRONTEND_PAGE)).status_code == 201
+    r = await pipeshub.http.get(compat.GOOGLE_CREDENTIALS_PATH, headers=service)
+    assert r.status_code == 400 and "access_token" not in r.text  # never the token of whoever is stored
+    assert r.json()["error"]["metadata"]["errors"][0]["path"] == "userId"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from connector_core.errors import NotFound
+from connector_core.errors import NotFound, ValidationError
 from entrypoints import compat
 from entrypoints.http.endpoint import Call, ok
 from entrypoints.http.handlers.internal import scoped_org
@@ -17,10 +17,14 @@ async def google_credentials(call: Call) -> Response:
     (``orgId``, ``userId``); a token stored for another user is not handed out. The refresh
     token stays here: this service refreshes (consumers call ``refreshTokenRoute``)."""
     assert call.principal is not None
+    # first, before anything is looked up: a userId that is not a string (a number, a list, an
+    # object) must not slip past the ownership check below and get whoever's token is stored
+    user = call.principal.claims.get("userId")
+    if user is not None and not isinstance(user, str):
+        raise ValidationError.for_field("userId", "must be a string (the service token's userId claim)")
     org = scoped_org(call, None)
     record = await call.app.container.refresher.fresh_token(org, compat.GOOGLE_CONNECTOR)
-    user = call.principal.claims.get("userId")
-    if isinstance(user, str) and user and user != record.account_id:
+    if user and user != record.account_id:
         raise NotFound("no Google Workspace token is stored for this user")
     tokens = record.tokens
     body: dict[str, object] = {"access_token": tokens.access_token}
