@@ -241,6 +241,12 @@ class MemoryOutboxReader:
             rows = mine[start + 1 : start + 1 + limit]
         return [OutboxMessage(seq, event_from_doc(self._s.conv, doc)) for seq, doc in rows]
 
+    async def resume_point(
+        self, page: Sequence[OutboxMessage], *, after: str | None, org_id: str | None = None
+    ) -> str | None:
+        """The last message of ``page``: the order is commit order, so nothing can land before it."""
+        return page[-1].event.event_id if page else after
+
     async def prune(self, keep: int, *, published_only: bool) -> int:
         with self._s.lock:
             if not self._s.outbox:

@@ -16,14 +16,23 @@ event of a connector before an earlier one. (Across connectors there is no order
 
 ``_id`` is an ObjectId; :attr:`OutboxMessage.seq` is its 96-bit value as an int (documents of
 earlier versions, whose ``_id`` was the global sequence number, keep that number). The events
-route and pruning order events by ``(stored_at, key_seq, _id)``: the writer's clock, then the
-connector's sequence, then creation order.
+route and pruning order events by ``(stored_at, key_seq, _id)``: the writer's clock (stamped
+just before its transaction), then the connector's sequence, then creation order.
+
+That order is not commit order: a writer that stamped earlier can commit after a reader read a
+later-stamped event. So a reader does not simply go on from the last event it read:
+:meth:`MongoOutboxReader.resume_point` hands it the last event stamped at least
+``settle_seconds`` ago. A commit lands within its transaction's time limit of its stamp (or not
+at all: a session the adapter gave up on is killed), so with ``settle_seconds`` covering that
+limit plus the clock difference between processes, nothing still to land can be ordered before
+that point. The newest events are read again (readers dedupe on event id); none is skipped.
+No counter is shared by every writer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -47,9 +56,19 @@ def id_of(seq: int) -> ObjectId | int:
     return ObjectId(seq.to_bytes(12, "big")) if seq >= _OBJECT_ID_FLOOR else seq
 
 
+#: how far apart the clocks of two processes writing one database may be (NTP keeps them closer)
+CLOCK_SKEW_SECONDS = 2.0
+
+
 class MongoOutboxReader:
-    def __init__(self, db: MongoDatabase) -> None:
+    """``settle_seconds``: how long after its stamp an event can still be committed (default:
+    the transaction time limit plus :data:`CLOCK_SKEW_SECONDS`), see the module doc."""
+
+    def __init__(self, db: MongoDatabase, *, settle_seconds: float | None = None) -> None:
         self._db = db
+        self.settle_seconds = (
+            db.transaction_retry_seconds + CLOCK_SKEW_SECONDS if settle_seconds is None else settle_seconds
+        )
 
     def _message(self, doc: Mapping[str, Any]) -> OutboxMessage:
         return OutboxMessage(seq_of(doc["_id"]), event_from_doc(self._db.conv, doc["event"]))
@@ -93,6 +112,35 @@ class MongoOutboxReader:
     async def set_aside_count(self) -> int:
         async with self._db.op("count set-aside events"):
             return int(await self._db.outbox.count_documents({"set_aside": {"$exists": True}}))
+
+    async def resume_point(
+        self, page: Sequence[OutboxMessage], *, after: str | None, org_id: str | None = None
+    ) -> str | None:
+        """The newest event up to the end of ``page`` (in the route's order) stamped at least
+        ``settle_seconds`` ago (documents without a stamp count as settled), else ``after``."""
+        if not page:
+            return after
+        horizon = self._db.clock.now() - timedelta(seconds=self.settle_seconds)
+        of_org: Doc = {} if org_id is None else {"event.org_id": org_id}
+        async with self._db.op("find where to read events on from"):
+            end = await self._db.outbox.find_one(
+                {"_id": id_of(page[-1].seq)}, projection={"stored_at": 1, "key_seq": 1}
+            )
+            if end is None:  # pruned meanwhile
+                return after
+            at, key_seq, doc_id = end.get("stored_at"), end.get("key_seq"), end["_id"]
+            up_to_end: Doc = {
+                "$or": [
+                    {"stored_at": {"$lt": at}},
+                    {"stored_at": at, "key_seq": {"$lt": key_seq}},
+                    {"stored_at": at, "key_seq": key_seq, "_id": {"$lte": doc_id}},
+                ]
+            }
+            settled: Doc = {"$or": [{"stored_at": {"$lte": horizon}}, {"stored_at": None}]}
+            found = await self._db.outbox.find_one(
+                {"$and": [up_to_end, settled, of_org]}, projection={"event.event_id": 1}, sort=_NEWEST_FIRST
+            )
+        return after if found is None else str(found["event"]["event_id"])
 
     async def prune(self, keep: int, *, published_only: bool) -> int:
         removed = 0

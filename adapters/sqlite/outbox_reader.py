@@ -96,6 +96,12 @@ class SQLiteOutboxReader:
             raise UnknownEvent.for_id(event_id)
         return self._messages(rows)
 
+    async def resume_point(
+        self, page: Sequence[OutboxMessage], *, after: str | None, org_id: str | None = None
+    ) -> str | None:
+        """The last message of ``page``: the order is commit order, so nothing can land before it."""
+        return page[-1].event.event_id if page else after
+
     async def prune(self, keep: int, *, published_only: bool) -> int:
         only = " AND published=1" if published_only else ""
 

@@ -74,6 +74,17 @@ class OutboxReader(Protocol):
         or another org's when ``org_id`` is given)."""
         ...
 
+    async def resume_point(
+        self, page: Sequence[OutboxMessage], *, after: str | None, org_id: str | None = None
+    ) -> str | None:
+        """Where a reader goes on from after ``page`` (just read with :meth:`recent`, or with
+        :meth:`after` from ``after``; ``org_id`` as given there): the event id to pass to
+        :meth:`after` next, chosen so that no event is ever skipped, whatever order writers commit
+        in. Where the order is commit order, the last message of ``page``. Where it is a writer's
+        clock, the last message no commit still under way can precede: messages after it are read
+        again (a reader dedupes on event id). ``after`` when there is no such message."""
+        ...
+
     async def prune(self, keep: int, *, published_only: bool) -> int:
         """Delete all but the newest ``keep`` messages (only published ones when
         ``published_only``: an unpublished or set-aside event is never lost); returns how many went."""

@@ -188,7 +188,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         recent_events,
         Access.SCOPED,
         "Events of the outbox (for deployments without Kafka): the newest, or with after=<eventId> the"
-        " ones stored after that event, oldest first in commit order (page on with next)",
+        " ones stored after that event, oldest first (page on with next; never skips an event, may repeat"
+        " the newest: dedupe on eventId)",
         schemas.EVENTS_VIEW,
         query=schemas.EVENTS_QUERY,
         errors=(400, 404),

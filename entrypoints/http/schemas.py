@@ -303,8 +303,8 @@ EVENTS_QUERY: dict[str, Any] = {
             "minLength": 1,
             "maxLength": 200,
             "pattern": "^[!-~]+$",
-            "description": "an eventId: the events stored after it, oldest first (commit order); pass the"
-            " last eventId of a page (or `next`) to read the next one. Without it: the newest events.",
+            "description": "an eventId: the events stored after it, oldest first; pass `next` to read the"
+            " next page. Without it: the newest events.",
         },
     },
 }
@@ -316,7 +316,9 @@ EVENTS_VIEW = {
         "events": {"type": "array", "items": {"type": "object"}},
         "next": {
             "type": ["string", "null"],
-            "description": "the cursor for the next page (the last eventId returned, else the after given)",
+            "description": "the cursor for the next page: an eventId no event still being stored can come"
+            " before (the last returned where the store orders by commit; on MongoDB the newest one stored"
+            " a few seconds ago, so the newest events come again: dedupe on eventId), else the after given",
         },
     },
 }

@@ -52,6 +52,10 @@ def _line(message: OutboxMessage) -> str:
     return f"{when}  {event.event_type:<26} {event.org_id}/{event.connector_key}  {event.event_id}"
 
 
+#: event ids remembered to print each event once (more than can be read again at a time)
+_REMEMBERED = 10_000
+
+
 def _print(messages: Sequence[OutboxMessage], as_json: bool) -> None:
     for message in messages:
         sys.stdout.write((json.dumps(envelope(message), ensure_ascii=False) if as_json else _line(message)) + "\n")
@@ -69,14 +73,18 @@ async def tail(settings: Settings, args: argparse.Namespace) -> None:
     async with opened(settings) as container:
         outbox = container.storage.outbox
         cursor: str | None = args.after
+        printed: dict[str, None] = {}  # the newest events can be read again (resume_point): once each
         while True:
             messages = await _read(outbox, cursor, limit, args.org)
-            _print(messages, args.json)
-            if messages:
-                cursor = messages[-1].event.event_id
+            new = [m for m in messages if m.event.event_id not in printed]
+            _print(new, args.json)
+            printed.update((m.event.event_id, None) for m in new)
+            for old in list(printed)[: max(0, len(printed) - _REMEMBERED)]:
+                del printed[old]
+            cursor = await outbox.resume_point(messages, after=cursor, org_id=args.org)
             if not args.follow:
                 return
-            if len(messages) < limit:  # caught up: look again later
+            if len(messages) < limit or not new:  # caught up: look again later
                 await asyncio.sleep(args.interval)
 
 

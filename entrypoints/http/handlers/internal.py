@@ -51,14 +51,16 @@ async def get_credentials(call: Call) -> Response:
 
 
 async def recent_events(call: Call) -> Response:
-    """The newest events, or with ``after`` the ones stored after that event (commit order)."""
+    """The newest events, or with ``after`` the ones stored after that event; ``next`` is where
+    to read on from (:meth:`OutboxReader.resume_point`: never past an event still to land, so
+    the newest events may come again: callers dedupe on ``eventId``)."""
     limit = min(int(call.query.get("limit") or 100), 1000)
     org = call.principal.org_id if call.principal else None
     outbox = call.app.container.storage.outbox
     after: str | None = call.query.get("after")
     messages = await (outbox.after(after, limit, org_id=org) if after else outbox.recent(limit, org_id=org))
     events = [envelope(m, call.app.container.settings.compat) for m in messages]
-    return ok({"events": events, "next": events[-1]["eventId"] if events else after})
+    return ok({"events": events, "next": await outbox.resume_point(messages, after=after, org_id=org)})
 
 
 async def update_app_config(call: Call) -> Response:
