@@ -60,6 +60,19 @@ def id_of(seq: int) -> ObjectId | int:
 CLOCK_SKEW_SECONDS = 2.0
 
 
+def _beside(doc: Mapping[str, Any], op: str, last_op: str) -> Doc:
+    """The events on one side of ``doc`` in the route's order ``(stored_at, key_seq, _id)``:
+    ``op`` ``$gt`` after it, ``$lt`` before it; ``last_op`` compares ``_id`` (``$lte``: ``doc`` too)."""
+    at, key_seq = doc.get("stored_at"), doc.get("key_seq")
+    return {
+        "$or": [
+            {"stored_at": {op: at}},
+            {"stored_at": at, "key_seq": {op: key_seq}},
+            {"stored_at": at, "key_seq": key_seq, "_id": {last_op: doc["_id"]}},
+        ]
+    }
+
+
 class MongoOutboxReader:
     """``settle_seconds``: how long after its stamp an event can still be committed (default:
     the transaction time limit plus :data:`CLOCK_SKEW_SECONDS`), see the module doc."""
@@ -128,17 +141,11 @@ class MongoOutboxReader:
             )
             if end is None:  # pruned meanwhile
                 return after
-            at, key_seq, doc_id = end.get("stored_at"), end.get("key_seq"), end["_id"]
-            up_to_end: Doc = {
-                "$or": [
-                    {"stored_at": {"$lt": at}},
-                    {"stored_at": at, "key_seq": {"$lt": key_seq}},
-                    {"stored_at": at, "key_seq": key_seq, "_id": {"$lte": doc_id}},
-                ]
-            }
             settled: Doc = {"$or": [{"stored_at": {"$lte": horizon}}, {"stored_at": None}]}
             found = await self._db.outbox.find_one(
-                {"$and": [up_to_end, settled, of_org]}, projection={"event.event_id": 1}, sort=_NEWEST_FIRST
+                {"$and": [_beside(end, "$lt", "$lte"), settled, of_org]},
+                projection={"event.event_id": 1},
+                sort=_NEWEST_FIRST,
             )
         return after if found is None else str(found["event"]["event_id"])
 
@@ -174,14 +181,7 @@ class MongoOutboxReader:
             )
             if found is None:
                 raise UnknownEvent.for_id(event_id)
-            at, key_seq, doc_id = found.get("stored_at"), found.get("key_seq"), found["_id"]
-            later: Doc = {
-                "$or": [
-                    {"stored_at": {"$gt": at}},
-                    {"stored_at": at, "key_seq": {"$gt": key_seq}},
-                    {"stored_at": at, "key_seq": key_seq, "_id": {"$gt": doc_id}},
-                ]
-            }
+            later = _beside(found, "$gt", "$gt")
             oldest_first = [(name, 1) for name, _ in _NEWEST_FIRST]
             docs = await self._db.outbox.find({**later, **of_org}).sort(oldest_first).limit(limit).to_list()
         return [self._message(d) for d in docs]

@@ -128,17 +128,22 @@ async def test_secrets_are_never_rendered(console: Api) -> None:
         assert "PLANTED-API-TOKEN" not in (await console.client.get(path)).text
 
 
-async def test_a_refused_configuration_names_the_field_and_keeps_what_was_typed(console: Api) -> None:
+async def confluence_form(console: Api, **typed: str) -> dict[str, str]:
+    """Sign in as an admin of acme; Confluence's configuration form with an API token, and ``typed``."""
     await sign_in(console, console.user_token(org="acme", admin=True))
     token = csrf_of((await console.client.get("/admin/connectors/confluence")).text)
     form = {
         "csrf": token,
-        "baseUrl": "ftp://files.example.com",
+        "baseUrl": "https://files.example.com",
         "auth.authType": "API_TOKEN",
         "auth.email": "ops@acme.example",
         "auth.apiToken": "TYPED-SECRET",
-        "sync.batchSize": "many",
     }
+    return {**form, **typed}
+
+
+async def test_a_refused_configuration_names_the_field_and_keeps_what_was_typed(console: Api) -> None:
+    form = await confluence_form(console, baseUrl="ftp://files.example.com", **{"sync.batchSize": "many"})
     r = await console.client.post("/admin/connectors/confluence/config", data=form)
     assert r.status_code == 400
     assert "sync.batchSize" in r.text and "must be a whole number" in r.text
@@ -261,16 +266,7 @@ async def test_a_refresh_token_about_to_die_is_flagged_in_the_list(console: Api)
 async def test_the_form_refuses_what_the_api_refuses(console: Api, field: str, typed: str, says: str) -> None:
     """The console reads its JSON and number fields as strictly as an API body: what no store
     keeps (a '$' field name, NaN, an integer beyond 64 bits) is named on the form, never stored."""
-    await sign_in(console, console.user_token(org="acme", admin=True))
-    token = csrf_of((await console.client.get("/admin/connectors/confluence")).text)
-    form = {
-        "csrf": token,
-        "baseUrl": "https://files.example.com",
-        "auth.authType": "API_TOKEN",
-        "auth.email": "ops@acme.example",
-        "auth.apiToken": "TYPED-SECRET",
-        field: typed,
-    }
+    form = await confluence_form(console, **{field: typed})
     r = await console.client.post("/admin/connectors/confluence/config", data=form)
     assert r.status_code == 400, r.text
     assert field in r.text and says in r.text
