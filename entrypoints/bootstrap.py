@@ -54,6 +54,10 @@ class Generations(Protocol):
         """Build the next generation and make it current; its number and the catalog's keys."""
         ...
 
+    def live_settings(self) -> Settings:
+        """The settings of the generation that is current now."""
+        ...
+
 
 @define
 class Container:

@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attrs import fields, frozen
 
 from connector_core.services.refresh_outcomes import RefreshReport
 from entrypoints.bootstrap import Container, build_container
 from entrypoints.infrastructure import connection_key
+from entrypoints.overrides import RELOADABLE
 from entrypoints.relay_runner import run_relay
 from entrypoints.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from entrypoints.observability.metrics import Metrics
 
 log = logging.getLogger("connector_manager.worker")
 
@@ -47,8 +51,14 @@ async def config_watch_loop(container: Container, stop: asyncio.Event) -> None:
         return
 
     async def reload() -> None:
+        before = container.settings
         generation, _ = await holder.reload()
-        log.info("configuration changed in etcd: generation %d is live", generation)
+        changed = sorted(name for name in RELOADABLE if getattr(before, name) != getattr(holder.live_settings(), name))
+        log.info(
+            "configuration changed in etcd: generation %d is live (changed: %s)",
+            generation,
+            ", ".join(changed) or "nothing reloadable",
+        )
 
     async with etcd.config_watcher(container.settings.etcd_config_key, reload):
         await stop.wait()
@@ -151,24 +161,34 @@ async def run_worker(container: Container, *, once: bool = False) -> None:
         loop.add_signal_handler(sig, stop.set)
     tasks = worker_tasks(container.settings)
     announce("worker", tasks)
-    stop_metrics = _serve_metrics(container)
+    metrics, stop_metrics = _serve_metrics(container)
+    # generations as serve has them: a change of the run-time overrides (the configuration watch,
+    # with etcd) builds the next one and moves the loops onto it, with the new settings
+    from entrypoints.http.app import AppHolder, BackgroundRunner
+
+    runner = BackgroundRunner(tasks)
+    holder = AppHolder(
+        container, reload_container, runner, on_generation=metrics.instrument if metrics is not None else None
+    )
+    runner.start(container)
     try:
-        await asyncio.gather(*(task(container, stop) for task in tasks))
+        await stop.wait()
     finally:
+        await holder.aclose()  # the loops finish their pass; every generation is closed
         if stop_metrics is not None:
             stop_metrics()
 
 
-def _serve_metrics(container: Container) -> Callable[[], None] | None:
+def _serve_metrics(container: Container) -> tuple[Metrics | None, Callable[[], None] | None]:
     """The worker's metrics server when ``metrics_port`` is set (see docs/operations.md)."""
     from entrypoints.observability.metrics import serve_worker_metrics
 
     settings = container.settings
     if settings.metrics_port is None:
-        return None
-    _, stop = serve_worker_metrics(container, settings.host, settings.metrics_port)
+        return None, None
+    metrics, stop = serve_worker_metrics(container, settings.host, settings.metrics_port)
     log.info("worker: metrics at http://%s:%d/metrics", settings.host, settings.metrics_port)
-    return stop
+    return metrics, stop
 
 
 async def reload_container(old: Container) -> Container:

@@ -24,6 +24,7 @@ from entrypoints.http.routes import endpoints_for, routes
 from entrypoints.http.state import DEFAULT_BODY_TIMEOUT_SECONDS, ApiState
 from entrypoints.observability.metrics import CONTENT_TYPE, Metrics
 from entrypoints.observability.requests import ObserveRequests
+from entrypoints.settings import Settings
 
 log = logging.getLogger("connector_manager.http")
 
@@ -90,6 +91,9 @@ class AppHolder:
 
     def current(self) -> ApiState:
         return self.state
+
+    def live_settings(self) -> Settings:
+        return self.state.container.settings
 
     async def reload(self) -> tuple[int, list[str]]:
         async with self._lock:

@@ -62,10 +62,9 @@ async def _worker(settings: Settings, once: bool) -> WorkerPass | None:
     container = await build_container(settings)
     if not once:
         log_banner("worker", settings, os.environ, key_generated=fresh_key, metrics_port=settings.metrics_port)
-    try:
-        if once:
-            return await run_once(container)
-        await run_worker(container)
+        await run_worker(container)  # closes every generation it ran (a reload builds new ones)
         return None
+    try:
+        return await run_once(container)
     finally:
         await container.aclose()
