@@ -21,6 +21,9 @@ MONGO_URL_SETTING = "mongo_url (CM_MONGO_URL)"
 _WRITE_CONFLICT = 112
 _DUPLICATE_KEY = 11000
 _ILLEGAL_OPERATION = 20
+#: DollarPrefixedFieldName, EmptyFieldName, DottedFieldName: a name the server will not store
+#: (where it does not allow them, as servers before MongoDB 5.0 did not)
+_UNSTORABLE_NAME = {52, 56, 57}
 
 
 def _is_write_conflict(exc: PyMongoError) -> bool:
@@ -60,11 +63,7 @@ def mongo_errors(action: str) -> Iterator[None]:
         yield
     except (InvalidDocument, OverflowError) as unstorable:
         # raised while encoding, before the write went out (the message may quote the data)
-        raise ValidationError(
-            f"MongoDB cannot store this data ({type(unstorable).__name__}) while trying to {action}: a field name"
-            " with NUL or an integer beyond 64 bits",
-            errors=[{"path": "body", "message": "holds a value or field name the database cannot store"}],
-        ) from unstorable
+        raise _unstorable(action, type(unstorable).__name__) from unstorable
     except PyMongoError as raised:
         exc = _underlying(raised)
         name = type(exc).__name__
@@ -76,6 +75,8 @@ def mongo_errors(action: str) -> Iterator[None]:
             ) from raised
         if isinstance(exc, ConnectionFailure):
             raise Unavailable(f"MongoDB is unreachable ({name}) while trying to {action}") from exc
+        if isinstance(exc, OperationFailure) and exc.code in _UNSTORABLE_NAME:
+            raise _unstorable(action, name) from exc
         if _is_duplicate_key(exc):
             raise Conflict(f"could not {action}: the record already exists; retry") from exc
         if _is_write_conflict(exc):
@@ -91,6 +92,16 @@ def mongo_errors(action: str) -> Iterator[None]:
         code_name = exc.details.get("codeName") if isinstance(exc, OperationFailure) and exc.details else None
         detail = " ".join(str(x) for x in (name, code, code_name) if x)
         raise Unavailable(f"MongoDB refused to {action} ({detail})") from exc
+
+
+def _unstorable(action: str, name: str) -> ValidationError:
+    """The data cannot be stored as it is (named by the error class only: the driver's and the
+    server's messages quote the data)."""
+    return ValidationError(
+        f"MongoDB cannot store this data ({name}) while trying to {action}: a field name it does not"
+        " allow (NUL, or a leading '$' or '.' on older servers) or an integer beyond 64 bits",
+        errors=[{"path": "body", "message": "holds a value or field name the database cannot store"}],
+    )
 
 
 def standalone_message() -> str:

@@ -205,9 +205,8 @@ _OUT_OF_RANGE = _OutOfRange()
 OUT_OF_RANGE_MESSAGE = (
     "is a number out of range (an integer beyond 64 bits, ±9223372036854775807, or a number beyond ±1.8e308)"
 )
-#: a field name no store keeps as it is: MongoDB refuses NUL in names and reads a leading "$"
-#: as an operator, a leading "." as a path
-BAD_FIELD_NAME_MESSAGE = "has a field name that contains NUL or starts with '$' or '.'"
+#: a field name no store keeps as it is: BSON (MongoDB) ends a name at its first NUL
+BAD_FIELD_NAME_MESSAGE = "has a field name that contains NUL"
 _INT64 = range(-(2**63), 2**63)
 
 
@@ -241,8 +240,8 @@ def _depth(value: Any, limit: int) -> int:
 
 def parse_json(raw: bytes) -> Any:
     """Strict JSON: no NaN/Infinity (nor numbers too large for one, nor integers beyond 64
-    bits), no lone surrogates (in values or field names), no field name with NUL or a leading
-    ``$`` or ``.``, at most 32 levels deep. Anything that would not survive being
+    bits), no lone surrogates (in values or field names), no field name with NUL, at most 32
+    levels deep. Anything that would not survive being
     stored and sent back is refused here, as a 400."""
 
     def bad(message: str) -> ValidationError:
@@ -294,7 +293,7 @@ def _first_invalid(data: Any) -> tuple[str, str, bool] | None:
             for key, value in item.items():
                 if not _is_unicode(key):
                     return path or "body", "has a field name that is not valid Unicode text (a lone surrogate)", False
-                if "\x00" in key or key.startswith(("$", ".")):
+                if "\x00" in key:
                     return path or "body", BAD_FIELD_NAME_MESSAGE, True
                 stack.append((value, f"{path}.{key}" if path else key))
         elif isinstance(item, list):
