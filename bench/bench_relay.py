@@ -104,6 +104,10 @@ async def run(*, smoke: bool) -> list[Row]:
                 return {"rate": n / await asyncio.to_thread(produce)}
 
             try:
+                # warm-up, not counted: both producers connected, topics known, first batches sent
+                await commit_events()
+                await relay.drain(max_batches=10 * n)
+                await raw()
                 pairs = await alternate(rounds, ours, raw)
             finally:
                 producers.pop().flush(10)  # gone before the broker stops: no reconnect attempts logged
