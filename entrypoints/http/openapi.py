@@ -11,6 +11,7 @@ from entrypoints.http.endpoint import Endpoint
 from entrypoints.http.errors import ERROR_SCHEMA
 from entrypoints.http.openapi_specialise import for_connector, for_settings
 from entrypoints.http.routes import ENDPOINTS, endpoints_for
+from entrypoints.http.storable_schema import STORABLE_VALUE, STORABLE_VALUE_SCHEMA, storable
 
 if TYPE_CHECKING:
     from entrypoints.bootstrap import Container
@@ -116,7 +117,7 @@ def _operation(endpoint: Endpoint, components: dict[str, Any]) -> dict[str, Any]
     if endpoint.body is not None:
         op["requestBody"] = {
             "required": "required" in endpoint.body,
-            "content": {"application/json": {"schema": endpoint.body}},
+            "content": {"application/json": {"schema": storable(endpoint.body)}},
         }
     return op
 
@@ -131,6 +132,7 @@ def openapi_document(container: Container | None = None) -> dict[str, Any]:
         "Error": ERROR_SCHEMA,
         "ConnectorList": schemas.CONNECTOR_LIST,
         **schemas.COMPONENTS,
+        STORABLE_VALUE: STORABLE_VALUE_SCHEMA,
     }
     for endpoint in ENDPOINTS if container is None else endpoints_for(container.settings):
         if container is not None and "{name}" in endpoint.path:

@@ -11,6 +11,7 @@ from connector_core.catalog import CatalogEntry
 from entrypoints.bootstrap import service_origins
 from entrypoints.http.connector_schemas import allowed_base_pattern, config_body, filters_body
 from entrypoints.http.endpoint import Endpoint
+from entrypoints.http.storable_schema import storable
 from entrypoints.settings import Settings
 
 
@@ -44,7 +45,7 @@ def for_connector(op: dict[str, Any], endpoint: Endpoint, entry: CatalogEntry, s
     op["summary"] = f"{op['summary']} ({entry.display_name})"
     body = _json_body(op)
     if body is not None and endpoint.operation_id == "put_config":
-        body["schema"] = config_body(entry)
+        body["schema"] = storable(config_body(entry))
     elif body is not None and endpoint.operation_id == "save_filters":
-        body["schema"] = filters_body(entry)
+        body["schema"] = storable(filters_body(entry))
     return op

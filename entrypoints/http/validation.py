@@ -195,24 +195,23 @@ def _reject_constant(name: str) -> Any:
 
 
 class _OutOfRange:
-    """Where the body held a number no 64-bit float or 64-bit integer holds (``1e400``,
-    ``2**63``): found again by :func:`_first_invalid`, which names its path. Stores keep
-    integers in 64 bits (BSON's int64, SQLite's INTEGER), so a larger one cannot be stored."""
+    """Where the body held a number beyond 64 bits (``2**63``, ``1e19``, ``1e400``): found again
+    by :func:`_first_invalid`, which names its path. Stores keep integers in 64 bits (BSON's
+    int64, SQLite's INTEGER), and the OpenAPI document bounds every number so
+    (:mod:`entrypoints.http.storable_schema`)."""
 
 
 _OUT_OF_RANGE = _OutOfRange()
 #: "out of range" in words a client can act on
-OUT_OF_RANGE_MESSAGE = (
-    "is a number out of range (an integer beyond 64 bits, ±9223372036854775807, or a number beyond ±1.8e308)"
-)
+OUT_OF_RANGE_MESSAGE = "is a number out of range (beyond 64 bits: ±9223372036854775807)"
 #: a field name no store keeps as it is: BSON (MongoDB) ends a name at its first NUL
 BAD_FIELD_NAME_MESSAGE = "has a field name that contains NUL"
 _INT64 = range(-(2**63), 2**63)
 
 
 def _finite_float(text: str) -> float | _OutOfRange:
-    value = float(text)
-    return value if math.isfinite(value) else _OUT_OF_RANGE  # 1e400
+    value = float(text)  # 1e400 is inf; beyond 64 bits (1e19) no integer field could hold it either
+    return value if math.isfinite(value) and _INT64.start <= value < _INT64.stop else _OUT_OF_RANGE
 
 
 def _bounded_int(text: str) -> int | _OutOfRange:
