@@ -59,40 +59,15 @@ async def _container(data_dir: Path, token_url: str, clock: SteppingClock):  # t
 async def _seed(container, n: int) -> None:  # type: ignore[no-untyped-def]
     """``n`` orgs, each with the connector configured, authorized and holding a due token."""
     from connector_core.services.connectors import ConfigUpdate
-    from connector_core.tokens import TokenRecord, TokenSet
+    from tests.due_tokens import store_due_token
 
-    ctx = container.ctx
     for i in range(n):
         org = f"org-{i}"
         update = ConfigUpdate(
             base_url="http://localhost:3000", auth={"clientId": "cid", "clientSecret": "sec"}, sync={}, filters={}
         )
         await container.connectors.update_configuration(org, "seeder", KEY, update)
-        now = ctx.clock.now()
-        tokens = TokenSet(
-            access_token=f"stale-{org}",
-            obtained_at=now - timedelta(hours=1),
-            refresh_token=f"refresh-{org}",
-            expires_at=now + timedelta(seconds=60),
-            scopes=frozenset(SCOPES),
-        )
-        async with ctx.uow() as uow:
-            connector = await uow.connectors.get(org, KEY)
-            connector.record_authorization(container.catalog.get(KEY), [APP], by="seeder", now=now, ids=ctx.ids)
-            record = TokenRecord.create(
-                token_id=ctx.ids.new_id(),
-                org_id=org,
-                connector_key=KEY,
-                account_id="seeder",
-                service_type=APP,
-                tokens=tokens,
-                lifecycle=ctx.lifecycle,
-                now=now,
-                ids=ctx.ids,
-            )
-            await uow.connectors.save(connector)
-            await uow.tokens.add(record)
-            await uow.commit()
+        await store_due_token(container, org, f"refresh-{org}", key=KEY, app=APP)
 
 
 async def run(*, smoke: bool, latency: float = 0.02) -> list[Row]:

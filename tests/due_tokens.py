@@ -47,7 +47,6 @@ async def seed_due_token(
     """Configure ``key`` for ``org`` with ``client`` (id, secret), authorize it and store a
     token minted by ``idp`` that expires in a minute (inside every refresh margin: due now).
     Returns the refresh token stored."""
-    ctx = container.ctx
     client_id, client_secret = client
     update = ConfigUpdate(
         base_url="http://localhost:3000",
@@ -57,6 +56,14 @@ async def seed_due_token(
     )
     await container.connectors.update_configuration(org, "seeder", key, update)
     refresh = idp.mint_refresh_token(client_id, list(SCOPES))
+    await store_due_token(container, org, refresh, key=key, app=app)
+    return refresh
+
+
+async def store_due_token(container: Container, org: str, refresh: str, *, key: str, app: str) -> None:
+    """Authorize ``org``'s configured ``key`` for ``app`` and store a token holding ``refresh``
+    that expires in a minute (inside every refresh margin: due now)."""
+    ctx = container.ctx
     now = ctx.clock.now()
     tokens = TokenSet(
         access_token=f"stale-{org}",
@@ -83,7 +90,6 @@ async def seed_due_token(
         await uow.connectors.save(connector)
         await uow.tokens.add(record)
         await uow.commit()
-    return refresh
 
 
 async def seed_due_tokens(
