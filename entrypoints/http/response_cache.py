@@ -49,6 +49,7 @@ class ResponseCache:
         max_entries: int = 10_000,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``monotonic``: seconds, never going backwards (the service's clock, in the app)."""
         self._stamp = stamp
         self._ttl = ttl_seconds
         self._max = max_entries

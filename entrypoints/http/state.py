@@ -26,7 +26,13 @@ class ApiState:
         self.body_timeout = body_timeout
         stamp = container.storage.stamp
         #: the hot reads' finished answers, on a store that can tell when they are outdated
-        self.responses = ResponseCache(stamp) if stamp is not None and container.backend is None else None
+        self.responses = (
+            # the service's clock (a test's manual one too) ends the 1 s an answer with
+            # time-derived fields (a refresh token's warning) may be served again
+            ResponseCache(stamp, monotonic=lambda: container.ctx.clock.now().timestamp())
+            if stamp is not None and container.backend is None
+            else None
+        )
 
     def config_validator(self, key: str) -> Draft202012Validator:
         found = self._validators.get(key)
