@@ -17,7 +17,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from bench import bench_hot_path, bench_refresh, bench_relay, bench_secret_read
+from bench import bench_hot_path, bench_refresh, bench_relay, bench_relay_lag, bench_secret_read
 from bench.harness import Row, write_report
 
 NAMES = ("hot", "secret", "refresh", "relay")
@@ -49,6 +49,7 @@ async def main(args: argparse.Namespace) -> int:
     if "relay" in only:
         try:
             rows += await bench_relay.run(smoke=args.smoke)
+            notes += await bench_relay_lag.run(smoke=args.smoke)
         except bench_relay.Skipped as exc:
             if args.smoke:
                 raise
