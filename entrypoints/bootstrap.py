@@ -21,7 +21,8 @@ from adapters.factories.storage_ports import StoragePorts
 from adapters.health import NamedCheck
 from adapters.http.oauth_client import HttpxOAuthClient
 from adapters.iam.claims import ClaimAdminIam
-from adapters.read_cache import ReadThroughCache, invalidating
+from adapters.invalidating_uow import invalidating
+from adapters.read_cache import ReadThroughCache
 from adapters.system import SecureIds, SystemClock, SystemRandom
 from connector_core.catalog import Catalog, load_default_catalog
 from connector_core.model.connector import EventRoutes

@@ -16,8 +16,9 @@ import pytest
 from attrs import evolve
 
 from adapters.crypto import Aead
+from adapters.invalidating_uow import invalidating
 from adapters.memory import MemoryCache, MemoryStorage, MemoryUnitOfWork
-from adapters.read_cache import ReadThroughCache, invalidating
+from adapters.read_cache import ReadThroughCache
 from adapters.system import SystemClock
 from connector_core.catalog import Catalog
 from connector_core.errors import CommitOutcomeUnknown, Unavailable
