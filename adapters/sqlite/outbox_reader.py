@@ -40,8 +40,16 @@ class SQLiteOutboxReader:
         return self._messages(rows)
 
     async def mark_published(self, seqs: Sequence[int]) -> None:
-        params = [(s,) for s in seqs]
-        await self._db.write(lambda c: c.executemany("UPDATE outbox SET published=1 WHERE seq=?", params))
+        """One statement for the whole batch (the seqs as one JSON array parameter: no limit on
+        how many, no statement per message)."""
+        if not seqs:
+            return
+        listed = json.dumps(list(seqs))
+        await self._db.write(
+            lambda c: c.execute(
+                "UPDATE outbox SET published=1 WHERE seq IN (SELECT value FROM json_each(?))", (listed,)
+            )
+        )
 
     async def backlog(self) -> OutboxBacklog:
         count, oldest = await self._db.run(

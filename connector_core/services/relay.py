@@ -70,7 +70,11 @@ class RelayResult:
 
 
 class OutboxRelay:
-    """Publishes pending outbox messages, one lease-guarded batch at a time."""
+    """Publishes pending outbox messages, one lease-guarded batch at a time.
+
+    Batches of 1,000 by default: each pass pays a lease round trip, a read, the wait for the
+    broker's acknowledgement and one marking statement, so fewer, larger passes relay more events
+    per second; 1,000 stored events stay well under a megabyte in memory."""
 
     def __init__(
         self,
@@ -79,7 +83,7 @@ class OutboxRelay:
         lock: LeaseLock,
         clock: Clock,
         *,
-        batch_size: int = 100,
+        batch_size: int = 1000,
         lease_ttl: float = 30.0,
     ) -> None:
         if batch_size < 1:
