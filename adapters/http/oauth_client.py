@@ -40,9 +40,14 @@ from connector_core.ports.oauth_provider import ClientCredentials
 from connector_core.services.providers import WELL_KNOWN_SUFFIX
 from connector_core.tokens import classify_token_error
 
-__all__ = ["ACCEPTED_ID_TOKEN_ALGORITHMS", "HttpxOAuthClient", "parse_retry_after"]
+__all__ = ["ACCEPTED_ID_TOKEN_ALGORITHMS", "POOL_LIMITS", "HttpxOAuthClient", "parse_retry_after"]
 
 log = logging.getLogger(__name__)
+
+#: the owned client's pool keeps as many idle connections as it may open: httpcore 1.0 closes an
+#: idle one whenever the pool holds more than ``max_keepalive_connections`` (default 20) in all,
+#: so refreshing at a higher concurrency reconnected all the time. Idle ones close after 5 s.
+POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=5.0)
 
 #: Asymmetric signatures only: never ``none``, never HS* (a client secret is not a signing key).
 #: in an issuer, stands for the tenant id the token itself names (claim ``tid``)
@@ -122,7 +127,7 @@ class HttpxOAuthClient:
         max_cached_documents: int = 256,
     ) -> None:
         self._owns_client = client is None
-        self._http = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        self._http = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False, limits=POOL_LIMITS)
         self._timeout = timeout
         self._jwks_ttl = jwks_ttl
         self._refetch_interval = jwks_refetch_interval
