@@ -90,7 +90,9 @@ class TokenRefresher:
         #: set by whoever counts outcomes (the metrics of the process running this refresher)
         self.on_outcome: OutcomeListener = _ignore
         self.provider = provider
-        self.leases = TokenLeases(lock, ttl=lease_ttl, wait=lease_wait, releases=BackgroundReleases(ctx.clock))
+        self.leases = TokenLeases(
+            lock, ttl=lease_ttl, wait=lease_wait, releases=BackgroundReleases(ctx.clock), clock=ctx.clock
+        )
         self.outcomes = RefreshOutcomes(ctx, provider, sleep)
         self.expiry = ExpirySweep(ctx)
         self.warnings = RefreshTokenWarnings(ctx)

@@ -3,13 +3,15 @@ back; the lease lasts as long as the work it guards needs, not a fixed minute.""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from adapters.memory import MemoryLeaseLock
-from connector_core.errors import Unavailable
+from adapters.system import ManualClock
+from connector_core.errors import LeaseLost, Unavailable
 from connector_core.ports.lock import Lease
 from connector_core.services import token_lease
 from connector_core.services.token_lease import lease_ttl_for
@@ -85,3 +87,50 @@ async def test_token_leases_last_as_long_as_the_work_they_guard(tmp_path: Path) 
         assert container.oauth.revocation.leases.ttl == lease_ttl_for(4)
     finally:
         await container.aclose()
+
+
+class CountingExtends(MemoryLeaseLock):
+    extends = 0
+
+    async def extend(self, lease: Lease, ttl_seconds: float) -> Lease:
+        self.extends += 1
+        return await super().extend(lease, ttl_seconds)
+
+
+async def test_a_step_right_after_taking_the_lease_does_not_renew_it(t0: Any) -> None:
+    clock = ManualClock(t0)
+    lock = CountingExtends(clock)
+    leases = token_lease.TokenLeases(lock, ttl=40, clock=clock)
+    async with leases.hold("t1", wait=False) as held:
+        assert held is not None
+        assert await held.step(lambda: asyncio.sleep(0, "called")) == "called"
+        assert lock.extends == 0  # a full lease left: the call (at most half of it) ends inside it
+        clock.advance(40 * (1 - token_lease.FRESH_SHARE) + 1)
+        await held.step(lambda: asyncio.sleep(0))
+        assert lock.extends == 1  # less than three quarters left: renewed first
+        await held.step(lambda: asyncio.sleep(0))
+        assert lock.extends == 1  # just renewed
+
+
+async def test_a_step_on_a_lapsed_lease_stops_before_the_call(t0: Any) -> None:
+    clock = ManualClock(t0)
+    leases = token_lease.TokenLeases(MemoryLeaseLock(clock), ttl=40, clock=clock)
+    calls: list[int] = []
+
+    async def call() -> None:
+        calls.append(1)
+
+    async with leases.hold("t1", wait=False) as held:
+        assert held is not None
+        clock.advance(41)
+        with pytest.raises(LeaseLost):
+            await held.step(call)
+    assert calls == []
+
+
+async def test_without_a_clock_every_step_renews(t0: Any) -> None:
+    lock = CountingExtends(ManualClock(t0))
+    async with token_lease.TokenLeases(lock, ttl=40).hold("t1", wait=False) as held:
+        assert held is not None
+        await held.step(lambda: asyncio.sleep(0))
+    assert lock.extends == 1
