@@ -193,7 +193,7 @@ class TokenRefresher:
         async def one(record: TokenRecord) -> RefreshOutcome:
             async with gate:
                 try:
-                    return (await self._refresh_leased(record.id)).outcome
+                    return (await self._refresh_leased(record)).outcome
                 except ConnectorManagerError as exc:
                     log.warning(
                         "token refresh failed: token=%s connector=%s (%s: %s)",
@@ -228,14 +228,23 @@ class TokenRefresher:
         )
         return report
 
-    async def _refresh_leased(self, token_id: str) -> RefreshResult:
-        async with self.leases.hold(token_id, wait=False) as held:
-            if held is None:
-                return RefreshResult(RefreshOutcome.SKIPPED)
-            current = await self._load(token_id)
-            if current is None or not self.ctx.lifecycle.is_due(current, self.ctx.clock.now()):
-                return RefreshResult(RefreshOutcome.SKIPPED, current)
-            return await self._run(current, held)
+    async def _refresh_leased(self, due: TokenRecord) -> RefreshResult:
+        # The provider and client credentials (store reads that need no lease; a token keeps
+        # its org and connector) are resolved while the lease is taken and the token read
+        # again, not after.
+        resolving = asyncio.ensure_future(self._resolve(due.org_id, due.connector_key))
+        try:
+            async with self.leases.hold(due.id, wait=False) as held:
+                if held is None:
+                    return RefreshResult(RefreshOutcome.SKIPPED)
+                current = await self._load(due.id)
+                if current is None or not self.ctx.lifecycle.is_due(current, self.ctx.clock.now()):
+                    return RefreshResult(RefreshOutcome.SKIPPED, current)
+                return await self._run(current, held, resolving)
+        finally:
+            if not resolving.done():
+                resolving.cancel()
+            resolving.add_done_callback(_retrieve)
 
     async def sweep_expired(self, limit: int = 500) -> int:
         """See :meth:`ExpirySweep.run`."""
@@ -285,22 +294,26 @@ class TokenRefresher:
 
     # -- one refresh -------------------------------------------------------------------------
 
-    async def _run(self, record: TokenRecord, held: HeldLease) -> RefreshResult:
+    async def _run(
+        self, record: TokenRecord, held: HeldLease, resolving: Awaitable[ResolvedProvider] | None = None
+    ) -> RefreshResult:
         """Refresh ``record`` (freshly loaded, under ``held``), store the outcome and tell
-        :attr:`on_outcome`."""
+        :attr:`on_outcome`. ``resolving``: its provider, when already being resolved."""
         try:
-            result = await self._attempt(record, held)
+            result = await self._attempt(record, held, resolving)
         except Exception:
             self.on_outcome(record.connector_key, RefreshOutcome.FAILED)
             raise
         self.on_outcome(record.connector_key, result.outcome)
         return result
 
-    async def _attempt(self, record: TokenRecord, held: HeldLease) -> RefreshResult:
+    async def _attempt(
+        self, record: TokenRecord, held: HeldLease, resolving: Awaitable[ResolvedProvider] | None
+    ) -> RefreshResult:
         used = record.tokens.refresh_token
         assert used is not None
         try:
-            resolved = await self._resolve(record.org_id, record.connector_key)
+            resolved = await (resolving or self._resolve(record.org_id, record.connector_key))
         except Unavailable:
             raise
         except RetryableProviderError as exc:
@@ -352,6 +365,12 @@ class TokenRefresher:
     async def _load(self, token_id: str) -> TokenRecord | None:
         async with self.ctx.uow() as uow:
             return await uow.tokens.get(token_id)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Marks the outcome of a resolution nobody awaited (skipped token) as seen."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _log_round_failure(step: str, exc: Exception) -> None:
