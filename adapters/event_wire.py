@@ -30,7 +30,7 @@ from connector_core.model.events import (
     RefreshTokenExpiring,
     TokenEvent,
 )
-from connector_core.ports.outbox import OutboxMessage
+from connector_core.ports.outbox import OutboxMessage, WireRecord
 
 #: ``none``: our shapes; ``pipeshub``: the existing service's consumers' (the ``compat`` setting)
 Profile = Literal["none", "pipeshub"]
@@ -104,7 +104,10 @@ def payload(event: DomainEvent, profile: Profile = "none") -> dict[str, Any]:
 
 
 def envelope(message: OutboxMessage, profile: Profile = "none") -> dict[str, Any]:
-    event = message.event
+    return envelope_of(message.event, profile)
+
+
+def envelope_of(event: DomainEvent, profile: Profile = "none") -> dict[str, Any]:
     if isinstance(event, TokenEvent):
         body: dict[str, Any] = {
             "eventId": event.event_id,
@@ -129,15 +132,39 @@ def envelope(message: OutboxMessage, profile: Profile = "none") -> dict[str, Any
     }
 
 
-def kafka_record(
-    message: OutboxMessage, profile: Profile = "none"
-) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:
-    """(topic, key, value, headers) for one outbox message."""
-    event = message.event
-    value = json.dumps(envelope(message, profile), separators=(",", ":"), ensure_ascii=False).encode()
+def kafka_record(message: OutboxMessage, profile: Profile = "none") -> WireRecord:
+    """(topic, key, value, headers) for one outbox message: the record its store kept when it
+    wrote the event (:func:`stored_wire`: the same in every profile), else encoded here."""
+    if message.wire is not None:
+        return message.wire
+    return encode_record(message.event, profile)
+
+
+def encode_record(event: DomainEvent, profile: Profile = "none") -> WireRecord:
+    """(topic, key, value, headers) for one event, encoded now."""
+    value = json.dumps(envelope_of(event, profile), separators=(",", ":"), ensure_ascii=False).encode()
     headers = [
         ("eventType", event_type(event, profile).encode()),
         ("timestamp", str(_ms(event)).encode()),
         ("eventId", event.event_id.encode()),
     ]
     return topic(event, profile), event.partition_key.encode(), value, headers
+
+
+def stored_wire(event: DomainEvent) -> bytes | None:
+    """What a store keeps next to an event it writes, so :func:`wire_from_store` rebuilds its
+    record without decoding it: the timestamp and event id headers and the value, one line each
+    (the value last: JSON text has no raw line break, nor have the others). None for an event
+    whose record depends on the profile (those are encoded at publishing time)."""
+    if _as_gmail_update(event, "pipeshub") is not None:
+        return None
+    _, _, value, headers = encode_record(event)
+    return headers[1][1] + b"\n" + headers[2][1] + b"\n" + value
+
+
+def wire_from_store(topic_name: str, key: str, type_name: str, stored: bytes) -> WireRecord:
+    """The record of an event from :func:`stored_wire` and the topic, partition key and event
+    type its store keeps in columns of their own."""
+    timestamp, event_id, value = stored.split(b"\n", 2)
+    headers = [("eventType", type_name.encode()), ("timestamp", timestamp), ("eventId", event_id)]
+    return topic_name, key.encode(), value, headers

@@ -43,7 +43,7 @@ CREATE INDEX IF NOT EXISTS tokens_due ON tokens (status, refresh_due_at);
 CREATE INDEX IF NOT EXISTS tokens_expiry ON tokens (expiry_notified, expires_at);
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, partition_key TEXT NOT NULL,
-    event_type TEXT NOT NULL, doc TEXT NOT NULL, published INTEGER NOT NULL DEFAULT 0);
+    event_type TEXT NOT NULL, doc TEXT NOT NULL, published INTEGER NOT NULL DEFAULT 0, wire BLOB);
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (published, seq);
 DROP INDEX IF EXISTS outbox_by_key;
 CREATE INDEX IF NOT EXISTS outbox_org ON outbox (json_extract(doc, '$.org_id'), seq);
@@ -107,21 +107,27 @@ def _drop_lease_fencing(conn: sqlite3.Connection) -> None:
 
 
 #: token columns added after the first release: (name, type), added to older files on open
-_ADDED_TOKEN_COLUMNS = (("refresh_deadline", "REAL"), ("refresh_warn_at", "REAL"), ("set_aside_until", "REAL"))
+_ADDED_COLUMNS = {
+    "tokens": (("refresh_deadline", "REAL"), ("refresh_warn_at", "REAL"), ("set_aside_until", "REAL")),
+    # the event's broker record, kept when it is written (adapters.event_wire.stored_wire)
+    "outbox": (("wire", "BLOB"),),
+}
 _ADDED_INDEX = "CREATE INDEX IF NOT EXISTS tokens_warn ON tokens (refresh_warn_at)"
 
 
-def _add_token_columns(conn: sqlite3.Connection) -> None:
+def _add_columns(conn: sqlite3.Connection) -> None:
     """Files made before refresh-token lineages were kept (or records could be set aside, see
-    adapters.stored_tokens): add their queryable columns (NULL until each record is next
-    written) and index, in one write transaction (another process opening the same file waits,
-    then finds them there)."""
+    adapters.stored_tokens), or before outbox events kept their broker record: add those
+    columns (NULL until each record is next written; an outbox event without one is encoded
+    when published) and the index, in one write transaction (another process opening the same
+    file waits, then finds them there)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        have = {row[1] for row in conn.execute("PRAGMA table_info(tokens)")}
-        for name, kind in _ADDED_TOKEN_COLUMNS:
-            if name not in have:
-                conn.execute(f"ALTER TABLE tokens ADD COLUMN {name} {kind}")  # our names, not input
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns:
+                if name not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")  # our names, not input
         conn.execute(_ADDED_INDEX)
     except BaseException:
         conn.execute("ROLLBACK")
@@ -191,7 +197,7 @@ class SQLiteDatabase:
                 conn.execute("PRAGMA foreign_keys=ON")
                 _create_schema(conn)
                 _drop_lease_fencing(conn)
-                _add_token_columns(conn)
+                _add_columns(conn)
                 self._conn = conn
             return self._conn
 

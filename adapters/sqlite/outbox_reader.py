@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from adapters.codec import event_from_doc
+from adapters.event_wire import wire_from_store
 from adapters.sqlite.database import SQLiteDatabase
 from connector_core.errors import UnknownEvent
 from connector_core.ports.outbox import OutboxBacklog, OutboxMessage
@@ -32,12 +33,26 @@ class SQLiteOutboxReader:
         return [OutboxMessage(r[0], event_from_doc(self._db.conv, json.loads(r[1]))) for r in rows]
 
     async def pending(self, limit: int) -> Sequence[OutboxMessage]:
+        """Each event with the broker record kept when it was written, decoded only if asked for
+        (the relay publishes the record as it is)."""
         rows = await self._db.run(
             lambda c: c.execute(
-                "SELECT seq, doc FROM outbox WHERE published=0 ORDER BY seq LIMIT ?", (limit,)
+                "SELECT seq, doc, topic, partition_key, event_type, wire FROM outbox WHERE published=0"
+                " ORDER BY seq LIMIT ?",
+                (limit,),
             ).fetchall()
         )
-        return self._messages(rows)
+        conv = self._db.conv
+        return [
+            OutboxMessage(seq, event_from_doc(conv, json.loads(doc)))
+            if wire is None
+            else OutboxMessage(
+                seq,
+                decode=lambda doc=doc: event_from_doc(conv, json.loads(doc)),  # type: ignore[misc]
+                wire=wire_from_store(topic, key, type_name, wire),
+            )
+            for seq, doc, topic, key, type_name, wire in rows
+        ]
 
     async def mark_published(self, seqs: Sequence[int]) -> None:
         """One statement for the whole batch (the seqs as one JSON array parameter: no limit on

@@ -11,6 +11,7 @@ from typing import Any
 
 from adapters.batch_writes import Kind, Write, connector_from_fields, plan
 from adapters.codec import event_to_doc
+from adapters.event_wire import stored_wire
 from adapters.sqlite.change_stamp import bump_org_versions
 from adapters.sqlite.database import SQLiteDatabase
 from adapters.stored_tokens import SET_ASIDE, open_token, read_batch, summaries
@@ -186,7 +187,8 @@ class SQLiteUnitOfWork(BufferedUnitOfWork):
         # Serialise and seal outside the write lock.
         writes = plan(batch, db.conv, db.sealer)
         event_rows = [
-            (e.topic, e.partition_key, e.event_type, json.dumps(event_to_doc(db.conv, e))) for e in batch.events
+            (e.topic, e.partition_key, e.event_type, json.dumps(event_to_doc(db.conv, e)), stored_wire(e))
+            for e in batch.events
         ]
 
         def write(c: sqlite3.Connection) -> None:
@@ -196,7 +198,7 @@ class SQLiteUnitOfWork(BufferedUnitOfWork):
             # what the orgs read changed: cached answers built from it are stale (change_stamp)
             bump_org_versions(c, (w.subject.org_id for w in writes))
             c.executemany(
-                "INSERT INTO outbox (topic, partition_key, event_type, doc) VALUES (?, ?, ?, ?)",
+                "INSERT INTO outbox (topic, partition_key, event_type, doc, wire) VALUES (?, ?, ?, ?, ?)",
                 event_rows,
             )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -10,14 +10,54 @@ from attrs import frozen
 
 from connector_core.model.events import DomainEvent
 
+#: an event as the broker's consumers receive it: (topic, key, value, headers)
+WireRecord = tuple[str, bytes, bytes, list[tuple[str, bytes]]]
 
-@frozen
+
 class OutboxMessage:
     """A stored event. ``seq`` identifies it in its store (what :meth:`OutboxReader.mark_published`
-    takes); the order that matters is per connector (partition key), see :meth:`OutboxReader.pending`."""
+    takes); the order that matters is per connector (partition key), see :meth:`OutboxReader.pending`.
 
-    seq: int
-    event: DomainEvent
+    A store may hand over the event still encoded (``decode``, called at most once, on first
+    use of :attr:`event`) together with ``wire``, the record it encoded for the broker when it
+    wrote the event, so the relay publishes without decoding and encoding every event again.
+    ``wire`` is the default wire profile's record, kept only for events whose record is the same
+    in every profile; None: the publisher encodes the event."""
+
+    __slots__ = ("_decode", "_event", "seq", "wire")
+
+    def __init__(
+        self,
+        seq: int,
+        event: DomainEvent | None = None,
+        *,
+        decode: Callable[[], DomainEvent] | None = None,
+        wire: WireRecord | None = None,
+    ) -> None:
+        if (event is None) == (decode is None):
+            raise ValueError("an outbox message needs its event or a way to decode it, not both")
+        self.seq = seq
+        self._event = event
+        self._decode = decode
+        self.wire = wire
+
+    @property
+    def event(self) -> DomainEvent:
+        if self._event is None:
+            assert self._decode is not None
+            self._event, self._decode = self._decode(), None
+        return self._event
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, OutboxMessage):
+            return NotImplemented
+        return (self.seq, self.event) == (other.seq, other.event)
+
+    def __hash__(self) -> int:
+        return hash((self.seq, self.event))
+
+    def __repr__(self) -> str:
+        return f"OutboxMessage(seq={self.seq!r}, event={self.event!r})"
 
 
 @frozen
