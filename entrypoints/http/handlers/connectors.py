@@ -15,9 +15,14 @@ T = TypeVar("T")
 
 async def cached(call: Call, name: str, load: Callable[[], Awaitable[T]]) -> T:
     """Hot reads go through the read cache when one is configured; every committed change to
-    the org's connectors invalidates it before the write's response is sent."""
+    the org's connectors invalidates it before the write's response is sent.
+
+    Not under the finished answers (:func:`answer`): those are built when the store's change
+    stamp moved, which happens at the commit, while the read cache is invalidated after it (and
+    only in the process that wrote): built from the read cache, an answer could keep the old
+    state under the new stamp. The stamp already says when to read the store again."""
     cache = call.app.container.read_cache
-    if cache is None:
+    if cache is None or call.app.responses is not None:
         return await load()
     result: T = await cache.get_or_load(call.org_id, name, load)
     return result
