@@ -29,13 +29,14 @@ __all__ = ["ResponseCache"]
 
 
 class _Entry:
-    __slots__ = ("body", "expires", "org", "store")
+    __slots__ = ("body", "built_at", "expires", "org", "store")
 
-    def __init__(self, body: bytes, store: int, org: int, expires: float) -> None:
+    def __init__(self, body: bytes, store: int, org: int, expires: float, built_at: float) -> None:
         self.body = body
         self.store = store
         self.org = org
         self.expires = expires
+        self.built_at = built_at
 
 
 class ResponseCache:
@@ -48,12 +49,17 @@ class ResponseCache:
         ttl_seconds: float = 1.0,
         max_entries: int = 10_000,
         monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
     ) -> None:
-        """``monotonic``: seconds, never going backwards (the service's clock, in the app)."""
+        """An answer lapses ``ttl_seconds`` after it was built by ``monotonic``, and also when
+        ``clock`` (the service's clock, in seconds: what time-derived fields are computed from)
+        moved that far from its reading then, either way (a test's manual clock, a stepped
+        wall clock)."""
         self._stamp = stamp
         self._ttl = ttl_seconds
         self._max = max_entries
         self._now = monotonic
+        self._clock = clock or monotonic
         self._entries: dict[tuple[str, str], _Entry] = {}
         #: answers served from the cache, and built (for tests and the benchmark)
         self.hits = 0
@@ -66,7 +72,7 @@ class ResponseCache:
         store = self._stamp.store_version()
         org: int | None = None
         entry = self._entries.get(key)
-        if store is not None and entry is not None and entry.expires > self._now():
+        if store is not None and entry is not None and self._fresh(entry):
             if entry.store == store:
                 self.hits += 1
                 return entry.body
@@ -78,14 +84,17 @@ class ResponseCache:
         elif store is not None:
             org = self._stamp.org_version(org_id)
         # the stamps are read before the data: a commit from here on outdates what is kept
-        expires = self._now() + self._ttl
+        expires, built_at = self._now() + self._ttl, self._clock()
         body = bytes(JSONResponse(await build()).body)
         self.misses += 1
         if store is not None and org is not None:
             if key not in self._entries and len(self._entries) >= self._max:
                 self._entries.pop(next(iter(self._entries)))
-            self._entries[key] = _Entry(body, store, org, expires)
+            self._entries[key] = _Entry(body, store, org, expires, built_at)
         return body
+
+    def _fresh(self, entry: _Entry) -> bool:
+        return entry.expires > self._now() and abs(self._clock() - entry.built_at) < self._ttl
 
     def __repr__(self) -> str:
         return f"ResponseCache(entries={len(self._entries)}, ttl_seconds={self._ttl:g})"

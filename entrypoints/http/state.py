@@ -29,7 +29,7 @@ class ApiState:
         self.responses = (
             # the service's clock (a test's manual one too) ends the 1 s an answer with
             # time-derived fields (a refresh token's warning) may be served again
-            ResponseCache(stamp, monotonic=lambda: container.ctx.clock.now().timestamp())
+            ResponseCache(stamp, clock=lambda: container.ctx.clock.now().timestamp())
             if stamp is not None and container.backend is None
             else None
         )

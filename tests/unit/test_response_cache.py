@@ -105,6 +105,19 @@ async def test_answers_lapse_after_their_time_to_live() -> None:
     assert await read(cache, source) == 2
 
 
+async def test_answers_lapse_when_the_service_clock_moves_either_way() -> None:
+    """Time-derived fields follow the service's clock: a manual clock moved on (tests), or a
+    wall clock stepped back, ends the answer although little monotonic time passed."""
+    for step in (+3 * 86400.0, -3600.0):
+        monotonic, service, source = Clock(), Clock(), Source()
+        cache = ResponseCache(Stamp(), ttl_seconds=1.0, monotonic=monotonic, clock=service)
+        await read(cache, source)
+        assert await read(cache, source) == source.value and cache.hits == 1
+        service.t += step
+        source.value += 1
+        assert await read(cache, source) == source.value, step
+
+
 async def test_the_cache_stays_bounded() -> None:
     cache, source = ResponseCache(Stamp(), max_entries=3), Source()
     for i in range(10):
