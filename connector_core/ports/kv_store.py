@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from attrs import frozen
+from attrs import field, frozen
 
 
 @frozen
 class Versioned:
-    """A value with the store's revision of it (etcd ``mod_revision``, a counter elsewhere)."""
+    """A value with the store's revision of it (etcd ``mod_revision``, a counter elsewhere).
+    The value is often a decrypted secret: never in the repr."""
 
-    value: str
+    value: str = field(repr=False)
     revision: int
 
 

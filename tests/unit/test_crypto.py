@@ -654,3 +654,14 @@ async def test_error_messages_contain_no_key_plaintext_or_ciphertext() -> None:
         assert_no_leak(text, *forbidden)
         assert failure.__cause__ is None
         assert failure.code == "DECRYPTION_FAILED"
+
+
+async def test_a_value_read_back_never_shows_the_secret_in_its_repr() -> None:
+    """What a read hands out (kept for later reads of the same value) holds the plaintext:
+    neither its repr nor its str shows it."""
+    _inner, store = make_store(ring12())
+    await store.put("/secrets/one", "PLANTED-SECRET-VALUE")
+    got = await store.get("/secrets/one")
+    assert got is not None and got.value == "PLANTED-SECRET-VALUE"
+    for text in (repr(got), str(got), repr([got])):
+        assert "PLANTED-SECRET-VALUE" not in text
