@@ -43,7 +43,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from adapters.event_wire import Profile, kafka_record
 from adapters.event_wire import topics as profile_topics
-from adapters.kafka.errors import error_code, error_name, is_fatal, is_permanent
+from adapters.kafka.errors import error_code, error_name, is_fatal, is_permanent, kafka_error
 from connector_core.errors import EventsRejected, Unavailable
 from connector_core.ports.outbox import OutboxMessage
 
@@ -324,10 +324,26 @@ class KafkaEventPublisher:
                         outcomes[index] = None
                         break
             left = producer.flush(max(0.0, deadline - time.monotonic()))
+            # The broker refuses a whole batch (its size, one of its records) with one code for
+            # every message in it: each is sent again alone, and only what is refused alone is
+            # refused for good (in order, so a key's events keep theirs).
+            for index in [i for i, o in enumerate(outcomes) if _refused(o)] if not left else []:
+                outcomes[index] = _PENDING
+                topic, key, value, headers = records[index]
+                try:
+                    produce(topic, value, key, headers=cast(Headers, headers), on_delivery=report(index))
+                except KafkaException as exc:
+                    if not is_permanent(exc):
+                        raise
+                    outcomes[index] = kafka_error(exc)
+                    continue
+                left = producer.flush(max(0.0, deadline - time.monotonic()))
+                if left:
+                    break
         except KafkaException as exc:
             raise Unavailable(f"event broker refused the events ({error_name(exc)})") from exc
         for index, outcome in enumerate(outcomes):
-            if outcome is not None and outcome is not _PENDING and is_permanent(outcome):
+            if _refused(outcome):
                 refused[index], outcomes[index] = error_name(outcome), None
         failed = [o for o in outcomes if o is not None and o is not _PENDING]
         if left or failed or self._fatal.is_set():
@@ -368,3 +384,8 @@ class _Pending:
 
 
 _PENDING = _Pending()
+
+
+def _refused(outcome: Any) -> bool:
+    """A delivery report's error that sending the message again cannot cure."""
+    return outcome is not None and outcome is not _PENDING and is_permanent(outcome)
