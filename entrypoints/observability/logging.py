@@ -62,7 +62,7 @@ class ConsoleFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         moment = datetime.fromtimestamp(record.created).strftime("%H:%M:%S.%f")[:-3]
-        line = f"{moment} {record.levelname:<7} {record.name}  {record.getMessage()}"
+        line = f"{moment} {record.levelname:<7} {record.name}  {_one_line(record.getMessage())}"
         extra = fields_of(record)
         if extra:
             line += "  " + " ".join(f"{k}={_plain(v)}" for k, v in extra.items())
@@ -73,7 +73,17 @@ class ConsoleFormatter(logging.Formatter):
 
 def _plain(value: Any) -> str:
     text = "-" if value is None else str(value)
-    return json.dumps(text) if (" " in text or not text) else text
+    if not text or " " in text or not text.isprintable():
+        return json.dumps(text)  # quoted, control characters escaped: one line, one field
+    return text
+
+
+def _one_line(text: str) -> str:
+    """``text`` with control characters escaped: a value from a request (a claim, an id) cannot
+    start a line of its own that looks like another record."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def configure_logging(level: str, fmt: LogFormat = "auto", stream: IO[str] | None = None) -> None:

@@ -58,6 +58,21 @@ def test_a_terminal_gets_readable_lines_with_the_request_id() -> None:
 
 
 @pytest.mark.usefixtures("restore_logging")
+def test_a_value_with_a_newline_cannot_forge_a_terminal_line() -> None:
+    """A claim (an org id, a user id) is the caller's text: its control characters are escaped,
+    in the message and in the fields, so one record stays one line."""
+    stream = Terminal()
+    configure_logging("info", stream=stream)
+    forged = "acme\n12:00:00.000 INFO    connector_manager  connector enabled: org=victim"
+    logging.getLogger("connector_manager.test").info(
+        "configuration saved: org=%s", forged, extra={"fields": {"org": forged}}
+    )
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1, lines
+    assert "acme\\n12:00:00.000" in lines[0] and 'org="acme\\n12:00' in lines[0]
+
+
+@pytest.mark.usefixtures("restore_logging")
 def test_a_pipe_gets_json_lines_and_uvicorn_shares_the_handler() -> None:
     stream = io.StringIO()
     configure_logging("info", stream=stream)
