@@ -327,7 +327,7 @@ class KafkaEventPublisher:
             # The broker refuses a whole batch (its size, one of its records) with one code for
             # every message in it: each is sent again alone, and only what is refused alone is
             # refused for good (in order, so a key's events keep theirs).
-            for index in [i for i, o in enumerate(outcomes) if _refused(o)] if not left else []:
+            for index in [i for i, o in enumerate(outcomes) if _refused(o) or _beside_refused(o)] if not left else []:
                 outcomes[index] = _PENDING
                 topic, key, value, headers = records[index]
                 try:
@@ -389,3 +389,11 @@ _PENDING = _Pending()
 def _refused(outcome: Any) -> bool:
     """A delivery report's error that sending the message again cannot cure."""
     return outcome is not None and outcome is not _PENDING and is_permanent(outcome)
+
+
+#: "another record of the batch was invalid" (KIP-467): this one is fine on its own
+_INVALID_DIFFERENT_RECORD = getattr(KafkaError, "_INVALID_DIFFERENT_RECORD", -138)
+
+
+def _beside_refused(outcome: Any) -> bool:
+    return outcome is not None and outcome is not _PENDING and error_code(outcome) == _INVALID_DIFFERENT_RECORD

@@ -62,6 +62,29 @@ def test_a_batch_refused_as_a_whole_is_sent_again_message_by_message(monkeypatch
     assert producer.delivered == [values[0], values[1], values[3]]  # the others, in order
 
 
+class OneInvalidRecordProducer(BatchLimitedProducer):
+    """A broker that refuses one record of a batch (KIP-467): INVALID_RECORD for it, and
+    _INVALID_DIFFERENT_RECORD for every other record of that batch."""
+
+    def flush(self, timeout: float) -> int:
+        batch, self.queue = self.queue, []
+        if any(v.startswith(b"bad") for v, _ in batch):
+            for value, report in batch:
+                bad = value.startswith(b"bad")
+                report(KafkaError(KafkaError.INVALID_RECORD if bad else KafkaError._INVALID_DIFFERENT_RECORD), None)
+        else:
+            self.delivered += [v for v, _ in batch]
+        return 0
+
+
+def test_one_invalid_record_is_set_aside_and_the_rest_of_its_batch_delivered(monkeypatch: pytest.MonkeyPatch) -> None:
+    producer = OneInvalidRecordProducer()
+    publisher = publisher_with(producer, monkeypatch)
+    values = [b"one", b"bad record", b"three"]
+    assert publisher._produce_all([record(v) for v in values]) == {1: "INVALID_RECORD"}
+    assert producer.delivered == [b"one", b"three"]
+
+
 def test_a_transient_refusal_of_the_batch_sets_nothing_aside(monkeypatch: pytest.MonkeyPatch) -> None:
     publisher = publisher_with(BatchLimitedProducer(transient=True), monkeypatch)
     with pytest.raises(Unavailable):
