@@ -18,6 +18,9 @@ PERMANENT = frozenset(
     }
 )
 
+#: "another record of the batch was invalid" (KIP-467): this record is fine on its own
+INVALID_DIFFERENT_RECORD = getattr(KafkaError, "_INVALID_DIFFERENT_RECORD", -138)
+
 
 def kafka_error(obj: Any) -> Any:
     if isinstance(obj, KafkaException) and obj.args:
@@ -52,3 +55,8 @@ def is_permanent(obj: Any) -> bool:
 def is_fatal(obj: Any) -> bool:
     fatal = getattr(kafka_error(obj), "fatal", None)
     return bool(fatal()) if callable(fatal) else False
+
+
+def beside_invalid(obj: Any) -> bool:
+    """Refused only because another record of its batch was invalid: send it again alone."""
+    return obj is not None and error_code(obj) == INVALID_DIFFERENT_RECORD

@@ -43,7 +43,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from adapters.event_wire import Profile, kafka_record
 from adapters.event_wire import topics as profile_topics
-from adapters.kafka.errors import error_code, error_name, is_fatal, is_permanent, kafka_error
+from adapters.kafka.errors import beside_invalid, error_code, error_name, is_fatal, is_permanent, kafka_error
 from connector_core.errors import EventsRejected, Unavailable
 from connector_core.ports.outbox import OutboxMessage
 
@@ -327,7 +327,11 @@ class KafkaEventPublisher:
             # The broker refuses a whole batch (its size, one of its records) with one code for
             # every message in it: each is sent again alone, and only what is refused alone is
             # refused for good (in order, so a key's events keep theirs).
-            for index in [i for i, o in enumerate(outcomes) if _refused(o) or _beside_refused(o)] if not left else []:
+            for index in (
+                [i for i, o in enumerate(outcomes) if _refused(o) or (o is not _PENDING and beside_invalid(o))]
+                if not left
+                else []
+            ):
                 outcomes[index] = _PENDING
                 topic, key, value, headers = records[index]
                 try:
@@ -389,11 +393,3 @@ _PENDING = _Pending()
 def _refused(outcome: Any) -> bool:
     """A delivery report's error that sending the message again cannot cure."""
     return outcome is not None and outcome is not _PENDING and is_permanent(outcome)
-
-
-#: "another record of the batch was invalid" (KIP-467): this one is fine on its own
-_INVALID_DIFFERENT_RECORD = getattr(KafkaError, "_INVALID_DIFFERENT_RECORD", -138)
-
-
-def _beside_refused(outcome: Any) -> bool:
-    return outcome is not None and outcome is not _PENDING and error_code(outcome) == _INVALID_DIFFERENT_RECORD
