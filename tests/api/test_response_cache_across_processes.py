@@ -80,8 +80,8 @@ def data_dir(tmp_path: Path) -> Path:
     return data
 
 
-async def instance(data_dir: Path) -> AsyncIterator[Instance]:
-    settings = load_settings(env={}, data_dir=data_dir)
+async def instance(data_dir: Path, env: dict[str, str] | None = None) -> AsyncIterator[Instance]:
+    settings = load_settings(env=env or {}, data_dir=data_dir)
     assert settings.storage == "sqlite", "the embedded default"
     container = await build_container(settings, env={})
     transport = httpx.ASGITransport(app=create_app(container), raise_app_exceptions=False)
@@ -184,25 +184,14 @@ async def test_another_orgs_commit_keeps_an_orgs_answer(a: Instance, b: Instance
     assert b.responses.hits == hits + 1, "globex's commit did not change what acme reads"
 
 
-async def cached_instance(data_dir: Path) -> AsyncIterator[Instance]:
-    """An instance with a read cache of its own (``cache = "memory"``): the answers must not be
+async def test_with_a_read_cache_a_toggle_elsewhere_is_seen_at_once(data_dir: Path) -> None:
+    """Each instance has a read cache of its own (``cache = "memory"``): the answers must not be
     rebuilt from it, since nothing invalidates it when another instance commits (and, in one
     process, it is invalidated only after the commit, when the change stamp already moved)."""
-    settings = load_settings(env={"CM_CACHE": "memory"}, data_dir=data_dir)
-    assert settings.cache == "memory"
-    container = await build_container(settings, env={})
-    assert container.read_cache is not None
-    transport = httpx.ASGITransport(app=create_app(container), raise_app_exceptions=False)
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield Instance(container, client)
-    finally:
-        await container.aclose()
-
-
-async def test_with_a_read_cache_a_toggle_elsewhere_is_seen_at_once(data_dir: Path) -> None:
-    async for a in cached_instance(data_dir):
-        async for b in cached_instance(data_dir):
+    with_cache = {"CM_CACHE": "memory"}
+    async for a in instance(data_dir, with_cache):
+        async for b in instance(data_dir, with_cache):
+            assert a.container.read_cache is not None and b.container.read_cache is not None
             await a.container.connectors.update_configuration("acme", "admin", "confluence", CONFLUENCE)
             await a.container.connectors.set_enabled("acme", "admin", "confluence", True)
             for _ in range(2):
