@@ -21,7 +21,7 @@ from attrs import frozen
 
 from adapters.etcd.errors import translate_errors
 from adapters.etcd.members import EtcdMembers, TlsMaterial
-from connector_core.errors import Conflict, ConnectorManagerError
+from connector_core.errors import Conflict, ConnectorManagerError, Unavailable
 from connector_core.ports.kv_store import Versioned
 
 __all__ = ["EtcdEntry", "EtcdKeyValueStore", "EtcdOps", "TxnResult", "connect_etcd"]
@@ -178,13 +178,17 @@ class EtcdOps:
     # -- cluster -----------------------------------------------------------------------------
 
     async def status(self) -> None:
-        """A status answer from a member (the one in use, else the next)."""
+        """A status answer from a member (the one in use, else the next) that knows a leader:
+        a member cut off from the others (the cluster lost its quorum) answers, but can serve
+        no write and no linearizable read."""
 
         async def ask(client: aetcd.Client) -> None:
             await client.connect()
-            await client.maintenancestub.Status(
+            answer = await client.maintenancestub.Status(
                 aetcd.rpc.StatusRequest(), timeout=self.timeout, metadata=client.metadata
             )
+            if not answer.leader:
+                raise Unavailable("etcd is unavailable (status: no leader)", metadata={"dependency": "etcd"})
 
         await self.call("status", ask)
 

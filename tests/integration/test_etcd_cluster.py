@@ -142,6 +142,10 @@ async def test_killed_leader_and_killed_member_in_use_leave_the_cluster_usable(
         survivor.kill()  # the member in use dies too: one member is left, no quorum
         with pytest.raises(Unavailable):
             await store.put("/k", "no quorum")
+        # the last member still answers, but knows no leader: the health check says so
+        async with asyncio.timeout(20):
+            while await store.check():
+                await asyncio.sleep(0.2)
         survivor.start()  # a quorum again
         async with asyncio.timeout(20):
             while True:
@@ -152,6 +156,7 @@ async def test_killed_leader_and_killed_member_in_use_leave_the_cluster_usable(
                     await asyncio.sleep(0.1)
         got = await store.get("/k")
         assert got is not None and got.value == "v2"
+        assert await store.check() is True
         assert await lock.release(lease) is True
     finally:
         await store.aclose()
