@@ -239,7 +239,9 @@ async def test_four_workers_and_the_api_ride_out_failovers(
 
         stats = idp.stats()
         assert stats["invalid_grant"] == 0, logs[-3000:]  # 0 refresh tokens reused
-        assert stats["refresh_grants"] > 3 * TOKENS  # they kept refreshing, through the faults
+        # they kept refreshing through the faults: grants between the first fault and the last
+        during = sum(recovered.values()) - sum(baseline.values())
+        assert during > 0, "no token was refreshed while the faults went on"
 
         late = reader.after(first_fault)
         assert late, "the API was not read during the faults"
