@@ -72,6 +72,13 @@ async def store_due_token(container: Container, org: str, refresh: str, *, key: 
         expires_at=now + timedelta(seconds=60),
         scopes=frozenset(SCOPES),
     )
+    await store_token(container, org, tokens, key=key, app=app)
+
+
+async def store_token(container: Container, org: str, tokens: TokenSet, *, key: str, app: str) -> None:
+    """Authorize ``org``'s configured ``key`` for ``app`` and store ``tokens`` as its token."""
+    ctx = container.ctx
+    now = ctx.clock.now()
     async with ctx.uow() as uow:
         connector = await uow.connectors.get(org, key)
         assert connector is not None

@@ -18,6 +18,7 @@ from entrypoints.console.links import issue_link
 from entrypoints.http.app import create_app
 from entrypoints.settings import load_settings
 from tests.api.conftest import CONFLUENCE_API_TOKEN, Api
+from tests.due_tokens import store_token
 
 SERVICE = "http://127.0.0.1:8088"
 
@@ -207,7 +208,7 @@ async def test_a_refresh_token_about_to_die_is_flagged_in_the_list(console: Api)
     from datetime import timedelta
 
     from connector_core.services.connectors import ConfigUpdate
-    from connector_core.tokens import TokenRecord, TokenSet
+    from connector_core.tokens import TokenSet
 
     container, ctx = console.container, console.container.ctx
     update = ConfigUpdate(
@@ -223,26 +224,7 @@ async def test_a_refresh_token_about_to_die_is_flagged_in_the_list(console: Api)
         refresh_token_expires_at=now + timedelta(days=3),  # the provider said so
         scopes=frozenset({"https://www.googleapis.com/auth/drive.readonly"}),
     )
-    async with ctx.uow() as uow:
-        connector = await uow.connectors.get("acme", "googleWorkspace")
-        assert connector is not None
-        connector.record_authorization(
-            container.catalog.get("googleWorkspace"), ["DRIVE"], by="seeder", now=now, ids=ctx.ids
-        )
-        record = TokenRecord.create(
-            token_id=ctx.ids.new_id(),
-            org_id="acme",
-            connector_key="googleWorkspace",
-            account_id="seeder",
-            service_type="DRIVE",
-            tokens=tokens,
-            lifecycle=ctx.lifecycle,
-            now=now,
-            ids=ctx.ids,
-        )
-        await uow.connectors.save(connector)
-        await uow.tokens.add(record)
-        await uow.commit()
+    await store_token(container, "acme", tokens, key="googleWorkspace", app="DRIVE")
     await sign_in(console, console.user_token(org="acme", admin=True))
     page = (await console.client.get("/admin/")).text
     row = page[page.index('data-key="googleWorkspace"') :].split("</tr>")[0]
