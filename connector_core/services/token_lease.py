@@ -31,6 +31,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
+from connector_core.deadline import remaining
 from connector_core.errors import ConnectorManagerError
 from connector_core.ports.clock import Clock
 from connector_core.ports.lock import Lease, LeaseLock
@@ -194,8 +195,10 @@ class TokenLeases:
     @contextlib.asynccontextmanager
     async def hold(self, token_id: str, *, wait: bool) -> AsyncIterator[HeldLease | None]:
         """The token's lease for the block (released after it), or None when another holder
-        kept it (for up to ``self.wait`` seconds when ``wait``)."""
-        lease = await self.lock.acquire(lease_name(token_id), self.ttl, wait=self.wait if wait else 0.0)
+        kept it (for up to ``self.wait`` seconds when ``wait``, cut to what is left of the
+        request's deadline: a caller is told "a refresh is running" in time, not after 10 s)."""
+        waiting = remaining(self.wait) if wait else 0.0
+        lease = await self.lock.acquire(lease_name(token_id), self.ttl, wait=waiting)
         if lease is None:
             yield None
             return

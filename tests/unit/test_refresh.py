@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 from attrs import define, field
 
+from adapters.lease_wait import POLL_SECONDS
 from adapters.memory import MemoryKeyValueStore, MemoryLeaseLock, MemoryOAuthStateStore
 from adapters.memory.storage import MemoryOutboxReader, MemoryStorage, MemoryUnitOfWork
 from adapters.system import ManualClock
 from connector_core.catalog import Catalog, OAuthSpec
+from connector_core.deadline import deadline
 from connector_core.errors import (
     Conflict,
     NotFound,
@@ -593,6 +595,19 @@ async def test_refresh_connector_gives_up_on_a_stuck_lease(catalog: Catalog, t0:
     assert await env.lock.acquire(f"token-refresh:{seeded.id}", 60) is not None
     with pytest.raises(Conflict):
         await env.refresher.refresh_connector("org-1", KEY)
+    assert env.provider.calls == []
+
+
+async def test_a_request_waits_for_a_held_lease_only_until_its_deadline(catalog: Catalog, t0: Any) -> None:
+    """Inside a request (1.5 s budget) the wait for another worker's lease is cut to what is
+    left of the deadline: the caller hears "a refresh is running" in time, not after 10 s."""
+    env = make_env(catalog, t0, lease_wait=10.0)
+    seeded = await env.seed()
+    assert await env.lock.acquire(f"token-refresh:{seeded.id}", 60) is not None
+    with deadline(0.3), pytest.raises(Conflict):
+        await env.refresher.refresh_connector("org-1", KEY)
+    polls = [d for d in env.sleeps.delays if d == POLL_SECONDS]
+    assert 1 <= len(polls) <= 3  # 0.3 s of 0.1 s polls; without the cut: 100
     assert env.provider.calls == []
 
 
