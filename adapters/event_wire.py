@@ -162,9 +162,8 @@ def stored_wire(event: DomainEvent) -> bytes | None:
     return headers[1][1] + b"\n" + headers[2][1] + b"\n" + value
 
 
-def wire_from_store(topic_name: str, key: str, type_name: str, stored: bytes) -> WireRecord:
+def wire_from_store(topic_name: str, key: bytes, type_name: bytes, stored: bytes) -> WireRecord:
     """The record of an event from :func:`stored_wire` and the topic, partition key and event
-    type its store keeps in columns of their own."""
+    type its store keeps in columns of their own (the latter two UTF-8 encoded)."""
     timestamp, event_id, value = stored.split(b"\n", 2)
-    headers = [("eventType", type_name.encode()), ("timestamp", timestamp), ("eventId", event_id)]
-    return topic_name, key.encode(), value, headers
+    return topic_name, key, value, [("eventType", type_name), ("timestamp", timestamp), ("eventId", event_id)]

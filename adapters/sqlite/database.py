@@ -49,6 +49,7 @@ DROP INDEX IF EXISTS outbox_by_key;
 CREATE INDEX IF NOT EXISTS outbox_org ON outbox (json_extract(doc, '$.org_id'), seq);
 CREATE INDEX IF NOT EXISTS outbox_event_id ON outbox (json_extract(doc, '$.event_id'));
 CREATE TABLE IF NOT EXISTS outbox_set_aside (seq INTEGER PRIMARY KEY, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox_unpublished (seq INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS oauth_states (
     state_hash TEXT PRIMARY KEY, expires_at REAL NOT NULL, sealed TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (
@@ -78,6 +79,36 @@ def _create_schema(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         for statement in filter(str.strip, SCHEMA.split(";")):
+            conn.execute(statement)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+#: Which outbox events are pending is kept in ``outbox_unpublished`` (a seq per row), not in each
+#: outbox row: marking a batch published deletes a few pages of seqs instead of rewriting every
+#: stored event (and its index entry). Triggers keep it right whoever writes the outbox (a
+#: process of an earlier version too): an event is pending from its insert until it is marked
+#: published or set aside (``published`` 1 or 2, which the relay of an earlier version writes).
+_UNPUBLISHED_TRIGGERS = (
+    "CREATE TRIGGER IF NOT EXISTS outbox_unpublished_add AFTER INSERT ON outbox WHEN NEW.published=0"
+    " BEGIN INSERT OR IGNORE INTO outbox_unpublished (seq) VALUES (NEW.seq); END",
+    "CREATE TRIGGER IF NOT EXISTS outbox_unpublished_done AFTER UPDATE OF published ON outbox WHEN NEW.published<>0"
+    " BEGIN DELETE FROM outbox_unpublished WHERE seq=NEW.seq; END",
+)
+
+
+def _keep_unpublished(conn: sqlite3.Connection) -> None:
+    """Files made before pending events were listed in ``outbox_unpublished``: list those still
+    unpublished (``published = 0`` then meant pending), once, when the triggers are created;
+    checked under the write lock, as another process may be doing the same."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")}
+        if "outbox_unpublished_add" not in have:
+            conn.execute("INSERT OR IGNORE INTO outbox_unpublished (seq) SELECT seq FROM outbox WHERE published=0")
+        for statement in _UNPUBLISHED_TRIGGERS:
             conn.execute(statement)
     except BaseException:
         conn.execute("ROLLBACK")
@@ -135,7 +166,8 @@ def _add_columns(conn: sqlite3.Connection) -> None:
     conn.execute("COMMIT")
 
 
-def _text(raw: bytes) -> str:
+def text(raw: bytes) -> str:
+    """Stored text as the connection reads it (see ``text_factory`` below)."""
     return raw.decode("utf-8", "surrogateescape")
 
 
@@ -190,7 +222,7 @@ class SQLiteDatabase:
                 # text that is not UTF-8 (written by something else, damaged) reads with
                 # surrogates instead of failing the whole query: its record is then unreadable
                 # on its own (adapters.stored_tokens), and no error message quotes it
-                conn.text_factory = _text
+                conn.text_factory = text
                 conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
                 _use_wal(conn, self._busy_timeout_ms / 1000)
                 conn.execute("PRAGMA synchronous=NORMAL")
@@ -198,6 +230,7 @@ class SQLiteDatabase:
                 _create_schema(conn)
                 _drop_lease_fencing(conn)
                 _add_columns(conn)
+                _keep_unpublished(conn)
                 self._conn = conn
             return self._conn
 

@@ -1,5 +1,9 @@
 """The outbox on SQLite: ``seq`` is the table's AUTOINCREMENT key, handed out inside the
-writing transaction (writers are serialised by ``BEGIN IMMEDIATE``), so seq order is commit order."""
+writing transaction (writers are serialised by ``BEGIN IMMEDIATE``), so seq order is commit order.
+
+Pending events are the seqs listed in ``outbox_unpublished`` (kept by triggers, see
+:mod:`adapters.sqlite.database`); the ``published`` column of an outbox row says only whether
+it was set aside (2; 1 where a relay of an earlier version marked it published)."""
 
 from __future__ import annotations
 
@@ -7,12 +11,14 @@ import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from adapters.codec import event_from_doc
 from adapters.event_wire import wire_from_store
-from adapters.sqlite.database import SQLiteDatabase
+from adapters.sqlite.database import SQLiteDatabase, text
 from connector_core.errors import UnknownEvent
+from connector_core.model.events import DomainEvent
 from connector_core.ports.outbox import OutboxBacklog, OutboxMessage
 
 
@@ -34,49 +40,58 @@ class SQLiteOutboxReader:
 
     async def pending(self, limit: int) -> Sequence[OutboxMessage]:
         """Each event with the broker record kept when it was written, decoded only if asked for
-        (the relay publishes the record as it is)."""
+        (the relay publishes the record as it is). The text columns are read as bytes: the
+        record needs them so, and the stored document is decoded only with the event."""
         rows = await self._db.run(
             lambda c: c.execute(
-                "SELECT seq, doc, topic, partition_key, event_type, wire FROM outbox WHERE published=0"
-                " ORDER BY seq LIMIT ?",
+                "SELECT o.seq, CAST(o.doc AS BLOB), CAST(o.topic AS BLOB), CAST(o.partition_key AS BLOB),"
+                " CAST(o.event_type AS BLOB), o.wire"
+                " FROM outbox_unpublished u CROSS JOIN outbox o ON o.seq=u.seq ORDER BY u.seq LIMIT ?",
                 (limit,),
             ).fetchall()
         )
         conv = self._db.conv
-        return [
-            OutboxMessage(seq, event_from_doc(conv, json.loads(doc)))
-            if wire is None
-            else OutboxMessage(
-                seq,
-                decode=lambda doc=doc: event_from_doc(conv, json.loads(doc)),  # type: ignore[misc]
-                wire=wire_from_store(topic, key, type_name, wire),
+
+        def decode(doc: bytes) -> DomainEvent:
+            return event_from_doc(conv, json.loads(text(doc)))
+
+        topics: dict[bytes, str] = {}  # a handful of names: decoded once each
+        messages = []
+        for seq, doc, topic, key, type_name, wire in rows:
+            if wire is None:
+                messages.append(OutboxMessage(seq, decode(doc)))
+                continue
+            name = topics.get(topic) or topics.setdefault(topic, text(topic))
+            messages.append(
+                OutboxMessage(seq, decode=partial(decode, doc), wire=wire_from_store(name, key, type_name, wire))
             )
-            for seq, doc, topic, key, type_name, wire in rows
-        ]
+        return messages
 
     async def mark_published(self, seqs: Sequence[int]) -> None:
         """One statement for the whole batch (the seqs as one JSON array parameter: no limit on
-        how many, no statement per message)."""
+        how many, no statement per message), deleting them from the pending list: the stored
+        events are not rewritten."""
         if not seqs:
             return
         listed = json.dumps(list(seqs))
         await self._db.write(
             lambda c: c.execute(
-                "UPDATE outbox SET published=1 WHERE seq IN (SELECT value FROM json_each(?))", (listed,)
+                "DELETE FROM outbox_unpublished WHERE seq IN (SELECT value FROM json_each(?))", (listed,)
             )
         )
 
     async def backlog(self) -> OutboxBacklog:
         count, oldest = await self._db.run(
             lambda c: c.execute(
-                "SELECT COUNT(*), MIN(json_extract(doc, '$.occurred_at')) FROM outbox WHERE published=0"
+                "SELECT COUNT(*), MIN(json_extract(o.doc, '$.occurred_at'))"
+                " FROM outbox_unpublished u CROSS JOIN outbox o ON o.seq=u.seq"
             ).fetchone()
         )
         return OutboxBacklog(int(count), None if oldest is None else self._db.conv.structure(oldest, datetime))
 
     async def set_aside(self, reasons: Mapping[int, str]) -> None:
-        """``published = 2``: neither pending (0) nor pruned as published (1); the reason is kept
-        in ``outbox_set_aside``."""
+        """``published = 2``: no longer pending (the trigger takes it off ``outbox_unpublished``)
+        and not pruned as published; the reason is kept in ``outbox_set_aside``."""
         params = [(why, seq) for seq, why in reasons.items()]
 
         def write(c: sqlite3.Connection) -> None:
@@ -126,7 +141,7 @@ class SQLiteOutboxReader:
         return page[-1].event.event_id if page else after
 
     async def prune(self, keep: int, *, published_only: bool) -> int:
-        only = " AND published=1" if published_only else ""
+        only = " AND published<>2 AND seq NOT IN (SELECT seq FROM outbox_unpublished)" if published_only else ""
 
         def delete(c: sqlite3.Connection) -> int:
             removed = c.execute(
@@ -134,6 +149,8 @@ class SQLiteOutboxReader:
                 (max(0, keep),),
             ).rowcount
             c.execute("DELETE FROM outbox_set_aside WHERE seq NOT IN (SELECT seq FROM outbox WHERE published=2)")
+            if not published_only:  # pending events went too
+                c.execute("DELETE FROM outbox_unpublished WHERE seq NOT IN (SELECT seq FROM outbox)")
             return int(removed)
 
         return await self._db.write(delete)

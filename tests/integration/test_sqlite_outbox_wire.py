@@ -12,23 +12,10 @@ from pathlib import Path
 
 from adapters.crypto import Aead, Keyring
 from adapters.event_wire import encode_record, kafka_record, stored_wire
-from adapters.sqlite import SQLiteDatabase, SQLiteOutboxReader, SQLiteUnitOfWork
-from adapters.system import SecureIds, SystemClock
+from adapters.sqlite import SQLiteDatabase, SQLiteOutboxReader
 from connector_core.catalog import Catalog
-from connector_core.model.events import DomainEvent, RealTimeUpdatesChanged, SyncAction
-from tests.builders import api_token_connector
-
-
-async def _toggle(db: SQLiteDatabase, catalog: Catalog, times: int) -> None:
-    clock, ids = SystemClock(), SecureIds()
-    c = api_token_connector(catalog, f"org-{uuid.uuid4().hex[:8]}", clock.now(), ids=ids)
-    events: list[DomainEvent] = []
-    for _ in range(times):
-        c.toggle(catalog.get("confluence"), by="u", now=clock.now(), ids=ids, sync_action=SyncAction.NONE)
-        events.extend(c.pull_events())
-    async with SQLiteUnitOfWork(db) as uow:
-        await uow.outbox.add(events)
-        await uow.commit()
+from connector_core.model.events import RealTimeUpdatesChanged
+from tests.sqlite_outbox import commit_toggles
 
 
 def _gmail_update() -> RealTimeUpdatesChanged:
@@ -45,7 +32,7 @@ def _gmail_update() -> RealTimeUpdatesChanged:
 async def test_pending_events_carry_the_record_kept_when_they_were_written(tmp_path: Path, catalog: Catalog) -> None:
     db = SQLiteDatabase(tmp_path / "o.db", sealer=Aead(Keyring.generate()))
     try:
-        await _toggle(db, catalog, 3)
+        await commit_toggles(db, catalog, 3)
         pending = await SQLiteOutboxReader(db).pending(10)
         assert len(pending) == 3
         for m in pending:
@@ -65,13 +52,13 @@ def test_an_event_whose_record_depends_on_the_profile_keeps_none() -> None:
 async def test_events_stored_without_a_record_are_encoded_when_published(tmp_path: Path, catalog: Catalog) -> None:
     path = tmp_path / "o.db"
     db = SQLiteDatabase(path, sealer=Aead(Keyring.generate()))
-    await _toggle(db, catalog, 2)
+    await commit_toggles(db, catalog, 2)
     await db.aclose()
     with sqlite3.connect(path) as conn:  # the file as an earlier version left it
         conn.execute("ALTER TABLE outbox DROP COLUMN wire")
     db = SQLiteDatabase(path, sealer=Aead(Keyring.generate()))
     try:
-        await _toggle(db, catalog, 1)  # opening the file added the column back
+        await commit_toggles(db, catalog, 1)  # opening the file added the column back
         old_first, old_second, new = await SQLiteOutboxReader(db).pending(10)
         assert old_first.wire is None and old_second.wire is None
         assert kafka_record(old_first) == encode_record(old_first.event)
