@@ -114,6 +114,7 @@ CONCERNS: dict[str, tuple[str, str | int]] = {
 }
 
 _NAMESPACE_EXISTS = 48
+_INDEX_NOT_FOUND = {26, 27}  # NamespaceNotFound, IndexNotFound
 _INDEX_OPTIONS_CONFLICT = {85, 86}  # IndexOptionsConflict (mongod), IndexKeySpecsConflict (SecantusDB)
 
 
@@ -219,10 +220,16 @@ class MongoDatabase:
                 # old-service documents carry no org_id: they must not collide on null
                 partialFilterExpression={"org_id": {"$exists": True}},
             )
+            # a plain one too: a server that cannot tell that {org_id: X} implies the partial
+            # filter (SecantusDB) scanned the whole collection for every list
+            await self.connectors.create_index([("org_id", 1), ("key", 1)], name="org_key")
             await self.tokens.create_index(
                 [("org_id", 1), ("connector_key", 1)], name="org_connector_unique", unique=True
             )
-            await self.tokens.create_index([("status", 1), ("refresh_due_at", 1)], name="due")
+            # _id last: the due query's order (refresh_due_at, _id) comes from the index, so
+            # `limit` stops the scan instead of sorting every due record ("due" lacked it)
+            await self.tokens.create_index([("status", 1), ("refresh_due_at", 1), ("_id", 1)], name="due_in_order")
+            await self._drop_index(self.tokens, "due")
             await self.tokens.create_index([("expiry_notified", 1), ("expires_at", 1)], name="expiry")
             await self.outbox.create_index([("published", 1), ("key_seq", 1), ("_id", 1)], name="pending_by_key_seq")
             await self.outbox.create_index([("stored_at", -1), ("key_seq", -1), ("_id", -1)], name="by_time")
@@ -244,6 +251,15 @@ class MongoDatabase:
             pass  # another process created it meanwhile
         except OperationFailure as exc:
             if exc.code != _NAMESPACE_EXISTS:
+                raise
+
+    @staticmethod
+    async def _drop_index(collection: AsyncCollection[Doc], name: str) -> None:
+        """Drop an index an older version made, if it is there (another process may race us)."""
+        try:
+            await collection.drop_index(name)
+        except OperationFailure as exc:
+            if exc.code not in _INDEX_NOT_FOUND:
                 raise
 
     async def _ensure_ttl_index(self) -> None:

@@ -1,0 +1,104 @@
+"""The MongoDB adapter's reads that run per request or per refresher pass are answered from an
+index on the real server: each ``find`` the adapter sends is explained there, and no plan reads
+the whole collection (COLLSCAN). At 1,000,000 records such a read takes seconds (see the scale
+figures in docs/operations.md); here a handful of records is enough to see the plan."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from pymongo import monitoring
+
+from adapters.crypto import Aead, Keyring
+from adapters.mongo import MongoDatabase, MongoUnitOfWork, make_client
+from adapters.system import ManualClock
+from connector_core.catalog import Catalog, load_default_catalog
+from connector_core.model.connector import Connector
+from tests.builders import token_record
+
+pytestmark = pytest.mark.mongo
+
+
+class Finds(monitoring.CommandListener):
+    """Records every ``find`` command sent (as sent, so it can be explained again)."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "find":
+            self.sent.append(dict(event.command))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.fixture
+async def opened(mongo_url: str) -> AsyncIterator[tuple[MongoDatabase, Finds]]:
+    finds = Finds()
+    db = MongoDatabase(
+        make_client(mongo_url, event_listeners=[finds]),
+        f"plans_{uuid.uuid4().hex}",
+        sealer=Aead(Keyring.generate()),
+        clock=ManualClock(),
+    )
+    await db.ensure_indexes()
+    try:
+        yield db, finds
+    finally:
+        await db.client.drop_database(db.db.name)
+        await db.aclose()
+
+
+def stages(plan: Mapping[str, Any]) -> list[str]:
+    """The stages of a winning plan, top down (an index scan as ``IXSCAN(name)``)."""
+    out = []
+    node: Mapping[str, Any] | None = plan
+    while node:
+        name = node.get("indexName")
+        out.append(f"{node['stage']}({name})" if name else str(node["stage"]))
+        node = node.get("inputStage")
+    return out
+
+
+async def plans_of(db: MongoDatabase, finds: Finds) -> list[tuple[str, list[str]]]:
+    out = []
+    for command in finds.sent:
+        find = {k: v for k, v in command.items() if k in ("find", "filter", "sort", "projection", "limit")}
+        explained = await db.db.command({"explain": find, "verbosity": "queryPlanner"})
+        out.append((str(command["find"]), stages(explained["queryPlanner"]["winningPlan"])))
+    finds.sent.clear()
+    return out
+
+
+async def test_due_tokens_list_and_summaries_read_an_index(opened: tuple[MongoDatabase, Finds]) -> None:
+    db, finds = opened
+    catalog: Catalog = load_default_catalog()
+    clock = db.clock
+    assert isinstance(clock, ManualClock)
+    now = clock.now()
+    async with MongoUnitOfWork(db) as uow:
+        for entry in catalog:
+            connector = Connector.create(entry, org_id="o1", connector_id=uuid.uuid4().hex, now=now, by="u")
+            await uow.connectors.add(connector)
+            await uow.tokens.add(token_record("o1", now, expires_in=60, key=entry.key, token_id=uuid.uuid4().hex))
+        await uow.commit()
+    finds.sent.clear()
+
+    async with MongoUnitOfWork(db) as uow:
+        assert len(await uow.tokens.due_before(now + timedelta(hours=1), 100)) == len(list(catalog))
+        assert len(await uow.connectors.list("o1")) == len(list(catalog))
+        assert len(await uow.tokens.summaries("o1")) == len(list(catalog))
+        assert await uow.connectors.get("o1", "jira") is not None
+
+    plans = await plans_of(db, finds)
+    assert [c for c, _ in plans] == ["tokens", "connectorsConfig", "tokens", "connectorsConfig"]
+    for collection, plan in plans:
+        assert any(s.startswith("IXSCAN") for s in plan) and "COLLSCAN" not in plan, (collection, plan)
