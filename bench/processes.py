@@ -47,13 +47,19 @@ def served(args: Sequence[str], *, timeout: float = 30.0) -> Iterator[int]:
             time.sleep(0.05)
         yield port
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """End a process started in a session of its own (and what it started): SIGTERM, then
+    SIGKILL after ``timeout`` seconds."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
 
 
 def load(url: str, headers: Sequence[str], *, concurrency: int, duration: float, warmup: float) -> dict[str, float]:

@@ -48,11 +48,14 @@ class ServerProcess:
         *,
         timeout: float = 30.0,
         env: dict[str, str] | None = None,
+        workdir: pathlib.Path | None = None,
     ) -> None:
         self.name = name
         self._env = env
         self.port = free_port()
-        self.workdir = tempfile.mkdtemp(prefix=f"cm-{name}-")
+        if workdir is not None:
+            workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = str(workdir) if workdir is not None else tempfile.mkdtemp(prefix=f"cm-{name}-")
         self._command = command
         self._ready = ready
         self._timeout = timeout
@@ -173,8 +176,9 @@ def _mongo_ready(port: int) -> bool:
         client.close()
 
 
-def mongo(*, on_disk: bool = False) -> ServerProcess:
-    """SecantusDB, in memory (data lost on a restart) or ``on_disk`` in its work dir."""
+def mongo(*, on_disk: bool = False, cache_size: str = "128M", workdir: pathlib.Path | None = None) -> ServerProcess:
+    """SecantusDB, in memory (data lost on a restart) or ``on_disk`` in its work dir (``workdir``
+    to keep it: a later server on the same work dir opens the same data)."""
     exe = shutil.which("secantusd-py", path=str(BIN)) or "secantusd-py"
     return ServerProcess(
         "mongo",
@@ -187,12 +191,13 @@ def mongo(*, on_disk: bool = False) -> ServerProcess:
             "--storage-path",
             f"{workdir}/data" if on_disk else ":memory:",
             "--cache-size",
-            "128M",
+            cache_size,
             "--log-level",
             "WARNING",
         ],
         _mongo_ready,
         timeout=60,
+        workdir=workdir,
     )
 
 
