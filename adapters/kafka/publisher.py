@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
@@ -43,6 +43,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from adapters.event_wire import Profile, kafka_record
 from adapters.event_wire import topics as profile_topics
+from adapters.kafka.delivery import PENDING, DeliveryReports, refused_for_good
 from adapters.kafka.errors import beside_invalid, error_code, error_name, is_fatal, is_permanent, kafka_error
 from connector_core.errors import EventsRejected, Unavailable
 from connector_core.ports.outbox import OutboxMessage
@@ -54,7 +55,6 @@ _rdkafka_log = logging.getLogger("adapters.kafka.librdkafka")
 
 T = TypeVar("T")
 Record = tuple[str, bytes, bytes, list[tuple[str, bytes]]]
-Headers = list[tuple[str, str | bytes | None]]  # what produce() is typed to take
 
 #: Keys whose values decide the delivery guarantees; ``client_config`` may not weaken them.
 _GUARANTEES = ("enable.idempotence", "acks", "max.in.flight.requests.per.connection", "message.timeout.ms")
@@ -146,6 +146,7 @@ class KafkaEventPublisher:
         self._fatal = threading.Event()
         self._ready_topics: set[str] = set()
         self._publish_lock = asyncio.Lock()
+        self._reports = DeliveryReports()  # of the batch being produced (under _publish_lock)
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kafka-publisher")
         self._closed = False
 
@@ -293,25 +294,21 @@ class KafkaEventPublisher:
 
         The producer reports failed deliveries only (``delivery.report.only.error``): a message
         with no report once ``flush`` says nothing is left in flight was acknowledged, and the
-        successful ones cost no Python call each."""
+        successful ones cost no Python call each (nor a callback made for each: see
+        :mod:`adapters.kafka.delivery`)."""
         producer = self._get_producer()
-        outcomes: list[Any] = [_PENDING] * len(records)  # stays _PENDING or None: delivered
+        callbacks = self._reports.start(len(records))
+        outcomes = self._reports.outcomes  # stays PENDING or None: delivered
         refused: dict[int, str] = {}
-
-        def report(index: int) -> Callable[[Any, Any], None]:
-            # Touch only ``err``: after a fatal error the message object may be unusable.
-            def on_delivery(err: Any, _msg: Any) -> None:
-                outcomes[index] = err
-
-            return on_delivery
 
         deadline = time.monotonic() + self.timeout + _FLUSH_MARGIN
         try:
-            produce = producer.produce
+            # typed loosely: produce() wants list[tuple[str, str | bytes | None]], ours hold bytes
+            produce: Callable[..., None] = producer.produce
             for index, (topic, key, value, headers) in enumerate(records):
                 while True:
                     try:
-                        produce(topic, value, key, headers=cast(Headers, headers), on_delivery=report(index))
+                        produce(topic, value, key, headers=headers, on_delivery=callbacks[index])
                         break
                     except BufferError:  # local queue full: let deliveries drain it
                         if time.monotonic() > deadline:
@@ -328,14 +325,14 @@ class KafkaEventPublisher:
             # every message in it: each is sent again alone, and only what is refused alone is
             # refused for good (in order, so a key's events keep theirs).
             for index in (
-                [i for i, o in enumerate(outcomes) if _refused(o) or (o is not _PENDING and beside_invalid(o))]
+                [i for i, o in enumerate(outcomes) if refused_for_good(o) or (o is not PENDING and beside_invalid(o))]
                 if not left
                 else []
             ):
-                outcomes[index] = _PENDING
+                outcomes[index] = PENDING
                 topic, key, value, headers = records[index]
                 try:
-                    produce(topic, value, key, headers=cast(Headers, headers), on_delivery=report(index))
+                    produce(topic, value, key, headers=headers, on_delivery=callbacks[index])
                 except KafkaException as exc:
                     if not is_permanent(exc):
                         raise
@@ -347,9 +344,9 @@ class KafkaEventPublisher:
         except KafkaException as exc:
             raise Unavailable(f"event broker refused the events ({error_name(exc)})") from exc
         for index, outcome in enumerate(outcomes):
-            if _refused(outcome):
+            if refused_for_good(outcome):
                 refused[index], outcomes[index] = error_name(outcome), None
-        failed = [o for o in outcomes if o is not None and o is not _PENDING]
+        failed = [o for o in outcomes if o is not None and o is not PENDING]
         if left or failed or self._fatal.is_set():
             reasons = sorted({error_name(o) for o in failed})
             raise Unavailable(
@@ -378,18 +375,3 @@ class KafkaEventPublisher:
                 producer.flush(self.timeout)
             except KafkaException as exc:
                 log.debug("closing the Kafka producer: %s", error_name(exc))
-
-
-class _Pending:
-    """No delivery report yet."""
-
-    def __repr__(self) -> str:
-        return "PENDING"
-
-
-_PENDING = _Pending()
-
-
-def _refused(outcome: Any) -> bool:
-    """A delivery report's error that sending the message again cannot cure."""
-    return outcome is not None and outcome is not _PENDING and is_permanent(outcome)
