@@ -28,6 +28,7 @@ import httpx
 import jwt
 
 from adapters.http.httpx_errors import HTTPX_ERRORS
+from adapters.http.lean_pool import lean_mounts
 from adapters.lru import LruCache, SingleFlight
 from connector_core.catalog import OAuthSpec
 from connector_core.errors import (
@@ -127,7 +128,9 @@ class HttpxOAuthClient:
         max_cached_documents: int = 256,
     ) -> None:
         self._owns_client = client is None
-        self._http = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False, limits=POOL_LIMITS)
+        self._http = client or httpx.AsyncClient(
+            timeout=timeout, follow_redirects=False, limits=POOL_LIMITS, mounts=lean_mounts(POOL_LIMITS)
+        )
         self._timeout = timeout
         self._jwks_ttl = jwks_ttl
         self._refetch_interval = jwks_refetch_interval
