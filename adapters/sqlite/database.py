@@ -9,11 +9,9 @@ sealed (AES-256-GCM) before they reach the file.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -21,6 +19,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 
 from adapters.codec import make_json_converter
 from adapters.sealing import Sealer
+from adapters.sqlite.statement_queue import StatementQueue
 from connector_core.errors import Unavailable
 
 if TYPE_CHECKING:
@@ -190,8 +189,8 @@ class SQLiteDatabase:
         self.sealer = sealer
         self.conv = make_json_converter()
         self._busy_timeout_ms = busy_timeout_ms
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._conn: sqlite3.Connection | None = None
+        self._queue = StatementQueue(self._connection)
         self._open_lock = threading.Lock()
         #: opened on first use, after the schema exists (the first statement run creates it)
         self._stamp: SQLiteChangeStamp | None = None
@@ -236,28 +235,21 @@ class SQLiteDatabase:
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(connection)`` on the database thread; driver errors become ours."""
-        loop = asyncio.get_running_loop()
+        return await self._submit(fn, write=False)
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` inside a write transaction (``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back on
+        any error of ``fn``), possibly shared with other writes waiting at the same moment, each
+        in a savepoint of its own (:mod:`adapters.sqlite.statement_queue`). Returns once committed."""
+        return await self._submit(fn, write=True)
+
+    async def _submit(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
         try:
-            return await loop.run_in_executor(self._executor, lambda: fn(self._connection()))
+            return await self._queue.submit(fn, write=write)
         except sqlite3.OperationalError as exc:
             raise Unavailable(f"SQLite database is unavailable: {exc}") from exc
         except sqlite3.DatabaseError as exc:
             raise Unavailable(f"SQLite database error: {type(exc).__name__}") from exc
-
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` inside ``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back on any error)."""
-
-        def tx(conn: sqlite3.Connection) -> T:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
-
-        return await self.run(tx)
 
     async def check(self) -> bool:
         try:
@@ -277,4 +269,4 @@ class SQLiteDatabase:
             self._stamp.close()
         if self._conn is not None:
             await self.run(close)
-        self._executor.shutdown(wait=True)
+        self._queue.shutdown()

@@ -1,0 +1,173 @@
+"""The queue of calls to a SQLite connection, run on one thread, writes committed together.
+
+Calls that arrive while the thread is busy wait in the queue; the thread then takes all of them
+at once: the reads first (they were all pending together, so any order is one they could have
+run in), then the writes in one ``BEGIN IMMEDIATE`` ... ``COMMIT``, each inside a savepoint of
+its own. A write that raises is rolled back to its savepoint and gets its error; the others are
+committed, and every write's caller hears back only after the commit, so "returned" still means
+"stored". When the transaction itself fails (``BEGIN``, ``COMMIT``, or an error after which
+SQLite abandoned the transaction), every write it held gets that error, as each would have
+alone. Results reach the event loop in one call per batch.
+
+Under load (many workers each waiting for their own store step) this turns a transaction, a
+thread hand-off and an event-loop wake-up per call into one per batch; with one call at a time
+it is what it was: one call, one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+__all__ = ["StatementQueue"]
+
+T = TypeVar("T")
+
+#: (function, is a write, future, loop)
+_Job = tuple[Callable[[sqlite3.Connection], Any], bool, "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+#: (future, loop, succeeded, result or exception)
+_Outcome = tuple["asyncio.Future[Any]", asyncio.AbstractEventLoop, bool, Any]
+
+
+class StatementQueue:
+    """Runs ``fn(connection)`` calls on one thread; ``connect`` gives the connection (opened
+    on first use, on that thread)."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        self._connect = connect
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._jobs: deque[_Job] = deque()
+        self._lock = threading.Lock()
+        self._draining = False
+
+    async def submit(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
+        """``fn``'s result (a write: once committed) or its exception, raised as it came."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._lock:
+            self._jobs.append((fn, write, future, loop))
+            start = not self._draining
+            self._draining = True
+        if start:
+            try:
+                self._executor.submit(self._drain)
+            except BaseException:
+                with self._lock:
+                    self._draining = False
+                raise
+        return await future
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True)
+
+    # -- on the database thread --------------------------------------------------------------
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                if not self._jobs:
+                    self._draining = False
+                    return
+                jobs = list(self._jobs)
+                self._jobs.clear()
+            try:
+                outcomes = [self._call(fn, future, loop) for fn, write, future, loop in jobs if not write]
+                writes = [job for job in jobs if job[1]]
+                if writes:
+                    outcomes += self._write_all(writes)
+            except BaseException as exc:  # the connection itself failed: every caller hears it
+                _abandon(self._connect)
+                outcomes = [(future, loop, False, exc) for _, _, future, loop in jobs]
+            _deliver_all(outcomes)
+
+    def _call(
+        self, fn: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any], loop: asyncio.AbstractEventLoop
+    ) -> _Outcome:
+        try:
+            return future, loop, True, fn(self._connect())
+        except Exception as exc:
+            return future, loop, False, exc
+
+    def _write_all(self, writes: list[_Job]) -> list[_Outcome]:
+        """Every write in as few transactions as it takes (one, unless one was abandoned)."""
+        outcomes: list[_Outcome] = []
+        pending = deque(writes)
+        while pending:
+            try:
+                conn = self._connect()
+                conn.execute("BEGIN IMMEDIATE")
+            except Exception as exc:
+                outcomes += [(future, loop, False, exc) for _, _, future, loop in pending]
+                break
+            done: list[_Outcome] = []
+            failure: Exception | None = None
+            while pending and failure is None:
+                fn, _, future, loop = pending.popleft()
+                conn.execute("SAVEPOINT w")
+                try:
+                    result = fn(conn)
+                except Exception as exc:
+                    outcomes.append((future, loop, False, exc))
+                    if not _rolled_back_to_savepoint(conn):
+                        failure = exc  # SQLite abandoned the transaction: the others are gone too
+                    continue
+                conn.execute("RELEASE w")
+                done.append((future, loop, True, result))
+            if failure is None:
+                try:
+                    conn.execute("COMMIT")
+                except Exception as exc:
+                    failure = exc
+            if failure is not None:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                done = [(future, loop, False, failure) for future, loop, _, _ in done]
+            outcomes += done
+        return outcomes
+
+
+def _abandon(connect: Callable[[], sqlite3.Connection]) -> None:
+    """Roll back whatever transaction a failure left open, if the connection still answers."""
+    with contextlib.suppress(Exception):  # the original failure is what the callers hear
+        conn = connect()
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+
+def _rolled_back_to_savepoint(conn: sqlite3.Connection) -> bool:
+    """Undo the failed write's savepoint; False when SQLite had already ended the transaction."""
+    if not conn.in_transaction:
+        return False
+    try:
+        conn.execute("ROLLBACK TO w")
+        conn.execute("RELEASE w")
+    except sqlite3.Error:
+        return False
+    return True
+
+
+def _deliver_all(outcomes: list[_Outcome]) -> None:
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[1], []).append(outcome)
+    for loop, some in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_deliver, some)
+        except RuntimeError:  # the loop closed meanwhile: nobody is waiting any more
+            pass
+
+
+def _deliver(outcomes: list[_Outcome]) -> None:
+    for future, _, ok, value in outcomes:
+        if future.done():  # cancelled while it waited
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
