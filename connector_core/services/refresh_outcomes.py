@@ -96,7 +96,10 @@ class RefreshOutcomes:
             return await self.failure(record, held, failure)
 
         async def apply(uow: UnitOfWork, current: TokenRecord) -> None:
-            tokens = current.tokens.refreshed(response, now=now, scope_separator=separator)
+            # ``fresh`` unless the record was read again (a conflict, an outage)
+            tokens = (
+                fresh if current is record else current.tokens.refreshed(response, now=now, scope_separator=separator)
+            )
             current.apply_refresh(tokens, lifecycle=self.ctx.lifecycle, now=now, ids=self.ctx.ids)
             current.track_refresh_deadline(resolved.refresh_limits)
             await uow.tokens.save(current)
