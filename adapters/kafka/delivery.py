@@ -3,21 +3,27 @@
 The producer reports failed deliveries only (``delivery.report.only.error``): a message with no
 report once ``flush`` says nothing is left in flight was acknowledged. Each produced message
 still takes a callback that knows its index. Made per message (a closure each), they cost about
-as much Python time as producing the batch itself; so the callbacks are made once per index and
-reused by every batch, each writing into the outcomes of the batch now being sent. One batch at
-a time: the publisher produces under its lock, a batch is done only when ``flush`` has served
-every report, and a producer whose batch failed is purged and dropped, so no report of an
-earlier batch can arrive during a later one.
+as much Python time as producing the batch itself; so the callbacks are made once per index of a
+:class:`DeliveryReports` and reused by the batches that take it, each writing into the outcomes
+of the batch that holds it.
+
+A batch takes a :class:`DeliveryReports` of its own from a :class:`ReportsPool` and gives it back
+only once no report of its messages can come any more (its ``flush`` found nothing in flight).
+A batch whose caller went away (a cancelled publish: its executor thread goes on producing and
+flushing) or that ended with messages still in flight keeps its reports object to itself: a
+later batch takes another, so a late report lands in the outcomes of the batch it belongs to,
+never on a later batch's message of the same index.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from adapters.kafka.errors import is_permanent
 
-__all__ = ["PENDING", "DeliveryReports", "refused_for_good"]
+__all__ = ["PENDING", "DeliveryReports", "ReportsPool", "refused_for_good"]
 
 OnDelivery = Callable[[Any, Any], None]
 
@@ -58,3 +64,22 @@ class DeliveryReports:
             self.outcomes[index] = err
 
         return on_delivery
+
+
+class ReportsPool:
+    """The :class:`DeliveryReports` no report can reach any more, for the next batches to take
+    (thread-safe: batches of cancelled callers may still run on other executor threads)."""
+
+    def __init__(self) -> None:
+        self._free: list[DeliveryReports] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> DeliveryReports:
+        """Reports no other batch holds: a settled one, or a new one."""
+        with self._lock:
+            return self._free.pop() if self._free else DeliveryReports()
+
+    def give_back(self, reports: DeliveryReports) -> None:
+        """Only once every report of the batch that held ``reports`` has been served."""
+        with self._lock:
+            self._free.append(reports)

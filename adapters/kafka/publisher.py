@@ -43,7 +43,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from adapters.event_wire import Profile, kafka_record
 from adapters.event_wire import topics as profile_topics
-from adapters.kafka.delivery import PENDING, DeliveryReports, refused_for_good
+from adapters.kafka.delivery import PENDING, ReportsPool, refused_for_good
 from adapters.kafka.errors import beside_invalid, error_code, error_name, is_fatal, is_permanent, kafka_error
 from connector_core.errors import EventsRejected, Unavailable
 from connector_core.ports.outbox import OutboxMessage
@@ -146,7 +146,8 @@ class KafkaEventPublisher:
         self._fatal = threading.Event()
         self._ready_topics: set[str] = set()
         self._publish_lock = asyncio.Lock()
-        self._reports = DeliveryReports()  # of the batch being produced (under _publish_lock)
+        # Each batch has reports of its own: one cancelled caller's batch may still be in flight
+        self._reports = ReportsPool()
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kafka-publisher")
         self._closed = False
 
@@ -297,63 +298,73 @@ class KafkaEventPublisher:
         successful ones cost no Python call each (nor a callback made for each: see
         :mod:`adapters.kafka.delivery`)."""
         producer = self._get_producer()
-        callbacks = self._reports.start(len(records))
-        outcomes = self._reports.outcomes  # stays PENDING or None: delivered
+        reports = self._reports.take()  # this batch's own: see adapters.kafka.delivery
+        callbacks = reports.start(len(records))
+        outcomes = reports.outcomes  # stays PENDING or None: delivered
         refused: dict[int, str] = {}
+        left = len(records)
 
-        deadline = time.monotonic() + self.timeout + _FLUSH_MARGIN
         try:
-            # typed loosely: produce() wants list[tuple[str, str | bytes | None]], ours hold bytes
-            produce: Callable[..., None] = producer.produce
-            for index, (topic, key, value, headers) in enumerate(records):
-                while True:
+            deadline = time.monotonic() + self.timeout + _FLUSH_MARGIN
+            try:
+                # typed loosely: produce() wants list[tuple[str, str | bytes | None]], ours hold bytes
+                produce: Callable[..., None] = producer.produce
+                for index, (topic, key, value, headers) in enumerate(records):
+                    while True:
+                        try:
+                            produce(topic, value, key, headers=headers, on_delivery=callbacks[index])
+                            break
+                        except BufferError:  # local queue full: let deliveries drain it
+                            if time.monotonic() > deadline:
+                                raise Unavailable("event broker is too slow: the producer queue stays full") from None
+                            producer.poll(0.05)
+                        except KafkaException as exc:
+                            if not is_permanent(exc):
+                                raise
+                            refused[index] = error_name(exc)  # e.g. larger than message.max.bytes
+                            outcomes[index] = None
+                            break
+                left = producer.flush(max(0.0, deadline - time.monotonic()))
+                # The broker refuses a whole batch (its size, one of its records) with one code for
+                # every message in it: each is sent again alone, and only what is refused alone is
+                # refused for good (in order, so a key's events keep theirs).
+                for index in (
+                    [
+                        i
+                        for i, o in enumerate(outcomes)
+                        if refused_for_good(o) or (o is not PENDING and beside_invalid(o))
+                    ]
+                    if not left
+                    else []
+                ):
+                    outcomes[index] = PENDING
+                    topic, key, value, headers = records[index]
                     try:
                         produce(topic, value, key, headers=headers, on_delivery=callbacks[index])
-                        break
-                    except BufferError:  # local queue full: let deliveries drain it
-                        if time.monotonic() > deadline:
-                            raise Unavailable("event broker is too slow: the producer queue stays full") from None
-                        producer.poll(0.05)
                     except KafkaException as exc:
                         if not is_permanent(exc):
                             raise
-                        refused[index] = error_name(exc)  # e.g. larger than message.max.bytes
-                        outcomes[index] = None
+                        outcomes[index] = kafka_error(exc)
+                        continue
+                    left = producer.flush(max(0.0, deadline - time.monotonic()))
+                    if left:
                         break
-            left = producer.flush(max(0.0, deadline - time.monotonic()))
-            # The broker refuses a whole batch (its size, one of its records) with one code for
-            # every message in it: each is sent again alone, and only what is refused alone is
-            # refused for good (in order, so a key's events keep theirs).
-            for index in (
-                [i for i, o in enumerate(outcomes) if refused_for_good(o) or (o is not PENDING and beside_invalid(o))]
-                if not left
-                else []
-            ):
-                outcomes[index] = PENDING
-                topic, key, value, headers = records[index]
-                try:
-                    produce(topic, value, key, headers=headers, on_delivery=callbacks[index])
-                except KafkaException as exc:
-                    if not is_permanent(exc):
-                        raise
-                    outcomes[index] = kafka_error(exc)
-                    continue
-                left = producer.flush(max(0.0, deadline - time.monotonic()))
-                if left:
-                    break
-        except KafkaException as exc:
-            raise Unavailable(f"event broker refused the events ({error_name(exc)})") from exc
-        for index, outcome in enumerate(outcomes):
-            if refused_for_good(outcome):
-                refused[index], outcomes[index] = error_name(outcome), None
-        failed = [o for o in outcomes if o is not None and o is not PENDING]
-        if left or failed or self._fatal.is_set():
-            reasons = sorted({error_name(o) for o in failed})
-            raise Unavailable(
-                f"event broker did not acknowledge {max(len(failed), left)} of {len(records)} events"
-                + (f" ({', '.join(reasons)})" if reasons else " (timed out)")
-            )
-        return refused
+            except KafkaException as exc:
+                raise Unavailable(f"event broker refused the events ({error_name(exc)})") from exc
+            for index, outcome in enumerate(outcomes):
+                if refused_for_good(outcome):
+                    refused[index], outcomes[index] = error_name(outcome), None
+            failed = [o for o in outcomes if o is not None and o is not PENDING]
+            if left or failed or self._fatal.is_set():
+                reasons = sorted({error_name(o) for o in failed})
+                raise Unavailable(
+                    f"event broker did not acknowledge {max(len(failed), left)} of {len(records)} events"
+                    + (f" ({', '.join(reasons)})" if reasons else " (timed out)")
+                )
+            return refused
+        finally:
+            if not left:  # flush served every report: none can reach ``reports`` any more
+                self._reports.give_back(reports)
 
     def _drop_producer(self) -> None:
         with self._clients_lock:
