@@ -243,9 +243,9 @@ class SQLiteDatabase:
         in a savepoint of its own (:mod:`adapters.sqlite.statement_queue`). Returns once committed."""
         return await self._submit(fn, write=True)
 
-    async def _submit(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
+    async def _submit(self, fn: Callable[[sqlite3.Connection], T], *, write: bool, alone: bool = False) -> T:
         try:
-            return await self._queue.submit(fn, write=write)
+            return await self._queue.submit(fn, write=write, alone=alone)
         except sqlite3.OperationalError as exc:
             raise Unavailable(f"SQLite database is unavailable: {exc}") from exc
         except sqlite3.DatabaseError as exc:
@@ -268,5 +268,7 @@ class SQLiteDatabase:
         if self._stamp is not None:
             self._stamp.close()
         if self._conn is not None:
-            await self.run(close)
+            # alone: after every call queued before it (a waiting write is committed, not run
+            # after the close on a connection reopened and never closed)
+            await self._submit(close, write=False, alone=True)
         self._queue.shutdown()

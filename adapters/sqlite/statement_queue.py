@@ -9,6 +9,10 @@ committed, and every write's caller hears back only after the commit, so "return
 SQLite abandoned the transaction), every write it held gets that error, as each would have
 alone. Results reach the event loop in one call per batch.
 
+A call submitted ``alone`` (closing the connection) is a barrier: it runs by itself, after
+every call queued before it and before any queued after it, so a write waiting when the
+database is closed is committed first, not run after the close on a connection reopened.
+
 Under load (many workers each waiting for their own store step) this turns a transaction, a
 thread hand-off and an event-loop wake-up per call into one per batch; with one call at a time
 it is what it was: one call, one transaction.
@@ -29,8 +33,9 @@ __all__ = ["StatementQueue"]
 
 T = TypeVar("T")
 
-#: (function, is a write, future, loop)
-_Job = tuple[Callable[[sqlite3.Connection], Any], bool, "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+_READ, _WRITE, _ALONE = 0, 1, 2
+#: (function, _READ, _WRITE or _ALONE, future, loop)
+_Job = tuple[Callable[[sqlite3.Connection], Any], int, "asyncio.Future[Any]", asyncio.AbstractEventLoop]
 #: (future, loop, succeeded, result or exception)
 _Outcome = tuple["asyncio.Future[Any]", asyncio.AbstractEventLoop, bool, Any]
 
@@ -46,12 +51,13 @@ class StatementQueue:
         self._lock = threading.Lock()
         self._draining = False
 
-    async def submit(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
-        """``fn``'s result (a write: once committed) or its exception, raised as it came."""
+    async def submit(self, fn: Callable[[sqlite3.Connection], T], *, write: bool, alone: bool = False) -> T:
+        """``fn``'s result (a write: once committed) or its exception, raised as it came.
+        ``alone``: run by itself, after everything queued before it (no transaction)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         with self._lock:
-            self._jobs.append((fn, write, future, loop))
+            self._jobs.append((fn, _ALONE if alone else _WRITE if write else _READ, future, loop))
             start = not self._draining
             self._draining = True
         if start:
@@ -74,11 +80,10 @@ class StatementQueue:
                 if not self._jobs:
                     self._draining = False
                     return
-                jobs = list(self._jobs)
-                self._jobs.clear()
+                jobs = _take_batch(self._jobs)
             try:
-                outcomes = [self._call(fn, future, loop) for fn, write, future, loop in jobs if not write]
-                writes = [job for job in jobs if job[1]]
+                outcomes = [self._call(fn, future, loop) for fn, kind, future, loop in jobs if kind != _WRITE]
+                writes = [job for job in jobs if job[1] == _WRITE]
                 if writes:
                     outcomes += self._write_all(writes)
             except BaseException as exc:  # the connection itself failed: every caller hears it
@@ -130,6 +135,17 @@ class StatementQueue:
                 done = [(future, loop, False, failure) for future, loop, _, _ in done]
             outcomes += done
         return outcomes
+
+
+def _take_batch(queue: deque[_Job]) -> list[_Job]:
+    """The calls to run together: a call submitted alone by itself, else every call up to the
+    next one submitted alone."""
+    if queue[0][1] == _ALONE:
+        return [queue.popleft()]
+    batch: list[_Job] = []
+    while queue and queue[0][1] != _ALONE:
+        batch.append(queue.popleft())
+    return batch
 
 
 def _abandon(connect: Callable[[], sqlite3.Connection]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -88,3 +89,25 @@ async def test_writes_waiting_together_share_one_commit(db: SQLiteDatabase) -> N
     await db.run(lambda c: c.set_trace_callback(None))
     assert statements.count("COMMIT") < 30
     assert len(await _rows(db)) == 30
+
+
+async def test_a_write_queued_before_aclose_is_committed_before_the_close(tmp_path: Path) -> None:
+    db = SQLiteDatabase(tmp_path / "c.db", sealer=Aead(Keyring.generate()))
+    await db.write(lambda c: c.execute("CREATE TABLE t (k TEXT)"))
+    started, release = threading.Event(), threading.Event()
+
+    def hold(_: sqlite3.Connection) -> None:
+        started.set()
+        release.wait(10)
+
+    busy = asyncio.ensure_future(db.run(hold))  # the database thread is busy ...
+    assert await asyncio.to_thread(started.wait, 5)
+    write = asyncio.ensure_future(db.write(lambda c: c.execute("INSERT INTO t VALUES ('x')")))
+    await asyncio.sleep(0)  # ... the write is queued first, then the close
+    closing = asyncio.ensure_future(db.aclose())
+    await asyncio.sleep(0.05)
+    release.set()
+    await asyncio.gather(busy, write, closing)
+    with sqlite3.connect(tmp_path / "c.db") as check:
+        assert check.execute("SELECT k FROM t").fetchall() == [("x",)]
+    assert db._conn is None  # no connection reopened after the close (and left open)
