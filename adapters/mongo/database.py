@@ -221,8 +221,10 @@ class MongoDatabase:
                 partialFilterExpression={"org_id": {"$exists": True}},
             )
             # a plain one too: a server that cannot tell that {org_id: X} implies the partial
-            # filter (SecantusDB) scanned the whole collection for every list
-            await self.connectors.create_index([("org_id", 1), ("key", 1)], name="org_key")
+            # filter (SecantusDB) scanned the whole collection for every list. With _id last:
+            # MongoDB < 5.0 refuses two indexes of one key pattern (codes 85/86), "org_key" did
+            await self.connectors.create_index([("org_id", 1), ("key", 1), ("_id", 1)], name="org_key_id")
+            await self._drop_index(self.connectors, "org_key")
             await self.tokens.create_index(
                 [("org_id", 1), ("connector_key", 1)], name="org_connector_unique", unique=True
             )
