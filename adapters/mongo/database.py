@@ -232,6 +232,10 @@ class MongoDatabase:
             # `limit` stops the scan instead of sorting every due record ("due" lacked it)
             await self.tokens.create_index([("status", 1), ("refresh_due_at", 1), ("_id", 1)], name="due_in_order")
             await self._drop_index(self.tokens, "due")
+            # the due query's second form: records whose backoff is over, or that never failed
+            await self.tokens.create_index(
+                [("status", 1), ("next_attempt_at", 1), ("refresh_due_at", 1), ("_id", 1)], name="due_after_backoff"
+            )
             await self.tokens.create_index([("expiry_notified", 1), ("expires_at", 1)], name="expiry")
             await self.outbox.create_index([("published", 1), ("key_seq", 1), ("_id", 1)], name="pending_by_key_seq")
             await self.outbox.create_index([("stored_at", -1), ("key_seq", -1), ("_id", -1)], name="by_time")
