@@ -22,6 +22,8 @@ It overrides one internal method of httpcore 1.0 (``_assign_requests_to_connecti
 
 from __future__ import annotations
 
+import urllib.request
+
 import httpcore
 import httpx
 
@@ -111,6 +113,13 @@ def lean_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
 
 
 def lean_mounts(limits: httpx.Limits) -> dict[str, httpx.AsyncBaseTransport]:
-    """``mounts`` for an :class:`httpx.AsyncClient`: every request that no proxy setting of the
-    environment routes elsewhere goes through :func:`lean_transport`."""
+    """``mounts`` for an :class:`httpx.AsyncClient` that trusts the environment: every request
+    that no proxy setting of the environment routes elsewhere goes through :func:`lean_transport`.
+
+    httpx mounts the environment's proxies first and ``mounts`` over them: ``HTTP_PROXY``,
+    ``HTTPS_PROXY`` and ``NO_PROXY`` are more specific patterns than ``all://`` and still win,
+    but ``ALL_PROXY`` is mounted at ``all://`` itself. With it set, no lean mount: httpx's own
+    proxy transport serves what the proxy takes, its default transport what ``NO_PROXY`` names."""
+    if urllib.request.getproxies().get("all"):
+        return {}
     return {"all://": lean_transport(limits)}

@@ -5,6 +5,7 @@ handed a request."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import httpcore
@@ -150,3 +151,64 @@ async def test_expired_keepalive_connections_leave(server: KeepAliveServer) -> N
         for _ in range(6):
             assert (await client.post(server.url, data={})).text == "ok"
         assert len(_pool(client).connections) == 1
+
+
+_PROXY_VARS = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+)
+
+
+@contextlib.asynccontextmanager
+async def egress_proxy(monkeypatch: pytest.MonkeyPatch, no_proxy: str = "") -> AsyncIterator[list[bytes]]:
+    """An HTTP proxy set as ``ALL_PROXY`` (nothing else in the environment): the request lines
+    it was sent, each answered ``ok``."""
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append((await reader.readuntil(b"\r\n\r\n")).split(b"\r\n", 1)[0])
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    proxy = await asyncio.start_server(handle, "127.0.0.1", 0)
+    for name in _PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ALL_PROXY", f"http://127.0.0.1:{proxy.sockets[0].getsockname()[1]}")
+    if no_proxy:
+        monkeypatch.setenv("NO_PROXY", no_proxy)
+    try:
+        yield seen
+    finally:
+        proxy.close()
+        await proxy.wait_closed()
+
+
+async def test_the_oauth_client_goes_through_the_all_proxy_of_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with egress_proxy(monkeypatch) as seen:
+        oauth = HttpxOAuthClient()
+        try:
+            # a provider reachable only through the egress proxy
+            response = await oauth._http.post("http://provider.invalid/token", data={}, timeout=3)
+        finally:
+            await oauth.aclose()
+    assert response.text == "ok"
+    assert seen == [b"POST http://provider.invalid/token HTTP/1.1"]
+
+
+async def test_no_proxy_still_goes_direct(monkeypatch: pytest.MonkeyPatch, server: KeepAliveServer) -> None:
+    async with egress_proxy(monkeypatch, no_proxy="127.0.0.1") as seen:
+        oauth = HttpxOAuthClient()
+        try:
+            response = await oauth._http.post(server.url, data={}, timeout=3)
+        finally:
+            await oauth.aclose()
+    assert response.text == "ok"
+    assert seen == []
+    assert server.opened == 1
