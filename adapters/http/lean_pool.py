@@ -11,9 +11,10 @@ a quarter of its CPU time, twice what a loop of bare requests pays.
 one opened below ``max_connections``, an idle one replaced at the limit, surplus idle ones
 closed above ``max_keepalive_connections``) and changes when the costly check runs: on the idle
 connection about to be handed a request (so a request never goes to a connection the server
-closed), and on one more idle connection per assignment, the one reused least (the pool
-prefers the first), so connections the server closed or whose keep-alive lapsed still leave
-the pool within a few requests. Busy connections are checked as before (no system call).
+closed), and on one more idle connection per assignment, taken in turn (a cursor that goes
+round the idle ones), so every connection the server closed or whose keep-alive lapsed leaves
+the pool within as many assignments as there are idle connections, even while every request
+goes to another origin. Busy connections are checked as before (no system call).
 
 It overrides one internal method of httpcore 1.0 (``_assign_requests_to_connections``);
 :func:`lean_transport` falls back to httpx's own transport when that method is not there, and
@@ -33,6 +34,9 @@ _OVERRIDDEN = "_assign_requests_to_connections"
 
 
 class LeanConnectionPool(httpcore.AsyncConnectionPool):
+    #: which idle connection the next assignment checks fully (modulo their number)
+    _sweep = 0
+
     def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
         closing: list[httpcore.AsyncConnectionInterface] = []
         live: list[httpcore.AsyncConnectionInterface] = []
@@ -46,9 +50,12 @@ class LeanConnectionPool(httpcore.AsyncConnectionPool):
                 closing.append(connection)
                 continue
             live.append(connection)
-        # the idle connection reused least is checked fully: stale ones leave one by one
-        if idle and idle[-1].has_expired():
-            self._drop(idle.pop(), live, closing)
+        # one idle connection is checked fully, each in turn: stale ones leave one by one
+        if idle:
+            turn = self._sweep % len(idle)
+            self._sweep = turn + 1
+            if idle[turn].has_expired():
+                self._drop(idle.pop(turn), live, closing)
         # surplus idle connections close, first ones first (as httpcore does)
         while idle and len(live) > self._max_keepalive_connections:
             self._drop(idle.pop(0), live, closing)

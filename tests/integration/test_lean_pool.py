@@ -212,3 +212,15 @@ async def test_no_proxy_still_goes_direct(monkeypatch: pytest.MonkeyPatch, serve
     assert response.text == "ok"
     assert seen == []
     assert server.opened == 1
+
+
+async def test_connections_one_provider_closed_leave_while_requests_go_to_another() -> None:
+    async with KeepAliveServer(delay=0.01) as a, KeepAliveServer() as b:
+        async with httpx.AsyncClient(mounts={"all://": lean_transport(POOL_LIMITS)}) as client:
+            await asyncio.gather(*(client.post(a.url, data={}) for _ in range(10)))  # a burst to provider A
+            await a.close_idle()  # A closes its idle keep-alive connections (CLOSE_WAIT here)
+            for _ in range(30):  # from now on only provider B is called
+                assert (await client.post(b.url, data={})).text == "ok"
+            pool = _pool(client)
+            assert [c for c in pool.connections if c.has_expired()] == []
+            assert len(pool.connections) == 1  # B's
