@@ -3,11 +3,12 @@
 Calls that arrive while the thread is busy wait in the queue; the thread then takes all of them
 at once: the reads first (they were all pending together, so any order is one they could have
 run in), then the writes in one ``BEGIN IMMEDIATE`` ... ``COMMIT``, each inside a savepoint of
-its own. A write that raises is rolled back to its savepoint and gets its error; the others are
-committed, and every write's caller hears back only after the commit, so "returned" still means
-"stored". When the transaction itself fails (``BEGIN``, ``COMMIT``, or an error after which
-SQLite abandoned the transaction), every write it held gets that error, as each would have
-alone. Results reach the event loop in one call per batch.
+its own (a write alone in its transaction needs none). A write that raises is rolled back to its
+savepoint and gets its error; the others are committed, and every write's caller hears back
+only after the commit, so "returned" still means "stored". When the transaction itself fails
+(``BEGIN``, ``COMMIT``, or an error after which SQLite abandoned the transaction), every write
+it held gets that error, as each would have alone. The readers' results reach the event loop in
+one call as soon as the reads are done, the writers' in one more after the commit.
 
 A call submitted ``alone`` (closing the connection) is a barrier: it runs by itself, after
 every call queued before it and before any queued after it, so a write waiting when the
@@ -81,15 +82,15 @@ class StatementQueue:
                     self._draining = False
                     return
                 jobs = _take_batch(self._jobs)
+            writes = [job for job in jobs if job[1] == _WRITE]
             try:
-                outcomes = [self._call(fn, future, loop) for fn, kind, future, loop in jobs if kind != _WRITE]
-                writes = [job for job in jobs if job[1] == _WRITE]
+                # the readers hear back at once, not after the writes' commit
+                _deliver_all([self._call(fn, future, loop) for fn, kind, future, loop in jobs if kind != _WRITE])
                 if writes:
-                    outcomes += self._write_all(writes)
+                    _deliver_all(self._write_all(writes))
             except BaseException as exc:  # the connection itself failed: every caller hears it
                 _abandon(self._connect)
-                outcomes = [(future, loop, False, exc) for _, _, future, loop in jobs]
-            _deliver_all(outcomes)
+                _deliver_all([(future, loop, False, exc) for _, _, future, loop in jobs])
 
     def _call(
         self, fn: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any], loop: asyncio.AbstractEventLoop
@@ -112,17 +113,20 @@ class StatementQueue:
                 break
             done: list[_Outcome] = []
             failure: Exception | None = None
+            alone = len(pending) == 1  # the transaction is its own: no savepoint needed
             while pending and failure is None:
                 fn, _, future, loop = pending.popleft()
-                conn.execute("SAVEPOINT w")
+                if not alone:
+                    conn.execute("SAVEPOINT w")
                 try:
                     result = fn(conn)
                 except Exception as exc:
                     outcomes.append((future, loop, False, exc))
-                    if not _rolled_back_to_savepoint(conn):
-                        failure = exc  # SQLite abandoned the transaction: the others are gone too
+                    if alone or not _rolled_back_to_savepoint(conn):
+                        failure = exc  # the transaction is rolled back: the others in it too
                     continue
-                conn.execute("RELEASE w")
+                if not alone:
+                    conn.execute("RELEASE w")
                 done.append((future, loop, True, result))
             if failure is None:
                 try:
@@ -170,6 +174,8 @@ def _rolled_back_to_savepoint(conn: sqlite3.Connection) -> bool:
 
 def _deliver_all(outcomes: list[_Outcome]) -> None:
     by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+    if not outcomes:
+        return
     for outcome in outcomes:
         by_loop.setdefault(outcome[1], []).append(outcome)
     for loop, some in by_loop.items():

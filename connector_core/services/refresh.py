@@ -212,7 +212,10 @@ class TokenRefresher:
                     )
                     return RefreshOutcome.FAILED
 
-        counts = Counter(await asyncio.gather(*(one(r) for r in due)))
+        try:
+            counts = Counter(await asyncio.gather(*(one(r) for r in due)))
+        finally:
+            await self.leases.settle()  # every lease of the batch is free when it returns
         report = RefreshReport(
             refreshed=counts[RefreshOutcome.REFRESHED],
             failed=counts[RefreshOutcome.FAILED],
@@ -234,7 +237,7 @@ class TokenRefresher:
         # again, not after.
         resolving = asyncio.ensure_future(self._resolve(due.org_id, due.connector_key))
         try:
-            async with self.leases.hold(due.id, wait=False) as held:
+            async with self.leases.hold(due.id, wait=False, release_after=True) as held:
                 if held is None:
                     return RefreshResult(RefreshOutcome.SKIPPED)
                 current = await self._load(due.id)

@@ -191,12 +191,15 @@ class TokenLeases:
         self.wait = wait
         self.releases = releases
         self.clock = clock
+        self._releasing: set[asyncio.Task[None]] = set()
 
     @contextlib.asynccontextmanager
-    async def hold(self, token_id: str, *, wait: bool) -> AsyncIterator[HeldLease | None]:
+    async def hold(self, token_id: str, *, wait: bool, release_after: bool = False) -> AsyncIterator[HeldLease | None]:
         """The token's lease for the block (released after it), or None when another holder
         kept it (for up to ``self.wait`` seconds when ``wait``, cut to what is left of the
-        request's deadline: a caller is told "a refresh is running" in time, not after 10 s)."""
+        request's deadline: a caller is told "a refresh is running" in time, not after 10 s).
+        ``release_after``: the release runs on its own while the caller goes on (a batch worker
+        takes its next token; the lease is held a moment longer); :meth:`settle` awaits them."""
         waiting = remaining(self.wait) if wait else 0.0
         lease = await self.lock.acquire(lease_name(token_id), self.ttl, wait=waiting)
         if lease is None:
@@ -206,4 +209,14 @@ class TokenLeases:
         try:
             yield held
         finally:
-            await held.release()
+            if release_after:
+                task = asyncio.get_running_loop().create_task(held.release(), name=f"release {held.name}")
+                self._releasing.add(task)
+                task.add_done_callback(self._releasing.discard)
+            else:
+                await held.release()
+
+    async def settle(self) -> None:
+        """Return once every release started by ``hold(release_after=True)`` is done."""
+        while self._releasing:
+            await asyncio.wait(set(self._releasing))
