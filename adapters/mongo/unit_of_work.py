@@ -140,19 +140,24 @@ class MongoUnitOfWork(BufferedUnitOfWork):
         # never failed (no backoff), and those whose backoff is over; the first ``limit`` of
         # both together. The backoff condition is the server's: during an outage most due
         # records rest, and reading them all here to skip them outlasted the op's time limit.
-        # (An $or of both in one query made SecantusDB plan no index and read every record.)
+        # (An $or of both in one query made SecantusDB plan no index and read every record; so
+        # did two ranges in one query: the second asks for the backoff range only, and a record
+        # rests only after it was due, so its refresh_due_at is checked here, as a guard.)
         # Set-aside records are few: they are skipped here, as the records stream in.
-        due = {"status": str(TokenStatus.ACTIVE), "refresh_due_at": {"$lte": moment}}
+        active = str(TokenStatus.ACTIVE)
         order = [("refresh_due_at", 1), ("_id", 1)]
 
-        def not_set_aside(doc: Doc) -> bool:
+        def ready(doc: Doc) -> bool:
             # stored dates have millisecond precision (rounded up), so this is the server's `$lte`
-            return doc.get("set_aside_until") is None or doc["set_aside_until"] <= moment
+            due = doc.get("refresh_due_at") is not None and doc["refresh_due_at"] <= moment
+            return due and (doc.get("set_aside_until") is None or doc["set_aside_until"] <= moment)
 
         found: list[TokenRecord] = []
-        for backoff in (None, {"$lte": moment}):
-            query = {**due, "next_attempt_at": backoff}
-            found += await self._batch("find tokens due for refresh", query, order, limit, moment, not_set_aside)
+        for query in (
+            {"status": active, "next_attempt_at": None, "refresh_due_at": {"$lte": moment}},
+            {"status": active, "next_attempt_at": {"$lte": moment}},
+        ):
+            found += await self._batch("find tokens due for refresh", query, order, limit, moment, ready)
         found.sort(key=lambda r: (r.refresh_due_at or moment, r.id))
         return found[:limit]
 
