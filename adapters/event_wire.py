@@ -152,18 +152,13 @@ def encode_record(event: DomainEvent, profile: Profile = "none") -> WireRecord:
 
 
 def stored_wire(event: DomainEvent) -> bytes | None:
-    """What a store keeps next to an event it writes, so :func:`wire_from_store` rebuilds its
-    record without decoding it: the timestamp and event id headers and the value, one line each
-    (the value last: JSON text has no raw line break, nor have the others). None for an event
-    whose record depends on the profile (those are encoded at publishing time)."""
+    """What a store keeps next to an event it writes, so it rebuilds the event's record without
+    decoding it (:meth:`adapters.sqlite.outbox_reader.SQLiteOutboxReader.pending`, with the topic,
+    partition key and event type kept in columns of their own): the timestamp and event id headers
+    and the value, one line each (the value last: JSON text has no raw line break, nor have the
+    others). None for an event whose record depends on the profile (those are encoded at
+    publishing time)."""
     if _as_gmail_update(event, "pipeshub") is not None:
         return None
     _, _, value, headers = encode_record(event)
     return headers[1][1] + b"\n" + headers[2][1] + b"\n" + value
-
-
-def wire_from_store(topic_name: str, key: bytes, type_name: bytes, stored: bytes) -> WireRecord:
-    """The record of an event from :func:`stored_wire` and the topic, partition key and event
-    type its store keeps in columns of their own (the latter two UTF-8 encoded)."""
-    timestamp, event_id, value = stored.split(b"\n", 2)
-    return topic_name, key, value, [("eventType", type_name), ("timestamp", timestamp), ("eventId", event_id)]

@@ -49,11 +49,15 @@ class DeliveryReports:
 
     def __init__(self) -> None:
         self.outcomes: list[Any] = []
+        #: how many reports came for the batch (0: every message that was produced and is no
+        #: longer in flight was acknowledged, known without looking at each outcome)
+        self.reported = 0
         self._callbacks: list[OnDelivery] = []
 
     def start(self, count: int) -> Sequence[OnDelivery]:
         """A new batch of ``count`` messages, all :data:`PENDING`; the callback of each, by index."""
         self.outcomes = [PENDING] * count
+        self.reported = 0
         while len(self._callbacks) < count:
             self._callbacks.append(self._callback(len(self._callbacks)))
         return self._callbacks
@@ -62,6 +66,7 @@ class DeliveryReports:
         def on_delivery(err: Any, _msg: Any) -> None:
             # Touch only ``err``: after a fatal error the message object may be unusable.
             self.outcomes[index] = err
+            self.reported += 1
 
         return on_delivery
 

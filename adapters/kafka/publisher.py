@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -162,9 +163,10 @@ class KafkaEventPublisher:
         if not messages:
             return
         # the records the store kept when it wrote the events, or encoded here (once)
-        records = [kafka_record(m, self.profile) for m in messages]
+        profile = self.profile
+        records = [kafka_record(m, profile) for m in messages]
         async with self._publish_lock:
-            needed = set(self.topics) | {r[0] for r in records}
+            needed = set(self.topics).union(map(itemgetter(0), records))
             if not needed <= self._ready_topics:
                 await self._ensure(needed)
             try:
@@ -325,6 +327,7 @@ class KafkaEventPublisher:
                             outcomes[index] = None
                             break
                 left = producer.flush(max(0.0, deadline - time.monotonic()))
+                reported = reports.reported  # none: every message was acknowledged, look at none
                 # The broker refuses a whole batch (its size, one of its records) with one code for
                 # every message in it: each is sent again alone, and only what is refused alone is
                 # refused for good (in order, so a key's events keep theirs).
@@ -334,7 +337,7 @@ class KafkaEventPublisher:
                         for i, o in enumerate(outcomes)
                         if refused_for_good(o) or (o is not PENDING and beside_invalid(o))
                     ]
-                    if not left
+                    if reported and not left
                     else []
                 ):
                     outcomes[index] = PENDING
@@ -351,10 +354,12 @@ class KafkaEventPublisher:
                         break
             except KafkaException as exc:
                 raise Unavailable(f"event broker refused the events ({error_name(exc)})") from exc
-            for index, outcome in enumerate(outcomes):
+            failed: list[Any] = []
+            for index, outcome in enumerate(outcomes) if reported else ():
                 if refused_for_good(outcome):
                     refused[index], outcomes[index] = error_name(outcome), None
-            failed = [o for o in outcomes if o is not None and o is not PENDING]
+                elif outcome is not None and outcome is not PENDING:
+                    failed.append(outcome)
             if left or failed or self._fatal.is_set():
                 reasons = sorted({error_name(o) for o in failed})
                 raise Unavailable(

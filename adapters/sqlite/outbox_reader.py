@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from adapters.codec import event_from_doc
-from adapters.event_wire import wire_from_store
 from adapters.sqlite.database import SQLiteDatabase, text
 from connector_core.errors import UnknownEvent
 from connector_core.model.events import DomainEvent
-from connector_core.ports.outbox import OutboxBacklog, OutboxMessage
+from connector_core.ports.outbox import OutboxBacklog, OutboxMessage, WireRecord
 
 
 def _of_org(org_id: str | None) -> tuple[str, tuple[str, ...]]:
@@ -31,6 +29,23 @@ def _of_org(org_id: str | None) -> tuple[str, tuple[str, ...]]:
     return "json_extract(doc, '$.org_id') = ?", (org_id,)
 
 
+class _Stored(OutboxMessage):
+    """A pending message as :meth:`SQLiteOutboxReader.pending` reads it: its broker record, and
+    its stored document decoded on first use of :attr:`event` (with one decoder shared by the
+    whole batch: no closure made per message)."""
+
+    __slots__ = ("_doc", "_from_doc")
+
+    def __init__(self, seq: int, wire: WireRecord, from_doc: Callable[[bytes], DomainEvent], doc: bytes) -> None:
+        self.seq, self.wire, self._event, self._from_doc, self._doc = seq, wire, None, from_doc, doc
+
+    @property
+    def event(self) -> DomainEvent:
+        if self._event is None:
+            self._event, self._doc = self._from_doc(self._doc), b""
+        return self._event
+
+
 class SQLiteOutboxReader:
     def __init__(self, db: SQLiteDatabase) -> None:
         self._db = db
@@ -40,11 +55,12 @@ class SQLiteOutboxReader:
 
     async def pending(self, limit: int) -> Sequence[OutboxMessage]:
         """Each event with the broker record kept when it was written, decoded only if asked for
-        (the relay publishes the record as it is). The text columns are read as bytes: the
-        record needs them so, and the stored document is decoded only with the event."""
+        (the relay publishes the record as it is: :class:`_Stored`). The partition key, type and
+        document are read as bytes: the record needs the first two so, and the document is
+        decoded only with the event."""
         rows = await self._db.run(
             lambda c: c.execute(
-                "SELECT o.seq, CAST(o.doc AS BLOB), CAST(o.topic AS BLOB), CAST(o.partition_key AS BLOB),"
+                "SELECT o.seq, CAST(o.doc AS BLOB), o.topic, CAST(o.partition_key AS BLOB),"
                 " CAST(o.event_type AS BLOB), o.wire"
                 " FROM outbox_unpublished u CROSS JOIN outbox o ON o.seq=u.seq ORDER BY u.seq LIMIT ?",
                 (limit,),
@@ -55,16 +71,16 @@ class SQLiteOutboxReader:
         def decode(doc: bytes) -> DomainEvent:
             return event_from_doc(conv, json.loads(text(doc)))
 
-        topics: dict[bytes, str] = {}  # a handful of names: decoded once each
-        messages = []
+        # the tightest loop we have: one message per row, no call per row but the constructor
+        messages: list[OutboxMessage] = []
+        append = messages.append
         for seq, doc, topic, key, type_name, wire in rows:
             if wire is None:
-                messages.append(OutboxMessage(seq, decode(doc)))
+                append(OutboxMessage(seq, decode(doc)))
                 continue
-            name = topics.get(topic) or topics.setdefault(topic, text(topic))
-            messages.append(
-                OutboxMessage(seq, decode=partial(decode, doc), wire=wire_from_store(name, key, type_name, wire))
-            )
+            timestamp, event_id, value = wire.split(b"\n", 2)  # see adapters.event_wire.stored_wire
+            headers = [("eventType", type_name), ("timestamp", timestamp), ("eventId", event_id)]
+            append(_Stored(seq, (topic, key, value, headers), decode, doc))
         return messages
 
     async def mark_published(self, seqs: Sequence[int]) -> None:

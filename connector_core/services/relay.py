@@ -123,7 +123,7 @@ class OutboxRelay:
                 await self._set_aside([m for m in messages if m.seq in refused], refused)
             # Only now: the publisher returned, so the broker acknowledged every other message.
             # If marking fails the batch is published again later (duplicates, never loss).
-            delivered = [m.seq for m in messages if m.seq not in refused]
+            delivered = [m.seq for m in messages if m.seq not in refused] if refused else [m.seq for m in messages]
             await self.reader.mark_published(delivered)
             return RelayResult(published=len(delivered), more=len(messages) >= self.batch_size, set_aside=len(refused))
         finally:
