@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
-from adapters.crypto import Aead, Keyring
-from adapters.mongo import MongoDatabase, make_client
+from adapters.mongo import MongoDatabase
 from adapters.mongo.database import CONCERNS
 from adapters.mongo.idempotency_store import MongoIdempotencyStore
-from adapters.system import SystemClock
 
 
 @pytest.fixture
-async def db() -> AsyncIterator[MongoDatabase]:
-    url = "mongodb://h1:27017,h2:27017,h3:27017/?replicaSet=rs0"
-    database = MongoDatabase(make_client(url), "cm", sealer=Aead(Keyring.generate()), clock=SystemClock())
-    yield database
-    await database.aclose()
+async def db(offline_mongo: MongoDatabase) -> MongoDatabase:
+    return offline_mongo
 
 
 async def test_every_collection_reads_and_writes_with_a_majority(db: MongoDatabase) -> None:

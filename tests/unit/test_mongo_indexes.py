@@ -6,15 +6,12 @@ for the driver's database and collections, with those rules."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from pymongo.errors import OperationFailure
 
-from adapters.crypto import Aead, Keyring
-from adapters.mongo import MongoDatabase, make_client
-from adapters.system import SystemClock
+from adapters.mongo import MongoDatabase
 
 Keys = tuple[tuple[str, Any], ...]
 
@@ -60,11 +57,8 @@ class Mongo4Database:
 
 
 @pytest.fixture
-async def db() -> AsyncIterator[MongoDatabase]:
-    url = "mongodb://h1:27017,h2:27017,h3:27017/?replicaSet=rs0"
-    database = MongoDatabase(make_client(url), "cm", sealer=Aead(Keyring.generate()), clock=SystemClock())
-    yield database
-    await database.aclose()
+async def db(offline_mongo: MongoDatabase) -> MongoDatabase:
+    return offline_mongo
 
 
 def on_mongo4(db: MongoDatabase, connectors: Mongo4Collection) -> dict[str, Mongo4Collection]:
