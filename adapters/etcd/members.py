@@ -60,6 +60,10 @@ CHANNEL_OPTIONS: dict[str, Any] = {
     "grpc.keepalive_time_ms": 10_000,
     "grpc.keepalive_timeout_ms": 5_000,
     "grpc.keepalive_permit_without_calls": 1,
+    # gRPC shares one connection per address across a process's channels by default, with its
+    # failure state: a client made after a member came back could inherit "connection refused"
+    # from an older client's attempt while the member was down, and avoid a member that answers
+    "grpc.use_local_subchannel_pool": 1,
 }
 
 

@@ -206,3 +206,24 @@ async def test_a_guarded_put_that_already_landed_is_not_a_conflict(all_running: 
         assert first[1] is not None and again[1] is not None and first[1].mod_revision == again[1].mod_revision
     finally:
         await store.aclose()
+
+
+async def test_a_client_made_after_a_member_came_back_is_not_refused_by_an_older_clients_failure(
+    all_running: list[ServerProcess],
+) -> None:
+    # one client saw the member refuse connections while it was down (and is still open); a
+    # client made once the member is back must reach it at once, not inherit that failure
+    member = a_follower(all_running)
+    older = connect_etcd(("127.0.0.1", member.port), timeout=1.0, namespace="/cm-cluster/refused")
+    newer = None
+    try:
+        member.kill()
+        with pytest.raises(Unavailable):
+            await older.get("/k")
+        member.start()
+        newer = connect_etcd(("127.0.0.1", member.port), timeout=1.0, namespace="/cm-cluster/refused")
+        assert await newer.get("/k") is None
+    finally:
+        await older.aclose()
+        if newer is not None:
+            await newer.aclose()
