@@ -243,9 +243,9 @@ class SQLiteDatabase:
         in a savepoint of its own (:mod:`adapters.sqlite.statement_queue`). Returns once committed."""
         return await self._submit(fn, write=True)
 
-    async def _submit(self, fn: Callable[[sqlite3.Connection], T], *, write: bool, alone: bool = False) -> T:
+    async def _submit(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
         try:
-            return await self._queue.submit(fn, write=write, alone=alone)
+            return await self._queue.submit(fn, write=write)
         except sqlite3.OperationalError as exc:
             raise Unavailable(f"SQLite database is unavailable: {exc}") from exc
         except sqlite3.DatabaseError as exc:
@@ -259,7 +259,7 @@ class SQLiteDatabase:
         return True
 
     async def aclose(self) -> None:
-        def close(_: sqlite3.Connection) -> None:
+        def close() -> None:
             with self._open_lock:
                 if self._conn is not None:
                     self._conn.close()
@@ -267,8 +267,8 @@ class SQLiteDatabase:
 
         if self._stamp is not None:
             self._stamp.close()
-        if self._conn is not None:
-            # alone: after every call queued before it (a waiting write is committed, not run
-            # after the close on a connection reopened and never closed)
-            await self._submit(close, write=False, alone=True)
+        if not self._queue.closed:
+            # after every call queued before it (a waiting write is committed); a call queued
+            # after it fails, not run on a connection reopened and never closed
+            await self._queue.close(close)
         self._queue.shutdown()

@@ -10,9 +10,10 @@ only after the commit, so "returned" still means "stored". When the transaction 
 it held gets that error, as each would have alone. The readers' results reach the event loop in
 one call as soon as the reads are done, the writers' in one more after the commit.
 
-A call submitted ``alone`` (closing the connection) is a barrier: it runs by itself, after
-every call queued before it and before any queued after it, so a write waiting when the
-database is closed is committed first, not run after the close on a connection reopened.
+The call that closes the connection (:meth:`StatementQueue.close`) is a barrier: it runs by
+itself, after every call queued before it, so a write waiting when the database is closed is
+committed first; a call queued after it fails ("the database is closed"), never run on a
+connection reopened and never closed.
 
 Under load (many workers each waiting for their own store step) this turns a transaction, a
 thread hand-off and an event-loop wake-up per call into one per batch; with one call at a time
@@ -51,14 +52,28 @@ class StatementQueue:
         self._jobs: deque[_Job] = deque()
         self._lock = threading.Lock()
         self._draining = False
+        self._closed = False  # the closing call ran: every later call fails
 
-    async def submit(self, fn: Callable[[sqlite3.Connection], T], *, write: bool, alone: bool = False) -> T:
-        """``fn``'s result (a write: once committed) or its exception, raised as it came.
-        ``alone``: run by itself, after everything queued before it (no transaction)."""
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def submit(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
+        """``fn``'s result (a write: once committed) or its exception, raised as it came."""
+        return await self._enqueue(fn, _WRITE if write else _READ)
+
+    async def close(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` (which closes the connection, if one was opened) by itself, after
+        everything queued before it; every call after it fails with ``sqlite3.OperationalError``."""
+        await self._enqueue(lambda _: fn(), _ALONE)
+
+    async def _enqueue(self, fn: Callable[[sqlite3.Connection], T], kind: int) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         with self._lock:
-            self._jobs.append((fn, _ALONE if alone else _WRITE if write else _READ, future, loop))
+            if self._closed:
+                raise _closed_error()
+            self._jobs.append((fn, kind, future, loop))
             start = not self._draining
             self._draining = True
         if start:
@@ -82,10 +97,15 @@ class StatementQueue:
                     self._draining = False
                     return
                 jobs = _take_batch(self._jobs)
+                closed = self._closed
+                self._closed = closed or jobs[0][1] == _ALONE
+            if closed:  # queued before the close ran, taken after it
+                _deliver_all([(future, loop, False, _closed_error()) for _, _, future, loop in jobs])
+                continue
             writes = [job for job in jobs if job[1] == _WRITE]
             try:
                 # the readers hear back at once, not after the writes' commit
-                _deliver_all([self._call(fn, future, loop) for fn, kind, future, loop in jobs if kind != _WRITE])
+                _deliver_all([self._call(fn, kind, future, loop) for fn, kind, future, loop in jobs if kind != _WRITE])
                 if writes:
                     _deliver_all(self._write_all(writes))
             except BaseException as exc:  # the connection itself failed: every caller hears it
@@ -93,10 +113,15 @@ class StatementQueue:
                 _deliver_all([(future, loop, False, exc) for _, _, future, loop in jobs])
 
     def _call(
-        self, fn: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any], loop: asyncio.AbstractEventLoop
+        self,
+        fn: Callable[[sqlite3.Connection], Any],
+        kind: int,
+        future: asyncio.Future[Any],
+        loop: asyncio.AbstractEventLoop,
     ) -> _Outcome:
         try:
-            return future, loop, True, fn(self._connect())
+            # the closing call is not given a connection: none is opened only to be closed
+            return future, loop, True, fn(None if kind == _ALONE else self._connect())  # type: ignore[arg-type]
         except Exception as exc:
             return future, loop, False, exc
 
@@ -150,6 +175,10 @@ def _take_batch(queue: deque[_Job]) -> list[_Job]:
     while queue and queue[0][1] != _ALONE:
         batch.append(queue.popleft())
     return batch
+
+
+def _closed_error() -> sqlite3.OperationalError:
+    return sqlite3.OperationalError("the database is closed")
 
 
 def _abandon(connect: Callable[[], sqlite3.Connection]) -> None:

@@ -111,3 +111,36 @@ async def test_a_write_queued_before_aclose_is_committed_before_the_close(tmp_pa
     with sqlite3.connect(tmp_path / "c.db") as check:
         assert check.execute("SELECT k FROM t").fetchall() == [("x",)]
     assert db._conn is None  # no connection reopened after the close (and left open)
+
+
+async def test_a_call_queued_after_aclose_fails_and_opens_no_connection(tmp_path: Path) -> None:
+    db = SQLiteDatabase(tmp_path / "c.db", sealer=Aead(Keyring.generate()))
+    await db.write(lambda c: c.execute("CREATE TABLE t (k TEXT)"))
+    started, release = threading.Event(), threading.Event()
+
+    def hold(_: sqlite3.Connection) -> None:
+        started.set()
+        release.wait(10)
+
+    busy = asyncio.ensure_future(db.run(hold))  # the database thread is busy ...
+    assert await asyncio.to_thread(started.wait, 5)
+    closing = asyncio.ensure_future(db.aclose())
+    await asyncio.sleep(0)  # ... the close is queued first, then a late write (a lease release)
+    late = asyncio.ensure_future(db.write(lambda c: c.execute("INSERT INTO t VALUES ('late')")))
+    await asyncio.sleep(0.05)
+    release.set()
+    await asyncio.gather(busy, closing)
+    with pytest.raises(Unavailable, match="closed"):
+        await late
+    with pytest.raises(Unavailable, match="closed"):  # and one sent once it is closed
+        await db.run(lambda c: c.execute("SELECT 1").fetchone())
+    assert db._conn is None  # not reopened (and left open)
+    with sqlite3.connect(tmp_path / "c.db") as check:
+        assert check.execute("SELECT k FROM t").fetchall() == []
+    await db.aclose()  # closing again is harmless
+
+
+async def test_closing_a_database_never_used_creates_no_file(tmp_path: Path) -> None:
+    db = SQLiteDatabase(tmp_path / "never.db", sealer=Aead(Keyring.generate()))
+    await db.aclose()
+    assert not (tmp_path / "never.db").exists()
