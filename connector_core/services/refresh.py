@@ -18,6 +18,7 @@ re-authorization, once, and the token is not tried again until a person re-autho
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -182,18 +183,23 @@ class TokenRefresher:
     # -- batch -------------------------------------------------------------------------------
 
     async def refresh_due(self, batch_size: int = 100, concurrency: int = 8) -> RefreshReport:
-        """Refresh up to ``batch_size`` due tokens, at most ``concurrency`` at a time."""
+        """Refresh up to ``batch_size`` due tokens, at most ``concurrency`` refresh calls to the
+        providers at a time. Twice as many tokens are worked on at once: while some wait for
+        the store (their lease, the token read again, the outcome's commit), the others' calls
+        keep ``concurrency`` in flight. A token waiting for a call's turn holds its lease, which
+        is renewed before its call as before any (:meth:`HeldLease.step`)."""
         now = self.ctx.clock.now()
         async with self.ctx.uow() as uow:
             due = list(await uow.tokens.due_before(now, batch_size))
         if not due:
             return RefreshReport()
-        gate = asyncio.Semaphore(max(1, concurrency))
+        calls = asyncio.Semaphore(max(1, concurrency))
+        gate = asyncio.Semaphore(2 * max(1, concurrency))
 
         async def one(record: TokenRecord) -> RefreshOutcome:
             async with gate:
                 try:
-                    return (await self._refresh_leased(record)).outcome
+                    return (await self._refresh_leased(record, calls)).outcome
                 except ConnectorManagerError as exc:
                     log.warning(
                         "token refresh failed: token=%s connector=%s (%s: %s)",
@@ -231,7 +237,7 @@ class TokenRefresher:
         )
         return report
 
-    async def _refresh_leased(self, due: TokenRecord) -> RefreshResult:
+    async def _refresh_leased(self, due: TokenRecord, calls: asyncio.Semaphore) -> RefreshResult:
         # The provider and client credentials (store reads that need no lease; a token keeps
         # its org and connector) are resolved while the lease is taken and the token read
         # again, not after.
@@ -243,7 +249,7 @@ class TokenRefresher:
                 current = await self._load(due.id)
                 if current is None or not self.ctx.lifecycle.is_due(current, self.ctx.clock.now()):
                     return RefreshResult(RefreshOutcome.SKIPPED, current)
-                return await self._run(current, held, resolving)
+                return await self._run(current, held, resolving, calls)
         finally:
             if not resolving.done():
                 resolving.cancel()
@@ -298,12 +304,17 @@ class TokenRefresher:
     # -- one refresh -------------------------------------------------------------------------
 
     async def _run(
-        self, record: TokenRecord, held: HeldLease, resolving: Awaitable[ResolvedProvider] | None = None
+        self,
+        record: TokenRecord,
+        held: HeldLease,
+        resolving: Awaitable[ResolvedProvider] | None = None,
+        calls: asyncio.Semaphore | None = None,
     ) -> RefreshResult:
         """Refresh ``record`` (freshly loaded, under ``held``), store the outcome and tell
-        :attr:`on_outcome`. ``resolving``: its provider, when already being resolved."""
+        :attr:`on_outcome`. ``resolving``: its provider, when already being resolved; ``calls``:
+        a turn of it is taken for each call to the provider."""
         try:
-            result = await self._attempt(record, held, resolving)
+            result = await self._attempt(record, held, resolving, calls)
         except Exception:
             self.on_outcome(record.connector_key, RefreshOutcome.FAILED)
             raise
@@ -311,7 +322,11 @@ class TokenRefresher:
         return result
 
     async def _attempt(
-        self, record: TokenRecord, held: HeldLease, resolving: Awaitable[ResolvedProvider] | None
+        self,
+        record: TokenRecord,
+        held: HeldLease,
+        resolving: Awaitable[ResolvedProvider] | None,
+        calls: asyncio.Semaphore | None,
     ) -> RefreshResult:
         used = record.tokens.refresh_token
         assert used is not None
@@ -330,9 +345,10 @@ class TokenRefresher:
             try:
                 # The lease is renewed first and the provider gets at most half of it, so a
                 # worker whose lease lapsed never races another with the same refresh token.
-                response = await held.step(
-                    lambda: self.provider.refresh(resolved.spec, resolved.client, refresh_token=used)
-                )
+                async with calls or contextlib.nullcontext():  # the turn first, then renew and call
+                    response = await held.step(
+                        lambda: self.provider.refresh(resolved.spec, resolved.client, refresh_token=used)
+                    )
                 break
             except LeaseLost:
                 log.warning("refresh lease lost before calling the provider: token=%s", record.id)

@@ -1,6 +1,7 @@
 """A batch refresh resolves the token's provider and client credentials (store reads that need
 no lease) while it takes the token's lease, not after; a token it then skips leaves no stray
-resolution behind."""
+resolution behind. While ``concurrency`` provider calls are in flight, as many more tokens are
+leased and read, waiting for a call's turn (their store steps overlap the calls)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from connector_core.catalog import Catalog
 from connector_core.errors import Unavailable
 from connector_core.ports.lock import Lease
 from connector_core.services.providers import ResolvedProvider
+from connector_core.services.token_lease import lease_name
 from tests.unit.test_refresh import make_env
 
 
@@ -62,3 +64,35 @@ async def test_a_skipped_token_leaves_no_stray_resolution(catalog: Catalog, t0: 
     assert report.skipped == 1
     assert env.provider.calls == []
     assert unhandled == []
+
+
+async def test_while_calls_are_in_flight_the_next_tokens_wait_for_a_turn_under_their_lease(
+    catalog: Catalog, t0: Any
+) -> None:
+    env = make_env(catalog, t0)
+    seeded = [await env.seed(f"org-{i}") for i in range(10)]
+    env.make_due()
+    in_flight: list[str] = []
+    answer = asyncio.Event()
+
+    async def held_up(used: str) -> None:
+        in_flight.append(used)
+        await answer.wait()
+
+    env.provider.before_answer = held_up
+    run = asyncio.create_task(env.refresher.refresh_due(batch_size=100, concurrency=2))
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+    leased = []
+    for record in seeded:  # a lease another worker could take now is not held
+        lease = await env.lock.acquire(lease_name(record.id), 60)
+        if lease is None:
+            leased.append(record.id)
+        else:
+            await env.lock.release(lease)
+    assert len(in_flight) == 2  # never more calls than ``concurrency``
+    assert len(leased) == 4  # two more tokens leased, read, resolved: waiting for a turn
+    answer.set()
+    assert (await run).refreshed == 10
+    assert len(in_flight) == 10
