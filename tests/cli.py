@@ -4,6 +4,7 @@ with an environment that carries no ``CM_*`` setting of the machine running the 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +36,9 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) 
 
 
 def start_cli(*args: str, env: dict[str, str], merge_stderr: bool = False) -> subprocess.Popen[str]:
-    """Start in the background; stdout and stderr are pipes (stderr into stdout when merged)."""
+    """Start in the background; stdout and stderr are pipes (stderr into stdout when merged).
+    Ctrl-C (SIGINT) works as on a terminal, even when the suite itself runs with SIGINT ignored
+    (a background job of a shell without job control: children inherit the ignoring)."""
     return subprocess.Popen(
         command(*args),
         cwd=ROOT,
@@ -43,4 +46,9 @@ def start_cli(*args: str, env: dict[str, str], merge_stderr: bool = False) -> su
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
         text=True,
+        preexec_fn=_interruptible,
     )
+
+
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -9,6 +9,7 @@ import json
 import queue
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -252,7 +253,12 @@ def test_events_tail_follow_prints_new_events_as_they_are_stored(data_dir: Path,
         assert "appEnabled" in seen, seen
     finally:
         follower.send_signal(signal.SIGINT)
-        follower.communicate(timeout=30)
+        try:
+            follower.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # still a failure; but no process or pipe left behind
+            follower.kill()
+            follower.communicate()
+            raise
     assert follower.returncode == 130
 
 
