@@ -55,8 +55,9 @@ class Delivered:
 class PublisherUnderTest:
     name: str
     publisher: EventPublisher
-    #: everything delivered with one of these event ids, duplicates included, per-key in order
-    read_back: Callable[[Sequence[str]], Awaitable[list[Delivered]]]
+    #: everything delivered with one of these event ids, duplicates included, per-key in order;
+    #: with ``expected``, returns once those arrived (the others are kept if they came too)
+    read_back: Callable[..., Awaitable[list[Delivered]]]
 
 
 @contextlib.asynccontextmanager
@@ -68,10 +69,10 @@ async def _memory_publisher(env: Env) -> AsyncIterator[EventPublisher]:
 memory_backend = SimpleNamespace(MARK="memory", publisher=_memory_publisher)
 
 
-def _reader(module: Any, publisher: EventPublisher, env: Env) -> Callable[[Sequence[str]], Awaitable[list[Delivered]]]:
+def _reader(module: Any, publisher: EventPublisher, env: Env) -> Callable[..., Awaitable[list[Delivered]]]:
     if isinstance(publisher, MemoryEventPublisher):
 
-        async def read_memory(ids: Sequence[str]) -> list[Delivered]:
+        async def read_memory(ids: Sequence[str], expected: Sequence[str] | None = None) -> list[Delivered]:
             wanted = set(ids)
             out = []
             for m in publisher.published:
@@ -84,8 +85,8 @@ def _reader(module: Any, publisher: EventPublisher, env: Env) -> Callable[[Seque
     if module.MARK == "kafka":
         bootstrap = env.request.getfixturevalue("kafka_bootstrap")
 
-        async def read_kafka(ids: Sequence[str]) -> list[Delivered]:
-            got = await kafka_backend.read_back(bootstrap, ids)
+        async def read_kafka(ids: Sequence[str], expected: Sequence[str] | None = None) -> list[Delivered]:
+            got = await kafka_backend.read_back(bootstrap, ids, expected=expected)
             return [Delivered(r.topic, r.key, r.headers, r.value) for r in got]
 
         return read_kafka
@@ -251,7 +252,10 @@ async def test_a_message_refused_for_good_is_named_and_the_others_delivered(
     with pytest.raises(EventsRejected) as refused:
         await event_publisher.publisher.publish(sent)
     assert refused.value.rejected == {huge.seq: "MSG_SIZE_TOO_LARGE"}
-    delivered = await event_publisher.read_back([m.event.event_id for m in sent])
+    # the refused one is read back too if it came, but not waited for
+    delivered = await event_publisher.read_back(
+        [m.event.event_id for m in sent], expected=[m.event.event_id for m in [*before, *after]]
+    )
     assert {d.event_id for d in delivered} == {m.event.event_id for m in [*before, *after]}
     assert by_key_first_occurrences(delivered) == expected_by_key([*before, *after])
     # the publisher is still usable

@@ -66,7 +66,9 @@ def _headers(raw: Mapping[str, str | bytes | None] | list[tuple[str, str | bytes
     return {k: v.encode() if isinstance(v, str) else v for k, v in pairs if v is not None}
 
 
-def _consume(bootstrap: str, topics: list[str], wanted: set[str], timeout: float, settle: float) -> list[Received]:
+def _consume(
+    bootstrap: str, topics: list[str], kept: set[str], wanted: set[str], timeout: float, settle: float
+) -> list[Received]:
     consumer = Consumer(consumer_config(bootstrap))
     got: list[Received] = []
     try:
@@ -99,7 +101,7 @@ def _consume(bootstrap: str, topics: list[str], wanted: set[str], timeout: float
                     continue
                 raise AssertionError(f"consumer error: {error}")
             headers = _headers(msg.headers())
-            if headers.get("eventId", b"").decode() not in wanted:
+            if headers.get("eventId", b"").decode() not in kept:
                 continue  # other tests' events on the shared topics
             got.append(
                 Received(msg.topic() or "", msg.partition() or 0, msg.offset() or 0, msg.key(), msg.value(), headers)
@@ -116,8 +118,11 @@ async def read_back(
     topics: Iterable[str] = (ENTITY_TOPIC, TOKEN_TOPIC),
     timeout: float = 20.0,
     settle: float = 0.3,
+    expected: Collection[str] | None = None,
 ) -> list[Received]:
     """Every record on ``topics`` whose ``eventId`` header is one of ``event_ids``, in the order
-    consumed (per partition that is the log order), duplicates included. Returns once all
-    were seen (plus ``settle`` seconds) or after ``timeout``."""
-    return await asyncio.to_thread(_consume, bootstrap, list(topics), set(event_ids), timeout, settle)
+    consumed (per partition that is the log order), duplicates included. Returns once all of
+    ``expected`` (default: all of ``event_ids``) were seen, plus ``settle`` seconds, or after
+    ``timeout``: ids that should never arrive may be kept without waiting for them."""
+    wanted = set(event_ids if expected is None else expected)
+    return await asyncio.to_thread(_consume, bootstrap, list(topics), set(event_ids) | wanted, wanted, timeout, settle)
