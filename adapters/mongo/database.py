@@ -67,8 +67,6 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
-    CollectionInvalid,
-    OperationFailure,
     PyMongoError,
 )
 from pymongo.read_concern import ReadConcern
@@ -76,6 +74,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_e
 
 from adapters.codec import make_json_converter
 from adapters.mongo.errors import mongo_errors, standalone_message, unreachable
+from adapters.mongo.indexes import create_indexes
 from adapters.sealing import Sealer
 from connector_core.deadline import remaining
 from connector_core.errors import CommitOutcomeUnknown, Unavailable, ValidationError
@@ -112,10 +111,6 @@ CONCERNS: dict[str, tuple[str, str | int]] = {
     COUNTERS: ("majority", "majority"),
     IDEMPOTENCY: ("majority", "majority"),
 }
-
-_NAMESPACE_EXISTS = 48
-_INDEX_NOT_FOUND = {26, 27}  # NamespaceNotFound, IndexNotFound
-_INDEX_OPTIONS_CONFLICT = {85, 86}  # IndexOptionsConflict (mongod), IndexKeySpecsConflict (SecantusDB)
 
 
 def make_client(url: str, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS, **options: Any) -> AsyncMongoClient[Doc]:
@@ -209,74 +204,7 @@ class MongoDatabase:
         """Refuse a standalone server, then create the collections and indexes (idempotent)."""
         await self.require_transactions()
         async with self.op("create the indexes"):
-            existing = set(await self.db.list_collection_names())
-            for name in (CONNECTORS, TOKENS, OUTBOX, OAUTH_STATES, LEASES, COUNTERS):
-                if name not in existing:
-                    await self._create_collection(name)
-            await self.connectors.create_index(
-                [("org_id", 1), ("key", 1)],
-                name="org_key_unique",
-                unique=True,
-                # old-service documents carry no org_id: they must not collide on null
-                partialFilterExpression={"org_id": {"$exists": True}},
-            )
-            # a plain one too: a server that cannot tell that {org_id: X} implies the partial
-            # filter (SecantusDB) scanned the whole collection for every list. With _id last:
-            # MongoDB < 5.0 refuses two indexes of one key pattern (codes 85/86), "org_key" did
-            await self.connectors.create_index([("org_id", 1), ("key", 1), ("_id", 1)], name="org_key_id")
-            await self._drop_index(self.connectors, "org_key")
-            await self.tokens.create_index(
-                [("org_id", 1), ("connector_key", 1)], name="org_connector_unique", unique=True
-            )
-            # _id last: the due query's order (refresh_due_at, _id) comes from the index, so
-            # `limit` stops the scan instead of sorting every due record ("due" lacked it)
-            await self.tokens.create_index([("status", 1), ("refresh_due_at", 1), ("_id", 1)], name="due_in_order")
-            await self._drop_index(self.tokens, "due")
-            # the due query's second form: records whose backoff is over, or that never failed
-            await self.tokens.create_index(
-                [("status", 1), ("next_attempt_at", 1), ("refresh_due_at", 1), ("_id", 1)], name="due_after_backoff"
-            )
-            await self.tokens.create_index([("expiry_notified", 1), ("expires_at", 1)], name="expiry")
-            await self.outbox.create_index([("published", 1), ("key_seq", 1), ("_id", 1)], name="pending_by_key_seq")
-            await self.outbox.create_index([("stored_at", -1), ("key_seq", -1), ("_id", -1)], name="by_time")
-            await self.outbox.create_index(
-                [("event.org_id", 1), ("stored_at", -1), ("key_seq", -1), ("_id", -1)], name="by_org_time"
-            )
-            await self.tokens.create_index([("refresh_warn_at", 1)], name="refresh_warn")
-            await self.outbox.create_index("event.event_id", name="by_event_id")
-            await self._ensure_ttl_index()
-            await self.leases.create_index("name", name="name_unique", unique=True)
-            # leases carried fencing tokens once, from one counter per lock name kept forever
-            await self.counters.delete_many({"_id": {"$regex": "^fence:"}})
-
-    async def _create_collection(self, name: str) -> None:
-        # Made up front: some servers refuse to create a collection inside a transaction.
-        try:
-            await self.db.create_collection(name)
-        except CollectionInvalid:
-            pass  # another process created it meanwhile
-        except OperationFailure as exc:
-            if exc.code != _NAMESPACE_EXISTS:
-                raise
-
-    @staticmethod
-    async def _drop_index(collection: AsyncCollection[Doc], name: str) -> None:
-        """Drop an index an older version made, if it is there (another process may race us)."""
-        try:
-            await collection.drop_index(name)
-        except OperationFailure as exc:
-            if exc.code not in _INDEX_NOT_FOUND:
-                raise
-
-    async def _ensure_ttl_index(self) -> None:
-        grace = int(self.oauth_state_ttl_grace.total_seconds())
-        try:
-            await self.oauth_states.create_index("expires_at", name="ttl", expireAfterSeconds=grace)
-        except OperationFailure as exc:
-            if exc.code not in _INDEX_OPTIONS_CONFLICT:
-                raise
-            # the grace setting changed since the index was made: adjust it in place
-            await self.db.command("collMod", OAUTH_STATES, index={"name": "ttl", "expireAfterSeconds": grace})
+            await create_indexes(self)
 
     async def check(self) -> bool:
         """A ping with a short timeout; never raises."""

@@ -35,9 +35,25 @@ from connector_core.tokens.refresh_deadline import RefreshWarning
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _not_set_aside(moment: datetime) -> Doc:
-    """Leaves out the records a batch read set aside (adapters.stored_tokens); no field = not."""
-    return {"$or": [{"set_aside_until": None}, {"set_aside_until": {"$lte": moment}}]}
+def _not_set_aside(moment: datetime) -> Callable[[Doc], bool]:
+    """Leaves out the records a batch read set aside (adapters.stored_tokens); no field = not.
+    Checked here as the records stream in (they are few), not sent: a top-level ``$or`` in the
+    query made SecantusDB plan no index and read every record on each refresher pass."""
+
+    def keep(doc: Doc) -> bool:
+        # stored dates have millisecond precision (rounded up), so this is the server's `$lte`
+        return doc.get("set_aside_until") is None or doc["set_aside_until"] <= moment
+
+    return keep
+
+
+def _until(moment: datetime) -> Doc:
+    """At or before ``moment``, as an exclusive bound: stored dates are whole milliseconds, so
+    ``<= moment`` is ``<`` the millisecond after ``moment``'s. Sent as ``$lt``, never ``$lte``:
+    SecantusDB's compound-index ranges leave out the records exactly at an inclusive upper bound
+    (a token due at that very millisecond waited a pass; a warning was never found in a test)."""
+    whole = moment - timedelta(microseconds=moment.microsecond % 1000)
+    return {"$lt": whole + timedelta(milliseconds=1)}
 
 
 def _value(value: Any) -> Any:
@@ -150,39 +166,60 @@ class MongoUnitOfWork(BufferedUnitOfWork):
         active = str(TokenStatus.ACTIVE)
         order = [("refresh_due_at", 1), ("_id", 1)]
 
+        not_set_aside = _not_set_aside(moment)
+
         def ready(doc: Doc) -> bool:
             # stored dates have millisecond precision (rounded up), so this is the server's `$lte`
             due = doc.get("refresh_due_at") is not None and doc["refresh_due_at"] <= moment
-            return due and (doc.get("set_aside_until") is None or doc["set_aside_until"] <= moment)
+            return due and not_set_aside(doc)
 
-        found: list[TokenRecord] = []
-        for query in (
-            {"status": active, "next_attempt_at": None, "refresh_due_at": {"$lte": moment}},
+        queries = (
+            {"status": active, "next_attempt_at": None, "refresh_due_at": _until(moment)},
             # bounded below too: SecantusDB's index range would start at null, and read every
             # record that never failed (measured: minutes at 1,000,000 records)
-            {"status": active, "next_attempt_at": {"$gte": _EPOCH, "$lte": moment}},
-        ):
-            found += await self._batch("find tokens due for refresh", query, order, limit, moment, ready)
-        found.sort(key=lambda r: (r.refresh_due_at or moment, r.id))
-        return found[:limit]
+            {"status": active, "next_attempt_at": {"$gte": _EPOCH, **_until(moment)}},
+        )
+        found = await self._first_of("find tokens due for refresh", queries, order, limit, moment, ready)
+        return sorted(found, key=lambda r: (r.refresh_due_at or moment, r.id))[:limit]
+
+    async def _first_of(
+        self,
+        action: str,
+        queries: Sequence[Doc],
+        order: list[tuple[str, int]],
+        limit: int,
+        moment: datetime,
+        keep: Callable[[Doc], bool],
+    ) -> list[TokenRecord]:
+        """The first ``limit`` records of each query (the caller merges them in its order)."""
+        found: list[TokenRecord] = []
+        for query in queries:
+            found += await self._batch(action, query, order, limit, moment, keep)
+        return found
+
+    # The refresher's two other reads, one find per status with each condition plain and in the
+    # order of an index: a status condition as `$ne` or `$in` (or a top-level `$or`) made
+    # SecantusDB plan no index and read every record on each pass.
 
     async def _tokens_expired(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
-        query = {
-            "expiry_notified": False,
-            "status": {"$ne": str(TokenStatus.REVOKED)},
-            "expires_at": {"$lte": moment},
-            **_not_set_aside(moment),
-        }
-        return await self._batch("find expired tokens", query, [("expires_at", 1), ("_id", 1)], limit, moment)
+        queries = [
+            {"expiry_notified": False, "status": str(status), "expires_at": _until(moment)}
+            for status in TokenStatus
+            if status is not TokenStatus.REVOKED
+        ]
+        order = [("expires_at", 1), ("_id", 1)]
+        found = await self._first_of("find expired tokens", queries, order, limit, moment, _not_set_aside(moment))
+        return sorted(found, key=lambda r: (r.tokens.expires_at or moment, r.id))[:limit]
 
     async def _tokens_warn_due(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
-        query = {
-            "status": {"$in": [str(TokenStatus.ACTIVE), str(TokenStatus.PAUSED)]},
-            "refresh_warn_at": {"$lte": moment},
-            **_not_set_aside(moment),
-        }
+        queries = [
+            {"status": str(status), "refresh_warn_at": _until(moment)}
+            for status in (TokenStatus.ACTIVE, TokenStatus.PAUSED)
+        ]
         order = [("refresh_warn_at", 1), ("_id", 1)]
-        return await self._batch("find tokens whose refresh-token warning is due", query, order, limit, moment)
+        what = "find tokens whose refresh-token warning is due"
+        found = await self._first_of(what, queries, order, limit, moment, _not_set_aside(moment))
+        return sorted(found, key=lambda r: (r.refresh_warn_at or moment, r.id))[:limit]
 
     async def _token_summaries(self, org_id: str) -> Sequence[TokenSummary]:
         async with self._db.op("list token records"):

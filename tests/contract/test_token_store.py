@@ -196,6 +196,26 @@ async def test_expired_unnotified(harness: Harness) -> None:
     assert rec.id not in [r.id for r in again]
 
 
+async def test_the_refresher_reads_include_a_record_exactly_at_the_moment(harness: Harness) -> None:
+    """`at or before`: a record due, expired or warned at the very moment asked is in (on
+    SecantusDB an inclusive bound of an index range left such a record out for a pass)."""
+    now = harness.clock.now()
+    rec = token_record(org(), now, expires_in=600, token_id=f"edge-{uuid.uuid4().hex[:6]}")
+    rec.track_refresh_deadline(RefreshTokenLimits(max_idle=timedelta(days=90)))
+    await _store(harness, rec)
+    # at the whole millisecond (what a store keeping milliseconds holds: rounded up)
+    due, expires, warn = (
+        t + timedelta(microseconds=-t.microsecond % 1000) if t is not None else None
+        for t in (rec.refresh_due_at, rec.tokens.expires_at, rec.refresh_warn_at)
+    )
+    assert due is not None and expires is not None and warn is not None
+    async with harness.uow() as uow:
+        assert rec.id in [r.id for r in await uow.tokens.due_before(due, 1000)]
+        assert rec.id not in [r.id for r in await uow.tokens.due_before(due - timedelta(milliseconds=1), 1000)]
+        assert rec.id in [r.id for r in await uow.tokens.expired_unnotified(expires, 1000)]
+        assert rec.id in [r.id for r in await uow.tokens.warnings_due(warn, 1000)]
+
+
 async def test_delete_with_version_check(harness: Harness) -> None:
     o = org()
     rec = token_record(o, harness.clock.now(), token_id=f"del-{o}")

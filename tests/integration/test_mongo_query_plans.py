@@ -103,9 +103,33 @@ async def test_due_tokens_list_and_summaries_read_an_index(opened: tuple[MongoDa
     ]
     # the backoff range is bounded below: unbounded, SecantusDB's index range starts at null and
     # reads every record that never failed (minutes at 1,000,000 records; its explain hides it)
-    assert len(backoff) == 1 and "$gte" in backoff[0] and "$lte" in backoff[0], backoff
+    assert len(backoff) == 1 and "$gte" in backoff[0] and "$lt" in backoff[0], backoff
     plans = await plans_of(db, finds)
     # the due query is two finds: records that never failed, and those whose backoff is over
     assert [c for c, _ in plans] == ["tokens", "tokens", "connectorsConfig", "tokens", "connectorsConfig"]
+    for collection, plan in plans:
+        assert any(s.startswith("IXSCAN") for s in plan) and "COLLSCAN" not in plan, (collection, plan)
+
+
+async def test_expired_and_warning_reads_of_the_refresher_pass_read_an_index(
+    opened: tuple[MongoDatabase, Finds],
+) -> None:
+    db, finds = opened
+    clock = db.clock
+    assert isinstance(clock, ManualClock)
+    now = clock.now()
+    async with MongoUnitOfWork(db) as uow:
+        for n in range(5):
+            await uow.tokens.add(token_record("o1", now, expires_in=60, key=f"c{n}", token_id=uuid.uuid4().hex))
+        await uow.commit()
+    finds.sent.clear()
+
+    async with MongoUnitOfWork(db) as uow:
+        assert len(await uow.tokens.expired_unnotified(now + timedelta(hours=1), 100)) == 5
+        await uow.tokens.warnings_due(now + timedelta(days=400), 100)
+
+    plans = await plans_of(db, finds)
+    # one find per status: three that can expire unnoticed (not revoked), two that can be warned
+    assert [c for c, _ in plans] == ["tokens"] * 5
     for collection, plan in plans:
         assert any(s.startswith("IXSCAN") for s in plan) and "COLLSCAN" not in plan, (collection, plan)
