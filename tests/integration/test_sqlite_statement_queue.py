@@ -91,7 +91,8 @@ async def test_writes_waiting_together_share_one_commit(db: SQLiteDatabase) -> N
     assert len(await _rows(db)) == 30
 
 
-async def test_a_write_queued_before_aclose_is_committed_before_the_close(tmp_path: Path) -> None:
+async def _busy(tmp_path: Path) -> tuple[SQLiteDatabase, asyncio.Future[None], threading.Event]:
+    """A database with a table ``t`` whose thread is held busy until the event is set."""
     db = SQLiteDatabase(tmp_path / "c.db", sealer=Aead(Keyring.generate()))
     await db.write(lambda c: c.execute("CREATE TABLE t (k TEXT)"))
     started, release = threading.Event(), threading.Event()
@@ -100,8 +101,13 @@ async def test_a_write_queued_before_aclose_is_committed_before_the_close(tmp_pa
         started.set()
         release.wait(10)
 
-    busy = asyncio.ensure_future(db.run(hold))  # the database thread is busy ...
+    busy = asyncio.ensure_future(db.run(hold))
     assert await asyncio.to_thread(started.wait, 5)
+    return db, busy, release
+
+
+async def test_a_write_queued_before_aclose_is_committed_before_the_close(tmp_path: Path) -> None:
+    db, busy, release = await _busy(tmp_path)  # the database thread is busy ...
     write = asyncio.ensure_future(db.write(lambda c: c.execute("INSERT INTO t VALUES ('x')")))
     await asyncio.sleep(0)  # ... the write is queued first, then the close
     closing = asyncio.ensure_future(db.aclose())
@@ -114,16 +120,7 @@ async def test_a_write_queued_before_aclose_is_committed_before_the_close(tmp_pa
 
 
 async def test_a_call_queued_after_aclose_fails_and_opens_no_connection(tmp_path: Path) -> None:
-    db = SQLiteDatabase(tmp_path / "c.db", sealer=Aead(Keyring.generate()))
-    await db.write(lambda c: c.execute("CREATE TABLE t (k TEXT)"))
-    started, release = threading.Event(), threading.Event()
-
-    def hold(_: sqlite3.Connection) -> None:
-        started.set()
-        release.wait(10)
-
-    busy = asyncio.ensure_future(db.run(hold))  # the database thread is busy ...
-    assert await asyncio.to_thread(started.wait, 5)
+    db, busy, release = await _busy(tmp_path)  # the database thread is busy ...
     closing = asyncio.ensure_future(db.aclose())
     await asyncio.sleep(0)  # ... the close is queued first, then a late write (a lease release)
     late = asyncio.ensure_future(db.write(lambda c: c.execute("INSERT INTO t VALUES ('late')")))
