@@ -235,6 +235,8 @@ async def _wire(
             oauth=oauth,
             states=infra.storage.states,
             lease_ttl=lease_ttl_for(settings.oauth_http_timeout_seconds),
+            # one store call for a lease and its token, when the leases live with the tokens
+            leased_reads=infra.storage.leased_reads if infra.lock is infra.storage.lock else None,
         ),
         infrastructure=infra,
         relay=relay,

@@ -28,6 +28,7 @@ class SQLiteBackend:
 
     def storage(self, clock: Clock) -> StoragePorts:
         db = self.db
+        lock = SQLiteLeaseLock(db, clock)
 
         def unit_of_work() -> UnitOfWork:
             return SQLiteUnitOfWork(db)
@@ -36,11 +37,12 @@ class SQLiteBackend:
             uow=unit_of_work,
             outbox=SQLiteOutboxReader(db),
             states=SQLiteOAuthStateStore(db),
-            lock=SQLiteLeaseLock(db, clock),
+            lock=lock,
             check=db.check,
             sealed=SQLiteSealedValues(db),
             idempotency=SQLiteIdempotencyStore(db),
             stamp=db.stamp,
+            leased_reads=lock,
         )
 
     def kv_store(self) -> KeyValueStore:

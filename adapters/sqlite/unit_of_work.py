@@ -36,6 +36,21 @@ def _value(value: Any) -> Any:
     return value
 
 
+def token_row(c: sqlite3.Connection, token_id: str) -> Sequence[Any] | None:
+    """The stored columns of one token (for :func:`token_from_row`), or None."""
+    row: Sequence[Any] | None = c.execute(
+        f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE id=?",  # noqa: S608 - our names
+        (token_id,),
+    ).fetchone()
+    return row
+
+
+def token_from_row(db: SQLiteDatabase, row: Sequence[Any]) -> TokenRecord:
+    """The record of a row of :data:`_TOKEN_COLUMNS` (:class:`UnreadableRecord` when it cannot be read)."""
+    token_id, meta, material, version = row
+    return open_token(db.conv, db.sealer, token_id, meta, material, version)
+
+
 def _row(fields: Mapping[str, Any]) -> dict[str, Any]:
     return {_COLUMNS.get(name, name): _value(value) for name, value in fields.items()}
 
@@ -86,8 +101,7 @@ class SQLiteUnitOfWork(BufferedUnitOfWork):
         return connector_from_fields(self._db.conv, json.loads(row[0]), int(row[1]))
 
     def _token(self, row: Sequence[Any]) -> TokenRecord:
-        token_id, meta, material, version = row
-        return open_token(self._db.conv, self._db.sealer, token_id, meta, material, version)
+        return token_from_row(self._db, row)
 
     async def _set_aside(self, token_ids: list[str], moment: datetime) -> None:
         until = (moment + SET_ASIDE).timestamp()
@@ -96,9 +110,7 @@ class SQLiteUnitOfWork(BufferedUnitOfWork):
         )
 
     async def _load_token(self, token_id: str) -> TokenRecord | None:
-        row = await self._db.run(
-            lambda c: c.execute(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE id=?", (token_id,)).fetchone()  # noqa: S608
-        )
+        row = await self._db.run(lambda c: token_row(c, token_id))
         return None if row is None else self._token(row)
 
     async def _load_token_for_connector(self, org_id: str, connector_key: str) -> TokenRecord | None:

@@ -17,6 +17,8 @@ from typing import Protocol
 
 from attrs import field, frozen
 
+from connector_core.tokens import TokenRecord
+
 
 @frozen
 class Lease:
@@ -40,3 +42,25 @@ class LeaseLock(Protocol):
     async def extend(self, lease: Lease, ttl_seconds: float) -> Lease:
         """Extend to ``ttl_seconds`` from now if still ours and not lapsed, else :class:`LeaseLost`."""
         ...
+
+
+class LeasedTokenReads(Protocol):
+    """Takes a token's lease and reads the token under it, in one call to the store: for
+    backends whose lease lock and token store share a database. Where they do not, the
+    refresher composes :meth:`LeaseLock.acquire` and a unit of work's read
+    (:class:`connector_core.services.token_lease.ComposedLeasedReads`)."""
+
+    async def acquire_and_get(self, name: str, ttl_seconds: float, token_id: str) -> LeasedRecord | None:
+        """Take lease ``name`` as :meth:`LeaseLock.acquire` does (no waiting), then read token
+        ``token_id`` as stored once the lease is held; None when another holder keeps the
+        lease. When the read fails (:class:`Unavailable`, :class:`UnreadableRecord`) the lease is
+        released (or left to lapse when it cannot be) and the error raised."""
+        ...
+
+
+@frozen
+class LeasedRecord:
+    """A lease just taken and the token it guards as read under it (None: no such token)."""
+
+    lease: Lease
+    record: TokenRecord | None

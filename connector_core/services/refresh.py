@@ -37,7 +37,7 @@ from connector_core.errors import (
     RetryableProviderError,
     Unavailable,
 )
-from connector_core.ports.lock import LeaseLock
+from connector_core.ports.lock import LeasedTokenReads, LeaseLock
 from connector_core.ports.oauth_provider import OAuthProviderClient
 from connector_core.ports.oauth_state import OAuthStateStore
 from connector_core.services.context import ServiceContext
@@ -68,11 +68,12 @@ def _ignore(connector_key: str, outcome: RefreshOutcome) -> None:
 class TokenRefresher:
     """Refreshes due tokens (batch), one connector's token (on demand) and announces expiry.
 
-    ``oauth`` gives the provider URLs and client credentials of an org's connector: an
-    :class:`OAuthService` or any :data:`CredentialsSource`. ``sleep`` is awaited between
-    in-run retries (inject a recorder in tests). ``lease_ttl`` must exceed the provider
-    client's timeout; a retry delay longer than half of it ends the run early instead (the
-    per-token cooldown then honours ``Retry-After``).
+    ``oauth`` gives the provider URLs and client credentials of an org's connector: an :class:`OAuthService`
+    or any :data:`CredentialsSource`. ``sleep`` is awaited between in-run retries (inject a recorder in
+    tests). ``lease_ttl`` must exceed the provider client's timeout; a retry delay longer than half of it
+    ends the run early instead (the per-token cooldown then honours ``Retry-After``). ``leased_reads``
+    takes a batch token's lease and reads it in one store call (a backend keeping ``lock`` with the
+    tokens); by default ``lock`` and a unit of work, one after the other.
     """
 
     def __init__(
@@ -86,6 +87,7 @@ class TokenRefresher:
         lease_ttl: float = 60.0,
         lease_wait: float = 10.0,
         states: OAuthStateStore | None = None,
+        leased_reads: LeasedTokenReads | None = None,
     ) -> None:
         self.ctx = ctx
         #: set by whoever counts outcomes (the metrics of the process running this refresher)
@@ -94,6 +96,7 @@ class TokenRefresher:
         self.leases = TokenLeases(
             lock, ttl=lease_ttl, wait=lease_wait, releases=BackgroundReleases(ctx.clock), clock=ctx.clock
         )
+        self.leases.reads = leased_reads
         self.outcomes = RefreshOutcomes(ctx, provider, sleep)
         self.expiry = ExpirySweep(ctx)
         self.warnings = RefreshTokenWarnings(ctx)
@@ -183,11 +186,10 @@ class TokenRefresher:
     # -- batch -------------------------------------------------------------------------------
 
     async def refresh_due(self, batch_size: int = 100, concurrency: int = 8) -> RefreshReport:
-        """Refresh up to ``batch_size`` due tokens, at most ``concurrency`` refresh calls to the
-        providers at a time. Twice as many tokens are worked on at once: while some wait for
-        the store (their lease, the token read again, the outcome's commit), the others' calls
-        keep ``concurrency`` in flight. A token waiting for a call's turn holds its lease, which
-        is renewed before its call as before any (:meth:`HeldLease.step`)."""
+        """Refresh up to ``batch_size`` due tokens, at most ``concurrency`` refresh calls to the providers at
+        a time. Twice as many tokens are worked on at once: while some wait for the store (their lease, the
+        token read again, the outcome's commit), the others' calls keep ``concurrency`` in flight. A token
+        waiting for a call's turn holds its lease, renewed before its call as before any (:meth:`HeldLease.step`)."""
         now = self.ctx.clock.now()
         async with self.ctx.uow() as uow:
             due = list(await uow.tokens.due_before(now, batch_size))
@@ -240,13 +242,13 @@ class TokenRefresher:
     async def _refresh_leased(self, due: TokenRecord, calls: asyncio.Semaphore) -> RefreshResult:
         # The provider and client credentials (store reads that need no lease; a token keeps
         # its org and connector) are resolved while the lease is taken and the token read
-        # again, not after.
+        # again (in one store call where the backend can), not after.
         resolving = asyncio.ensure_future(self._resolve(due.org_id, due.connector_key))
         try:
-            async with self.leases.hold(due.id, wait=False, release_after=True) as held:
-                if held is None:
+            async with self.leases.hold_read(due.id, self.ctx.uow) as taken:
+                if taken is None:
                     return RefreshResult(RefreshOutcome.SKIPPED)
-                current = await self._load(due.id)
+                held, current = taken
                 if current is None or not self.ctx.lifecycle.is_due(current, self.ctx.clock.now()):
                     return RefreshResult(RefreshOutcome.SKIPPED, current)
                 return await self._run(current, held, resolving, calls)
@@ -310,9 +312,8 @@ class TokenRefresher:
         resolving: Awaitable[ResolvedProvider] | None = None,
         calls: asyncio.Semaphore | None = None,
     ) -> RefreshResult:
-        """Refresh ``record`` (freshly loaded, under ``held``), store the outcome and tell
-        :attr:`on_outcome`. ``resolving``: its provider, when already being resolved; ``calls``:
-        a turn of it is taken for each call to the provider."""
+        """Refresh ``record`` (freshly loaded, under ``held``), store the outcome and tell :attr:`on_outcome`.
+        ``resolving``: its provider, when already being resolved; ``calls``: a turn of it per provider call."""
         try:
             result = await self._attempt(record, held, resolving, calls)
         except Exception:

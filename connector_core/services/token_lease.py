@@ -34,12 +34,15 @@ from typing import TypeVar
 from connector_core.deadline import remaining
 from connector_core.errors import ConnectorManagerError
 from connector_core.ports.clock import Clock
-from connector_core.ports.lock import Lease, LeaseLock
+from connector_core.ports.lock import Lease, LeasedRecord, LeasedTokenReads, LeaseLock
+from connector_core.ports.unit_of_work import UnitOfWorkFactory
+from connector_core.tokens import TokenRecord
 
 __all__ = [
     "FRESH_SHARE",
     "LEASE_MARGIN_SECONDS",
     "BackgroundReleases",
+    "ComposedLeasedReads",
     "HeldLease",
     "TokenLeases",
     "lease_name",
@@ -172,10 +175,33 @@ class BackgroundReleases:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+class ComposedLeasedReads:
+    """:class:`LeasedTokenReads` of any lock and token store: the lease, then a unit of work's
+    read (two store calls; a backend holding both in one database does it in one)."""
+
+    def __init__(self, lock: LeaseLock, uow: UnitOfWorkFactory) -> None:
+        self._lock = lock
+        self._uow = uow
+
+    async def acquire_and_get(self, name: str, ttl_seconds: float, token_id: str) -> LeasedRecord | None:
+        lease = await self._lock.acquire(name, ttl_seconds)
+        if lease is None:
+            return None
+        try:
+            async with self._uow() as uow:
+                record = await uow.tokens.get(token_id)
+        except BaseException:
+            with contextlib.suppress(ConnectorManagerError):  # else it lapses
+                await self._lock.release(lease)
+            raise
+        return LeasedRecord(lease, record)
+
+
 class TokenLeases:
     """Takes tokens' leases on ``lock``. ``ttl`` must exceed the provider client's timeout;
     ``wait`` is how long :meth:`hold` waits for a lease held elsewhere when asked to; ``clock``
-    (the lock's) lets a step skip renewing a fresh lease (:class:`HeldLease`)."""
+    (the lock's) lets a step skip renewing a fresh lease (:class:`HeldLease`); ``reads`` takes a
+    lease of ``lock`` and reads its token in one store call (:meth:`hold_read`)."""
 
     def __init__(
         self,
@@ -185,8 +211,10 @@ class TokenLeases:
         wait: float = 10.0,
         releases: BackgroundReleases | None = None,
         clock: Clock | None = None,
+        reads: LeasedTokenReads | None = None,
     ) -> None:
         self.lock = lock
+        self.reads = reads
         self.ttl = ttl
         self.wait = wait
         self.releases = releases
@@ -194,12 +222,10 @@ class TokenLeases:
         self._releasing: set[asyncio.Task[None]] = set()
 
     @contextlib.asynccontextmanager
-    async def hold(self, token_id: str, *, wait: bool, release_after: bool = False) -> AsyncIterator[HeldLease | None]:
+    async def hold(self, token_id: str, *, wait: bool) -> AsyncIterator[HeldLease | None]:
         """The token's lease for the block (released after it), or None when another holder
         kept it (for up to ``self.wait`` seconds when ``wait``, cut to what is left of the
-        request's deadline: a caller is told "a refresh is running" in time, not after 10 s).
-        ``release_after``: the release runs on its own while the caller goes on (a batch worker
-        takes its next token; the lease is held a moment longer); :meth:`settle` awaits them."""
+        request's deadline: a caller is told "a refresh is running" in time, not after 10 s)."""
         waiting = remaining(self.wait) if wait else 0.0
         lease = await self.lock.acquire(lease_name(token_id), self.ttl, wait=waiting)
         if lease is None:
@@ -209,14 +235,30 @@ class TokenLeases:
         try:
             yield held
         finally:
-            if release_after:
-                task = asyncio.get_running_loop().create_task(held.release(), name=f"release {held.name}")
-                self._releasing.add(task)
-                task.add_done_callback(self._releasing.discard)
-            else:
-                await held.release()
+            await held.release()
+
+    @contextlib.asynccontextmanager
+    async def hold_read(
+        self, token_id: str, uow: UnitOfWorkFactory
+    ) -> AsyncIterator[tuple[HeldLease, TokenRecord | None] | None]:
+        """For a batch worker: the token's lease (no waiting) and the token as stored once it is
+        held, in one store call with ``reads``, else ``lock`` and a unit of ``uow``; None when
+        another holder keeps the lease. The release after the block runs on its own while the worker goes on to its next
+        token (the lease is held a moment longer); :meth:`settle` awaits them."""
+        reads = self.reads or ComposedLeasedReads(self.lock, uow)
+        taken = await reads.acquire_and_get(lease_name(token_id), self.ttl, token_id)
+        if taken is None:
+            yield None
+            return
+        held = HeldLease(self.lock, taken.lease, self.ttl, self.releases, self.clock)
+        try:
+            yield held, taken.record
+        finally:
+            task = asyncio.get_running_loop().create_task(held.release(), name=f"release {held.name}")
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
 
     async def settle(self) -> None:
-        """Return once every release started by ``hold(release_after=True)`` is done."""
+        """Return once every release started by :meth:`hold_read` is done."""
         while self._releasing:
             await asyncio.wait(set(self._releasing))
