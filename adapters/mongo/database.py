@@ -86,6 +86,8 @@ T = TypeVar("T")
 Doc = dict[str, Any]
 
 DEFAULT_TIMEOUT_SECONDS = 2.0
+#: how long closing waits for the aborts of abandoned sessions still under way
+_SETTLE_GRACE_SECONDS = 0.5
 
 CONNECTORS = "connectorsConfig"
 TOKENS = "tokens"
@@ -216,6 +218,10 @@ class MongoDatabase:
         return True
 
     async def aclose(self) -> None:
+        # an abort under way is given a moment to finish (it frees what the session holds on the
+        # server; and pymongo leaks the socket of a connection attempt cancelled midway)
+        if self._settling:
+            await asyncio.wait(list(self._settling), timeout=_SETTLE_GRACE_SECONDS)
         for task in list(self._settling):
             task.cancel()
         for task in list(self._settling):
