@@ -53,6 +53,7 @@ class StatementQueue:
         self._lock = threading.Lock()
         self._draining = False
         self._closed = False  # the closing call ran: every later call fails
+        self._closing: asyncio.Future[None] | None = None  # the close, once asked for
 
     @property
     def closed(self) -> bool:
@@ -64,8 +65,11 @@ class StatementQueue:
 
     async def close(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` (which closes the connection, if one was opened) by itself, after
-        everything queued before it; every call after it fails with ``sqlite3.OperationalError``."""
-        await self._enqueue(lambda _: fn(), _ALONE)
+        everything queued before it; every call after it fails with ``sqlite3.OperationalError``.
+        Only the first close queues ``fn``; another waits for that one."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._enqueue(lambda _: fn(), _ALONE))
+        await asyncio.shield(self._closing)
 
     async def _enqueue(self, fn: Callable[[sqlite3.Connection], T], kind: int) -> T:
         loop = asyncio.get_running_loop()

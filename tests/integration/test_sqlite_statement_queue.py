@@ -141,3 +141,13 @@ async def test_closing_a_database_never_used_creates_no_file(tmp_path: Path) -> 
     db = SQLiteDatabase(tmp_path / "never.db", sealer=Aead(Keyring.generate()))
     await db.aclose()
     assert not (tmp_path / "never.db").exists()
+
+
+async def test_two_closes_at_once_both_succeed(tmp_path: Path) -> None:
+    db, busy, release = await _busy(tmp_path)
+    closes = [asyncio.ensure_future(db.aclose()) for _ in range(2)]
+    await asyncio.sleep(0.05)
+    release.set()
+    await busy
+    assert await asyncio.gather(*closes) == [None, None]
+    assert db._conn is None
