@@ -93,10 +93,8 @@ class TokenRefresher:
         #: set by whoever counts outcomes (the metrics of the process running this refresher)
         self.on_outcome: OutcomeListener = _ignore
         self.provider = provider
-        self.leases = TokenLeases(
-            lock, ttl=lease_ttl, wait=lease_wait, releases=BackgroundReleases(ctx.clock), clock=ctx.clock
-        )
-        self.leases.reads = leased_reads
+        releases, reads = BackgroundReleases(ctx.clock), leased_reads
+        self.leases = TokenLeases(lock, ttl=lease_ttl, wait=lease_wait, releases=releases, clock=ctx.clock, reads=reads)
         self.outcomes = RefreshOutcomes(ctx, provider, sleep)
         self.expiry = ExpirySweep(ctx)
         self.warnings = RefreshTokenWarnings(ctx)
