@@ -16,6 +16,14 @@ round the idle ones), so every connection the server closed or whose keep-alive 
 the pool within as many assignments as there are idle connections, even while every request
 goes to another origin. Busy connections are checked as before (no system call).
 
+A connection handed to a request that has not started on it yet (its task has not run since)
+still looks idle and available to httpcore. httpcore hands it to the next queued requests too:
+all but one of them then fail on it (``ConnectionNotAvailable``) and go round the pool again,
+each time with the checks above. When many requests start at one moment (a refresher batch
+whose store step returned for many tokens at once) that was 4-5 assignments per request instead
+of one. Here such a connection counts as taken (HTTP/1.1: one request per connection) until
+its request is done with it.
+
 It overrides one internal method of httpcore 1.0 (``_assign_requests_to_connections``);
 :func:`lean_transport` falls back to httpx's own transport when that method is not there, and
 ``tests/unit/test_lean_pool.py`` fails when the override stops being used.
@@ -41,10 +49,15 @@ class LeanConnectionPool(httpcore.AsyncConnectionPool):
         closing: list[httpcore.AsyncConnectionInterface] = []
         live: list[httpcore.AsyncConnectionInterface] = []
         idle: list[httpcore.AsyncConnectionInterface] = []
+        # HTTP/1.1: a connection handed to a request that has not started on it yet still looks
+        # idle; it is that request's, not free (see the module's docstring)
+        taken = set() if self._http2 else {id(r.connection) for r in self._requests if r.connection is not None}
         for connection in self._connections:
             if connection.is_closed():
                 continue
-            if connection.is_idle():
+            if id(connection) in taken:
+                pass
+            elif connection.is_idle():
                 idle.append(connection)
             elif connection.has_expired():  # not idle: no system call
                 closing.append(connection)
@@ -62,9 +75,9 @@ class LeanConnectionPool(httpcore.AsyncConnectionPool):
 
         for pool_request in [request for request in self._requests if request.is_queued()]:
             origin = pool_request.request.url.origin
-            chosen = self._available(origin, live, closing)
+            chosen = self._available(origin, live, closing, taken)
             if chosen is None and len(live) >= self._max_connections:
-                spare = next((c for c in live if c.is_idle()), None)
+                spare = next((c for c in live if id(c) not in taken and c.is_idle()), None)
                 if spare is not None:
                     self._drop(spare, live, closing)
             if chosen is None and len(live) < self._max_connections:
@@ -72,6 +85,8 @@ class LeanConnectionPool(httpcore.AsyncConnectionPool):
                 live.append(chosen)
             if chosen is not None:
                 pool_request.assign_to_connection(chosen)
+                if not self._http2:
+                    taken.add(id(chosen))
         self._connections = live
         return closing
 
@@ -80,11 +95,13 @@ class LeanConnectionPool(httpcore.AsyncConnectionPool):
         origin: httpcore.Origin,
         live: list[httpcore.AsyncConnectionInterface],
         closing: list[httpcore.AsyncConnectionInterface],
+        taken: set[int],
     ) -> httpcore.AsyncConnectionInterface | None:
-        """The first connection that can take a request for ``origin``; an idle one is checked
-        first (the server may have closed it), and dropped when it has expired."""
+        """The first connection that can take a request for ``origin`` and is not ``taken``;
+        an idle one is checked first (the server may have closed it), and dropped when it has
+        expired."""
         for connection in list(live):
-            if not (connection.can_handle_request(origin) and connection.is_available()):
+            if id(connection) in taken or not (connection.can_handle_request(origin) and connection.is_available()):
                 continue
             if connection.is_idle() and connection.has_expired():
                 LeanConnectionPool._drop(connection, live, closing)

@@ -224,3 +224,29 @@ async def test_connections_one_provider_closed_leave_while_requests_go_to_anothe
             pool = _pool(client)
             assert [c for c in pool.connections if c.has_expired()] == []
             assert len(pool.connections) == 1  # B's
+
+
+async def test_requests_starting_together_each_get_a_connection_of_their_own(
+    server: KeepAliveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A connection handed to a request that has not started on it yet is that request's: a burst
+    # of requests over idle connections is not handed one connection several times (all but one
+    # then failing on it and going round the pool again).
+    retried = 0
+    clear = httpcore._async.connection_pool.AsyncPoolRequest.clear_connection
+
+    def counting(request: httpcore._async.connection_pool.AsyncPoolRequest) -> None:
+        nonlocal retried
+        retried += 1
+        clear(request)
+
+    monkeypatch.setattr(httpcore._async.connection_pool.AsyncPoolRequest, "clear_connection", counting)
+    async with httpx.AsyncClient(mounts=lean_mounts(POOL_LIMITS)) as client:
+        await asyncio.gather(*(client.post(server.url, data={}) for _ in range(10)))  # 10 idle connections
+        retried = 0
+        for _ in range(3):
+            answers = await asyncio.gather(*(client.post(server.url, data={}) for _ in range(10)))
+            assert [a.text for a in answers] == ["ok"] * 10
+        assert retried == 0
+        assert server.opened == 10
+        assert len(_pool(client).connections) == 10
