@@ -1,7 +1,7 @@
 """A batch refresh resolves the token's provider and client credentials (store reads that need
 no lease) while it takes the token's lease, not after; a token it then skips leaves no stray
-resolution behind. While ``concurrency`` provider calls are in flight, as many more tokens are
-leased and read, waiting for a call's turn (their store steps overlap the calls)."""
+resolution behind. While ``concurrency`` provider calls are in flight, three times as many more
+tokens are leased and read, waiting for a call's turn (their store steps overlap the calls)."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ async def test_while_calls_are_in_flight_the_next_tokens_wait_for_a_turn_under_t
         else:
             await env.lock.release(lease)
     assert len(in_flight) == 2  # never more calls than ``concurrency``
-    assert len(leased) == 4  # two more tokens leased, read, resolved: waiting for a turn
+    assert len(leased) == 8  # six more tokens leased, read, resolved: waiting for a turn
     answer.set()
     assert (await run).refreshed == 10
     assert len(in_flight) == 10
