@@ -47,7 +47,7 @@ class SQLiteLeaseLock(StoredLeaseLock):
         def take_and_read(c: sqlite3.Connection) -> tuple[Sequence[Any] | None] | None:
             return (token_row(c, token_id),) if _took(c, name, owner, now, expires) else None
 
-        taken = await self._db.write(take_and_read)
+        taken = await self._taking(self._db.write(take_and_read), name, owner, lambda t: t is not None)
         if taken is None:
             return None
         lease, row = Lease(name, owner, expires), taken[0]

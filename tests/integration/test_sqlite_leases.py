@@ -1,13 +1,20 @@
-"""SQLite files created while leases carried fencing tokens keep working without them."""
+"""SQLite leases: files created while leases carried fencing tokens keep working without them; a
+worker cancelled while its lease write waits leaves no lease behind."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 
+import pytest
+
 from adapters.crypto import Aead, Keyring
-from adapters.sqlite import SQLiteDatabase, SQLiteLeaseLock
+from adapters.sqlite import SQLiteDatabase, SQLiteLeaseLock, SQLiteUnitOfWork
 from adapters.system import ManualClock
+from connector_core.services.token_lease import TokenLeases, lease_name
+from tests.builders import token_record
 
 
 async def test_a_file_with_fenced_leases_drops_the_column_and_its_counters(tmp_path: Path) -> None:
@@ -36,3 +43,51 @@ async def test_a_file_with_fenced_leases_drops_the_column_and_its_counters(tmp_p
         await db.aclose()
     assert columns == ["name", "owner", "expires_at"]
     assert counters == {"outbox_seq": 42}
+
+
+@pytest.mark.parametrize("one_transaction", [True, False], ids=["one transaction", "lease then read"])
+async def test_a_worker_cancelled_while_its_lease_write_waits_leaves_no_lease(
+    tmp_path: Path, one_transaction: bool
+) -> None:
+    """The database thread is busy when a batch worker asks for a token's lease, and the worker is
+    cancelled (a shutdown's grace is over). The queued write still runs and takes the lease; it
+    is then dropped, not left to lapse (for the lease's whole TTL nobody could refresh the token)."""
+    clock = ManualClock()
+    db = SQLiteDatabase(tmp_path / "t.db", sealer=Aead(Keyring.generate()))
+    lock = SQLiteLeaseLock(db, clock)
+    try:
+        async with SQLiteUnitOfWork(db) as uow:
+            await uow.tokens.add(token_record("org-1", clock.now(), token_id="t-1"))
+            await uow.commit()
+        leases = TokenLeases(lock, ttl=70, clock=clock, reads=lock if one_transaction else None)
+        started, release = threading.Event(), threading.Event()
+
+        def busy_step(_: sqlite3.Connection) -> None:
+            started.set()
+            release.wait(10)
+
+        busy = asyncio.ensure_future(db.run(busy_step))
+        assert await asyncio.to_thread(started.wait, 5)
+
+        async def worker() -> None:
+            async with leases.hold_read("t-1", lambda: SQLiteUnitOfWork(db)) as taken:
+                assert taken is not None
+                await asyncio.sleep(3600)
+
+        w = asyncio.ensure_future(worker())
+        await asyncio.sleep(0.05)  # its lease write is queued behind the busy step
+        w.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await w
+        release.set()
+        await busy
+        await leases.settle()
+        for _ in range(100):
+            rows = await db.run(lambda c: c.execute("SELECT name FROM leases").fetchall())
+            if not rows:
+                break
+            await asyncio.sleep(0.02)
+        assert rows == []
+        assert await lock.acquire(lease_name("t-1"), 70) is not None
+    finally:
+        await db.aclose()
