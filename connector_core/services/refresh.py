@@ -142,7 +142,15 @@ class TokenRefresher:
             )
         if not self.ctx.lifecycle.is_due(record, now):
             return record
-        return await self._refresh_now(record, force=False)
+        try:
+            return await self._refresh_now(record, force=False)
+        except Conflict:
+            # Another worker holds the token's lease (a batch refreshing it, or only waiting for
+            # its turn to call the provider): a token that has not expired still serves the read.
+            current = await self._stored(org_id, name)
+            if current.tokens.is_expired(self.ctx.clock.now()):
+                raise
+            return current
 
     async def _stored(self, org_id: str, name: str) -> TokenRecord:
         entry = self.ctx.catalog.get(name)

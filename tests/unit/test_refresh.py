@@ -618,6 +618,25 @@ async def test_fresh_token_refreshes_only_when_due(env: Env) -> None:
     assert (await env.refresher.fresh_token("org-1", KEY)).tokens.access_token == ("PLANTED-AT-new-1")
 
 
+async def test_fresh_token_serves_a_due_unexpired_token_while_another_worker_holds_its_lease(
+    catalog: Catalog, t0: Any
+) -> None:
+    """A batch holds the token's lease (refreshing it, or only waiting for its turn to call the
+    provider): a credential read of a due token that has not expired gets the stored token,
+    not "a refresh is already running"; once it has expired, the read still says so."""
+    env = make_env(catalog, t0, lease_wait=0.5)
+    seeded = await env.seed()
+    env.make_due()
+    assert await env.lock.acquire(f"token-refresh:{seeded.id}", 3600) is not None
+    record = await env.refresher.fresh_token("org-1", KEY)
+    assert record.tokens.access_token == "PLANTED-AT-1"
+    assert env.provider.calls == []
+    env.clock.advance(600)  # past its expiry, the lease still held
+    with pytest.raises(Conflict):
+        await env.refresher.fresh_token("org-1", KEY)
+    assert env.provider.calls == []
+
+
 async def test_fresh_token_of_a_resting_expired_token_says_when_to_retry(env: Env) -> None:
     await env.seed(expires_in=600)
     env.clock.advance(590)
