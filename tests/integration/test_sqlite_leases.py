@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from adapters.sqlite import SQLiteDatabase, SQLiteLeaseLock, SQLiteUnitOfWork
 from adapters.system import ManualClock
 from connector_core.services.token_lease import TokenLeases, lease_name
 from tests.builders import token_record
+from tests.busy_sqlite import held_busy
 
 
 async def test_a_file_with_fenced_leases_drops_the_column_and_its_counters(tmp_path: Path) -> None:
@@ -60,14 +60,7 @@ async def test_a_worker_cancelled_while_its_lease_write_waits_leaves_no_lease(
             await uow.tokens.add(token_record("org-1", clock.now(), token_id="t-1"))
             await uow.commit()
         leases = TokenLeases(lock, ttl=70, clock=clock, reads=lock if one_transaction else None)
-        started, release = threading.Event(), threading.Event()
-
-        def busy_step(_: sqlite3.Connection) -> None:
-            started.set()
-            release.wait(10)
-
-        busy = asyncio.ensure_future(db.run(busy_step))
-        assert await asyncio.to_thread(started.wait, 5)
+        busy, release = await held_busy(db)
 
         async def worker() -> None:
             async with leases.hold_read("t-1", lambda: SQLiteUnitOfWork(db)) as taken:

@@ -14,6 +14,7 @@ import pytest
 from adapters.crypto import Aead, Keyring
 from adapters.sqlite.database import SQLiteDatabase
 from connector_core.errors import Conflict, Unavailable
+from tests.busy_sqlite import held_busy
 
 
 @pytest.fixture
@@ -95,14 +96,7 @@ async def _busy(tmp_path: Path) -> tuple[SQLiteDatabase, asyncio.Future[None], t
     """A database with a table ``t`` whose thread is held busy until the event is set."""
     db = SQLiteDatabase(tmp_path / "c.db", sealer=Aead(Keyring.generate()))
     await db.write(lambda c: c.execute("CREATE TABLE t (k TEXT)"))
-    started, release = threading.Event(), threading.Event()
-
-    def hold(_: sqlite3.Connection) -> None:
-        started.set()
-        release.wait(10)
-
-    busy = asyncio.ensure_future(db.run(hold))
-    assert await asyncio.to_thread(started.wait, 5)
+    busy, release = await held_busy(db)
     return db, busy, release
 
 
