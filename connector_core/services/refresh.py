@@ -142,11 +142,12 @@ class TokenRefresher:
             )
         if not self.ctx.lifecycle.is_due(record, now):
             return record
+        # Another worker may hold the token's lease (a batch refreshing it, or only waiting for
+        # its turn to call the provider): a token that has not expired serves the read at once;
+        # only an expired one waits for that worker's outcome.
         try:
-            return await self._refresh_now(record, force=False)
+            return await self._refresh_now(record, force=False, wait=record.tokens.is_expired(now))
         except Conflict:
-            # Another worker holds the token's lease (a batch refreshing it, or only waiting for
-            # its turn to call the provider): a token that has not expired still serves the read.
             current = await self._stored(org_id, name)
             if current.tokens.is_expired(self.ctx.clock.now()):
                 raise
@@ -164,10 +165,10 @@ class TokenRefresher:
             raise ReauthorizationRequired(f"{entry.display_name} needs to be authorized again")
         return record
 
-    async def _refresh_now(self, seen: TokenRecord, *, force: bool) -> TokenRecord:
+    async def _refresh_now(self, seen: TokenRecord, *, force: bool, wait: bool = True) -> TokenRecord:
         if not seen.tokens.can_refresh:
             raise DomainRuleViolation("the stored token has no refresh token; authorize again")
-        async with self.leases.hold(seen.id, wait=True) as held:
+        async with self.leases.hold(seen.id, wait=wait) as held:
             if held is None:
                 raise Conflict("a refresh of this token is already running; retry shortly")
             current = await self._load(seen.id)

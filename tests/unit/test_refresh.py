@@ -622,8 +622,9 @@ async def test_fresh_token_serves_a_due_unexpired_token_while_another_worker_hol
     catalog: Catalog, t0: Any
 ) -> None:
     """A batch holds the token's lease (refreshing it, or only waiting for its turn to call the
-    provider): a credential read of a due token that has not expired gets the stored token,
-    not "a refresh is already running"; once it has expired, the read still says so."""
+    provider): a credential read of a due token that has not expired gets the stored token at
+    once, not "a refresh is already running"; once it has expired, the read waits for the other
+    worker and then still says so."""
     env = make_env(catalog, t0, lease_wait=0.5)
     seeded = await env.seed()
     env.make_due()
@@ -631,10 +632,12 @@ async def test_fresh_token_serves_a_due_unexpired_token_while_another_worker_hol
     record = await env.refresher.fresh_token("org-1", KEY)
     assert record.tokens.access_token == "PLANTED-AT-1"
     assert env.provider.calls == []
+    assert POLL_SECONDS not in env.sleeps.delays  # served at once, without waiting for the lease
     env.clock.advance(600)  # past its expiry, the lease still held
     with pytest.raises(Conflict):
         await env.refresher.fresh_token("org-1", KEY)
     assert env.provider.calls == []
+    assert POLL_SECONDS in env.sleeps.delays  # an expired one waited for the other worker
 
 
 async def test_fresh_token_of_a_resting_expired_token_says_when_to_retry(env: Env) -> None:
