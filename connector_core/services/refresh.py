@@ -42,6 +42,7 @@ from connector_core.ports.oauth_provider import OAuthProviderClient
 from connector_core.ports.oauth_state import OAuthStateStore
 from connector_core.services.context import ServiceContext
 from connector_core.services.expiry import ExpirySweep
+from connector_core.services.maintenance import run_round
 from connector_core.services.oauth import OAuthService
 from connector_core.services.providers import ResolvedProvider
 from connector_core.services.refresh_outcomes import RefreshOutcome, RefreshOutcomes, RefreshReport, RefreshResult
@@ -277,44 +278,17 @@ class TokenRefresher:
     # -- loop --------------------------------------------------------------------------------
 
     async def run_once(self, batch_size: int = 100, concurrency: int = 8) -> RefreshReport:
-        """One round: refresh due tokens, announce expiries and refresh tokens about to die,
-        purge expired OAuth states.
-        Failures are logged (never with secrets) and swallowed."""
-        report = RefreshReport()
-        try:
-            report = await self.refresh_due(batch_size, concurrency)
-        except Exception as exc:
-            _log_round_failure("refresh", exc)
-        try:
-            await self.sweep_expired()
-        except Exception as exc:
-            _log_round_failure("expiry sweep", exc)
-        try:
-            await self.warnings.run()
-        except Exception as exc:
-            _log_round_failure("refresh-token warning sweep", exc)
-        if self.states is not None:
-            try:
-                await self.states.purge_expired(self.ctx.clock.now())
-            except Exception as exc:
-                _log_round_failure("state purge", exc)
-        return report
+        """One maintenance round: :func:`~connector_core.services.maintenance.run_round`."""
+        return await run_round(self, batch_size, concurrency)
 
     async def run_forever(
-        self,
-        interval: float,
-        stop: asyncio.Event,
-        *,
-        batch_size: int = 100,
-        concurrency: int = 8,
+        self, interval: float, stop: asyncio.Event, *, batch_size: int = 100, concurrency: int = 8
     ) -> None:
         """:meth:`run_once` every ``interval`` seconds until ``stop`` is set."""
         while not stop.is_set():
             await self.run_once(batch_size, concurrency)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
-            except TimeoutError:
-                pass
 
     # -- one refresh -------------------------------------------------------------------------
 
@@ -404,10 +378,3 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
     """Marks the outcome of a resolution nobody awaited (skipped token) as seen."""
     if not task.cancelled():
         task.exception()
-
-
-def _log_round_failure(step: str, exc: Exception) -> None:
-    if isinstance(exc, ConnectorManagerError):
-        log.warning("token maintenance %s failed (%s: %s)", step, type(exc).__name__, exc.message)
-    else:  # an unexpected error: its message might quote data, so only its type is logged
-        log.error("token maintenance %s failed unexpectedly (%s)", step, type(exc).__name__)
