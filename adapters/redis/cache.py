@@ -144,7 +144,7 @@ def connect_redis_sentinel(
     ``url`` gives the primary's credentials and database (its host is not used). Connects lazily.
     Close both the client and the sentinel (:class:`Sentinel` ``aclose``) when done."""
     given = parse_url(url)
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis 8.2 on
         list(sentinels),
         sentinel_kwargs={"password": sentinel_password, "socket_timeout": timeout, "socket_connect_timeout": timeout},
         **_client_options(timeout),
