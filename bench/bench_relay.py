@@ -81,7 +81,7 @@ async def run(*, smoke: bool) -> list[Row]:
                 await commit_events()
                 gc.collect()  # neither side pays for the other's (or the setup's) garbage
                 t = time.perf_counter()
-                published = await relay.drain(max_batches=10 * n)
+                published = await relay.drain(max_passes=n)
                 elapsed = time.perf_counter() - t
                 if published != n:
                     raise RuntimeError(f"the relay published {published} of {n}")
@@ -89,7 +89,7 @@ async def run(*, smoke: bool) -> list[Row]:
 
             async def raw() -> dict[str, float]:
                 records = await commit_events()
-                await relay.drain(max_batches=10 * n)  # not timed: keeps the outbox empty
+                await relay.drain(max_passes=n)  # not timed: keeps the outbox empty
 
                 def produce() -> float:
                     producer = producers[0]
@@ -111,7 +111,7 @@ async def run(*, smoke: bool) -> list[Row]:
             try:
                 # warm-up, not counted: both producers connected, topics known, first batches sent
                 await commit_events()
-                await relay.drain(max_batches=10 * n)
+                await relay.drain(max_passes=n)
                 await raw()
                 pairs = await alternate(rounds, ours, raw)
             finally:

@@ -200,9 +200,10 @@ class MemoryOutboxReader:
     def __init__(self, storage: MemoryStorage) -> None:
         self._s = storage
 
-    async def pending(self, limit: int) -> Sequence[OutboxMessage]:
+    async def pending(self, limit: int, *, beyond: Sequence[OutboxMessage] = ()) -> Sequence[OutboxMessage]:
+        skip = {m.seq for m in beyond}
         with self._s.lock:
-            rows = [(seq, doc) for seq, doc, done in self._s.outbox if not done][:limit]
+            rows = [(seq, doc) for seq, doc, done in self._s.outbox if not done and seq not in skip][:limit]
         return [OutboxMessage(seq, event_from_doc(self._s.conv, doc)) for seq, doc in rows]
 
     async def mark_published(self, seqs: Sequence[int]) -> None:

@@ -86,15 +86,18 @@ class MongoOutboxReader:
     def _message(self, doc: Mapping[str, Any]) -> OutboxMessage:
         return OutboxMessage(seq_of(doc["_id"]), event_from_doc(self._db.conv, doc["event"]))
 
-    async def pending(self, limit: int) -> Sequence[OutboxMessage]:
+    async def pending(self, limit: int, *, beyond: Sequence[OutboxMessage] = ()) -> Sequence[OutboxMessage]:
+        """``beyond``: the pending order here is (connector's sequence, id), not one number, so
+        the answer is read as if ``beyond`` were still pending and ``beyond`` left out of it."""
+        skip = {id_of(m.seq) for m in beyond}
         async with self._db.op("read pending events"):
             docs = (
                 await self._db.outbox.find({"published": False})
                 .sort([("key_seq", 1), ("_id", 1)])
-                .limit(limit)
+                .limit(limit + len(skip))
                 .to_list()
             )
-        return [self._message(d) for d in docs]
+        return [self._message(d) for d in docs if d["_id"] not in skip][:limit]
 
     async def mark_published(self, seqs: Sequence[int]) -> None:
         if not seqs:

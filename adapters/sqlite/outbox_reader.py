@@ -53,17 +53,22 @@ class SQLiteOutboxReader:
     def _messages(self, rows: Sequence[Sequence[Any]]) -> list[OutboxMessage]:
         return [OutboxMessage(r[0], event_from_doc(self._db.conv, json.loads(r[1]))) for r in rows]
 
-    async def pending(self, limit: int) -> Sequence[OutboxMessage]:
+    async def pending(self, limit: int, *, beyond: Sequence[OutboxMessage] = ()) -> Sequence[OutboxMessage]:
         """Each event with the broker record kept when it was written, decoded only if asked for
         (the relay publishes the record as it is: :class:`_Stored`). The partition key, type and
         document are read as bytes: the record needs the first two so, and the document is
         decoded only with the event."""
+        # pending() answers with the oldest pending seqs, in seq order (commit order), and
+        # ``beyond`` holds earlier answers in the order they came: what follows it is every
+        # pending seq above its last one
+        after = beyond[-1].seq if beyond else 0
         rows = await self._db.run(
             lambda c: c.execute(
                 "SELECT o.seq, CAST(o.doc AS BLOB), o.topic, CAST(o.partition_key AS BLOB),"
                 " CAST(o.event_type AS BLOB), o.wire"
-                " FROM outbox_unpublished u CROSS JOIN outbox o ON o.seq=u.seq ORDER BY u.seq LIMIT ?",
-                (limit,),
+                " FROM outbox_unpublished u CROSS JOIN outbox o ON o.seq=u.seq WHERE u.seq > ?"
+                " ORDER BY u.seq LIMIT ?",
+                (after, limit),
             ).fetchall()
         )
         conv = self._db.conv
@@ -84,10 +89,16 @@ class SQLiteOutboxReader:
         return messages
 
     async def mark_published(self, seqs: Sequence[int]) -> None:
-        """One statement for the whole batch (the seqs as one JSON array parameter: no limit on
-        how many, no statement per message), deleting them from the pending list: the stored
-        events are not rewritten."""
+        """One statement for the whole batch, deleting them from the pending list (the stored
+        events are not rewritten): a range when the seqs are consecutive (a batch usually is),
+        else the seqs as one JSON array parameter (no limit on how many, no statement per one)."""
         if not seqs:
+            return
+        low, high = min(seqs), max(seqs)
+        if high - low + 1 == len(seqs) == len(set(seqs)):  # a run of consecutive seqs: one range
+            await self._db.write(
+                lambda c: c.execute("DELETE FROM outbox_unpublished WHERE seq BETWEEN ? AND ?", (low, high))
+            )
             return
         listed = json.dumps(list(seqs))
         await self._db.write(

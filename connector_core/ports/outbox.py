@@ -76,10 +76,15 @@ class Outbox(Protocol):
 
 
 class OutboxReader(Protocol):
-    async def pending(self, limit: int) -> Sequence[OutboxMessage]:
+    async def pending(self, limit: int, *, beyond: Sequence[OutboxMessage] = ()) -> Sequence[OutboxMessage]:
         """Unpublished messages of committed units of work, at most ``limit``: for every connector
         (partition key), a gap-free run of its oldest unpublished events in commit order, so a
-        batch never holds an event of a connector without every earlier pending one."""
+        batch never holds an event of a connector without every earlier pending one.
+
+        ``beyond``: answers of this method not yet marked published, one after the other in the
+        order they came (the batch the relay is publishing, after the one it is still marking):
+        the answer is then what it would be once those are marked published, so the next batch
+        is read while the broker takes this one. It holds none of ``beyond``."""
         ...
 
     async def mark_published(self, seqs: Sequence[int]) -> None:

@@ -27,7 +27,11 @@ store is down, and :class:`RelayOutages` says when either goes and comes back.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
+from collections.abc import Sequence
 from datetime import datetime
 
 from attrs import frozen
@@ -70,11 +74,17 @@ class RelayResult:
 
 
 class OutboxRelay:
-    """Publishes pending outbox messages, one lease-guarded batch at a time.
+    """Publishes pending outbox messages in lease-guarded passes of batches.
 
-    Batches of 1,000 by default: each pass pays a lease round trip, a read, the wait for the
-    broker's acknowledgement and one marking statement, so fewer, larger passes relay more events
-    per second; 1,000 stored events stay well under a megabyte in memory."""
+    Batches of 1,000 by default: each pays a read, the wait for the broker's acknowledgement and
+    one marking statement, so fewer, larger batches relay more events per second; 1,000 stored
+    events stay well under a megabyte in memory. A pass holds the lease for up to
+    ``batches_per_pass`` batches (10 by default) and reads the next batch while the broker takes
+    the current one (:meth:`OutboxReader.pending` with ``beyond``) and marks the one before
+    meanwhile, so the reads and the marking overlap the wait for the acknowledgement. A batch is
+    published only once the one before it was acknowledged; its marking waits for that one's. A
+    pass reads no further batch once a third of the lease's time is gone, so the lease cannot
+    run out under a slow broker while batches keep coming."""
 
     def __init__(
         self,
@@ -85,53 +95,89 @@ class OutboxRelay:
         *,
         batch_size: int = 1000,
         lease_ttl: float = 30.0,
+        batches_per_pass: int = 10,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if lease_ttl <= 0:
             raise ValueError("lease_ttl must be positive")
+        if batches_per_pass < 1:
+            raise ValueError("batches_per_pass must be at least 1")
         self.reader = reader
         self.publisher = publisher
         self.lock = lock
         self.clock = clock
         self.batch_size = batch_size
         self.lease_ttl = lease_ttl
+        self.batches_per_pass = batches_per_pass
 
     async def relay_once(self) -> int:
-        """Publish one batch of pending events; the number published. 0 when there was
+        """Publish one pass of pending events; the number published. 0 when there was
         nothing to do, another process holds the lease, or the broker is unavailable
         (the events then stay pending). Other errors propagate."""
         return (await self.relay_batch()).published
 
     async def relay_batch(self) -> RelayResult:
-        """Like :meth:`relay_once`, saying why it published nothing."""
+        """Like :meth:`relay_once`, saying why it published nothing (or stopped)."""
         lease = await self.lock.acquire(RELAY_LEASE, self.lease_ttl)
         if lease is None:
             return RelayResult(busy=True)
         try:
-            messages = await self.reader.pending(self.batch_size)
-            if not messages:
-                return RelayResult()
-            refused: dict[int, str] = {}
-            try:
-                await self.publisher.publish(messages)
-            except Unavailable:
-                return RelayResult(unavailable=True)
-            except EventsRejected as exc:
-                # every other message was acknowledged; these can never be: set them aside
-                refused = {m.seq: exc.rejected[m.seq] for m in messages if m.seq in exc.rejected}
-                await self._set_aside([m for m in messages if m.seq in refused], refused)
-            # Only now: the publisher returned, so the broker acknowledged every other message.
-            # If marking fails the batch is published again later (duplicates, never loss).
-            delivered = [m.seq for m in messages if m.seq not in refused] if refused else [m.seq for m in messages]
-            await self.reader.mark_published(delivered)
-            return RelayResult(published=len(delivered), more=len(messages) >= self.batch_size, set_aside=len(refused))
+            return await self._pass(time.monotonic() + self.lease_ttl / 3)
         finally:
             try:
                 await self.lock.release(lease)
             except ConnectorManagerError as exc:
                 # The lease expires by itself; the next pass (here or elsewhere) takes it.
                 log.debug("could not release the relay lease: %s", type(exc).__name__)
+
+    async def _pass(self, last_start: float) -> RelayResult:
+        published = set_aside = 0
+        more = unavailable = False
+        marking: asyncio.Future[None] | None = None  # the batch before's marking, still under way
+        unmarked: Sequence[OutboxMessage] = ()  # its messages
+        ahead: asyncio.Future[Sequence[OutboxMessage]] | None = None
+        try:
+            messages = await self.reader.pending(self.batch_size)
+            for number in range(1, self.batches_per_pass + 1):
+                if not messages:
+                    break
+                full = len(messages) >= self.batch_size
+                if full and number < self.batches_per_pass and time.monotonic() < last_start:
+                    ahead = asyncio.ensure_future(self.reader.pending(self.batch_size, beyond=[*unmarked, *messages]))
+                delivered = await self._send(messages)
+                if delivered is None:  # the broker is unavailable: these (and the next) stay pending
+                    unavailable = True
+                    break
+                if marking is not None:
+                    await marking
+                # Only now: the publisher returned, so the broker acknowledged every one of them.
+                # If marking fails they are published again later (duplicates, never loss).
+                marking, unmarked = asyncio.ensure_future(self.reader.mark_published(delivered)), messages
+                published, set_aside = published + len(delivered), set_aside + len(messages) - len(delivered)
+                if ahead is None:
+                    more = full
+                    break
+                messages, ahead = await ahead, None
+        finally:
+            await _abandon(ahead)
+            if marking is not None:
+                await marking
+        return RelayResult(published=published, unavailable=unavailable, more=more, set_aside=set_aside)
+
+    async def _send(self, messages: Sequence[OutboxMessage]) -> list[int] | None:
+        """Publish one batch; the seqs the broker acknowledged (the others, refused for good, set
+        aside), or None when the broker is unavailable."""
+        try:
+            await self.publisher.publish(messages)
+        except Unavailable:
+            return None
+        except EventsRejected as exc:
+            # every other message was acknowledged; these can never be: set them aside
+            refused = {m.seq: exc.rejected[m.seq] for m in messages if m.seq in exc.rejected}
+            await self._set_aside([m for m in messages if m.seq in refused], refused)
+            return [m.seq for m in messages if m.seq not in refused]
+        return [m.seq for m in messages]
 
     async def _set_aside(self, messages: list[OutboxMessage], reasons: dict[int, str]) -> None:
         await self.reader.set_aside(reasons)
@@ -157,10 +203,10 @@ class OutboxRelay:
             log.debug("event relay failure detail", exc_info=exc)
             return RelayResult(error=True)
 
-    async def drain(self, *, max_batches: int = 1000) -> int:
-        """Publish batches until none is pending (or unavailable/busy); the number published."""
+    async def drain(self, *, max_passes: int = 1000) -> int:
+        """Publish passes until none is pending (or unavailable/busy); the number published."""
         total = 0
-        for _ in range(max_batches):
+        for _ in range(max_passes):
             result = await self.relay_batch()
             total += result.published
             if not result.more:
@@ -199,3 +245,13 @@ class RelayOutages:
         since = self._since.pop(what, None)
         if since is not None:
             log.warning(message, (self._clock.now() - since).total_seconds())
+
+
+async def _abandon(ahead: asyncio.Future[Sequence[OutboxMessage]] | None) -> None:
+    """Cancel a read ahead whose batch will not be published now, and wait for it (its failure,
+    if it had one, is of no interest: the next pass reads again)."""
+    if ahead is None:
+        return
+    ahead.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await ahead

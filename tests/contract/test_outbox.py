@@ -63,6 +63,33 @@ async def test_pending_in_commit_order_and_mark_published(harness: Harness, cata
     assert len([m for m in await harness.outbox.recent(100) if m.event.org_id == o]) == 3
 
 
+async def test_marking_a_run_of_seqs_or_scattered_ones_marks_exactly_those(harness: Harness, catalog: Catalog) -> None:
+    o = f"org-{uuid.uuid4().hex[:8]}"
+    await toggled(harness, catalog, o, 5)
+    first = [m.seq for m in await harness.outbox.pending(1000) if m.event.org_id == o]
+    await harness.outbox.mark_published(first[1:3])  # consecutive events (a run of seqs where seqs count up)
+    assert [m.seq for m in await harness.outbox.pending(1000) if m.event.org_id == o] == [first[0], *first[3:]]
+    await harness.outbox.mark_published([first[4], first[0], first[4]])  # scattered, out of order, repeated
+    assert [m.seq for m in await harness.outbox.pending(1000) if m.event.org_id == o] == [first[3]]
+
+
+async def test_pending_beyond_a_batch_is_what_pending_gives_once_that_batch_is_marked(
+    harness: Harness, catalog: Catalog
+) -> None:
+    """The relay reads its next batch while the broker takes the current one."""
+    for o in [f"org-{uuid.uuid4().hex[:8]}" for _ in range(3)]:
+        await toggled(harness, catalog, o, 3)
+    everything = await harness.outbox.pending(1000)
+    for size in (1, 4, len(everything)):
+        batch = await harness.outbox.pending(size)
+        ahead = await harness.outbox.pending(size, beyond=batch)
+        assert not {m.seq for m in ahead} & {m.seq for m in batch}
+        expected = [m.seq for m in everything if m.seq not in {b.seq for b in batch}][:size]
+        assert [m.seq for m in ahead] == expected, size
+    await harness.outbox.mark_published([m.seq for m in await harness.outbox.pending(4)])
+    assert [m.seq for m in await harness.outbox.pending(1000)] == [m.seq for m in everything[4:]]
+
+
 async def test_events_of_a_failed_commit_never_appear(harness: Harness, catalog: Catalog) -> None:
     o = f"org-{uuid.uuid4().hex[:8]}"
     now = harness.clock.now()

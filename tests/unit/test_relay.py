@@ -29,13 +29,15 @@ from entrypoints.relay_runner import run_relay
 
 
 class Env:
-    def __init__(self, *, batch_size: int = 100) -> None:
+    def __init__(self, *, batch_size: int = 100, batches_per_pass: int = 10) -> None:
         self.clock = ManualClock()
         self.storage = MemoryStorage()
         self.reader = MemoryOutboxReader(self.storage)
         self.publisher = MemoryEventPublisher()
         self.lock = MemoryLeaseLock(self.clock)
-        self.relay = OutboxRelay(self.reader, self.publisher, self.lock, self.clock, batch_size=batch_size)
+        self.relay = OutboxRelay(
+            self.reader, self.publisher, self.lock, self.clock, batch_size=batch_size, batches_per_pass=batches_per_pass
+        )
         self._n = 0
 
     def event(self, connector: str = "confluence", org: str = "org-1") -> DomainEvent:
@@ -220,8 +222,25 @@ async def test_a_failed_mark_republishes_rather_than_loses() -> None:
     assert await env.pending_ids() == []
 
 
+async def test_a_failed_mark_mid_pass_stops_it_and_republishes_rather_than_loses() -> None:
+    env = Env()
+    ids = await env.commit_events(6)
+    reader = FailingMarkReader(env.storage)
+    relay = OutboxRelay(reader, env.publisher, env.lock, env.clock, batch_size=2)
+    with pytest.raises(Unavailable):
+        await relay.relay_once()
+    # the second batch went out while the first was being marked; the failure stopped the pass
+    assert env.published_ids() == ids[:4]
+    assert await env.pending_ids() == ids  # the second batch is not marked before the first
+    assert await env.lock.acquire(RELAY_LEASE, 1) is not None  # the lease was released anyway
+    env.clock.advance(2)
+    assert await relay.drain() == 6
+    assert env.published_ids() == ids[:4] + ids
+    assert await env.pending_ids() == []
+
+
 async def test_batches_follow_seq_order_across_passes() -> None:
-    env = Env(batch_size=2)
+    env = Env(batch_size=2, batches_per_pass=1)
     ids = await env.commit_events(5)
     assert await env.relay.relay_batch() == RelayResult(published=2, more=True)
     assert [await env.relay.relay_once() for _ in range(3)] == [2, 1, 0]
@@ -229,6 +248,84 @@ async def test_batches_follow_seq_order_across_passes() -> None:
     more = await env.commit_events(5)
     assert await env.relay.drain() == 5
     assert env.published_ids() == ids + more
+
+
+class WatchingPublisher:
+    """Records, at each batch, what was still pending and which batches were read so far."""
+
+    def __init__(self, inner: MemoryEventPublisher, reader: MemoryOutboxReader, fail_at: int = 0) -> None:
+        self.inner, self.reader, self.fail_at = inner, reader, fail_at
+        self.batches: list[list[int]] = []
+        self.pending_at_publish: list[list[int]] = []
+
+    async def publish(self, messages: Sequence[OutboxMessage]) -> None:
+        self.batches.append([m.seq for m in messages])
+        self.pending_at_publish.append([m.seq for m in await self.reader.pending(10_000)])
+        await asyncio.sleep(0)  # the read ahead runs meanwhile
+        if len(self.batches) == self.fail_at:
+            raise Unavailable("event broker did not acknowledge every event")
+        await self.inner.publish(messages)
+
+    async def check(self) -> bool:
+        return True
+
+
+class CountingReader(MemoryOutboxReader):
+    def __init__(self, storage: MemoryStorage) -> None:
+        super().__init__(storage)
+        self.reads: list[int] = []  # how many each read skipped as ``beyond``
+
+    async def pending(self, limit: int, *, beyond: Sequence[OutboxMessage] = ()) -> Sequence[OutboxMessage]:
+        self.reads.append(len(beyond))
+        return await super().pending(limit, beyond=beyond)
+
+
+async def test_a_pass_publishes_several_batches_under_one_lease_reading_each_next_one_ahead() -> None:
+    env = Env()
+    ids = await env.commit_events(7)
+    reader = CountingReader(env.storage)
+    watching = WatchingPublisher(env.publisher, env.reader)
+    relay = OutboxRelay(reader, watching, env.lock, env.clock, batch_size=2, batches_per_pass=3)
+    assert await relay.relay_batch() == RelayResult(published=6, more=True)
+    assert env.published_ids() == ids[:6]
+    seqs = [m.seq for m in env.publisher.published]
+    assert watching.batches == [seqs[0:2], seqs[2:4], seqs[4:6]]
+    # each batch went out only once the one before was acknowledged, and was pending meanwhile;
+    # the one before may still be being marked, none earlier is
+    for number, (batch, pending) in enumerate(zip(watching.batches, watching.pending_at_publish, strict=True)):
+        before = [s for b in watching.batches[: max(0, number - 1)] for s in b]
+        assert set(batch) <= set(pending) and not set(before) & set(pending), number
+    # one plain read, then each next batch read beyond the one being published and the one
+    # before it (its marking may still be under way); none after the last batch of the pass
+    assert reader.reads == [0, 2, 4]
+    assert await relay.relay_batch() == RelayResult(published=1)
+    assert env.published_ids() == ids
+    assert await env.lock.acquire(RELAY_LEASE, 30) is not None  # released after the pass
+
+
+async def test_a_broker_failure_mid_pass_keeps_the_rest_pending_and_what_went_out_marked() -> None:
+    env = Env()
+    ids = await env.commit_events(6)
+    watching = WatchingPublisher(env.publisher, env.reader, fail_at=2)
+    relay = OutboxRelay(env.reader, watching, env.lock, env.clock, batch_size=2)
+    assert await relay.relay_batch() == RelayResult(published=2, unavailable=True)
+    assert env.published_ids() == ids[:2]
+    assert await env.pending_ids() == ids[2:]
+    watching.fail_at = 0
+    assert await relay.relay_once() == 4
+    assert env.published_ids() == ids
+    assert await env.pending_ids() == []
+
+
+async def test_a_pass_starts_no_batch_once_a_third_of_the_lease_is_gone() -> None:
+    env = Env()
+    ids = await env.commit_events(6)
+    slow = SlowPublisher(env.publisher, delay=0.15)
+    relay = OutboxRelay(env.reader, slow, env.lock, env.clock, batch_size=2, lease_ttl=0.3)
+    # the second batch starts 150 ms in, past a third of the lease (100 ms): no third one read
+    assert await relay.relay_batch() == RelayResult(published=4, more=True)
+    assert await relay.drain() == 2
+    assert env.published_ids() == ids
 
 
 async def test_only_the_lease_holder_relays() -> None:
@@ -248,8 +345,8 @@ async def test_only_the_lease_holder_relays() -> None:
 
 
 class SlowPublisher:
-    def __init__(self, inner: MemoryEventPublisher) -> None:
-        self.inner = inner
+    def __init__(self, inner: MemoryEventPublisher, delay: float = 0.02) -> None:
+        self.inner, self.delay = inner, delay
         self.running = 0
         self.max_running = 0
 
@@ -257,7 +354,7 @@ class SlowPublisher:
         self.running += 1
         self.max_running = max(self.max_running, self.running)
         try:
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(self.delay)
             await self.inner.publish(messages)
         finally:
             self.running -= 1
@@ -391,10 +488,10 @@ async def test_a_pass_that_finds_the_lease_held_elsewhere_is_no_sign_the_broker_
 class DownReader(MemoryOutboxReader):
     down = True
 
-    async def pending(self, limit: int) -> Sequence[OutboxMessage]:
+    async def pending(self, limit: int, *, beyond: Sequence[OutboxMessage] = ()) -> Sequence[OutboxMessage]:
         if self.down:
             raise Unavailable("MongoDB is unreachable (AutoReconnect) while trying to read pending events")
-        return await super().pending(limit)
+        return await super().pending(limit, beyond=beyond)
 
 
 async def test_a_store_outage_is_reported_as_one_and_not_as_a_broker_outage(caplog: pytest.LogCaptureFixture) -> None:
@@ -424,3 +521,5 @@ def test_rejects_nonsense_settings() -> None:
         OutboxRelay(env.reader, env.publisher, env.lock, env.clock, batch_size=0)
     with pytest.raises(ValueError):
         OutboxRelay(env.reader, env.publisher, env.lock, env.clock, lease_ttl=0)
+    with pytest.raises(ValueError):
+        OutboxRelay(env.reader, env.publisher, env.lock, env.clock, batches_per_pass=0)
