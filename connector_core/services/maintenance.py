@@ -7,6 +7,7 @@ so one broken dependency of a step does not stop the rest of the round.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -21,11 +22,14 @@ __all__ = ["run_round"]
 log = logging.getLogger("connector_core.services.refresh")  # where operators have always found it
 
 
-async def run_round(refresher: TokenRefresher, batch_size: int = 100, concurrency: int = 8) -> RefreshReport:
-    """The round; what the refresh of due tokens did (empty when that step failed)."""
+async def run_round(
+    refresher: TokenRefresher, batch_size: int = 100, concurrency: int = 8, *, stop: asyncio.Event | None = None
+) -> RefreshReport:
+    """The round; what the refresh of due tokens did (empty when that step failed). ``stop``: see
+    :meth:`TokenRefresher.refresh_due`."""
     report = RefreshReport()
     try:
-        report = await refresher.refresh_due(batch_size, concurrency)
+        report = await refresher.refresh_due(batch_size, concurrency, stop=stop)
     except Exception as exc:
         _log_failure("refresh", exc)
     try:

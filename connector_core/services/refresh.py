@@ -22,7 +22,7 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from connector_core.errors import (
     Conflict,
@@ -54,6 +54,8 @@ __all__ = ["CredentialsSource", "OutcomeListener", "RefreshOutcome", "RefreshRep
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 #: ``(org_id, connector_key) -> ResolvedProvider``: the provider URLs and client of one org.
 CredentialsSource = Callable[[str, str], Awaitable[ResolvedProvider]]
 
@@ -70,6 +72,21 @@ _TOKENS_PER_CALL = 4
 
 def _ignore(connector_key: str, outcome: RefreshOutcome) -> None:
     return None
+
+
+class _Batch:
+    """What the tokens of one batch share: a turn of ``calls`` per provider call, and the
+    worker's ``stop``: once it is set, no token of the batch starts a provider call."""
+
+    __slots__ = ("calls", "stop")
+
+    def __init__(self, concurrency: int, stop: asyncio.Event | None) -> None:
+        self.calls = asyncio.Semaphore(max(1, concurrency))
+        self.stop = stop
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
 
 
 class TokenRefresher:
@@ -199,23 +216,32 @@ class TokenRefresher:
 
     # -- batch -------------------------------------------------------------------------------
 
-    async def refresh_due(self, batch_size: int = 100, concurrency: int = 8) -> RefreshReport:
+    async def refresh_due(
+        self, batch_size: int = 100, concurrency: int = 8, *, stop: asyncio.Event | None = None
+    ) -> RefreshReport:
         """Refresh up to ``batch_size`` due tokens, at most ``concurrency`` refresh calls to the providers at
         a time. Four times as many tokens are worked on at once: while some wait for the store (their lease, the
         token read again, the outcome's commit), the others' calls keep ``concurrency`` in flight. A token
-        waiting for a call's turn holds its lease, renewed before its call as before any (:meth:`HeldLease.step`)."""
+        waiting for a call's turn holds its lease, renewed before its call as before any (:meth:`HeldLease.step`).
+
+        ``stop`` (the worker shutting down): once set, the tokens whose call has not started are skipped,
+        and the calls in flight end as usual, their outcome stored. Cancelled instead, the batch still
+        waits for each call in flight and stores its answer (the provider may have rotated the refresh
+        token already) before the cancellation goes on."""
         now = self.ctx.clock.now()
         async with self.ctx.uow() as uow:
             due = list(await uow.tokens.due_before(now, batch_size))
         if not due:
             return RefreshReport()
-        calls = asyncio.Semaphore(max(1, concurrency))
+        batch = _Batch(concurrency, stop)
         gate = asyncio.Semaphore(_TOKENS_PER_CALL * max(1, concurrency))
 
         async def one(record: TokenRecord) -> RefreshOutcome:
             async with gate:
+                if batch.stopping:
+                    return RefreshOutcome.SKIPPED
                 try:
-                    return (await self._refresh_leased(record, calls)).outcome
+                    return (await self._refresh_leased(record, batch)).outcome
                 except ConnectorManagerError as exc:
                     log.warning(
                         "token refresh failed: token=%s connector=%s (%s: %s)",
@@ -253,7 +279,7 @@ class TokenRefresher:
         )
         return report
 
-    async def _refresh_leased(self, due: TokenRecord, calls: asyncio.Semaphore) -> RefreshResult:
+    async def _refresh_leased(self, due: TokenRecord, batch: _Batch) -> RefreshResult:
         # The provider and client credentials (store reads that need no lease; a token keeps
         # its org and connector) are resolved while the lease is taken and the token read
         # again (in one store call where the backend can), not after.
@@ -265,7 +291,7 @@ class TokenRefresher:
                 held, current = taken
                 if current is None or not self.ctx.lifecycle.is_due(current, self.ctx.clock.now()):
                     return RefreshResult(RefreshOutcome.SKIPPED, current)
-                return await self._run(current, held, resolving, calls)
+                return await self._run(current, held, resolving, batch)
         finally:
             if not resolving.done():
                 resolving.cancel()
@@ -277,16 +303,18 @@ class TokenRefresher:
 
     # -- loop --------------------------------------------------------------------------------
 
-    async def run_once(self, batch_size: int = 100, concurrency: int = 8) -> RefreshReport:
+    async def run_once(
+        self, batch_size: int = 100, concurrency: int = 8, *, stop: asyncio.Event | None = None
+    ) -> RefreshReport:
         """One maintenance round: :func:`~connector_core.services.maintenance.run_round`."""
-        return await run_round(self, batch_size, concurrency)
+        return await run_round(self, batch_size, concurrency, stop=stop)
 
     async def run_forever(
         self, interval: float, stop: asyncio.Event, *, batch_size: int = 100, concurrency: int = 8
     ) -> None:
         """:meth:`run_once` every ``interval`` seconds until ``stop`` is set."""
         while not stop.is_set():
-            await self.run_once(batch_size, concurrency)
+            await self.run_once(batch_size, concurrency, stop=stop)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
 
@@ -297,12 +325,12 @@ class TokenRefresher:
         record: TokenRecord,
         held: HeldLease,
         resolving: Awaitable[ResolvedProvider] | None = None,
-        calls: asyncio.Semaphore | None = None,
+        batch: _Batch | None = None,
     ) -> RefreshResult:
         """Refresh ``record`` (freshly loaded, under ``held``), store the outcome and tell :attr:`on_outcome`.
-        ``resolving``: its provider, when already being resolved; ``calls``: a turn of it per provider call."""
+        ``resolving``: its provider, when already being resolved; ``batch``: what a batch's tokens share."""
         try:
-            result = await self._attempt(record, held, resolving, calls)
+            result = await self._attempt(record, held, resolving, batch)
         except Exception:
             self.on_outcome(record.connector_key, RefreshOutcome.FAILED)
             raise
@@ -314,7 +342,7 @@ class TokenRefresher:
         record: TokenRecord,
         held: HeldLease,
         resolving: Awaitable[ResolvedProvider] | None,
-        calls: asyncio.Semaphore | None,
+        batch: _Batch | None,
     ) -> RefreshResult:
         used = record.tokens.refresh_token
         assert used is not None
@@ -333,10 +361,17 @@ class TokenRefresher:
             try:
                 # The lease is renewed first and the provider gets at most half of it, so a
                 # worker whose lease lapsed never races another with the same refresh token.
-                async with calls or contextlib.nullcontext():  # the turn first, then renew and call
-                    response = await held.step(
-                        lambda: self.provider.refresh(resolved.spec, resolved.client, refresh_token=used)
+                async with batch.calls if batch else contextlib.nullcontext():  # the turn, then renew and call
+                    if batch is not None and batch.stopping:
+                        return RefreshResult(RefreshOutcome.SKIPPED)
+                    sending = asyncio.ensure_future(
+                        held.step(lambda: self.provider.refresh(resolved.spec, resolved.client, refresh_token=used))
                     )
+                    try:
+                        response = await asyncio.shield(sending)
+                    except asyncio.CancelledError:
+                        await self._keep_late_answer(sending, record, held, resolved)
+                        raise
                 break
             except LeaseLost:
                 log.warning("refresh lease lost before calling the provider: token=%s", record.id)
@@ -367,11 +402,40 @@ class TokenRefresher:
             except ProviderError as exc:
                 failure = RetryableProviderError(exc.message, status=exc.status, error_code=exc.error_code)
                 return await self.outcomes.failure(record, held, failure)
-        return await self.outcomes.success(record, held, response, resolved)
+        return await _to_the_end(self.outcomes.success(record, held, response, resolved))
+
+    async def _keep_late_answer(
+        self, sending: asyncio.Future[Any], record: TokenRecord, held: HeldLease, resolved: ResolvedProvider
+    ) -> None:
+        """The caller went away (a shutdown, a request given up) while the provider call was in
+        flight. The provider may rotate the refresh token whatever happens here, so its answer is
+        waited for (the call has at most half the lease) and stored before the cancellation goes
+        on; without an answer there is nothing to keep."""
+        try:
+            response = await sending
+        except Exception:
+            return
+        log.info("storing the answer of a refresh call whose caller went away: token=%s", record.id)
+        try:
+            await self.outcomes.success(record, held, response, resolved)
+        except Exception as exc:
+            log.warning("could not store the answer of a refresh call: token=%s (%s)", record.id, type(exc).__name__)
 
     async def _load(self, token_id: str) -> TokenRecord | None:
         async with self.ctx.uow() as uow:
             return await uow.tokens.get(token_id)
+
+
+async def _to_the_end(step: Awaitable[T]) -> T:
+    """Run ``step`` (storing a provider's answer) to its end even if the caller is cancelled
+    meanwhile; the cancellation is raised once it ended (its own failure, if any, is its own)."""
+    task = asyncio.ensure_future(step)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task
+        raise
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

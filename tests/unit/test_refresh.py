@@ -521,6 +521,86 @@ async def test_concurrency_is_bounded(env: Env) -> None:
     assert running["max"] == 3
 
 
+async def test_a_batch_cancelled_during_a_call_stores_the_rotated_token_it_answers(env: Env) -> None:
+    """A worker shut down while the provider is answering: the provider has rotated the refresh
+    token by then whatever the worker does, so the answer is stored before the batch stops."""
+    await env.seed()
+    env.make_due()
+    started, answer = asyncio.Event(), asyncio.Event()
+
+    async def slow_answer(used: str) -> None:
+        started.set()
+        await answer.wait()
+
+    env.provider.before_answer = slow_answer
+    env.provider.answers = [{"access_token": "PLANTED-AT-2", "refresh_token": "PLANTED-RT-2", "expires_in": 600}]
+    batch = asyncio.create_task(env.refresher.refresh_due())
+    await started.wait()
+    batch.cancel()
+    await asyncio.sleep(0.01)
+    assert not batch.done()  # waiting for the answer, not gone
+    answer.set()
+    with pytest.raises(asyncio.CancelledError):
+        await batch
+    record = await env.token()
+    assert record.tokens.refresh_token == "PLANTED-RT-2"
+    assert record.tokens.access_token == "PLANTED-AT-2"
+    assert await env.token_events() == ["TOKEN_REFRESHED"]
+    assert await env.lock.acquire(f"token-refresh:{record.id}", 1) is not None  # released
+
+
+class HeldCommits(MemoryUnitOfWork):
+    """A unit of work whose commit of a token waits for ``gate`` (a slow store)."""
+
+    def __init__(self, storage: MemoryStorage, entered: asyncio.Event, gate: asyncio.Event) -> None:
+        super().__init__(storage)
+        self.entered, self.gate = entered, gate
+
+    async def commit(self) -> None:
+        if self._staged_tokens:
+            self.entered.set()
+            await self.gate.wait()
+        await super().commit()
+
+
+async def test_a_batch_cancelled_while_storing_a_rotated_token_finishes_storing_it(env: Env) -> None:
+    await env.seed()
+    env.make_due()
+    entered, gate = asyncio.Event(), asyncio.Event()
+    env.ctx.uow = lambda: HeldCommits(env.storage, entered, gate)
+    env.provider.answers = [{"access_token": "PLANTED-AT-2", "refresh_token": "PLANTED-RT-2", "expires_in": 600}]
+    batch = asyncio.create_task(env.refresher.refresh_due())
+    await entered.wait()
+    batch.cancel()
+    await asyncio.sleep(0.01)
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await batch
+    assert (await env.token()).tokens.refresh_token == "PLANTED-RT-2"
+
+
+async def test_a_stop_during_a_batch_starts_no_further_provider_call(env: Env) -> None:
+    for i in range(4):
+        await env.seed(f"org-{i}")
+    env.make_due()
+    stop = asyncio.Event()
+
+    async def stop_at_first_call(used: str) -> None:
+        stop.set()  # the worker is told to shut down while the first call is in flight
+        await asyncio.sleep(0.01)
+
+    env.provider.before_answer = stop_at_first_call
+    report = await env.refresher.refresh_due(concurrency=1, stop=stop)
+    assert report == RefreshReport(refreshed=1, skipped=3)
+    assert len(env.provider.calls) == 1
+    for i in range(4):  # every lease free again
+        record = await env.token(f"org-{i}")
+        assert await env.lock.acquire(f"token-refresh:{record.id}", 1) is not None
+    # a round once stopped starts no call either (the three are still due)
+    assert (await env.refresher.run_once(concurrency=1, stop=stop)) == RefreshReport(skipped=3)
+    assert len(env.provider.calls) == 1
+
+
 async def test_batch_size_limits_one_run(env: Env) -> None:
     for i in range(5):
         await env.seed(f"org-{i}")
