@@ -26,7 +26,7 @@ its request is done with it.
 
 It overrides one internal method of httpcore 1.0 (``_assign_requests_to_connections``);
 :func:`lean_transport` falls back to httpx's own transport when that method is not there, and
-``tests/unit/test_lean_pool.py`` fails when the override stops being used.
+``tests/integration/test_lean_pool.py`` fails when the override stops being used.
 """
 
 from __future__ import annotations
