@@ -261,7 +261,10 @@ class TokenRefresher:
                     return RefreshOutcome.FAILED
 
         try:
-            counts = Counter(await asyncio.gather(*(one(r) for r in due)))
+            # return_exceptions: cancelled, the batch still waits for every token (each call in
+            # flight stores its answer first); ``one`` itself lets no error out
+            results = await asyncio.gather(*(one(r) for r in due), return_exceptions=True)
+            counts = Counter(r if isinstance(r, RefreshOutcome) else RefreshOutcome.FAILED for r in results)
         finally:
             await self.leases.settle()  # every lease of the batch is free when it returns
         report = RefreshReport(
@@ -370,7 +373,8 @@ class TokenRefresher:
                     try:
                         response = await asyncio.shield(sending)
                     except asyncio.CancelledError:
-                        await self._keep_late_answer(sending, record, held, resolved)
+                        with contextlib.suppress(asyncio.CancelledError):  # cancelled again: still stored
+                            await _to_the_end(self._keep_late_answer(sending, record, held, resolved))
                         raise
                 break
             except LeaseLost:
@@ -428,14 +432,20 @@ class TokenRefresher:
 
 async def _to_the_end(step: Awaitable[T]) -> T:
     """Run ``step`` (storing a provider's answer) to its end even if the caller is cancelled
-    meanwhile; the cancellation is raised once it ended (its own failure, if any, is its own)."""
+    meanwhile, once or more: the cancellation is raised once it ended (and its own outcome
+    dropped then, an error included)."""
     task = asyncio.ensure_future(step)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await task
-        raise
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait({task})  # a cancellation of this wait leaves ``task`` running
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        if not task.cancelled():
+            task.exception()  # seen: the caller hears the cancellation
+        raise asyncio.CancelledError
+    return task.result()
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

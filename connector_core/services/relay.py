@@ -28,18 +28,18 @@ store is down, and :class:`RelayOutages` says when either goes and comes back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from attrs import frozen
 
-from connector_core.errors import ConnectorManagerError, EventsRejected, Unavailable
+from connector_core.errors import ConnectorManagerError, EventsRejected, LeaseLost, Unavailable
 from connector_core.ports.clock import Clock
 from connector_core.ports.event_publisher import EventPublisher
-from connector_core.ports.lock import LeaseLock
+from connector_core.ports.lock import Lease, LeaseLock
 from connector_core.ports.outbox import OutboxMessage, OutboxReader
 
 __all__ = ["RELAY_LEASE", "OutboxRelay", "RelayOutages", "RelayResult"]
@@ -83,8 +83,9 @@ class OutboxRelay:
     the current one (:meth:`OutboxReader.pending` with ``beyond``) and marks the one before
     meanwhile, so the reads and the marking overlap the wait for the acknowledgement. A batch is
     published only once the one before it was acknowledged; its marking waits for that one's. A
-    pass reads no further batch once a third of the lease's time is gone, so the lease cannot
-    run out under a slow broker while batches keep coming."""
+    pass reads no further batch once a third of the lease's time is gone, and renews the lease
+    before a further batch once a third of it has passed since it was taken or renewed (a slow
+    broker), stopping if it was lost: one relay at a time, however long a pass takes."""
 
     def __init__(
         self,
@@ -122,16 +123,30 @@ class OutboxRelay:
         lease = await self.lock.acquire(RELAY_LEASE, self.lease_ttl)
         if lease is None:
             return RelayResult(busy=True)
+        held = _Held(lease, time.monotonic())
         try:
-            return await self._pass(time.monotonic() + self.lease_ttl / 3)
+            return await self._pass(held, time.monotonic() + self.lease_ttl / 3)
         finally:
             try:
-                await self.lock.release(lease)
+                await self.lock.release(held.lease)
             except ConnectorManagerError as exc:
                 # The lease expires by itself; the next pass (here or elsewhere) takes it.
                 log.debug("could not release the relay lease: %s", type(exc).__name__)
 
-    async def _pass(self, last_start: float) -> RelayResult:
+    async def _still_ours(self, held: _Held) -> bool:
+        """Before a further batch of the pass: the lease renewed once a third of it is gone
+        (a slow broker), False when it was lost meanwhile (the pass must stop)."""
+        if time.monotonic() - held.renewed < self.lease_ttl / 3:
+            return True
+        try:
+            held.lease = await self.lock.extend(held.lease, self.lease_ttl)
+        except LeaseLost:
+            log.warning("the relay lease lapsed during a pass; the pass stops (another relay may go on)")
+            return False
+        held.renewed = time.monotonic()
+        return True
+
+    async def _pass(self, held: _Held, last_start: float) -> RelayResult:
         published = set_aside = 0
         more = unavailable = False
         marking: asyncio.Future[None] | None = None  # the batch before's marking, still under way
@@ -141,6 +156,9 @@ class OutboxRelay:
             messages = await self.reader.pending(self.batch_size)
             for number in range(1, self.batches_per_pass + 1):
                 if not messages:
+                    break
+                if number > 1 and not await self._still_ours(held):
+                    more = True
                     break
                 full = len(messages) >= self.batch_size
                 if full and number < self.batches_per_pass and time.monotonic() < last_start:
@@ -159,10 +177,15 @@ class OutboxRelay:
                     more = full
                     break
                 messages, ahead = await ahead, None
-        finally:
-            await _abandon(ahead)
-            if marking is not None:
-                await marking
+        except BaseException:
+            # what the caller hears is this error (or cancellation), not a late one of the
+            # read ahead or of the marking: both are waited for and their outcome read
+            await _settle(ahead, cancel=True)
+            await _settle(marking)
+            raise
+        await _settle(ahead, cancel=True)
+        if marking is not None:
+            await marking  # its failure is the pass's (a store outage)
         return RelayResult(published=published, unavailable=unavailable, more=more, set_aside=set_aside)
 
     async def _send(self, messages: Sequence[OutboxMessage]) -> list[int] | None:
@@ -247,11 +270,23 @@ class RelayOutages:
             log.warning(message, (self._clock.now() - since).total_seconds())
 
 
-async def _abandon(ahead: asyncio.Future[Sequence[OutboxMessage]] | None) -> None:
-    """Cancel a read ahead whose batch will not be published now, and wait for it (its failure,
-    if it had one, is of no interest: the next pass reads again)."""
-    if ahead is None:
+class _Held:
+    """The relay's lease during a pass, and when it was last taken or renewed."""
+
+    __slots__ = ("lease", "renewed")
+
+    def __init__(self, lease: Lease, renewed: float) -> None:
+        self.lease, self.renewed = lease, renewed
+
+
+async def _settle(task: asyncio.Future[Any] | None, *, cancel: bool = False) -> None:
+    """Wait for ``task`` (cancelled first if ``cancel``: a read ahead whose batch will not be
+    published now) and read its outcome, without raising it: the next pass reads again, and
+    a failed marking only means the batch is published again."""
+    if task is None:
         return
-    ahead.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await ahead
+    if cancel:
+        task.cancel()
+    await asyncio.wait({task})
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("relay step failed while the pass stopped: %s", type(task.exception()).__name__)

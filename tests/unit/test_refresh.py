@@ -521,11 +521,9 @@ async def test_concurrency_is_bounded(env: Env) -> None:
     assert running["max"] == 3
 
 
-async def test_a_batch_cancelled_during_a_call_stores_the_rotated_token_it_answers(env: Env) -> None:
-    """A worker shut down while the provider is answering: the provider has rotated the refresh
-    token by then whatever the worker does, so the answer is stored before the batch stops."""
-    await env.seed()
-    env.make_due()
+def answer_when_told(env: Env) -> tuple[asyncio.Event, asyncio.Event]:
+    """The provider's next refresh answer (a rotated token, PLANTED-RT-2) comes only once the
+    second event is set; the first is set when the call arrives."""
     started, answer = asyncio.Event(), asyncio.Event()
 
     async def slow_answer(used: str) -> None:
@@ -534,6 +532,15 @@ async def test_a_batch_cancelled_during_a_call_stores_the_rotated_token_it_answe
 
     env.provider.before_answer = slow_answer
     env.provider.answers = [{"access_token": "PLANTED-AT-2", "refresh_token": "PLANTED-RT-2", "expires_in": 600}]
+    return started, answer
+
+
+async def test_a_batch_cancelled_during_a_call_stores_the_rotated_token_it_answers(env: Env) -> None:
+    """A worker shut down while the provider is answering: the provider has rotated the refresh
+    token by then whatever the worker does, so the answer is stored before the batch stops."""
+    await env.seed()
+    env.make_due()
+    started, answer = answer_when_told(env)
     batch = asyncio.create_task(env.refresher.refresh_due())
     await started.wait()
     batch.cancel()
@@ -547,6 +554,29 @@ async def test_a_batch_cancelled_during_a_call_stores_the_rotated_token_it_answe
     assert record.tokens.access_token == "PLANTED-AT-2"
     assert await env.token_events() == ["TOKEN_REFRESHED"]
     assert await env.lock.acquire(f"token-refresh:{record.id}", 1) is not None  # released
+
+
+async def test_a_cancelled_batch_waits_for_every_call_in_flight_even_cancelled_twice(env: Env) -> None:
+    """Several tokens, one call in flight, the others waiting for their turn: cancelled (twice,
+    as an event loop shutting down does), the batch still ends only once the call in flight
+    answered and its rotated token is stored; the waiting ones start no call."""
+    for i in range(3):
+        await env.seed(f"org-{i}")
+    env.make_due()
+    started, answer = answer_when_told(env)
+    batch = asyncio.create_task(env.refresher.refresh_due(concurrency=1))
+    await started.wait()
+    batch.cancel()
+    await asyncio.sleep(0.01)
+    batch.cancel()
+    await asyncio.sleep(0.01)
+    assert not batch.done()  # waiting for the answer of the call in flight
+    answer.set()
+    with pytest.raises(asyncio.CancelledError):
+        await batch
+    assert len(env.provider.calls) == 1
+    stored = [str((await env.token(f"org-{i}")).tokens.refresh_token) for i in range(3)]
+    assert sorted(stored) == ["PLANTED-RT-1", "PLANTED-RT-1", "PLANTED-RT-2"]
 
 
 class HeldCommits(MemoryUnitOfWork):

@@ -12,7 +12,7 @@ import pytest
 
 from adapters.memory import MemoryEventPublisher, MemoryLeaseLock, MemoryOutboxReader, MemoryStorage
 from adapters.system import ManualClock
-from connector_core.errors import Unavailable
+from connector_core.errors import LeaseLost, Unavailable
 from connector_core.model.events import (
     AppDisabled,
     AppEnabled,
@@ -326,6 +326,40 @@ async def test_a_pass_starts_no_batch_once_a_third_of_the_lease_is_gone() -> Non
     assert await relay.relay_batch() == RelayResult(published=4, more=True)
     assert await relay.drain() == 2
     assert env.published_ids() == ids
+
+
+class ExtendingLock(MemoryLeaseLock):
+    """Counts renewals; ``lose`` makes the next renewal find the lease lost."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__(clock)
+        self.extends = 0
+        self.lose = False
+
+    async def extend(self, lease: Lease, ttl_seconds: float) -> Lease:
+        self.extends += 1
+        if self.lose:
+            raise LeaseLost("the lease lapsed")
+        return await super().extend(lease, ttl_seconds)
+
+
+async def test_a_long_pass_renews_its_lease_and_stops_when_it_was_lost() -> None:
+    env = Env()
+    ids = await env.commit_events(6)
+    lock = ExtendingLock(env.clock)
+    slow = SlowPublisher(env.publisher, delay=0.15)
+    relay = OutboxRelay(env.reader, slow, lock, env.clock, batch_size=2, lease_ttl=0.3)
+    # a third of the lease (100 ms) is gone by the second batch: renewed before it (and no
+    # third batch read ahead: the pass has run that long)
+    assert await relay.relay_batch() == RelayResult(published=4, more=True)
+    assert lock.extends == 1
+    assert await relay.drain() == 2
+    assert env.published_ids() == ids
+    more = await env.commit_events(6)
+    lock.lose = True
+    assert await relay.relay_batch() == RelayResult(published=2, more=True)  # stopped: not ours any more
+    assert env.published_ids() == ids + more[:2]
+    assert await env.pending_ids() == more[2:]
 
 
 async def test_only_the_lease_holder_relays() -> None:
