@@ -418,13 +418,18 @@ class RedisSentinelGroup:
         import redis as redis_py
 
         stopped = [s for s in self.servers if s.proc is None or s.proc.poll() is not None]
-        for server in stopped:
-            server.start()
         if not stopped:
             return
-        primary = self.current_primary()
-        client = redis_py.Redis(port=primary.port, socket_timeout=1)
         deadline = time.monotonic() + 30
+        # First the failover the stop set off must be over: a server started while the Sentinels
+        # still name it would come back as an empty primary, and processes started then find
+        # no primary to talk to.
+        while (primary := self.current_primary()) in stopped:
+            assert time.monotonic() < deadline, "the Sentinels did not fail over from the stopped primary"
+            time.sleep(0.1)
+        for server in stopped:
+            server.start()
+        client = redis_py.Redis(port=primary.port, socket_timeout=1)
         try:
             while True:
                 info: Any = client.info("replication")
