@@ -2,7 +2,8 @@
 # Creates .venv and installs the project into it (idempotent; does nothing when up to date).
 #   bash scripts/bootstrap-env.sh          what development and the tests need (the dev extras)
 #   bash scripts/bootstrap-env.sh serve    only what serving needs (no extras)
-# A profile is installed once per pyproject.toml; "dev" includes "serve". While it installs it
+# Versions are held to constraints.txt (the ones the suite last passed with). A profile is
+# installed once per pyproject.toml and constraints.txt; "dev" includes "serve". While it installs it
 # prints one line and a progress indication; pip's own output goes to .venv/install.log and is
 # shown only when the install fails.
 set -euo pipefail
@@ -14,7 +15,7 @@ case "$profile" in
   *) echo "bootstrap-env.sh: unknown profile '$profile' (serve or dev)" >&2; exit 2 ;;
 esac
 PY=${PYTHON:-python3}
-hash=$(sha256sum pyproject.toml | cut -c1-16)
+hash=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 stamp_of() { echo ".venv/.installed-$1-$hash"; }
 if [ -f "$(stamp_of "$profile")" ] || { [ "$profile" = serve ] && [ -f "$(stamp_of dev)" ]; }; then
   exit 0
@@ -28,7 +29,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 (
   .venv/bin/python -m pip install --disable-pip-version-check -q --upgrade pip &&
-  .venv/bin/python -m pip install --disable-pip-version-check -q -e "$spec"
+  .venv/bin/python -m pip install --disable-pip-version-check -q -c constraints.txt -e "$spec"
 ) >"$log" 2>&1 &
 pid=$!
 spin='|/-\'
