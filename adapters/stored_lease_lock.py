@@ -15,8 +15,6 @@ An adapter provides the three conditional statements (:meth:`_take`, :meth:`_dro
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
@@ -24,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from adapters.lease_wait import acquire_waiting
+from adapters.orphan_leases import OrphanLeases
 from connector_core.errors import LeaseLost
 from connector_core.ports.clock import Clock
 from connector_core.ports.lock import Lease
@@ -34,7 +33,7 @@ T = TypeVar("T")
 class StoredLeaseLock(ABC):
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._orphans: set[asyncio.Task[bool]] = set()
+        self._orphans = OrphanLeases()
 
     async def acquire(self, name: str, ttl_seconds: float, *, wait: float = 0.0) -> Lease | None:
         async def attempt() -> Lease | None:
@@ -47,28 +46,9 @@ class StoredLeaseLock(ABC):
         return await acquire_waiting(attempt, wait)
 
     async def _taking(self, write: Awaitable[T], name: str, owner: str, took: Callable[[T], bool]) -> T:
-        """``write``, a store write that may take the lease (name, owner), awaited. A caller
-        cancelled meanwhile (a shutdown) does not stop the write once queued; a lease it took
-        would be held by nobody until it lapsed, so it is dropped as soon as the write is done."""
-        pending = asyncio.ensure_future(write)
-        try:
-            return await asyncio.shield(pending)
-        except asyncio.CancelledError:
-            pending.add_done_callback(lambda done: self._orphaned(done, name, owner, took))
-            raise
-
-    def _orphaned(self, done: asyncio.Future[T], name: str, owner: str, took: Callable[[T], bool]) -> None:
-        if done.cancelled() or done.exception() is not None or not took(done.result()):
-            return
-        drop = asyncio.ensure_future(self._drop(name, owner))
-        self._orphans.add(drop)  # kept until done: a task nobody references may be collected
-        drop.add_done_callback(self._dropped)
-
-    def _dropped(self, drop: asyncio.Task[bool]) -> None:
-        self._orphans.discard(drop)
-        if not drop.cancelled():
-            with contextlib.suppress(Exception):
-                drop.result()  # a failed drop: the lease lapses by itself
+        """``write``, a store write that may take the lease (name, owner), awaited; a lease it
+        takes after its caller was cancelled is dropped (:mod:`adapters.orphan_leases`)."""
+        return await self._orphans.taking(write, took, lambda _: self._drop(name, owner))
 
     async def release(self, lease: Lease) -> bool:
         return await self._drop(lease.name, lease.owner)

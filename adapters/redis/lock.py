@@ -33,6 +33,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from adapters.lease_wait import acquire_waiting
+from adapters.orphan_leases import OrphanLeases
 from adapters.redis.cache import ReplicaAcks, replicated
 from connector_core.errors import LeaseLost, Unavailable
 from connector_core.ports.clock import Clock
@@ -80,6 +81,7 @@ class RedisLeaseLock:
         # registering only computes the SHA; EVALSHA falls back to loading the script once
         self._release: Any = client.register_script(_RELEASE)
         self._extend: Any = client.register_script(_EXTEND)
+        self._orphans = OrphanLeases()  # leases taken for callers cancelled meanwhile: dropped
 
     def _key(self, name: str) -> str:
         return f"{self._prefix}{{{name}}}"  # {name}: a Redis Cluster hash tag
@@ -97,10 +99,14 @@ class RedisLeaseLock:
             async def queue(pipe: Pipeline) -> None:
                 pipe.set(key, owner, nx=True, px=_px(ttl_seconds))
 
-            taken, confirmed = await replicated("lock acquire", self._timeout, self._client, self._acks, queue)
+            lease = Lease(name, owner, now + timedelta(seconds=ttl_seconds))
+            taken, confirmed = await self._orphans.taking(
+                replicated("lock acquire", self._timeout, self._client, self._acks, queue),
+                lambda answer: bool(answer[0]),
+                lambda _: self._release_quietly(lease),
+            )
             if not taken:
                 return None
-            lease = Lease(name, owner, now + timedelta(seconds=ttl_seconds))
             if not confirmed:  # a failover could lose it: not a lease to work under
                 await self._release_quietly(lease)
                 raise self._unreplicated("lease")
