@@ -3,8 +3,9 @@
 Every provider call for a token happens under the token's lease
 (:mod:`~connector_core.services.token_lease`): with rotating refresh tokens, two workers
 refreshing the same token burn it. After taking the lease the record is read again (another
-worker may just have refreshed it). How the outcome is stored, and what a refresh that finishes
-after a person or the provider changed the token may do, is
+worker may just have refreshed it). One refresh (the provider call, its retries, a caller going
+away mid-call) is :mod:`~connector_core.services.refresh_attempt`; how the outcome is stored,
+and what a refresh that finishes after a person or the provider changed the token may do, is
 :mod:`~connector_core.services.refresh_outcomes`; the expiry sweep is
 :mod:`~connector_core.services.expiry`.
 
@@ -22,20 +23,17 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from connector_core.errors import (
     Conflict,
     ConnectorDisabled,
     ConnectorManagerError,
     DomainRuleViolation,
-    LeaseLost,
     NotFound,
     NoTokens,
-    ProviderError,
     ReauthorizationRequired,
     RetryableProviderError,
-    Unavailable,
 )
 from connector_core.ports.lock import LeasedTokenReads, LeaseLock
 from connector_core.ports.oauth_provider import OAuthProviderClient
@@ -45,6 +43,7 @@ from connector_core.services.expiry import ExpirySweep
 from connector_core.services.maintenance import run_round
 from connector_core.services.oauth import OAuthService
 from connector_core.services.providers import ResolvedProvider
+from connector_core.services.refresh_attempt import BatchTurns, RefreshAttempt
 from connector_core.services.refresh_outcomes import RefreshOutcome, RefreshOutcomes, RefreshReport, RefreshResult
 from connector_core.services.refresh_warnings import RefreshTokenWarnings
 from connector_core.services.token_lease import BackgroundReleases, HeldLease, TokenLeases
@@ -54,7 +53,6 @@ __all__ = ["CredentialsSource", "OutcomeListener", "RefreshOutcome", "RefreshRep
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 #: ``(org_id, connector_key) -> ResolvedProvider``: the provider URLs and client of one org.
 CredentialsSource = Callable[[str, str], Awaitable[ResolvedProvider]]
@@ -72,21 +70,6 @@ _TOKENS_PER_CALL = 4
 
 def _ignore(connector_key: str, outcome: RefreshOutcome) -> None:
     return None
-
-
-class _Batch:
-    """What the tokens of one batch share: a turn of ``calls`` per provider call, and the
-    worker's ``stop``: once it is set, no token of the batch starts a provider call."""
-
-    __slots__ = ("calls", "stop")
-
-    def __init__(self, concurrency: int, stop: asyncio.Event | None) -> None:
-        self.calls = asyncio.Semaphore(max(1, concurrency))
-        self.stop = stop
-
-    @property
-    def stopping(self) -> bool:
-        return self.stop is not None and self.stop.is_set()
 
 
 class TokenRefresher:
@@ -120,6 +103,7 @@ class TokenRefresher:
         releases, reads = BackgroundReleases(ctx.clock), leased_reads
         self.leases = TokenLeases(lock, ttl=lease_ttl, wait=lease_wait, releases=releases, clock=ctx.clock, reads=reads)
         self.outcomes = RefreshOutcomes(ctx, provider, sleep)
+        self.attempt = RefreshAttempt(ctx, provider, self.outcomes, sleep)
         self.expiry = ExpirySweep(ctx)
         self.warnings = RefreshTokenWarnings(ctx)
         if isinstance(oauth, OAuthService):
@@ -128,7 +112,6 @@ class TokenRefresher:
         else:
             self._resolve = oauth
         self.states = states
-        self._sleep = sleep
 
     # -- on demand ---------------------------------------------------------------------------
 
@@ -233,7 +216,7 @@ class TokenRefresher:
             due = list(await uow.tokens.due_before(now, batch_size))
         if not due:
             return RefreshReport()
-        batch = _Batch(concurrency, stop)
+        batch = BatchTurns(concurrency, stop)
         gate = asyncio.Semaphore(_TOKENS_PER_CALL * max(1, concurrency))
 
         async def one(record: TokenRecord) -> RefreshOutcome:
@@ -282,7 +265,7 @@ class TokenRefresher:
         )
         return report
 
-    async def _refresh_leased(self, due: TokenRecord, batch: _Batch) -> RefreshResult:
+    async def _refresh_leased(self, due: TokenRecord, batch: BatchTurns) -> RefreshResult:
         # The provider and client credentials (store reads that need no lease; a token keeps
         # its org and connector) are resolved while the lease is taken and the token read
         # again (in one store call where the backend can), not after.
@@ -328,124 +311,22 @@ class TokenRefresher:
         record: TokenRecord,
         held: HeldLease,
         resolving: Awaitable[ResolvedProvider] | None = None,
-        batch: _Batch | None = None,
+        batch: BatchTurns | None = None,
     ) -> RefreshResult:
         """Refresh ``record`` (freshly loaded, under ``held``), store the outcome and tell :attr:`on_outcome`.
         ``resolving``: its provider, when already being resolved; ``batch``: what a batch's tokens share."""
+        resolving = resolving or self._resolve(record.org_id, record.connector_key)
         try:
-            result = await self._attempt(record, held, resolving, batch)
+            result = await self.attempt.run(record, held, resolving, batch)
         except Exception:
             self.on_outcome(record.connector_key, RefreshOutcome.FAILED)
             raise
         self.on_outcome(record.connector_key, result.outcome)
         return result
 
-    async def _attempt(
-        self,
-        record: TokenRecord,
-        held: HeldLease,
-        resolving: Awaitable[ResolvedProvider] | None,
-        batch: _Batch | None,
-    ) -> RefreshResult:
-        used = record.tokens.refresh_token
-        assert used is not None
-        try:
-            resolved = await (resolving or self._resolve(record.org_id, record.connector_key))
-        except Unavailable:
-            raise
-        except RetryableProviderError as exc:
-            return await self.outcomes.failure(record, held, exc)
-        except ConnectorManagerError as exc:  # client gone, connector unknown, ...
-            failure = RetryableProviderError(f"cannot refresh: {exc.message}")
-            return await self.outcomes.failure(record, held, failure)
-        policy, lifecycle = self.ctx.policy, self.ctx.lifecycle
-        attempt = 1
-        while True:
-            try:
-                # The lease is renewed first and the provider gets at most half of it, so a
-                # worker whose lease lapsed never races another with the same refresh token.
-                async with batch.calls if batch else contextlib.nullcontext():  # the turn, then renew and call
-                    if batch is not None and batch.stopping:
-                        return RefreshResult(RefreshOutcome.SKIPPED)
-                    sending = asyncio.ensure_future(
-                        held.step(lambda: self.provider.refresh(resolved.spec, resolved.client, refresh_token=used))
-                    )
-                    try:
-                        response = await asyncio.shield(sending)
-                    except asyncio.CancelledError:
-                        with contextlib.suppress(asyncio.CancelledError):  # cancelled again: still stored
-                            await _to_the_end(self._keep_late_answer(sending, record, held, resolved))
-                        raise
-                break
-            except LeaseLost:
-                log.warning("refresh lease lost before calling the provider: token=%s", record.id)
-                return RefreshResult(RefreshOutcome.SKIPPED)
-            except TimeoutError:
-                failure = RetryableProviderError("the provider did not answer within half the refresh lease")
-                return await self.outcomes.failure(record, held, failure)
-            except ReauthorizationRequired as exc:
-                return await self.outcomes.reauthorization_required(record, held, exc)
-            except RetryableProviderError as exc:
-                delay = lifecycle.retry_delay(attempt, exc.retry_after)
-                if attempt >= max(1, policy.attempts) or delay > held.ttl / 2:
-                    return await self.outcomes.failure(record, held, exc)
-                log.info(
-                    "token refresh attempt %d failed, retrying in %.1fs: token=%s (%s)",
-                    attempt,
-                    delay,
-                    record.id,
-                    exc.message,
-                )
-                try:
-                    await held.renew()  # the wait is shorter than half the renewed lease
-                except LeaseLost:
-                    log.warning("refresh lease lost while backing off: token=%s", record.id)
-                    return RefreshResult(RefreshOutcome.SKIPPED)
-                await self._sleep(delay)
-                attempt += 1
-            except ProviderError as exc:
-                failure = RetryableProviderError(exc.message, status=exc.status, error_code=exc.error_code)
-                return await self.outcomes.failure(record, held, failure)
-        return await _to_the_end(self.outcomes.success(record, held, response, resolved))
-
-    async def _keep_late_answer(
-        self, sending: asyncio.Future[Any], record: TokenRecord, held: HeldLease, resolved: ResolvedProvider
-    ) -> None:
-        """The caller went away (a shutdown, a request given up) while the provider call was in
-        flight. The provider may rotate the refresh token whatever happens here, so its answer is
-        waited for (the call has at most half the lease) and stored before the cancellation goes
-        on; without an answer there is nothing to keep."""
-        try:
-            response = await sending
-        except Exception:
-            return
-        log.info("storing the answer of a refresh call whose caller went away: token=%s", record.id)
-        try:
-            await self.outcomes.success(record, held, response, resolved)
-        except Exception as exc:
-            log.warning("could not store the answer of a refresh call: token=%s (%s)", record.id, type(exc).__name__)
-
     async def _load(self, token_id: str) -> TokenRecord | None:
         async with self.ctx.uow() as uow:
             return await uow.tokens.get(token_id)
-
-
-async def _to_the_end(step: Awaitable[T]) -> T:
-    """Run ``step`` (storing a provider's answer) to its end even if the caller is cancelled
-    meanwhile, once or more: the cancellation is raised once it ended (and its own outcome
-    dropped then, an error included)."""
-    task = asyncio.ensure_future(step)
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.wait({task})  # a cancellation of this wait leaves ``task`` running
-        except asyncio.CancelledError:
-            cancelled = True
-    if cancelled:
-        if not task.cancelled():
-            task.exception()  # seen: the caller hears the cancellation
-        raise asyncio.CancelledError
-    return task.result()
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
