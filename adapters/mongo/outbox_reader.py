@@ -88,16 +88,13 @@ class MongoOutboxReader:
 
     async def pending(self, limit: int, *, beyond: Sequence[OutboxMessage] = ()) -> Sequence[OutboxMessage]:
         """``beyond``: the pending order here is (connector's sequence, id), not one number, so
-        the answer is read as if ``beyond`` were still pending and ``beyond`` left out of it."""
-        skip = {id_of(m.seq) for m in beyond}
+        the server leaves ``beyond`` out by id (not sent back only to be dropped here)."""
+        query: Doc = {"published": False}
+        if beyond:
+            query["_id"] = {"$nin": [id_of(m.seq) for m in beyond]}
         async with self._db.op("read pending events"):
-            docs = (
-                await self._db.outbox.find({"published": False})
-                .sort([("key_seq", 1), ("_id", 1)])
-                .limit(limit + len(skip))
-                .to_list()
-            )
-        return [self._message(d) for d in docs if d["_id"] not in skip][:limit]
+            docs = await self._db.outbox.find(query).sort([("key_seq", 1), ("_id", 1)]).limit(limit).to_list()
+        return [self._message(d) for d in docs]
 
     async def mark_published(self, seqs: Sequence[int]) -> None:
         if not seqs:
