@@ -119,4 +119,5 @@ def source_settings(
         mongo_url=mongo_url or settings.iam_mongo_url or settings.mongo_url,
         mongo_database=mongo_database or settings.iam_mongo_database,
         mongo_timeout_seconds=settings.mongo_timeout_seconds,
+        start_up_timeout_seconds=settings.start_up_timeout_seconds,
     )

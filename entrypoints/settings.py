@@ -28,6 +28,7 @@ from adapters.factories.sections import (
     SQLiteSettings,
     UserGroupsIamSettings,
 )
+from adapters.health import START_UP_TIMEOUT_SECONDS
 from connector_core.errors import ValidationError
 from entrypoints.setting_urls import HTTP_SCHEMES, MONGO_SCHEMES, REDIS_SCHEMES, url_problem
 from entrypoints.setting_values import make_settings_converter
@@ -155,6 +156,9 @@ class Settings:
     outbox_prune_interval_seconds: float = field(default=3600.0, validator=_positive)
     backend_url: str | None = field(default=None, repr=False, validator=_url(HTTP_SCHEMES))
     backend_timeout_seconds: float = field(default=10.0, validator=_positive)
+    #: how long start-up waits for each server it needs (MongoDB, etcd, Redis, Kafka) to answer,
+    #: trying again while it does not (a failover under way), before it gives up
+    start_up_timeout_seconds: float = field(default=START_UP_TIMEOUT_SECONDS, validator=_positive)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     #: auto: JSON lines when stderr is not a terminal, readable lines on a terminal
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -220,7 +224,10 @@ class Settings:
     @property
     def mongo(self) -> MongoSettings:
         return MongoSettings(
-            url=self.mongo_url, database=self.mongo_database, timeout_seconds=self.mongo_timeout_seconds
+            url=self.mongo_url,
+            database=self.mongo_database,
+            timeout_seconds=self.mongo_timeout_seconds,
+            start_up_timeout_seconds=self.start_up_timeout_seconds,
         )
 
     @property
@@ -243,6 +250,7 @@ class Settings:
             namespace=self.etcd_namespace,
             member_timeout_seconds=self.etcd_member_timeout_seconds,
             tls=tls,
+            start_up_timeout_seconds=self.start_up_timeout_seconds,
         )
 
     @property
@@ -255,6 +263,7 @@ class Settings:
             sentinel_master=self.redis_sentinel_master,
             sentinel_password=self.redis_sentinel_password,
             replica_acks=(1 if sentinels else 0) if acks is None else acks,
+            start_up_timeout_seconds=self.start_up_timeout_seconds,
         )
 
     @property
@@ -265,6 +274,7 @@ class Settings:
             profile=self.compat,
             replication_factor=self.kafka_replication_factor,
             min_insync_replicas=self.kafka_min_insync_replicas,
+            start_up_timeout_seconds=self.start_up_timeout_seconds,
         )
 
     @property
@@ -286,6 +296,7 @@ class Settings:
             ),
             cache_ttl_seconds=self.iam_cache_ttl_seconds,
             cache_size=self.iam_cache_size,
+            start_up_timeout_seconds=self.start_up_timeout_seconds,
         )
 
     @property

@@ -65,7 +65,7 @@ async def open_etcd(settings: EtcdSettings) -> EtcdBackend:
     )
     where = ", ".join(f"{host}:{port}" for host, port in settings.endpoints)
     try:
-        await require(store.check, f"etcd at {where}")
+        await require(store.check, f"etcd at {where}", within=settings.start_up_timeout_seconds)
     except BaseException:
         await store.aclose()
         raise

@@ -36,7 +36,11 @@ async def open_user_groups_iam(settings: UserGroupsIamSettings) -> UserGroupsIam
         timeout_seconds=settings.timeout_seconds,
     )
     try:
-        await require(iam.check, f"MongoDB (user groups) at {redact_url(settings.url)}")
+        await require(
+            iam.check,
+            f"MongoDB (user groups) at {redact_url(settings.url)}",
+            within=settings.start_up_timeout_seconds,
+        )
     except BaseException:
         await client.close()
         raise

@@ -21,7 +21,7 @@ async def open_kafka(settings: KafkaSettings) -> KafkaEventPublisher:
     except ValueError as exc:  # the message names a key, never a value
         raise ValidationError.for_field("client_config", str(exc)) from None
     try:
-        await require(publisher.check, f"Kafka at {settings.bootstrap}")
+        await require(publisher.check, f"Kafka at {settings.bootstrap}", within=settings.start_up_timeout_seconds)
         await publisher.ensure_topics()
     except BaseException:
         await publisher.aclose()

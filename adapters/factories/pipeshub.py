@@ -59,9 +59,11 @@ async def open_pipeshub_source(settings: PipesHubSourceSettings) -> PipesHubSour
         mongo,
     )
     try:
-        await require(etcd.check, f"the existing deployment's etcd at {where}")
+        await require(etcd.check, f"the existing deployment's etcd at {where}", within=e.start_up_timeout_seconds)
         await require(
-            lambda: _mongo_answers(mongo), f"the existing deployment's MongoDB at {redact_url(settings.mongo_url)}"
+            lambda: _mongo_answers(mongo),
+            f"the existing deployment's MongoDB at {redact_url(settings.mongo_url)}",
+            within=settings.start_up_timeout_seconds,
         )
     except BaseException:
         await backend.aclose()

@@ -69,7 +69,7 @@ async def open_redis(settings: RedisSettings) -> RedisBackend:
     except ValueError:  # the driver's text can repeat the URL, password included: not kept
         raise ValidationError.for_field("url", "is not a Redis URL the driver accepts") from None
     try:
-        await require(backend.check, where)
+        await require(backend.check, where, within=settings.start_up_timeout_seconds)
     except BaseException:
         await backend.aclose()
         raise

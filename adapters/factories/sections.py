@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from attrs import field, frozen
 
 from adapters.event_wire import Profile
+from adapters.health import START_UP_TIMEOUT_SECONDS
 
 if TYPE_CHECKING:  # the MongoDB driver is an extra: serving on the embedded default needs none
     from adapters.iam.mongo_user_groups import UserGroupsSchema
@@ -29,6 +30,8 @@ class MongoSettings:
     url: str = field(repr=False)  # may carry user:password
     database: str
     timeout_seconds: float
+    #: how long start-up waits for the server to answer (retrying)
+    start_up_timeout_seconds: float = START_UP_TIMEOUT_SECONDS
 
 
 @frozen
@@ -54,6 +57,8 @@ class EtcdSettings:
     member_timeout_seconds: float = 0.5
     #: None: plaintext
     tls: EtcdTlsFiles | None = None
+    #: how long start-up waits for the server to answer (retrying)
+    start_up_timeout_seconds: float = START_UP_TIMEOUT_SECONDS
 
 
 @frozen
@@ -66,6 +71,8 @@ class RedisSettings:
     sentinel_password: str | None = field(default=None, repr=False)
     #: replicas that must confirm a lease or a cache invalidation before it counts (WAIT)
     replica_acks: int = 0
+    #: how long start-up waits for the server to answer (retrying)
+    start_up_timeout_seconds: float = START_UP_TIMEOUT_SECONDS
 
 
 @frozen
@@ -79,6 +86,8 @@ class KafkaSettings:
     replication_factor: int = -1
     #: ``min.insync.replicas`` of the topics created here; None: the broker's default
     min_insync_replicas: int | None = None
+    #: how long start-up waits for a broker to answer (retrying)
+    start_up_timeout_seconds: float = START_UP_TIMEOUT_SECONDS
 
 
 @frozen
@@ -97,6 +106,8 @@ class UserGroupsIamSettings:
     schema: UserGroupsSchema
     cache_ttl_seconds: float
     cache_size: int
+    #: how long start-up waits for the server to answer (retrying)
+    start_up_timeout_seconds: float = START_UP_TIMEOUT_SECONDS
 
 
 @frozen
@@ -109,3 +120,5 @@ class PipesHubSourceSettings:
     mongo_url: str = field(repr=False)  # may carry user:password
     mongo_database: str
     mongo_timeout_seconds: float
+    #: how long start-up waits for its MongoDB to answer (retrying; its etcd's is in ``etcd``)
+    start_up_timeout_seconds: float = START_UP_TIMEOUT_SECONDS

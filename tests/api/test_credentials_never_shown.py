@@ -46,6 +46,7 @@ def planted(tmp_path: Path, port: int = 1, **choices: str) -> Settings:
         kafka_bootstrap=f"127.0.0.1:{port}",
         kafka_client_config={"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN", "sasl.password": PW},
         backend_url=f"https://svc:{PW}@backend.internal.example/",
+        start_up_timeout_seconds=0.5,  # nothing will answer: no need to wait the default 15 s
         **choices,
     )
 

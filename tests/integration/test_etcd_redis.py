@@ -22,10 +22,13 @@ import pytest
 
 from adapters.crypto import Aead, EncryptedKeyValueStore, Keyring
 from adapters.etcd import EtcdConfigWatcher, EtcdLeaseLock, connect_etcd
+from adapters.factories.redis import open_redis
+from adapters.factories.sections import RedisSettings
 from adapters.read_cache import ReadThroughCache
 from adapters.redis import RedisCache, RedisLeaseLock, connect_redis
 from adapters.system import SystemClock
 from connector_core.errors import ConnectorManagerError, Unavailable
+from tests import servers
 from tests.servers import ServerProcess, _etcd_ready, free_port
 
 T = TypeVar("T")
@@ -320,3 +323,21 @@ async def test_redis_outage_is_a_fast_unavailable_the_read_cache_bypasses_it_and
     finally:
         await reads.aclose()
         await client.aclose()
+
+
+@pytest.mark.redis
+async def test_start_up_waits_for_a_redis_that_answers_a_moment_later() -> None:
+    server = servers.redis()  # its port is chosen; nothing listens there yet (a failover under way)
+    try:
+        settings = RedisSettings(url=f"redis://127.0.0.1:{server.port}/0", start_up_timeout_seconds=15)
+        opening = asyncio.create_task(open_redis(settings))
+        await asyncio.sleep(1.0)
+        assert not opening.done(), opening  # refused, tried again: still waiting
+        await asyncio.to_thread(server.start)
+        backend = await asyncio.wait_for(opening, timeout=15)
+        try:
+            assert await backend.check() is True
+        finally:
+            await backend.aclose()
+    finally:
+        server.close()

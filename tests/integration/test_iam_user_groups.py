@@ -235,7 +235,13 @@ async def test_start_up_names_the_setting_when_the_user_groups_server_is_down(
     tmp_path: Path, seed: SeedDeployment
 ) -> None:
     with pytest.raises(SettingsError) as caught:
-        async with api(tmp_path, seed, f"mongodb://127.0.0.1:{free_port()}/", mongo_timeout_seconds=0.3):
+        async with api(
+            tmp_path,
+            seed,
+            f"mongodb://127.0.0.1:{free_port()}/",
+            mongo_timeout_seconds=0.3,
+            start_up_timeout_seconds=0.5,
+        ):
             pass
     await collect_driver_sockets()
     assert caught.value.errors[0]["path"] == "iam_mongo_url"
