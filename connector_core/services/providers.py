@@ -9,6 +9,8 @@ credentials come from the connector's configuration and the secret store.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from attrs import evolve, field, frozen
 
@@ -19,12 +21,40 @@ from connector_core.ports.oauth_provider import ClientCredentials, OAuthProvider
 from connector_core.services.context import ServiceContext, read_secrets
 from connector_core.tokens import RefreshTokenLimits
 
-__all__ = ["WELL_KNOWN_SUFFIX", "ProviderResolver", "ResolvedProvider"]
+__all__ = ["WELL_KNOWN_SUFFIX", "ProviderResolver", "ResolvedProvider", "url_param_error"]
 
 #: appended to an issuer to find its OpenID discovery document
 WELL_KNOWN_SUFFIX = "/.well-known/openid-configuration"
 
-_URL_PARAM_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+#: What any value filled into a provider's URL path (``{tenantId}``) must be, whatever the
+#: catalog says: one path segment of URL-safe characters, never ``.`` or ``..`` (which would
+#: climb the provider's path, ``login.microsoftonline.com/../``).
+_SAFE_SEGMENT = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+def url_param_error(entry: CatalogEntry, param: str, value: object) -> str | None:
+    """Why ``value`` cannot be filled into ``entry``'s provider URLs as ``{param}``, else None.
+
+    The rule is the catalog's own: the ``pattern`` and ``maxLength`` of ``auth.<param>`` in the
+    connector's configuration schema, read as ``PUT /config`` reads them, so a configuration
+    that was saved is one that can be authorized (and the other way round). On top of it, and
+    also for a schema without a pattern, :data:`_SAFE_SEGMENT`.
+    """
+    if not isinstance(value, str) or not _SAFE_SEGMENT.fullmatch(value) or value in (".", ".."):
+        return "has characters not allowed"
+    field_schema = _auth_field_schema(entry, param)
+    pattern, longest = field_schema.get("pattern"), field_schema.get("maxLength")
+    if isinstance(longest, int) and len(value) > longest:
+        return f"must be at most {longest} characters"
+    if isinstance(pattern, str) and re.search(pattern, value) is None:
+        return "has an invalid format"
+    return None
+
+
+def _auth_field_schema(entry: CatalogEntry, param: str) -> Mapping[str, Any]:
+    auth = entry.config_schema.get("properties", {}).get("auth", {})
+    found = auth.get("properties", {}).get(param) if isinstance(auth, Mapping) else None
+    return found if isinstance(found, Mapping) else {}
 
 
 @frozen
@@ -111,8 +141,9 @@ class ProviderResolver:
                 metadata={"connector": entry.key, "missing": missing},
             )
         for param in entry.oauth.url_params:
-            if not _URL_PARAM_VALUE.match(str(auth.get(param))):
-                raise ValidationError.for_field(f"auth.{param}", "has characters not allowed")
+            why = url_param_error(entry, param, auth.get(param))
+            if why is not None:
+                raise ValidationError.for_field(f"auth.{param}", why)
         assert client_secret is not None
         return ClientCredentials(client_id=str(client_id), client_secret=client_secret)
 

@@ -260,3 +260,43 @@ async def test_background_loops_follow_a_reload_and_stop_gracefully(tmp_path: Pa
             await asyncio.sleep(0.01)
         assert seen == [1, 2] and finished == [1]  # generation 1's loop finished, not killed
     assert finished == [1, 2]
+
+
+#: Microsoft tenant ids as Entra ID names them: a GUID, a verified domain, or a well-known name
+VALID_TENANTS = ["8eaef023-2b34-4da1-9baa-8bc8c9d6a490", "common", "organizations", "contoso.onmicrosoft.com"]
+
+
+@pytest.mark.parametrize("key", ["onedrive", "sharepointOnline"])
+@pytest.mark.parametrize("tenant", ["..", "a..b", ".a", "a.", "-a", "contoso\n", "a" * 129])
+async def test_a_tenant_id_the_authorize_url_would_refuse_is_refused_when_saved(
+    api: Api, key: str, tenant: str
+) -> None:
+    # the schema accepted "..", "a..b", ".a" (and a trailing newline): the configuration was
+    # saved, and the admin only learnt at authorize time that it could not be used
+    auth = {
+        "clientId": "cid",
+        "clientSecret": "s3cret",
+        "tenantId": tenant,
+        "sharepointDomain": "contoso.sharepoint.com",
+    }
+    if key == "onedrive":
+        del auth["sharepointDomain"]
+    r = await api.client.put(
+        f"{P}/config/{key}", json={"baseUrl": "https://app.example.com", "auth": auth}, headers=api.admin
+    )
+    assert r.status_code == 400, r.text
+    assert [e["path"] for e in r.json()["error"]["metadata"]["errors"]] == ["auth.tenantId"]
+
+
+@pytest.mark.parametrize("tenant", VALID_TENANTS)
+async def test_a_valid_tenant_id_is_saved_and_can_be_authorized(api: Api, tenant: str) -> None:
+    auth = {"clientId": "cid", "clientSecret": "s3cret", "tenantId": tenant}
+    r = await api.client.put(
+        f"{P}/config/onedrive", json={"baseUrl": "https://app.example.com", "auth": auth}, headers=api.admin
+    )
+    assert r.status_code == 200, r.text
+    r = await api.client.get(
+        f"{P}/onedrive/oauth/authorize", params={"baseUrl": "http://localhost:3000"}, headers=api.admin
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["authorizationUrl"].startswith(f"https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize?")

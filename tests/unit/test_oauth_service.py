@@ -11,11 +11,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from attrs import define, field
+from jsonschema import Draft202012Validator
 
 from adapters.memory import MemoryKeyValueStore, MemoryLeaseLock, MemoryOAuthStateStore, MemoryOutboxReader
 from adapters.memory.storage import MemoryStorage
 from adapters.system import ManualClock
-from connector_core.catalog import Catalog, OAuthSpec
+from connector_core.catalog import Catalog, OAuthSpec, thaw
 from connector_core.errors import (
     Conflict,
     DomainRuleViolation,
@@ -37,6 +38,7 @@ from connector_core.ports.unit_of_work import UnitOfWork
 from connector_core.services.connectors import ConfigUpdate, ConnectorService
 from connector_core.services.context import ServiceContext
 from connector_core.services.oauth import OAuthService, pkce_challenge, state_hash
+from connector_core.services.providers import url_param_error
 from connector_core.services.redirects import OAuthSettings
 from connector_core.tokens import TokenStatus
 from tests.conftest import CountingIds, SeededRandom
@@ -317,6 +319,53 @@ async def test_tenant_cannot_inject_into_provider_urls(env: Env) -> None:
     with pytest.raises(ValidationError) as info:
         await env.oauth.authorization_url(ORG, USER, "onedrive", BASE)
     assert info.value.errors[0]["path"] == "auth.tenantId"
+
+
+#: Microsoft tenant ids as Entra ID names them: a GUID, a verified domain, or a well-known name
+VALID_TENANTS = ["8eaef023-2b34-4da1-9baa-8bc8c9d6a490", "common", "organizations", "contoso.onmicrosoft.com"]
+
+
+@pytest.mark.parametrize("tenant", ["a..b", "contoso\n", "a.", "a" * 129])
+async def test_a_tenant_the_configuration_schema_refuses_is_refused_by_the_url_builder(env: Env, tenant: str) -> None:
+    # the URL builder's own rule let these through (it only refused a leading dot or dash and
+    # other characters), though the schema refuses them: one rule, the catalog's, for both
+    await env.configure("onedrive", tenantId=tenant)
+    with pytest.raises(ValidationError) as info:
+        await env.oauth.authorization_url(ORG, USER, "onedrive", BASE)
+    assert [e["path"] for e in info.value.errors] == ["auth.tenantId"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        *VALID_TENANTS,
+        "contoso",
+        "a" * 128,
+        "..",
+        ".",
+        ".a",
+        "a..b",
+        "a.",
+        "-a",
+        "a_b",
+        "a/b",
+        "a%2e",
+        "contoso\n",
+        " a",
+        "a" * 129,
+        "",
+        "\u00e9",
+    ],
+)
+def test_the_url_builder_and_the_configuration_schema_accept_the_same_url_params(catalog: Catalog, value: str) -> None:
+    checked = 0
+    for entry in catalog:
+        for param in entry.oauth.url_params if entry.oauth else ():
+            field_schema = thaw(entry.config_schema)["properties"]["auth"]["properties"][param]
+            saved = Draft202012Validator(field_schema).is_valid(value)
+            assert saved == (url_param_error(entry, param, value) is None), (entry.key, param)
+            checked += 1
+    assert checked >= 2  # OneDrive's and SharePoint's tenantId
 
 
 async def test_connector_without_oauth_is_refused(catalog: Catalog, t0: Any) -> None:
