@@ -12,6 +12,9 @@ Decisions worth knowing:
 * ``state`` is 256 random bits; only its SHA-256 is stored, bound to org, user, connector and
   redirect URI, usable once. A state presented by another org/user/connector is **consumed**
   (and refused): whoever holds it has already leaked it, so it must not stay replayable.
+* Where the browser goes after the callback is bound to the state too: the ``baseUrl`` given to
+  authorize. A callback's own ``baseUrl`` is optional here and, when given, must have that
+  origin (else 400 ``baseUrl``, the state spent).
 * ``state`` is always required, also with ``error``: an error callback changes the connector,
   and only a state proves the person started that authorization.
 * A provider ``error`` (the person cancelled, ...) marks the connector NOT_AUTHENTICATED with the
@@ -55,7 +58,7 @@ from connector_core.services.authorization_outcomes import AuthorizationOutcomes
 from connector_core.services.connectors import ConnectorView
 from connector_core.services.context import ServiceContext
 from connector_core.services.providers import ProviderResolver, ResolvedProvider
-from connector_core.services.redirects import OAuthSettings, with_query
+from connector_core.services.redirects import OAuthSettings, origin_of, with_query
 from connector_core.services.revocation import TokenRevocation, revoke_at_provider
 from connector_core.services.token_lease import BackgroundReleases, TokenLeases
 from connector_core.tokens import TokenSet
@@ -201,9 +204,23 @@ class OAuthService:
             raise _required("state")
         if not error and not code:
             raise _required("code")
-        base = self.settings.checked_base(base_url) if base_url else None
+        if base_url:
+            self.settings.checked_base(base_url)  # a malformed or foreign one spends no state
         pending = await self._take_pending(state, org_id, user_id, entry)
-        base = base or self.settings.base_of(pending.redirect_uri, entry.key)
+        # Where the person goes next is bound to the state: the base the authorization was
+        # started with. A caller's baseUrl (the existing clients send one) may only repeat it.
+        base = self.settings.base_of(pending.redirect_uri, entry.key)
+        if base_url and origin_of(base_url) != origin_of(base):
+            log.warning(
+                "OAuth callback with another baseUrl than its state's (state spent): org=%s connector=%s",
+                org_id,
+                entry.key,
+            )
+            raise ValidationError.for_field(
+                "baseUrl",
+                "is not the origin the authorization was started from; send the baseUrl given to authorize"
+                " (or none), and start the authorization again: this state is spent",
+            )
         target = self.settings.post_auth_url(base, entry.key)
         if error:
             return await self._refused(entry, org_id, user_id, error, error_description, target)

@@ -615,6 +615,33 @@ async def test_bad_callback_base_url_is_refused_before_the_state_is_spent(env: E
     assert (await env.oauth.handle_callback(ORG, USER, "googleWorkspace", code="c", state=q["state"])).authenticated
 
 
+@pytest.mark.parametrize("error", [None, "access_denied"])
+async def test_the_callback_redirect_is_bound_to_the_state_not_to_the_callers_base_url(
+    catalog: Catalog, t0: Any, error: str | None
+) -> None:
+    # seen: authorize with one allowed base, callback with another allowed one → the
+    # redirectUrl went to the callback's base, though the state was bound to the first
+    other = "http://127.0.0.1:9999"
+    env = make_env(catalog, t0, OAuthSettings(allowed_redirect_origins=(BASE, other)))
+    await env.configure()
+    q = await env.authorize()
+    with pytest.raises(ValidationError) as info:
+        await env.oauth.handle_callback(
+            ORG, USER, "googleWorkspace", code="c", state=q["state"], error=error, base_url=f"{other}/x"
+        )
+    assert [e["path"] for e in info.value.errors] == ["baseUrl"]
+    assert env.provider.named("exchange") == [] and await env.token_events() == []
+    with pytest.raises(InvalidState):  # spent: presented outside its binding
+        await env.oauth.handle_callback(ORG, USER, "googleWorkspace", code="c", state=q["state"], base_url=BASE)
+    # the same origin (another path, another spelling) is the existing clients' call: accepted,
+    # and the redirect is the stored base's
+    q = await env.authorize()
+    result = await env.oauth.handle_callback(
+        ORG, USER, "googleWorkspace", code="c", state=q["state"], error=error, base_url="https://APP.example.com/x/"
+    )
+    assert result.redirect_url.startswith(f"{BASE}/connectors/googleWorkspace")
+
+
 async def test_provider_error_marks_the_connector_and_redirects_with_the_code(env: Env) -> None:
     await env.configure()
     q = await env.authorize()
