@@ -4,6 +4,7 @@ checked against the default profile too, where our own shapes stay."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -316,3 +317,34 @@ async def test_the_credentials_route_refuses_a_user_id_that_is_not_a_string_befo
     r = await pipeshub.http.get(compat.GOOGLE_CREDENTIALS_PATH, headers=service)
     assert r.status_code == 400 and "access_token" not in r.text  # never the token of whoever is stored
     assert r.json()["error"]["metadata"]["errors"][0]["path"] == "userId"
+
+
+@pytest.mark.parametrize("claims", [{"userId": ""}, {}])
+async def test_the_credentials_route_refuses_a_token_naming_no_user(
+    pipeshub: Deployment, idp: FakeOAuthProvider, claims: dict[str, Any]
+) -> None:
+    # an empty userId skipped the ownership check: whoever's token was stored was handed out
+    await pipeshub.configure_google(idp, "cid-no-user")
+    assert (await pipeshub.legacy_consent(idp, "cid-no-user", FRONTEND_PAGE)).status_code == 201
+    token = jwt.encode(
+        {"orgId": ORG, "scopes": ["fetch:config"], **claims}, pipeshub.container.service_secrets.scoped_jwt_secret
+    )
+    r = await pipeshub.http.get(compat.GOOGLE_CREDENTIALS_PATH, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 400 and "access_token" not in r.text, r.text
+    assert r.json()["error"]["metadata"]["errors"][0]["path"] == "userId"
+
+
+async def test_another_users_call_refreshes_nothing(pipeshub: Deployment, idp: FakeOAuthProvider) -> None:
+    idp.access_token_ttl = 1
+    await pipeshub.configure_google(idp, "cid-other-user")
+    assert (await pipeshub.legacy_consent(idp, "cid-other-user", FRONTEND_PAGE)).status_code == 201
+    await asyncio.sleep(1.2)  # the stored token expired: any credentials read would refresh it
+    before = idp.stats()["refresh_grants"]
+    r = await pipeshub.http.get(
+        compat.GOOGLE_CREDENTIALS_PATH, headers=pipeshub.python_service("65f0000000000000000000bb")
+    )
+    assert r.status_code == 404, r.text
+    assert idp.stats()["refresh_grants"] == before  # the token was not refreshed for a caller refused it
+    r = await pipeshub.http.get(compat.GOOGLE_CREDENTIALS_PATH, headers=pipeshub.python_service())
+    assert r.status_code == 200, r.text
+    assert idp.stats()["refresh_grants"] == before + 1  # its owner's call does refresh it

@@ -22,9 +22,20 @@ async def google_credentials(call: Call) -> Response:
     user = call.principal.claims.get("userId")
     if user is not None and not isinstance(user, str):
         raise ValidationError.for_field("userId", "must be a string (the service token's userId claim)")
+    # the route hands out one user's token: a token naming no user (or "") names nobody's
+    if not user:
+        raise ValidationError.for_field("userId", "is required (the service token's userId claim)")
     org = scoped_org(call, None)
-    record = await call.app.container.refresher.fresh_token(org, compat.GOOGLE_CONNECTOR)
-    if user and user != record.account_id:
+    container = call.app.container
+    # whose token it is, before anything may refresh it: another user's call must not make the
+    # provider refresh a token it is then refused
+    key = container.ctx.catalog.get(compat.GOOGLE_CONNECTOR).key
+    async with container.ctx.uow() as uow:
+        stored = await uow.tokens.get_for_connector(org, key)
+    if stored is not None and stored.account_id != user:
+        raise NotFound("no Google Workspace token is stored for this user")
+    record = await container.refresher.fresh_token(org, compat.GOOGLE_CONNECTOR)
+    if user != record.account_id:  # replaced by another user's consent meanwhile
         raise NotFound("no Google Workspace token is stored for this user")
     tokens = record.tokens
     body: dict[str, object] = {"access_token": tokens.access_token}
