@@ -15,9 +15,9 @@ data itself) instead of blocking the event loop.
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Iterable
 
+from adapters.sqlite.aside_reads import SideConnection
 from adapters.sqlite.database import next_counter
 
 _ORG = "org:"
@@ -34,25 +34,19 @@ class SQLiteChangeStamp:
 
     def __init__(self, path: str) -> None:
         self._path = path
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self._closed = path == ":memory:"  # another connection would see another database
+        # an in-memory database has no second connection: another one would open another database
+        self._side = SideConnection(self._open, closed=path == ":memory:")
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=0)
-            conn.execute("PRAGMA query_only=1")
-            self._conn = conn
-        return self._conn
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=0)
+        conn.execute("PRAGMA query_only=1")
+        return conn
 
     def _one(self, sql: str, params: tuple[str, ...] = ()) -> int | None:
-        with self._lock:
-            if self._closed:
-                return None
-            try:
-                row = self._connection().execute(sql, params).fetchone()
-            except sqlite3.Error:  # busy, locked, being recovered: cannot tell now
-                return None
+        try:
+            row = self._side.call(lambda c: c.execute(sql, params).fetchone())
+        except sqlite3.Error:  # busy, locked, being recovered, closed: cannot tell now
+            return None
         return 0 if row is None else int(row[0])
 
     def store_version(self) -> int | None:
@@ -62,11 +56,7 @@ class SQLiteChangeStamp:
         return self._one("SELECT value FROM counters WHERE name=?", (_ORG + org_id,))
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._side.close()
 
     def __repr__(self) -> str:
         return f"SQLiteChangeStamp(path={self._path!r})"

@@ -9,9 +9,10 @@ sealed (AES-256-GCM) before they reach the file.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -19,6 +20,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 
 from adapters.codec import make_json_converter
 from adapters.sealing import Sealer
+from adapters.sqlite.aside_reads import AsideReads
 from adapters.sqlite.statement_queue import StatementQueue
 from connector_core.errors import Unavailable
 
@@ -165,6 +167,17 @@ def _add_columns(conn: sqlite3.Connection) -> None:
     conn.execute("COMMIT")
 
 
+@contextlib.contextmanager
+def _driver_errors() -> Iterator[None]:
+    """sqlite3's errors as ours: :class:`Unavailable`."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise Unavailable(f"SQLite database is unavailable: {exc}") from exc
+    except sqlite3.DatabaseError as exc:
+        raise Unavailable(f"SQLite database error: {type(exc).__name__}") from exc
+
+
 def text(raw: bytes) -> str:
     """Stored text as the connection reads it (see ``text_factory`` below)."""
     return raw.decode("utf-8", "surrogateescape")
@@ -194,6 +207,7 @@ class SQLiteDatabase:
         self._open_lock = threading.Lock()
         #: opened on first use, after the schema exists (the first statement run creates it)
         self._stamp: SQLiteChangeStamp | None = None
+        self._aside: AsideReads | None = None
 
     @property
     def stamp(self) -> SQLiteChangeStamp:
@@ -206,6 +220,19 @@ class SQLiteDatabase:
 
     def __repr__(self) -> str:
         return f"SQLiteDatabase(path={self.path!r})"
+
+    async def read_aside(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` (a long read: a scan of a whole table) on a read-only connection of its
+        own (:mod:`adapters.sqlite.aside_reads`), so the statements of the database thread do
+        not wait for it; on the database thread for an in-memory database."""
+        if self.path == ":memory:":
+            return await self.run(fn)
+        if self._conn is None:
+            await self.run(lambda c: None)  # the file and its schema exist before it is read
+        if self._aside is None:
+            self._aside = AsideReads(self.path, busy_timeout_ms=self._busy_timeout_ms, text_factory=text)
+        with _driver_errors():
+            return await self._aside.run(fn)
 
     def _connection(self) -> sqlite3.Connection:
         with self._open_lock:
@@ -244,12 +271,8 @@ class SQLiteDatabase:
         return await self._submit(fn, write=True)
 
     async def _submit(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
-        try:
+        with _driver_errors():
             return await self._queue.submit(fn, write=write)
-        except sqlite3.OperationalError as exc:
-            raise Unavailable(f"SQLite database is unavailable: {exc}") from exc
-        except sqlite3.DatabaseError as exc:
-            raise Unavailable(f"SQLite database error: {type(exc).__name__}") from exc
 
     async def check(self) -> bool:
         try:
@@ -267,6 +290,8 @@ class SQLiteDatabase:
 
         if self._stamp is not None:
             self._stamp.close()
+        if self._aside is not None:
+            self._aside.close()
         if not self._queue.closed:
             # after every call queued before it (a waiting write is committed); a call queued
             # after it fails, not run on a connection reopened and never closed
