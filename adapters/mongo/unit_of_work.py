@@ -82,6 +82,10 @@ def _document(w: Write) -> Doc:
     return doc
 
 
+#: the token census's time limit (seconds): it reads every token record
+CENSUS_SECONDS = 30.0
+
+
 class MongoUnitOfWork(BufferedUnitOfWork):
     """Reads go straight to the collections; :meth:`commit` writes the batch in one transaction."""
 
@@ -228,7 +232,9 @@ class MongoUnitOfWork(BufferedUnitOfWork):
         return sorted(found, key=lambda t: t.connector_key)
 
     async def _token_census(self, now: datetime) -> TokenCensus:
-        async with self._db.op("count token records"):
+        # a scan of every record, off the request path (the metrics serve the last reading
+        # meanwhile): the time limit meant for a request's calls would fail it at scale
+        async with self._db.op("count token records", seconds=max(self._db.timeout_seconds, CENSUS_SECONDS)):
             rows = await (await self._db.tokens.aggregate(_census_pipeline(now))).to_list(None)
         tally = CensusTally()
         for row in rows:
