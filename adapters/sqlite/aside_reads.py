@@ -3,7 +3,7 @@ own, on a thread of their own.
 
 The service's statements run one at a time on the database thread
 (:mod:`adapters.sqlite.statement_queue`), so a read that scans the whole store holds up every
-request behind it: the metrics' token census took 2 to 3.5 s at 1,000,000 token records, and a
+request behind it: the metrics' token census took 2 to 6 s at 1,000,000 token records, and a
 point read queued behind it waited as long. In WAL mode a second connection reads a consistent
 snapshot of what was committed without blocking the writer or being blocked by it, and SQLite
 releases the GIL while it steps through the scan, so the service goes on meanwhile.
@@ -15,8 +15,11 @@ reads run on the database thread as any other.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -45,7 +48,12 @@ class SideConnection:
             return fn(self._conn)
 
     def close(self) -> None:
-        """Close the connection (after the call under way, if any); later calls fail."""
+        """Close the connection (a call under way is interrupted first: its statement fails);
+        later calls fail."""
+        conn = self._conn
+        if conn is not None:
+            with contextlib.suppress(sqlite3.ProgrammingError):  # closed meanwhile
+                conn.interrupt()  # thread-safe: the scan stops, the lock comes free at once
         with self._lock:
             self._closed = True
             if self._conn is not None:
@@ -63,18 +71,21 @@ class AsideReads:
         self._text_factory = text_factory
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-aside")
         self._side = SideConnection(self._open)
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"AsideReads(path={self._path!r})"
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn``'s result; sqlite3 errors propagate (the database maps them to its own)."""
+        if self._closed:
+            raise sqlite3.ProgrammingError("the database is closed")
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._side.call, fn)
 
     def _open(self) -> sqlite3.Connection:
         # ``mode=ro``: this connection can never write, whatever ``fn`` does; the file exists by
         # now (the database thread created it with its schema)
-        uri = "file:" + self._path.replace("?", "%3f").replace("#", "%23") + "?mode=ro"
+        uri = "file:" + urllib.parse.quote(os.path.abspath(self._path)) + "?mode=ro"
         conn = sqlite3.connect(
             uri, uri=True, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout_ms / 1000
         )
@@ -83,6 +94,7 @@ class AsideReads:
         return conn
 
     def close(self) -> None:
-        """Close the connection (after the call running, if any) and stop the thread."""
+        """Close the connection (interrupting the call running, if any) and stop the thread."""
+        self._closed = True
         self._side.close()
         self._executor.shutdown(wait=False)

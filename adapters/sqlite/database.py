@@ -208,6 +208,7 @@ class SQLiteDatabase:
         #: opened on first use, after the schema exists (the first statement run creates it)
         self._stamp: SQLiteChangeStamp | None = None
         self._aside: AsideReads | None = None
+        self._closing = False
 
     @property
     def stamp(self) -> SQLiteChangeStamp:
@@ -229,10 +230,14 @@ class SQLiteDatabase:
             return await self.run(fn)
         if self._conn is None:
             await self.run(lambda c: None)  # the file and its schema exist before it is read
-        if self._aside is None:
-            self._aside = AsideReads(self.path, busy_timeout_ms=self._busy_timeout_ms, text_factory=text)
+        with self._open_lock:
+            if self._queue.closed or self._closing:
+                raise Unavailable("SQLite database is unavailable: the database is closed")
+            if self._aside is None:
+                self._aside = AsideReads(self.path, busy_timeout_ms=self._busy_timeout_ms, text_factory=text)
+            aside = self._aside
         with _driver_errors():
-            return await self._aside.run(fn)
+            return await aside.run(fn)
 
     def _connection(self) -> sqlite3.Connection:
         with self._open_lock:
@@ -288,10 +293,13 @@ class SQLiteDatabase:
                     self._conn.close()
                     self._conn = None
 
+        with self._open_lock:
+            self._closing = True  # no aside reader is made any more
+            aside = self._aside
         if self._stamp is not None:
             self._stamp.close()
-        if self._aside is not None:
-            self._aside.close()
+        if aside is not None:
+            aside.close()
         if not self._queue.closed:
             # after every call queued before it (a waiting write is committed); a call queued
             # after it fails, not run on a connection reopened and never closed

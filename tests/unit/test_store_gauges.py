@@ -1,6 +1,6 @@
 """The store gauges' reading at scale: a slow census never makes a scrape wait longer than
-``wait`` once there is a snapshot to serve, and a reading that took T seconds is reused for at
-least ten times T."""
+``wait`` once there is a snapshot to serve, and a reading whose census took T seconds is reused
+for ten times T (at least ``max_age``, at most 60 s; not stretched when a part failed)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ class Readings:
         self.now = 0.0
         self.cost = 0.0
         self.count = 0
+        self.errors: tuple[str, ...] = ()
         self.gate = asyncio.Event()
         self.gate.set()
 
@@ -29,7 +30,7 @@ class Readings:
         number = self.count
         await self.gate.wait()
         self.now += self.cost
-        return Snapshot(set_aside=number)
+        return Snapshot(set_aside=number, census_seconds=self.cost, errors=self.errors)
 
 
 @pytest.fixture
@@ -76,24 +77,27 @@ async def test_the_first_reading_is_waited_for_whatever_it_takes(readings: Readi
     assert gauges._snapshot.set_aside == 1
 
 
-async def test_a_reading_that_took_long_is_reused_for_ten_times_as_long(readings: Readings) -> None:
+@pytest.mark.parametrize(
+    ("census", "failed", "fresh_for"),
+    [
+        (2.5, False, 25.0),  # the census of 1,000,000 SQLite records: ten times as long
+        (30.0, False, 60.0),  # at most a minute: the health and outbox series are in it too
+        (2.5, True, 5.0),  # a part failed: not stretched, tried again after max_age
+        (0.01, False, 5.0),  # a quick reading: max_age
+    ],
+)
+async def test_a_reading_is_reused_for_ten_times_its_census_within_bounds(
+    readings: Readings, census: float, failed: bool, fresh_for: float
+) -> None:
     gauges = gauges_on(readings, max_age=5.0)
-    readings.cost = 2.5  # the census of 1,000,000 SQLite records
+    readings.cost, readings.errors = census, ("tokens",) if failed else ()
     await gauges.update()
-    readings.now += 20  # past max_age, within 10 x 2.5 s
+    readings.now += fresh_for - 0.1
     await gauges.update()
     assert readings.count == 1
-    readings.now += 6
+    readings.now += 0.2
     await gauges.update()
     assert readings.count == 2
-
-    readings.cost = 0.01  # a quick reading: max_age again
-    readings.now += 26
-    await gauges.update()
-    assert readings.count == 3
-    readings.now += 5.1
-    await gauges.update()
-    assert readings.count == 4
 
 
 async def test_a_reading_that_fails_keeps_the_last_snapshot_and_is_tried_again(
@@ -115,3 +119,21 @@ async def test_a_reading_that_fails_keeps_the_last_snapshot_and_is_tried_again(
     await asyncio.sleep(0.01)
     await gauges.update()
     assert gauges._snapshot.set_aside == 2
+
+
+async def test_a_first_reading_that_fails_shows_the_read_errors(
+    readings: Readings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(container: Any, health_timeout: float) -> Snapshot:
+        raise RuntimeError("no container")
+
+    monkeypatch.setattr(store_gauges, "read_snapshot", broken)
+    gauges = gauges_on(readings)
+    await gauges.update()
+    errors = {
+        s.labels["part"]: s.value
+        for m in gauges.collect()
+        if m.name == "connector_manager_metrics_read_errors"
+        for s in m.samples
+    }
+    assert errors == {"tokens": 1, "outbox": 1}
