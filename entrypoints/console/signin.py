@@ -29,8 +29,22 @@ async def signin(p: Page) -> Response:
         principal = user_principal(token, p.state.container.service_secrets.jwt_secret)
     except Unauthenticated as exc:
         return p.render("signin.html", status=401, error=f"This token is not accepted: {exc.message}.")
-    expires: Any = principal.claims.get("exp")
-    return await _start(p, principal, ends_by=expires if isinstance(expires, int) else None)
+    ends_by = _token_end(principal.claims.get("exp"))
+    if ends_by is None:
+        return p.render("signin.html", status=401, error="This token is not accepted: its exp claim is not a time.")
+    return await _start(p, principal, ends_by=ends_by)
+
+
+def _token_end(exp: Any) -> int | None:
+    """When an accepted token expires, read as PyJWT and the API read ``exp``: ``int(exp)``, so
+    a float (``time.time() + N``, as Python issuers write it) ends the session too, not only an
+    int. None for what is no time (a user token always has ``exp``: PyJWT requires it)."""
+    if isinstance(exp, bool):
+        return None
+    try:
+        return int(exp)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 async def signin_link(p: Page) -> Response:

@@ -9,8 +9,10 @@ import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 from entrypoints.bootstrap import build_container
@@ -64,6 +66,22 @@ async def test_an_admin_token_signs_in_with_a_locked_down_cookie(console: Api) -
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     token_value = cookie.split(";")[0].split("=", 1)[1]
     assert "Bearer" not in token_value and console.user_token(org="acme", admin=True) not in page.text
+
+
+@pytest.mark.parametrize("exp_of", [lambda t: t + 60.5, lambda t: str(int(t) + 60)], ids=["float", "digits"])
+async def test_a_session_ends_with_a_token_whose_exp_is_not_an_int(console: Api, exp_of: Any) -> None:
+    """PyJWT (and so the API) takes ``exp`` as ``int(exp)``: a float (``time.time() + N``, as
+    Python issuers write it) or digits. The session must end with such a token too, not last
+    8 hours."""
+    claims = {"userId": "alice", "orgId": "acme", "isAdmin": True, "exp": exp_of(time.time())}
+    token = jwt.encode(claims, console.container.service_secrets.jwt_secret, algorithm="HS256")
+    r = await sign_in(console, token)
+    assert r.status_code == 303, r.text
+    max_age = re.search(r"Max-Age=(\d+)", r.headers["set-cookie"])
+    assert max_age is not None and 0 < int(max_age.group(1)) <= 61
+    payload = console.client.cookies["cm_console"].split(".")[0]
+    ends = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"]
+    assert ends <= time.time() + 61
 
 
 async def test_a_non_admin_is_refused_with_a_clear_page(console: Api) -> None:
