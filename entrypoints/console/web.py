@@ -19,8 +19,10 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from connector_core.errors import ConnectorManagerError, Unavailable
 from connector_core.ports.iam import Principal
 from entrypoints.console.session import COOKIE, Session, csrf_matches, decode, encode
+from entrypoints.http.dispatch import HTTP_LAYER_STATUS
 from entrypoints.http.errors import status_for
 from entrypoints.http.state import ApiState
+from entrypoints.http.validation import read_body
 from entrypoints.observability.request_context import note_org
 
 log = logging.getLogger("connector_manager.console")
@@ -172,17 +174,16 @@ class Page:
 Handler = Callable[[Page], Awaitable[Response]]
 
 
-async def read_form(request: Request) -> list[tuple[str, str]]:
-    """An ``application/x-www-form-urlencoded`` body (what the console's forms send); anything
-    else is an empty form, which no CSRF check passes."""
+async def read_form(request: Request, within_seconds: float) -> list[tuple[str, str]]:
+    """An ``application/x-www-form-urlencoded`` body (what the console's forms send), read as
+    an API body is (:func:`read_body`): at most :data:`MAX_FORM_BYTES`, a larger
+    ``Content-Length`` refused unread (413), within ``within_seconds`` (else 408: the form is
+    read before the CSRF and admin checks, so a client trickling it must not hold the
+    connection). Anything else is an empty form, which no CSRF check passes."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
         return []
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise FormError(f"the form is larger than {MAX_FORM_BYTES // 1024} KiB")
+    body = await read_body(request, within_seconds, MAX_FORM_BYTES)
     try:
         text = body.decode("utf-8")
         return parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=1000)
@@ -206,7 +207,7 @@ def page(state_getter: StateGetter, handler: Handler, *, admin: bool = True, for
             if not secret:
                 return p.error(503, "Console unavailable", "The service has no cookie secret to sign sessions with.")
             if form:
-                p.form = await read_form(request)
+                p.form = await read_form(request, state.body_timeout)
                 if not csrf_matches(p.session, p.value("csrf")):
                     return p.error(
                         403,
@@ -222,10 +223,13 @@ def page(state_getter: StateGetter, handler: Handler, *, admin: bool = True, for
         except FormError as exc:
             return p.error(400, "Form refused", exc.message)
         except ConnectorManagerError as exc:
-            status = status_for(exc)
+            status = HTTP_LAYER_STATUS.get(type(exc)) or status_for(exc)
             if isinstance(exc, Unavailable):
                 log.warning("console: dependency unavailable on %s: %s", request.url.path, exc.message)
-            return p.error(status, _TITLES.get(status, "Refused"), exc.message)
+            response = p.error(status, _TITLES.get(status, "Refused"), exc.message)
+            if status in (408, 413):  # as the API: the rest of an unread body cannot be skipped
+                response.headers["Connection"] = "close"
+            return response
         except Exception:
             log.exception("console: unexpected error on %s %s", request.method, request.url.path)
             return p.finish(HTMLResponse(_FAILED, status_code=500))
@@ -245,7 +249,9 @@ _TITLES: Mapping[int, str] = {
     401: "Sign in again",
     403: "Not allowed",
     404: "Not found",
+    408: "The form came too slowly",
     409: "Not possible now",
+    413: "The form is too large",
     502: "The provider failed",
     503: "A dependency is unavailable",
 }

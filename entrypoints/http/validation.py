@@ -133,14 +133,16 @@ def _json_bytes(value: Any) -> int:
     return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
 
 
-async def read_body(request: Request, within_seconds: float) -> bytes:
-    """The whole body, at most 1 MiB, within ``within_seconds`` (a client that trickles its
-    body would otherwise hold a connection and a task for as long as it likes)."""
+async def read_body(request: Request, within_seconds: float, max_bytes: int = MAX_BODY_BYTES) -> bytes:
+    """The whole body, at most ``max_bytes`` (1 MiB), within ``within_seconds`` (a client that
+    trickles its body would otherwise hold a connection and a task for as long as it likes). A
+    ``Content-Length`` above the limit is refused before anything is read."""
+    too_large = f"request body is larger than {_size(max_bytes)}"
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
-            if int(declared) > MAX_BODY_BYTES:
-                raise PayloadTooLarge("request body is larger than 1 MiB")
+            if int(declared) > max_bytes:
+                raise PayloadTooLarge(too_large)
         except ValueError:
             raise ValidationError.for_field("Content-Length", "is not a number") from None
     chunks: list[bytes] = []
@@ -149,14 +151,18 @@ async def read_body(request: Request, within_seconds: float) -> bytes:
         async with asyncio.timeout(within_seconds):
             async for chunk in request.stream():
                 size += len(chunk)
-                if size > MAX_BODY_BYTES:
-                    raise PayloadTooLarge("request body is larger than 1 MiB")
+                if size > max_bytes:
+                    raise PayloadTooLarge(too_large)
                 chunks.append(chunk)
     except TimeoutError:
         raise RequestTimeout(
             f"the request body did not arrive within {within_seconds:g} seconds; send it again, without pauses"
         ) from None
     return b"".join(chunks)
+
+
+def _size(n: int) -> str:
+    return f"{n // (1024 * 1024)} MiB" if n % (1024 * 1024) == 0 else f"{n // 1024} KiB"
 
 
 async def parse_body(request: Request, validator: Draft202012Validator | None, within_seconds: float) -> dict[str, Any]:

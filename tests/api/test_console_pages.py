@@ -3,6 +3,7 @@ rendered, forms that name the field at fault, and the service's own URL as a red
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -272,3 +273,68 @@ async def test_the_form_refuses_what_the_api_refuses(console: Api, field: str, t
     assert field in r.text and says in r.text
     admin = console.auth(console.user_token(org="acme", admin=True))
     assert (await console.client.get("/api/v1/connectors/config/confluence", headers=admin)).json()["version"] == 0
+
+
+async def _post_unfinished(app: Any, path: str, headers: list[tuple[bytes, bytes]], first: bytes) -> tuple[int, bytes]:
+    """POST ``path`` straight to the ASGI app with a body that starts with ``first`` and never
+    ends (a client trickling its form); the status and body of the answer, or a failure after 5 s."""
+    chunks = [{"type": "http.request", "body": first, "more_body": True}]
+
+    async def receive() -> dict[str, Any]:
+        if chunks:
+            return chunks.pop()
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/x-www-form-urlencoded"), *headers],
+        "client": ("192.0.2.1", 1),
+        "server": ("127.0.0.1", 8088),
+    }
+    try:
+        await asyncio.wait_for(app(scope, receive, send), 5)
+    except TimeoutError:
+        pytest.fail(f"POST {path}: no answer within 5 s")
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], body
+
+
+async def test_a_trickled_form_is_answered_408_like_an_api_body(tmp_path: Path) -> None:
+    """The form is read before the CSRF and admin checks: an anonymous client trickling a
+    sign-in form must not hold a connection for longer than an API body may take; and a
+    ``Content-Length`` above the form limit is refused before anything is read."""
+    settings = load_settings(env={}, storage="memory", secrets="memory", data_dir=tmp_path)
+    container = await build_container(settings, env={})
+    app = create_app(container, body_timeout_seconds=0.5)
+    try:
+        started = time.monotonic()
+        status, body = await _post_unfinished(app, "/admin/signin", [], b"csrf=x&token=")
+        assert status == 408 and time.monotonic() - started < 3
+        assert b"did not arrive within 0.5 seconds" in body and b"<title>" in body  # the console's error page
+        declared = [(b"content-length", str(256 * 1024 + 1).encode())]
+        status, body = await _post_unfinished(app, "/admin/signin", declared, b"")
+        assert status == 413 and b"larger than 256 KiB" in body
+    finally:
+        await container.aclose()
+
+
+async def test_a_form_too_large_is_refused_413(console: Api) -> None:
+    page = await console.client.get("/admin/signin")
+    form = {"csrf": csrf_of(page.text), "token": "x" * (256 * 1024)}
+    r = await console.client.post("/admin/signin", data=form)
+    assert r.status_code == 413 and "larger than 256 KiB" in r.text and r.headers["connection"] == "close"
