@@ -3,13 +3,15 @@ little JavaScript, all shipped in this package) over the same services as the HT
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from entrypoints.console import actions, pages, signin
-from entrypoints.console.web import BASE, Page, StateGetter, page
+from entrypoints.console.web import BASE, Handler, Page, StateGetter, page
 
 __all__ = ["console_routes"]
 
@@ -25,20 +27,25 @@ async def _to_list(request: Request) -> Response:
 def console_routes(state: StateGetter) -> list[BaseRoute]:
     """The console's routes, mounted at ``/admin`` (``state`` gives the current generation)."""
     c = "/connectors/{name}"
+
+    def connectors(handler: Handler, *, form: bool = False) -> Any:
+        """A connector page or action: not in proxy mode (see :func:`pages.managed_here`)."""
+        return page(state, pages.managed_here(handler), form=form)
+
     return [
         Route(BASE, _to_list, methods=["GET"]),
         Mount(
             BASE,
             routes=[
-                Route("/", page(state, pages.connectors), methods=["GET"]),
-                Route(c, page(state, pages.connector), methods=["GET"]),
-                Route(f"{c}/config", page(state, actions.save_config, form=True), methods=["POST"]),
-                Route(f"{c}/toggle", page(state, actions.toggle, form=True), methods=["POST"]),
-                Route(f"{c}/filters", page(state, actions.save_filters, form=True), methods=["POST"]),
-                Route(f"{c}/connect", page(state, actions.connect, form=True), methods=["POST"]),
-                Route(f"{c}/revoke", page(state, actions.revoke_form), methods=["GET"]),
-                Route(f"{c}/revoke", page(state, actions.revoke, form=True), methods=["POST"]),
-                Route("/oauth/{rest:path}", page(state, actions.callback), methods=["GET"]),
+                Route("/", connectors(pages.connectors), methods=["GET"]),
+                Route(c, connectors(pages.connector), methods=["GET"]),
+                Route(f"{c}/config", connectors(actions.save_config, form=True), methods=["POST"]),
+                Route(f"{c}/toggle", connectors(actions.toggle, form=True), methods=["POST"]),
+                Route(f"{c}/filters", connectors(actions.save_filters, form=True), methods=["POST"]),
+                Route(f"{c}/connect", connectors(actions.connect, form=True), methods=["POST"]),
+                Route(f"{c}/revoke", connectors(actions.revoke_form), methods=["GET"]),
+                Route(f"{c}/revoke", connectors(actions.revoke, form=True), methods=["POST"]),
+                Route("/oauth/{rest:path}", connectors(actions.callback), methods=["GET"]),
                 Route("/events", page(state, pages.events), methods=["GET"]),
                 Route("/health", page(state, pages.health), methods=["GET"]),
                 Route("/signin", page(state, signin.signin_form, admin=False), methods=["GET"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,7 +11,7 @@ from starlette.responses import Response
 from connector_core.model.connector import AuthState
 from entrypoints.console.forms import config_form, filter_form, with_answers
 from entrypoints.console.status import EVENT_TYPES, connector_row, connector_rows, matches, timeline
-from entrypoints.console.web import BASE, Page
+from entrypoints.console.web import BASE, Handler, Page
 from entrypoints.health_report import check_health
 from entrypoints.http.views import config_json
 
@@ -31,21 +32,26 @@ def oauth_base(p: Page) -> str:
     return p.state.container.settings.base_url.rstrip("/") + f"{BASE}/oauth"
 
 
-def _proxied(p: Page) -> Response | None:
-    if p.state.container.backend is None:
-        return None
-    return p.error(
-        409,
-        "Connectors are managed elsewhere",
-        "This service forwards connector management to its backend (backend_url); manage connectors there. "
-        "Events and health are shown here.",
-    )
+def managed_here(handler: Handler) -> Handler:
+    """``handler`` (a connector page or action), refused with a 409 page in proxy mode
+    (``backend_url``): connectors belong to the backend there, and the local store is not
+    theirs. A form would otherwise change the local store, unseen, and say it was saved."""
+
+    @functools.wraps(handler)
+    async def run(p: Page) -> Response:
+        if p.state.container.backend is not None:
+            return p.error(
+                409,
+                "Connectors are managed elsewhere",
+                "This service forwards connector management to its backend (backend_url); manage connectors "
+                "there. Nothing was changed here. Events and health are shown here.",
+            )
+        return await handler(p)
+
+    return run
 
 
 async def connectors(p: Page) -> Response:
-    proxied = _proxied(p)
-    if proxied is not None:
-        return proxied
     q = p.request.query_params
     text, state, enabled = q.get("q", "")[:100], q.get("state", ""), q.get("enabled", "")
     rows = await connector_rows(p.state, p.org_id)
@@ -73,9 +79,6 @@ async def connector(
 ) -> Response:
     """One connector: status and token, actions, the configuration form, filters, and its
     latest events. Shown again with ``errors`` (and what was entered) after a refused save."""
-    proxied = _proxied(p)
-    if proxied is not None:
-        return proxied
     row = await connector_row(p.state, p.org_id, str(p.request.path_params["name"]))
     entry = row.view.entry
     config = config_json(row.view)["config"]

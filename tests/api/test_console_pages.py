@@ -338,3 +338,36 @@ async def test_a_form_too_large_is_refused_413(console: Api) -> None:
     form = {"csrf": csrf_of(page.text), "token": "x" * (256 * 1024)}
     r = await console.client.post("/admin/signin", data=form)
     assert r.status_code == 413 and "larger than 256 KiB" in r.text and r.headers["connection"] == "close"
+
+
+async def test_in_proxy_mode_no_connector_form_changes_the_local_store(tmp_path: Path) -> None:
+    """With ``backend_url``, connectors belong to the backend: the connector pages say so, and
+    so does every connector action (before, a form wrote to this instance's own store, unseen,
+    and answered "saved")."""
+    settings = load_settings(
+        env={}, storage="memory", secrets="memory", data_dir=tmp_path, backend_url="http://127.0.0.1:9"
+    )
+    container = await build_container(settings, env={})
+    transport = httpx.ASGITransport(app=create_app(container), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url=SERVICE) as client:
+        proxied = Api(client, container)
+        assert (await sign_in(proxied, proxied.user_token(org="acme", admin=True))).status_code == 303
+        token = csrf_of((await client.get("/admin/events")).text)
+        form = {
+            "csrf": token,
+            "enabled": "true",
+            "baseUrl": "https://files.example.com",
+            "auth.authType": "API_TOKEN",
+            "auth.email": "ops@acme.example",
+            "auth.apiToken": "TYPED-SECRET",
+        }
+        for action in ("config", "toggle", "filters", "connect", "revoke"):
+            r = await client.post(f"/admin/connectors/confluence/{action}", data=form)
+            assert r.status_code == 409 and "managed elsewhere" in r.text, action
+        for path in ("/admin/", "/admin/connectors/confluence", "/admin/connectors/confluence/revoke"):
+            r = await client.get(path)
+            assert r.status_code == 409 and "managed elsewhere" in r.text, path
+        view = await container.connectors.get("acme", "confluence")
+        assert view.connector.config.base_url is None and view.connector.is_enabled is False
+        assert (await client.get("/admin/events")).status_code == 200
+    await container.aclose()
