@@ -4,13 +4,11 @@ callback page), revoke."""
 
 from __future__ import annotations
 
-import re
-
 from starlette.responses import Response
 
 from connector_core.errors import ConnectorManagerError, DomainRuleViolation, ValidationError
 from entrypoints.console.forms import config_body, config_form, filter_selection
-from entrypoints.console.pages import connector, oauth_base
+from entrypoints.console.pages import callback_key, connector, oauth_base
 from entrypoints.console.status import connector_row
 from entrypoints.console.web import BASE, Page
 from entrypoints.http.errors import status_for
@@ -71,25 +69,16 @@ async def connect(p: Page) -> Response:
     """Start the authorization: the provider sends the person back to :func:`callback`."""
     key = _name(p)
     try:
-        url = await p.state.container.oauth.authorization_url(p.org_id, p.user_id, key, oauth_base(p))
+        url = await p.state.container.oauth.authorization_url(p.org_id, p.user_id, key, oauth_base(p, key))
     except (ValidationError, DomainRuleViolation) as exc:
         return await connector(p, status=status_for(exc), problem=exc.message)
     return p.redirect(url)
 
 
-def _callback_key(p: Page) -> str | None:
-    """The connector a callback path names, read with the redirect path template."""
-    template = p.state.container.oauth.settings.redirect_path
-    template = template if template.startswith("/") else f"/{template}"
-    pattern = re.escape(template).replace(re.escape("{connector}"), r"(?P<key>[A-Za-z0-9_.-]{1,100})")
-    found = re.fullmatch(pattern, "/" + str(p.request.path_params["rest"]))
-    return found.group("key") if found else None
-
-
 async def callback(p: Page) -> Response:
     """The provider's redirect back: exchange the code and store the token (or record the
     refusal), then show the connector."""
-    name = _callback_key(p)
+    name = callback_key(p, str(p.request.path_params["rest"]))
     if name is None:
         return p.error(404, "Not found", "This is not an authorization callback of this console.")
     key = p.state.container.catalog.get(name).key
@@ -103,7 +92,7 @@ async def callback(p: Page) -> Response:
             state=q.get("state"),
             error=q.get("error"),
             error_description=q.get("error_description"),
-            base_url=oauth_base(p),
+            base_url=oauth_base(p, key),
         )
     except ConnectorManagerError as exc:
         return p.render(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,10 +27,38 @@ NOTICES: Mapping[str, str] = {
 STATES = tuple(str(s) for s in AuthState)
 
 
-def oauth_base(p: Page) -> str:
-    """Where the console completes authorizations: the service's own URL (always an allowed
-    redirect origin) + ``/admin/oauth``."""
-    return p.state.container.settings.base_url.rstrip("/") + f"{BASE}/oauth"
+#: a connector key in a callback path
+_KEY = r"(?P<key>[A-Za-z0-9_.-]{1,100})"
+
+
+def oauth_base(p: Page, key: str) -> str:
+    """Where the console completes ``key``'s authorizations: the service's own URL (always an
+    allowed redirect origin) + ``/admin/oauth``, + ``/{key}`` when ``oauth_redirect_path`` does
+    not name the connector (``/oauth/callback``, a front end with one callback page): the
+    console's callback must know which connector the provider sends back. The redirect URI is
+    this + ``oauth_redirect_path``."""
+    base = p.state.container.settings.base_url.rstrip("/") + f"{BASE}/oauth"
+    return base if "{connector}" in _redirect_path(p) else f"{base}/{key}"
+
+
+def callback_key(p: Page, rest: str) -> str | None:
+    """The connector a console callback path (``rest``, after ``/admin/oauth/``) names, as
+    :func:`oauth_base` + ``oauth_redirect_path`` built it; None when it is no callback path.
+    (The pending authorization is bound to its connector: a path naming another is refused.)"""
+    template = re.escape(_redirect_path(p))
+    connector = re.escape("{connector}")
+    if connector in template:
+        head, *tail = template.split(connector)
+        pattern = head + _KEY + "(?P=key)".join(tail)
+    else:
+        pattern = "/" + _KEY + template
+    found = re.fullmatch(pattern, "/" + rest)
+    return found.group("key") if found else None
+
+
+def _redirect_path(p: Page) -> str:
+    path = p.state.container.oauth.settings.redirect_path
+    return path if path.startswith("/") else f"/{path}"
 
 
 def managed_here(handler: Handler) -> Handler:
@@ -88,8 +117,8 @@ async def connector(
         sections = with_answers(sections, answers)
     oauth = p.state.container.oauth
     redirect_uri = None
-    if entry.oauth is not None and "{connector}" in oauth.settings.redirect_path:
-        redirect_uri = oauth.settings.redirect_uri(oauth_base(p), entry.key)
+    if entry.oauth is not None:
+        redirect_uri = oauth.settings.redirect_uri(oauth_base(p, entry.key), entry.key)
     done = p.request.query_params.get("done", "")
     values: dict[str, Any] = {
         "row": row,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import re
 import time
@@ -26,14 +27,21 @@ from tests.due_tokens import store_token
 SERVICE = "http://127.0.0.1:8088"
 
 
-@pytest.fixture
-async def console(tmp_path: Path) -> AsyncIterator[Api]:
-    settings = load_settings(env={}, storage="memory", secrets="memory", data_dir=tmp_path)
-    container = await build_container(settings, env={})
+@contextlib.asynccontextmanager
+async def console_with(tmp_path: Path, **settings: Any) -> AsyncIterator[Api]:
+    """The service with these ``settings`` (memory stores), and a client of its ASGI app."""
+    loaded = load_settings(env={}, storage="memory", secrets="memory", data_dir=tmp_path, **settings)
+    container = await build_container(loaded, env={})
     transport = httpx.ASGITransport(app=create_app(container), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url=SERVICE) as client:
         yield Api(client, container)
     await container.aclose()
+
+
+@pytest.fixture
+async def console(tmp_path: Path) -> AsyncIterator[Api]:
+    async with console_with(tmp_path) as api:
+        yield api
 
 
 def csrf_of(html: str) -> str:
@@ -344,13 +352,8 @@ async def test_in_proxy_mode_no_connector_form_changes_the_local_store(tmp_path:
     """With ``backend_url``, connectors belong to the backend: the connector pages say so, and
     so does every connector action (before, a form wrote to this instance's own store, unseen,
     and answered "saved")."""
-    settings = load_settings(
-        env={}, storage="memory", secrets="memory", data_dir=tmp_path, backend_url="http://127.0.0.1:9"
-    )
-    container = await build_container(settings, env={})
-    transport = httpx.ASGITransport(app=create_app(container), raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url=SERVICE) as client:
-        proxied = Api(client, container)
+    async with console_with(tmp_path, backend_url="http://127.0.0.1:9") as proxied:
+        client, container = proxied.client, proxied.container
         assert (await sign_in(proxied, proxied.user_token(org="acme", admin=True))).status_code == 303
         token = csrf_of((await client.get("/admin/events")).text)
         form = {
@@ -370,4 +373,42 @@ async def test_in_proxy_mode_no_connector_form_changes_the_local_store(tmp_path:
         view = await container.connectors.get("acme", "confluence")
         assert view.connector.config.base_url is None and view.connector.is_enabled is False
         assert (await client.get("/admin/events")).status_code == 200
-    await container.aclose()
+
+
+@pytest.mark.parametrize(
+    ("redirect_path", "callback"),
+    [
+        ("/connectors/oauth/callback/{connector}", "/admin/oauth/connectors/oauth/callback/googleWorkspace"),
+        ("/oauth/callback", "/admin/oauth/googleWorkspace/oauth/callback"),
+        ("cb/{connector}/{connector}", "/admin/oauth/cb/googleWorkspace/googleWorkspace"),
+    ],
+    ids=["default", "without-connector", "connector-twice"],
+)
+async def test_the_console_callback_finds_its_connector_whatever_the_redirect_path(
+    tmp_path: Path, redirect_path: str, callback: str
+) -> None:
+    """``oauth_redirect_path`` without ``{connector}`` is valid for the API (a front end with
+    one callback page calls the route that names the connector). The console's callback then
+    finds the connector in its own base, ``/admin/oauth/{key}`` (before: every console callback
+    was a 500)."""
+    from connector_core.services.connectors import ConfigUpdate
+
+    async with console_with(tmp_path, oauth_redirect_path=redirect_path) as console:
+        client, container = console.client, console.container
+        update = ConfigUpdate(
+            base_url="http://localhost:3000", auth={"clientId": "c", "clientSecret": "s"}, sync={}, filters={}
+        )
+        await container.connectors.update_configuration("acme", "seeder", "googleWorkspace", update)
+        await sign_in(console, console.user_token(org="acme", admin=True))
+        page = await client.get("/admin/connectors/googleWorkspace")
+        expected = f"{SERVICE}{callback}"
+        assert f'<code id="redirect-uri">{expected}</code>' in page.text  # the URI to register
+        r = await client.post("/admin/connectors/googleWorkspace/connect", data={"csrf": csrf_of(page.text)})
+        assert r.status_code == 303
+        sent = httpx.URL(r.headers["location"]).params
+        assert sent["redirect_uri"] == expected
+        back = httpx.URL(expected).path
+        refused = await client.get(back, params={"state": sent["state"], "error": "access_denied"})
+        assert refused.status_code == 200 and "authorization failed: access_denied" in refused.text
+        r = await client.get("/admin/oauth/oauth/callback", params={"state": "x", "code": "y"})
+        assert r.status_code == 404 and "not an authorization callback" in r.text
