@@ -152,7 +152,10 @@ class Page:
     def finish(self, response: Response) -> Response:
         for name, value in _HEADERS.items():
             response.headers.setdefault(name, value)
-        secure = self.request.url.scheme == "https"
+        # https as the app sees it, or as browsers reach it: behind a TLS-terminating proxy the
+        # app sees http (X-Forwarded-Proto is trusted only from 127.0.0.1), public_url says https
+        public_url = self.state.container.settings.base_url
+        secure = self.request.url.scheme == "https" or public_url.lower().startswith("https:")
         if self.clear_session:
             response.delete_cookie(COOKIE, path=BASE, secure=secure, httponly=True, samesite="lax")
         elif self.new_session is not None:

@@ -412,3 +412,26 @@ async def test_the_console_callback_finds_its_connector_whatever_the_redirect_pa
         assert refused.status_code == 200 and "authorization failed: access_denied" in refused.text
         r = await client.get("/admin/oauth/oauth/callback", params={"state": "x", "code": "y"})
         assert r.status_code == 404 and "not an authorization callback" in r.text
+
+
+async def test_the_cookie_is_secure_when_the_public_url_is_https(tmp_path: Path) -> None:
+    """Behind a TLS-terminating proxy the app sees http (uvicorn trusts X-Forwarded-Proto from
+    127.0.0.1 only); browsers reach it at ``public_url``: an https one makes the cookie Secure."""
+    async with console_with(tmp_path, public_url="https://cm.example.com") as console:
+        client = console.client  # it keeps Secure cookies for https: each is sent back by hand
+
+        def secure_cookie(r: httpx.Response) -> dict[str, str]:
+            assert "; Secure" in r.headers["set-cookie"], r.headers["set-cookie"].split(";", 1)[1]  # not the value
+            return {"Cookie": r.headers["set-cookie"].split(";")[0]}
+
+        form = await client.get("/admin/signin")
+        token = console.user_token(org="acme", admin=True)
+        r = await client.post(
+            "/admin/signin", data={"csrf": csrf_of(form.text), "token": token}, headers=secure_cookie(form)
+        )
+        assert r.status_code == 303
+        page = await client.get("/admin/", headers=secure_cookie(r))
+        assert page.status_code == 200
+        r = await client.post("/admin/signout", data={"csrf": csrf_of(page.text)}, headers=secure_cookie(r))
+        assert r.status_code == 303 and "Max-Age=0" in r.headers["set-cookie"]
+        secure_cookie(r)  # the deletion too
