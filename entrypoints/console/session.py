@@ -41,6 +41,8 @@ class Session:
     org_id: str | None = None
     email: str | None = None
     claims: Mapping[str, Any] = field(factory=dict, repr=False)
+    #: the user's sign-out generation when this session began (see :mod:`signouts`)
+    generation: int = 0
 
     @property
     def signed_in(self) -> bool:
@@ -56,9 +58,12 @@ class Session:
         return cls(csrf=secrets.token_urlsafe(32), expires_at=now + ANONYMOUS_SECONDS)
 
     @classmethod
-    def for_principal(cls, principal: Principal, now: int, *, ends_by: int | None = None) -> Session:
+    def for_principal(
+        cls, principal: Principal, now: int, *, ends_by: int | None = None, generation: int = 0
+    ) -> Session:
         """A new session (and a new CSRF token) for ``principal``, ending after
-        :data:`SESSION_SECONDS` or at ``ends_by``, whichever comes first."""
+        :data:`SESSION_SECONDS` or at ``ends_by``, whichever comes first, or when the user
+        signs out (their sign-out ``generation`` goes past this one)."""
         end = now + SESSION_SECONDS if ends_by is None else min(ends_by, now + SESSION_SECONDS)
         claims = {k: v for k, v in principal.claims.items() if k not in _TIMING_CLAIMS}
         return cls(
@@ -68,6 +73,7 @@ class Session:
             org_id=principal.org_id,
             email=principal.email,
             claims=claims,
+            generation=generation,
         )
 
     def claims_fit(self) -> bool:
@@ -90,6 +96,7 @@ def encode(session: Session, secret: str) -> str:
     data = {"x": session.csrf, "exp": session.expires_at}
     if session.signed_in:
         data.update({"u": session.user_id, "o": session.org_id, "e": session.email, "c": dict(session.claims)})
+        data["g"] = session.generation
     payload = _b64(json.dumps(data, separators=(",", ":")).encode("utf-8"))
     return f"{payload}.{_mac(secret, payload)}"
 
@@ -111,7 +118,7 @@ def decode(cookie: str | None, secret: str, now: int) -> Session | None:
     csrf = data.get("x")
     if not isinstance(csrf, str) or not csrf:
         return None
-    user, org, email, claims = data.get("u"), data.get("o"), data.get("e"), data.get("c")
+    user, org, email, claims, generation = data.get("u"), data.get("o"), data.get("e"), data.get("c"), data.get("g")
     if not (isinstance(user, str) and isinstance(org, str) and isinstance(claims, dict)):
         return Session(csrf=csrf, expires_at=data["exp"])
     return Session(
@@ -121,6 +128,8 @@ def decode(cookie: str | None, secret: str, now: int) -> Session | None:
         org_id=org,
         email=email if isinstance(email, str) else None,
         claims=claims,
+        # a cookie from before sign-out generations: 0, ended by the user's next sign-out
+        generation=generation if isinstance(generation, int) and not isinstance(generation, bool) else 0,
     )
 
 

@@ -11,6 +11,7 @@ from connector_core.errors import Unauthenticated
 from connector_core.ports.iam import Principal
 from entrypoints.console.links import redeem_link
 from entrypoints.console.session import Session
+from entrypoints.console.signouts import end_sessions, generation
 from entrypoints.console.web import BASE, Page, not_admin
 from entrypoints.http.auth import user_principal
 
@@ -61,6 +62,10 @@ async def signin_link(p: Page) -> Response:
 
 
 async def signout(p: Page) -> Response:
+    """End the session: this browser's cookie, and every other session of the user (a copied
+    cookie stops working too)."""
+    if p.session is not None and p.session.signed_in:
+        await end_sessions(p.state.container.secrets_store, p.org_id, p.user_id)
     p.sign_out()
     return p.redirect(f"{BASE}/signin")
 
@@ -68,7 +73,9 @@ async def signout(p: Page) -> Response:
 async def _start(p: Page, principal: Principal, *, ends_by: int | None) -> Response:
     if not await p.state.container.iam.is_admin(principal):
         return not_admin(p, principal)
-    session = Session.for_principal(principal, p.now, ends_by=ends_by)
+    assert principal.org_id is not None and principal.user_id is not None  # a user: user_principal, links
+    signed_out = await generation(p.state.container.secrets_store, principal.org_id, principal.user_id)
+    session = Session.for_principal(principal, p.now, ends_by=ends_by, generation=signed_out)
     if not session.claims_fit():
         return p.render("signin.html", status=400, error="This token carries too many claims for a console session.")
     p.sign_in(session)

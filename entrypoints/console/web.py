@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from connector_core.errors import ConnectorManagerError, Unavailable
 from connector_core.ports.iam import Principal
 from entrypoints.console.session import COOKIE, Session, csrf_matches, decode, encode
+from entrypoints.console.signouts import generation
 from entrypoints.http.dispatch import HTTP_LAYER_STATUS
 from entrypoints.http.errors import status_for
 from entrypoints.http.state import ApiState
@@ -209,6 +210,8 @@ def page(state_getter: StateGetter, handler: Handler, *, admin: bool = True, for
         try:
             if not secret:
                 return p.error(503, "Console unavailable", "The service has no cookie secret to sign sessions with.")
+            if p.session is not None and p.session.signed_in and await _signed_out(p):
+                p.session = None  # the user signed out since (maybe elsewhere): no session
             if form:
                 p.form = await read_form(request, state.body_timeout)
                 if not csrf_matches(p.session, p.value("csrf")):
@@ -258,6 +261,13 @@ _TITLES: Mapping[int, str] = {
     502: "The provider failed",
     503: "A dependency is unavailable",
 }
+
+
+async def _signed_out(p: Page) -> bool:
+    """The user signed out after this session began (see :mod:`signouts`)."""
+    return p.session is not None and p.session.generation < await generation(
+        p.state.container.secrets_store, p.org_id, p.user_id
+    )
 
 
 async def _require_admin(p: Page) -> Response | None:

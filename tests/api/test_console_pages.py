@@ -435,3 +435,26 @@ async def test_the_cookie_is_secure_when_the_public_url_is_https(tmp_path: Path)
         r = await client.post("/admin/signout", data={"csrf": csrf_of(page.text)}, headers=secure_cookie(r))
         assert r.status_code == 303 and "Max-Age=0" in r.headers["set-cookie"]
         secure_cookie(r)  # the deletion too
+
+
+async def test_signing_out_ends_a_copied_cookie_too(console: Api) -> None:
+    """Sign-out ends every session of the user, not only the browser's cookie: a copied cookie
+    (or the user's session in another browser) no longer works; another user's session does,
+    and so does the next sign-in."""
+    client, transport = console.client, console.client._transport
+    await sign_in(console, console.user_token(org="acme", user="alice", admin=True, ttl=3600))
+    copied = {"cm_console": client.cookies["cm_console"]}
+    async with (
+        httpx.AsyncClient(transport=transport, base_url=SERVICE) as bobs,
+        httpx.AsyncClient(transport=transport, base_url=SERVICE, cookies=copied) as thief,
+    ):
+        await sign_in(Api(bobs, console.container), console.user_token(org="acme", user="bob", admin=True))
+        assert (await thief.get("/admin/")).status_code == 200  # a copy works while alice is signed in
+        page = await client.get("/admin/")
+        r = await client.post("/admin/signout", data={"csrf": csrf_of(page.text)})
+        assert r.status_code == 303 and r.headers["location"] == "/admin/signin"
+        replayed = await thief.get("/admin/")
+        assert replayed.status_code == 303 and replayed.headers["location"] == "/admin/signin"
+        assert (await bobs.get("/admin/")).status_code == 200  # bob's session is not alice's
+    await sign_in(console, console.user_token(org="acme", user="alice", admin=True))
+    assert (await client.get("/admin/")).status_code == 200
