@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from attrs import define, field
@@ -42,6 +44,8 @@ from connector_core.ports.deployment_source import (
 from connector_core.ports.kv_store import KeyValueStore
 
 __all__ = ["PipesHubSource"]
+
+log = logging.getLogger(__name__)
 
 Doc = dict[str, Any]
 #: ``decrypt(envelope, path) -> plaintext``
@@ -84,10 +88,27 @@ def _mongo(action: str) -> Iterator[None]:
         raise Unavailable(f"the existing deployment's MongoDB failed to {action} ({type(exc).__name__})") from exc
 
 
-def _ms(value: Any) -> datetime | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+class _Unusable(Exception):
+    """One stored value that cannot be imported, and why (never the value)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _ms(value: Any, name: str) -> datetime | None:
+    """Epoch milliseconds as a time; ``None`` when not set (absent, null, 0 or less).
+    :class:`_Unusable` naming ``name`` when it is no time a clock can hold (``1e999``, ``10**20``)."""
+    if value is None:
         return None
-    return datetime.fromtimestamp(value / 1000, tz=UTC)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Unusable(f"{name} is not a number of milliseconds")
+    if value <= 0:
+        return None
+    try:
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise _Unusable(f"{name} is out of range (not a time)") from None
 
 
 def _id(value: Any) -> str | None:
@@ -105,6 +126,12 @@ class _Read:
     users: dict[str, str] = field(factory=dict)  # user id → org id
     docs: dict[tuple[str, str], Doc] = field(factory=dict)  # (org id, name) → connectorsConfig
 
+    def fail(self, item: str, reason: str) -> None:
+        self.failed.append(SourceIssue(item, reason))
+
+    def skip(self, item: str, reason: str) -> None:
+        self.skipped.append(SourceIssue(item, reason))
+
 
 class PipesHubSource:
     """Reads the existing deployment: ``raw`` is its etcd (values as stored), ``db`` its MongoDB
@@ -119,10 +146,11 @@ class PipesHubSource:
         await self._read_mongo(r)
         candidates: list[ImportCandidate] = []
         for org in sorted(set(r.orgs) | self._orgs_named(r)):
-            candidates += self._google(r, org)
+            candidates += _alone(r, f"{GOOGLE} of org {org}", partial(self._google, r, org))
             for app, (name, keys) in ORG_CONFIGS.items():
-                candidates += self._client_config(r, org, app, name, keys)
+                candidates += _alone(r, f"{name} of org {org}", partial(self._client_config, r, org, app, name, keys))
         self._leftover_documents(r)
+        _account_for_every_key(r, candidates)
         secrets = r.values.get(SECRET_KEYS)
         endpoints = r.values.get(ENDPOINTS) or {}
         frontend = endpoints.get("frontend")
@@ -151,6 +179,12 @@ class PipesHubSource:
                 continue
             except (UnicodeDecodeError, json.JSONDecodeError):
                 r.failed.append(SourceIssue(key, "the decrypted value is not JSON"))
+                continue
+            except RecursionError:
+                r.failed.append(SourceIssue(key, "the decrypted value is nested too deeply to read (RecursionError)"))
+                continue
+            except Exception as exc:  # one value never stops the others; its message may quote it
+                r.failed.append(SourceIssue(key, f"could not be read ({type(exc).__name__})"))
                 continue
             if not isinstance(value, dict):
                 r.failed.append(SourceIssue(key, "the value is not a JSON object"))
@@ -199,7 +233,14 @@ class PipesHubSource:
         doc = r.docs.pop((org, GOOGLE), None)
         enabled, by = _state(doc)
         business = r.values.get(BUSINESS + org)
+        users = sorted(u for u in _individual(r) if r.users.get(u) == org)
         if business is not None or r.orgs.get(org) == "business":
+            for user in users:
+                r.skip(
+                    INDIVIDUAL + user,
+                    f"org {org} is a business org (its accountType, or service-account credentials): its users'"
+                    " individual Google Workspace credentials are not used there",
+                )
             if business is None:
                 if doc is not None:
                     r.skipped.append(
@@ -217,7 +258,6 @@ class PipesHubSource:
             }
             return [ImportCandidate(org, "googleWorkspace", account, enabled, BUSINESS + org, None, by)]
         client = r.values.get(GOOGLE_CONFIG)
-        users = sorted(u for u in _individual(r) if r.users.get(u) == org)
         if client is None and not users and doc is None:
             return []
         auth: dict[str, Any] = {"authType": "OAUTH"}
@@ -228,9 +268,12 @@ class PipesHubSource:
         notes: list[str] = []
         if users:
             chosen = by if by in users else max(users, key=lambda u: _expiry(r.values[INDIVIDUAL + u]))
-            token = _token(chosen, r.values[INDIVIDUAL + chosen])
-            if token is None:
-                r.failed.append(SourceIssue(INDIVIDUAL + chosen, "no access token in the stored credentials"))
+            try:
+                token = _token(chosen, r.values[INDIVIDUAL + chosen])
+                if token is None:
+                    r.fail(INDIVIDUAL + chosen, "no access token in the stored credentials")
+            except _Unusable as exc:
+                r.fail(INDIVIDUAL + chosen, exc.reason)
             for other in users:
                 if other != chosen:
                     r.skipped.append(
@@ -274,6 +317,33 @@ class PipesHubSource:
                 r.skipped.append(SourceIssue(INDIVIDUAL + user, "its user is not in users: its org is unknown"))
 
 
+def _alone(r: _Read, item: str, make: Callable[[], list[ImportCandidate]]) -> list[ImportCandidate]:
+    """One org's connector put in our terms on its own: an error nobody foresaw (a value nested
+    deeper than Python recurses, say) fails that item alone, named by its class only (its
+    message may quote a value), and the rest of the import goes on."""
+    try:
+        return make()
+    except Exception as exc:
+        log.warning("the import could not put %s in this service's terms (%s)", item, type(exc).__name__)
+        r.fail(item, f"could not be put in this service's terms ({type(exc).__name__}); nothing of it is imported")
+        return []
+
+
+def _account_for_every_key(r: _Read, candidates: list[ImportCandidate]) -> None:
+    """Every connector key read is imported (a candidate's source), or reported skipped or failed:
+    a key no rule above uses is reported too, never dropped in silence."""
+    reported = {i.item for i in (*r.failed, *r.skipped)}
+    reported |= {part for c in candidates for part in c.source.split(", ")}
+    for key in sorted(r.values):
+        if key.startswith(CONNECTORS) and key not in reported:
+            r.skip(
+                key,
+                "the deployment's Google Workspace OAuth client: no individual org here to import it into"
+                if key == GOOGLE_CONFIG
+                else "read, but nothing here was made from it (no rule of the import uses it)",
+            )
+
+
 def _individual(r: _Read) -> list[str]:
     return [key[len(INDIVIDUAL) :] for key in r.values if key.startswith(INDIVIDUAL)]
 
@@ -293,10 +363,12 @@ def _real_time(value: Mapping[str, Any]) -> dict[str, Any]:
 
 def _expiry(value: Mapping[str, Any]) -> float:
     found = value.get("access_token_expiry_time")
-    return float(found) if isinstance(found, int | float) else 0.0
+    return float(found) if isinstance(found, int | float) and not isinstance(found, bool) else 0.0
 
 
 def _token(user: str, value: Mapping[str, Any]) -> ImportedToken | None:
+    """The stored token; ``None`` without an access token, :class:`_Unusable` when a time in it is
+    no time."""
     access, refresh = value.get("access_token"), value.get("refresh_token")
     if not isinstance(access, str) or not access:
         return None
@@ -304,8 +376,8 @@ def _token(user: str, value: Mapping[str, Any]) -> ImportedToken | None:
         account_id=user,
         access_token=access,
         refresh_token=refresh if isinstance(refresh, str) and refresh else None,
-        expires_at=_ms(value.get("access_token_expiry_time")),
-        refresh_token_expires_at=_ms(value.get("refresh_token_expiry_time")),
+        expires_at=_ms(value.get("access_token_expiry_time"), "access_token_expiry_time"),
+        refresh_token_expires_at=_ms(value.get("refresh_token_expiry_time"), "refresh_token_expiry_time"),
     )
 
 

@@ -1,0 +1,163 @@
+"""``connector-manager import`` where the existing deployment's data holds what the mapping did not
+foresee, on the real etcd and MongoDB servers (the data laid down by tests/fakes/pipeshub.py):
+every key read is imported or reported (never dropped in silence), and one bad record fails
+alone, named, never quoted, while the rest is imported."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from adapters.pipeshub.source import PipesHubSource
+from connector_core.services.importing import ImportOutcome, ImportReport
+from tests.fakes.oauth_provider import FakeOAuthProvider
+from tests.fakes.pipeshub import BUSINESS, GOOGLE_CONFIG, INDIVIDUAL, SeedDeployment, seal
+from tests.integration.test_import_pipeshub import container, do_import, idp, seed
+
+pytestmark = [pytest.mark.etcd, pytest.mark.mongo]
+
+__all__ = ["idp", "seed"]  # the fixtures, shared with the main import tests
+
+AN_HOUR_AHEAD_MS = int((time.time() + 3600) * 1000)
+
+
+def reasons(report: ImportReport, outcome: ImportOutcome) -> dict[str, str]:
+    return {r.item: str(r.reason) for r in report.of(outcome)}
+
+
+def accounted_for(report: ImportReport, keys: list[str]) -> list[str]:
+    """The keys the report names nowhere (neither as an item nor as where an item came from)."""
+    named = {r.item for r in report.results}
+    for r in report.results:
+        if " (from " in r.item:
+            named |= set(r.item.split(" (from ")[1].removesuffix(")").split(", "))
+    return [k for k in keys if k not in named]
+
+
+@pytest.mark.parametrize("with_service_account", [False, True], ids=["accountType-only", "service-account"])
+async def test_individual_credentials_in_a_business_org_are_reported_not_dropped(
+    tmp_path: Path,
+    seed: SeedDeployment,
+    etcd_endpoint: tuple[str, int],
+    mongo_url: str,
+    with_service_account: bool,
+) -> None:
+    org = await seed.org(account_type="business")
+    alice = await seed.user(org, "alice@biz.example")
+    await seed.google_oauth_config("gaps-google-client", "GAPS-GOOGLE-SECRET")
+    await seed.google_individual_credentials(
+        alice, access_token="GAPS-ACCESS", refresh_token="GAPS-REFRESH", expiry_ms=AN_HOUR_AHEAD_MS
+    )
+    await seed.connector_doc(org, "Google Workspace", enabled=True, by=alice)
+    if with_service_account:
+        await seed.google_business_credentials(org, admin_email="alice@biz.example")
+
+    done, _ = await do_import(tmp_path, seed, etcd_endpoint, mongo_url)
+    skipped = reasons(done.report, ImportOutcome.SKIPPED)
+    assert f"{INDIVIDUAL}/{alice}" in skipped, done.report
+    assert "business org" in skipped[f"{INDIVIDUAL}/{alice}"]
+    # the deployment's OAuth client: no individual org here uses it, and the report says so
+    assert "no individual org" in skipped[GOOGLE_CONFIG]
+    keys = [GOOGLE_CONFIG, f"{INDIVIDUAL}/{alice}"] + ([f"{BUSINESS}/{org}"] if with_service_account else [])
+    assert accounted_for(done.report, keys) == []
+    text = repr(done.report)
+    assert not any(s in text for s in ("GAPS-ACCESS", "GAPS-REFRESH", "GAPS-GOOGLE-SECRET", "PLANTED-SA-KEY"))
+
+
+@pytest.mark.parametrize(
+    "expiry",
+    ["100000000000000000000", "1e999", "NaN", '"tomorrow"'],
+    ids=["beyond-the-clock", "infinite", "nan", "text"],
+)
+async def test_an_expiry_that_is_no_time_fails_that_token_alone(
+    tmp_path: Path,
+    seed: SeedDeployment,
+    idp: FakeOAuthProvider,
+    etcd_endpoint: tuple[str, int],
+    mongo_url: str,
+    expiry: str,
+) -> None:
+    org = await seed.org(account_type="individual")
+    alice = await seed.user(org, "alice@acme.example")
+    other_org = await seed.org(account_type="individual")
+    bob = await seed.user(other_org, "bob@acme.example")
+    await seed.google_oauth_config("gaps-google-client", "GAPS-GOOGLE-SECRET")
+    await seed.etcd.put(
+        f"{seed.namespace}{INDIVIDUAL}/{alice}".encode(),
+        seal(
+            '{"access_token":"GAPS-ACCESS","refresh_token":"GAPS-REFRESH","access_token_expiry_time":' + expiry + "}",
+            seed.secret_key,
+        ).encode(),
+    )
+    await seed.connector_doc(org, "Google Workspace", enabled=True, by=alice)
+    await seed.google_individual_credentials(
+        bob, access_token="GAPS-ACCESS-BOB", refresh_token="GAPS-REFRESH-BOB", expiry_ms=AN_HOUR_AHEAD_MS
+    )
+    await seed.connector_doc(other_org, "Google Workspace", enabled=True, by=bob)
+    await seed.onedrive_config(org, client_id="od-client", client_secret="GAPS-OD-SECRET", tenant="contoso")
+
+    done, _ = await do_import(tmp_path, seed, etcd_endpoint, mongo_url)  # never aborts the whole import
+    failed = reasons(done.report, ImportOutcome.FAILED)
+    assert "access_token_expiry_time" in failed[f"{INDIVIDUAL}/{alice}"], done.report
+    imported = {r.item.split(" (from")[0] for r in done.report.of(ImportOutcome.IMPORTED)}
+    assert {f"googleWorkspace of org {other_org}", f"onedrive of org {org}"} <= imported
+    text = repr(done.report)
+    assert not any(s in text for s in ("GAPS-ACCESS", "GAPS-REFRESH", "GAPS-GOOGLE-SECRET", "GAPS-OD-SECRET"))
+    c = await container(tmp_path, idp)
+    try:
+        async with c.ctx.uow() as uow:
+            assert await uow.tokens.get_for_connector(str(org), "googleWorkspace") is None
+            found = await uow.tokens.get_for_connector(str(other_org), "googleWorkspace")
+        assert found is not None and found.account_id == str(bob)
+    finally:
+        await c.aclose()
+
+
+async def test_a_value_nested_too_deeply_fails_alone(
+    tmp_path: Path, seed: SeedDeployment, etcd_endpoint: tuple[str, int], mongo_url: str
+) -> None:
+    org = await seed.org(account_type="individual")
+    alice = await seed.user(org, "alice@acme.example")
+    deep = '{"clientId":"c","clientSecret":"GAPS-DEEP-SECRET","tenantId":' + "[" * 100_000 + "]" * 100_000 + "}"
+    await seed.etcd.put(
+        f"{seed.namespace}/services/connectors/sharepoint/config/{org}".encode(), seal(deep, seed.secret_key).encode()
+    )
+    await seed.onedrive_config(org, client_id="od-client", client_secret="GAPS-OD-SECRET", tenant="contoso")
+    await seed.connector_doc(org, "OneDrive", enabled=True, by=alice)
+
+    done, _ = await do_import(tmp_path, seed, etcd_endpoint, mongo_url)
+    failed = reasons(done.report, ImportOutcome.FAILED)
+    assert "RecursionError" in failed[f"/services/connectors/sharepoint/config/{org}"], done.report
+    imported = {r.item.split(" (from")[0] for r in done.report.of(ImportOutcome.IMPORTED)}
+    assert f"onedrive of org {org}" in imported
+    assert "GAPS-DEEP-SECRET" not in repr(done.report)
+
+
+async def test_an_unforeseen_error_fails_that_connector_alone_named_by_its_class(
+    tmp_path: Path,
+    seed: SeedDeployment,
+    etcd_endpoint: tuple[str, int],
+    mongo_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    org = await seed.org(account_type="individual")
+    alice = await seed.user(org, "alice@acme.example")
+    await seed.onedrive_config(org, client_id="od-client", client_secret="GAPS-OD-SECRET", tenant="contoso")
+    await seed.atlassian_config(org, client_id="at-client", client_secret="GAPS-AT-SECRET")
+    await seed.connector_doc(org, "OneDrive", enabled=True, by=alice)
+    client_config = PipesHubSource._client_config
+
+    def breaks_on_onedrive(self: PipesHubSource, r: object, org_id: str, app: str, *args: object) -> object:
+        if app == "onedrive":
+            raise RuntimeError("a message quoting GAPS-OD-SECRET")
+        return client_config(self, r, org_id, app, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(PipesHubSource, "_client_config", breaks_on_onedrive)
+    done, _ = await do_import(tmp_path, seed, etcd_endpoint, mongo_url)
+    failed = reasons(done.report, ImportOutcome.FAILED)
+    assert "RuntimeError" in failed[f"OneDrive of org {org}"], done.report
+    imported = {r.item.split(" (from")[0] for r in done.report.of(ImportOutcome.IMPORTED)}
+    assert {f"confluence of org {org}", f"jira of org {org}"} <= imported
+    assert "GAPS-OD-SECRET" not in repr(done.report)
