@@ -264,24 +264,7 @@ class PipesHubSource:
         if client is not None:
             auth |= {k: client[k] for k in ("clientId", "clientSecret") if isinstance(client.get(k), str)}
             auth |= _real_time(client)
-        token: ImportedToken | None = None
-        notes: list[str] = []
-        if users:
-            chosen = by if by in users else max(users, key=lambda u: _expiry(r.values[INDIVIDUAL + u]))
-            try:
-                token = _token(chosen, r.values[INDIVIDUAL + chosen])
-                if token is None:
-                    r.fail(INDIVIDUAL + chosen, "no access token in the stored credentials")
-            except _Unusable as exc:
-                r.fail(INDIVIDUAL + chosen, exc.reason)
-            for other in users:
-                if other != chosen:
-                    r.skipped.append(
-                        SourceIssue(
-                            INDIVIDUAL + other,
-                            f"org {org} keeps one Google Workspace token here; user {chosen}'s is imported",
-                        )
-                    )
+        token, notes = _pick_token(r, org, users, by)
         if doc is None and users:
             notes.append("no connectorsConfig document there: imported disabled")
         sources = [p for p in (GOOGLE_CONFIG if client else None,) if p]
@@ -315,6 +298,38 @@ class PipesHubSource:
         for user in _individual(r):
             if user not in r.users:
                 r.skipped.append(SourceIssue(INDIVIDUAL + user, "its user is not in users: its org is unknown"))
+
+
+def _pick_token(r: _Read, org: str, users: list[str], by: str | None) -> tuple[ImportedToken | None, list[str]]:
+    """The org's one token here: among its users' usable ones, the consenting user's
+    (``lastUpdatedBy``), else the one that expires last; each unusable one is reported failed,
+    each other usable one skipped, naming the one imported."""
+    usable: dict[str, ImportedToken] = {}
+    for user in users:
+        try:
+            usable[user] = _token(user, r.values[INDIVIDUAL + user])
+        except _Unusable as exc:
+            r.fail(INDIVIDUAL + user, exc.reason)
+    if not usable:
+        return None, []
+    notes: list[str] = []
+    if by in usable:
+        chosen = by
+    else:
+        chosen = max(usable, key=lambda u: (_timestamp(usable[u].expires_at), u))
+        if by in users:
+            notes.append(f"the consenting user {by}'s stored token is unusable (failed): user {chosen}'s is imported")
+    for other in usable:
+        if other != chosen:
+            r.skip(INDIVIDUAL + other, f"org {org} keeps one Google Workspace token here; user {chosen}'s is imported")
+    token = usable[chosen]
+    if not token.access_token:
+        notes.append(f"user {chosen}'s stored credentials hold a refresh token but no access token")
+    return token, notes
+
+
+def _timestamp(when: datetime | None) -> float:
+    return when.timestamp() if when is not None else 0.0
 
 
 def _alone(r: _Read, item: str, make: Callable[[], list[ImportCandidate]]) -> list[ImportCandidate]:
@@ -361,22 +376,22 @@ def _real_time(value: Mapping[str, Any]) -> dict[str, Any]:
     return {"enableRealTimeUpdates": on, **({"topicName": topic} if on and isinstance(topic, str) and topic else {})}
 
 
-def _expiry(value: Mapping[str, Any]) -> float:
-    found = value.get("access_token_expiry_time")
-    return float(found) if isinstance(found, int | float) and not isinstance(found, bool) else 0.0
-
-
-def _token(user: str, value: Mapping[str, Any]) -> ImportedToken | None:
-    """The stored token; ``None`` without an access token, :class:`_Unusable` when a time in it is
-    no time."""
+def _token(user: str, value: Mapping[str, Any]) -> ImportedToken:
+    """The stored token. A refresh token without an access token is usable: imported with an
+    empty access token and no expiry, which the importer takes as expiring now (refreshed at
+    the first chance). :class:`_Unusable` without either, or when a time in it is no time."""
     access, refresh = value.get("access_token"), value.get("refresh_token")
-    if not isinstance(access, str) or not access:
-        return None
+    for name, found in (("access_token", access), ("refresh_token", refresh)):
+        if found is not None and not isinstance(found, str):
+            raise _Unusable(f"{name} is not text")
+    if not access and not refresh:
+        raise _Unusable("neither an access token nor a refresh token in the stored credentials")
     return ImportedToken(
         account_id=user,
-        access_token=access,
-        refresh_token=refresh if isinstance(refresh, str) and refresh else None,
-        expires_at=_ms(value.get("access_token_expiry_time"), "access_token_expiry_time"),
+        access_token=access or "",
+        refresh_token=refresh or None,
+        # without an access token its expiry says nothing: refreshed at the first chance
+        expires_at=_ms(value.get("access_token_expiry_time"), "access_token_expiry_time") if access else None,
         refresh_token_expires_at=_ms(value.get("refresh_token_expiry_time"), "refresh_token_expiry_time"),
     )
 

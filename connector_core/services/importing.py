@@ -180,7 +180,11 @@ class ConnectorImport:
             # an unknown expiry is taken as "expiring now": a token that never counted as due
             # would never be refreshed, and an access token of unknown age may be dead already
             expires_at = now
-            notes.append("no expiry stored there: refreshed at the first chance")
+            notes.append(
+                "no expiry stored there: refreshed at the first chance"
+                if token.access_token
+                else "imported with its refresh token only, as expiring now: refreshed at the first chance"
+            )
         tokens = TokenSet(
             access_token=token.access_token,
             obtained_at=now,

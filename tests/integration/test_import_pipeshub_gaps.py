@@ -161,3 +161,74 @@ async def test_an_unforeseen_error_fails_that_connector_alone_named_by_its_class
     imported = {r.item.split(" (from")[0] for r in done.report.of(ImportOutcome.IMPORTED)}
     assert {f"confluence of org {org}", f"jira of org {org}"} <= imported
     assert "GAPS-OD-SECRET" not in repr(done.report)
+
+
+async def test_a_consenting_users_refresh_token_without_an_access_token_is_imported_and_refreshed(
+    tmp_path: Path, seed: SeedDeployment, idp: FakeOAuthProvider, etcd_endpoint: tuple[str, int], mongo_url: str
+) -> None:
+    idp.register_client("gaps-google-client", "GAPS-GOOGLE-SECRET")
+    refresh = idp.mint_refresh_token("gaps-google-client", ["openid", "email"])
+    org = await seed.org(account_type="individual")
+    alice = await seed.user(org, "alice@acme.example")
+    bob = await seed.user(org, "bob@acme.example")
+    await seed.google_oauth_config("gaps-google-client", "GAPS-GOOGLE-SECRET")
+    await seed.put_encrypted(
+        f"{INDIVIDUAL}/{alice}", {"access_token": "", "refresh_token": refresh, "access_token_expiry_time": 1}
+    )
+    await seed.google_individual_credentials(
+        bob, access_token="GAPS-ACCESS-BOB", refresh_token="GAPS-REFRESH-BOB", expiry_ms=AN_HOUR_AHEAD_MS
+    )
+    await seed.connector_doc(org, "Google Workspace", enabled=True, by=alice)
+
+    done, _ = await do_import(tmp_path, seed, etcd_endpoint, mongo_url)
+    assert reasons(done.report, ImportOutcome.FAILED) == {}, done.report
+    skipped = reasons(done.report, ImportOutcome.SKIPPED)
+    assert f"user {alice}'s is imported" in skipped[f"{INDIVIDUAL}/{bob}"]
+    (google,) = [r for r in done.report.of(ImportOutcome.IMPORTED) if r.item.startswith("googleWorkspace")]
+    assert f"{INDIVIDUAL}/{alice}" in google.item
+    assert any("refreshed at the first chance" in n for n in google.notes), google.notes
+    assert not any(s in repr(done.report) for s in (refresh, "GAPS-ACCESS-BOB", "GAPS-REFRESH-BOB"))
+
+    c = await container(tmp_path, idp)
+    try:
+        assert (await c.refresher.refresh_due(batch_size=100)).refreshed == 1
+        async with c.ctx.uow() as uow:
+            record = await uow.tokens.get_for_connector(str(org), "googleWorkspace")
+        assert record is not None and record.account_id == str(alice)
+        assert idp.is_access_token_valid(record.tokens.access_token)
+    finally:
+        await c.aclose()
+
+
+async def test_when_the_consenting_users_token_is_unusable_another_users_is_imported_and_said_so(
+    tmp_path: Path, seed: SeedDeployment, idp: FakeOAuthProvider, etcd_endpoint: tuple[str, int], mongo_url: str
+) -> None:
+    org = await seed.org(account_type="individual")
+    alice = await seed.user(org, "alice@acme.example")
+    bob = await seed.user(org, "bob@acme.example")
+    await seed.google_oauth_config("gaps-google-client", "GAPS-GOOGLE-SECRET")
+    await seed.put_encrypted(f"{INDIVIDUAL}/{alice}", {"access_token": "", "refresh_token": ""})
+    await seed.google_individual_credentials(
+        bob, access_token="GAPS-ACCESS-BOB", refresh_token="GAPS-REFRESH-BOB", expiry_ms=AN_HOUR_AHEAD_MS
+    )
+    await seed.connector_doc(org, "Google Workspace", enabled=True, by=alice)
+
+    done, _ = await do_import(tmp_path, seed, etcd_endpoint, mongo_url)
+    assert (
+        "neither an access token nor a refresh token"
+        in reasons(done.report, ImportOutcome.FAILED)[f"{INDIVIDUAL}/{alice}"]
+    )
+    assert not any(f"user {alice}'s is imported" in str(r.reason) for r in done.report.results), done.report
+    (google,) = [r for r in done.report.of(ImportOutcome.IMPORTED) if r.item.startswith("googleWorkspace")]
+    assert f"{INDIVIDUAL}/{bob}" in google.item
+    assert any(f"user {bob}'s is imported" in n for n in google.notes), google.notes
+    c = await container(tmp_path, idp)
+    try:
+        async with c.ctx.uow() as uow:
+            record = await uow.tokens.get_for_connector(str(org), "googleWorkspace")
+        assert record is not None and record.account_id == str(bob)
+        assert record.tokens.access_token == "GAPS-ACCESS-BOB"
+    finally:
+        await c.aclose()
+    again, _ = await do_import(tmp_path, seed, etcd_endpoint, mongo_url)  # a second run changes nothing
+    assert again.report.of(ImportOutcome.IMPORTED) == []
