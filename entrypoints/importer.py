@@ -5,15 +5,20 @@ deployment's stores as the target. What maps to what is the source adapter's
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from typing import Any
 
 from attrs import evolve, frozen
 
 from adapters.crypto import Aead
 from adapters.factories.sections import PipesHubSourceSettings
 from adapters.system import SystemClock
+from connector_core.catalog import CatalogEntry, thaw
+from connector_core.errors import ValidationError
 from connector_core.services.importing import ConnectorImport, ImportReport, ImportResult, Progress
 from entrypoints.bootstrap import service_context
+from entrypoints.http.validation import MAX_JSON_DEPTH, check_section_sizes, make_validator, parse_json, schema_errors
 from entrypoints.infrastructure import open_infrastructure
 from entrypoints.service_secrets import adopt_service_secrets, load_keyring
 from entrypoints.settings import Settings, SettingsError
@@ -52,11 +57,38 @@ async def run_import(
         keys = await adopt_service_secrets(ctx.secrets, snapshot.service_secrets, dry_run=dry_run)
         if progress is not None:
             progress(1, 1 + len(snapshot.candidates) + len(snapshot.skipped) + len(snapshot.failed), keys)
-        connectors = await ConnectorImport(ctx).run(snapshot, dry_run=dry_run, progress=_after_one(progress))
+        importer = ConnectorImport(ctx, check_auth=check_imported_auth)
+        connectors = await importer.run(snapshot, dry_run=dry_run, progress=_after_one(progress))
     finally:
         await infra.aclose()
     hint = snapshot.frontend_url if snapshot.frontend_url and not settings.frontend_url else None
     return ImportRun(ImportReport((keys, *connectors.results)), hint)
+
+
+def check_imported_auth(entry: CatalogEntry, auth: Mapping[str, Any]) -> None:
+    """What ``PUT /config`` checks of an ``auth`` section, for an imported one: strict JSON as a
+    body is parsed (no lone surrogate, no number beyond 64 bits or not finite, at most 32 levels
+    deep), the connector's configuration schema, the section's size limit. One
+    :class:`ValidationError` (or ``PayloadTooLarge``) naming every field at fault, never a value."""
+    body = {"auth": dict(auth)}
+    try:
+        parse_json(json.dumps(body).encode())
+    except RecursionError:
+        raise ValidationError.for_field("auth", f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValidationError as exc:
+        errors = [{**e, "path": "auth" if e["path"] == "body" else e["path"]} for e in exc.errors]
+        _refuse(errors or [{"path": "auth", "message": "is not valid JSON"}])
+    validator = make_validator(thaw(entry.config_schema))
+    assert validator is not None
+    # the import has no baseUrl to give: only what the schema says of the auth section counts
+    _refuse([e for e in schema_errors(validator, body, "") if e["path"].startswith("auth")])
+    check_section_sizes(body)
+
+
+def _refuse(errors: list[dict[str, str]]) -> None:
+    if errors:
+        listed = "; ".join(f"{e['path']} {e['message']}" for e in errors)
+        raise ValidationError(f"invalid configuration: {listed}", errors=errors)
 
 
 def _refuse_writing_into(settings: Settings, source: PipesHubSourceSettings) -> None:

@@ -65,6 +65,9 @@ ORG_CONFIGS: dict[str, tuple[str, tuple[str, ...]]] = {
     "atlassian": ("Atlassian", ("confluence", "jira")),
 }
 _CLIENT_FIELDS = ("clientId", "clientSecret", "tenantId", "hasAdminConsent", "sharepointDomain")
+#: what a key file cannot do without (google-auth signs with the key, as the client email, at the
+#: token URI); the other fields are kept when stored
+_KEY_FILE_REQUIRED = ("type", "project_id", "private_key_id", "private_key", "client_email", "client_id", "token_uri")
 _SERVICE_ACCOUNT_FIELDS = (
     "type",
     "project_id",
@@ -250,9 +253,14 @@ class PipesHubSource:
                         )
                     )
                 return []
+            try:
+                key_file = _key_file(business)
+            except _Unusable as exc:
+                r.fail(BUSINESS + org, exc.reason)
+                return []
             account = {
                 "authType": "SERVICE_ACCOUNT",
-                "serviceAccountJson": json.dumps({f: business.get(f) for f in _SERVICE_ACCOUNT_FIELDS}),
+                "serviceAccountJson": key_file,
                 "adminEmail": business.get("adminEmail"),
                 **_real_time(business),
             }
@@ -262,7 +270,8 @@ class PipesHubSource:
             return []
         auth: dict[str, Any] = {"authType": "OAUTH"}
         if client is not None:
-            auth |= {k: client[k] for k in ("clientId", "clientSecret") if isinstance(client.get(k), str)}
+            # whatever is stored, checked by the importer as a configuration save is (never dropped)
+            auth |= {k: client[k] for k in ("clientId", "clientSecret") if client.get(k) is not None}
             auth |= _real_time(client)
         token, notes = _pick_token(r, org, users, by)
         if doc is None and users:
@@ -300,6 +309,18 @@ class PipesHubSource:
                 r.skipped.append(SourceIssue(INDIVIDUAL + user, "its user is not in users: its org is unknown"))
 
 
+def _key_file(value: Mapping[str, Any]) -> str:
+    """The service account's key file as JSON text: each field stored as text, those it cannot do
+    without present; :class:`_Unusable` naming every field at fault (never a value)."""
+    missing = [f for f in _KEY_FILE_REQUIRED if value.get(f) is None or value.get(f) == ""]
+    not_text = [f for f in _SERVICE_ACCOUNT_FIELDS if value.get(f) is not None and not isinstance(value.get(f), str)]
+    if missing or not_text:
+        problems = [f"{', '.join(missing)} missing"] if missing else []
+        problems += [f"{', '.join(not_text)} not text"] if not_text else []
+        raise _Unusable(f"the service-account key file cannot be used: {'; '.join(problems)}")
+    return json.dumps({f: value[f] for f in _SERVICE_ACCOUNT_FIELDS if value.get(f) is not None})
+
+
 def _pick_token(r: _Read, org: str, users: list[str], by: str | None) -> tuple[ImportedToken | None, list[str]]:
     """The org's one token here: among its users' usable ones, the consenting user's
     (``lastUpdatedBy``), else the one that expires last; each unusable one is reported failed,
@@ -322,10 +343,7 @@ def _pick_token(r: _Read, org: str, users: list[str], by: str | None) -> tuple[I
     for other in usable:
         if other != chosen:
             r.skip(INDIVIDUAL + other, f"org {org} keeps one Google Workspace token here; user {chosen}'s is imported")
-    token = usable[chosen]
-    if not token.access_token:
-        notes.append(f"user {chosen}'s stored credentials hold a refresh token but no access token")
-    return token, notes
+    return usable[chosen], notes
 
 
 def _timestamp(when: datetime | None) -> float:

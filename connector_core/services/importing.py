@@ -16,6 +16,10 @@ Rules:
   are syncing already), then enabled or disabled as the source had it. A connector that ends
   disabled announces neither ``appEnabled`` nor ``appDisabled``, and real-time updates are not
   announced again: the consumers knew both before the swap.
+* **Checked as a configuration save is.** Each candidate's ``auth`` goes through ``check_auth``:
+  the checks ``PUT /config`` applies to an ``auth`` section (the catalog schema, strict JSON, the
+  section's size limit). One that fails is reported failed, naming each field at fault, never a
+  value; a secret is stored only as the text it is (never ``str()`` of something else).
 * ``dry_run`` runs the same domain steps and reports what would happen, writing nothing.
 """
 
@@ -25,13 +29,14 @@ import contextlib
 import enum
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from attrs import frozen
 
 from connector_core.catalog import CatalogEntry
-from connector_core.errors import Conflict, ConnectorManagerError, NotConfigured
+from connector_core.errors import Conflict, ConnectorManagerError, NotConfigured, ValidationError
 from connector_core.model.connector import Connector, ConnectorConfig
 from connector_core.model.events import AppDisabled, AppEnabled, DomainEvent, RealTimeUpdatesChanged, SyncAction
 from connector_core.ports.deployment_source import DeploymentSnapshot, ImportCandidate, ImportedToken
@@ -40,7 +45,7 @@ from connector_core.services.context import ServiceContext, secret_path
 from connector_core.services.staging import stage_connector
 from connector_core.tokens import TokenRecord, TokenSet
 
-__all__ = ["ConnectorImport", "ImportOutcome", "ImportReport", "ImportResult"]
+__all__ = ["AuthCheck", "ConnectorImport", "ImportOutcome", "ImportReport", "ImportResult"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +79,9 @@ class ImportReport:
 
 #: called after each item with (items done, items in all, its result)
 Progress = Callable[[int, int, ImportResult], None]
+#: ``check(entry, auth)``: what ``PUT /config`` checks of an ``auth`` section; a
+#: :class:`ConnectorManagerError` naming each field at fault (never a value) when it fails
+AuthCheck = Callable[[CatalogEntry, Mapping[str, Any]], None]
 
 
 _MEANWHILE = "created here meanwhile (by another run or a person); never overwritten"
@@ -86,8 +94,9 @@ class _Skip(Exception):
 
 
 class ConnectorImport:
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: ServiceContext, *, check_auth: AuthCheck) -> None:
         self.ctx = ctx
+        self._check_auth = check_auth
 
     async def run(
         self, snapshot: DeploymentSnapshot, *, dry_run: bool = False, progress: Progress | None = None
@@ -128,7 +137,8 @@ class ConnectorImport:
                 raise _Skip("a token is already stored here for it; never overwritten")
         now = self.ctx.clock.now()
         given = {k: v for k, v in candidate.auth.items() if v is not None}  # null: not set (never "None")
-        secrets = {f"auth.{k}": str(v) for k, v in given.items() if f"auth.{k}" in entry.secret_fields}
+        self._check_auth(entry, given)
+        secrets = {f"auth.{k}": _text(k, v) for k, v in given.items() if f"auth.{k}" in entry.secret_fields}
         plain = {k: v for k, v in given.items() if f"auth.{k}" not in entry.secret_fields}
         connector, notes = self._build(entry, candidate, plain, frozenset(secrets), now)
         record = None
@@ -240,6 +250,13 @@ class ConnectorImport:
                 with contextlib.suppress(Conflict):
                     await self.ctx.secrets.delete(path, expected_revision=written)
             raise _Skip(_MEANWHILE) from None
+
+
+def _text(name: str, value: object) -> str:
+    """A secret as the text it is; anything else is refused, never stored as its ``str()``."""
+    if not isinstance(value, str):
+        raise ValidationError.for_field(f"auth.{name}", "must be of type string")
+    return value
 
 
 def _scopes(entry: CatalogEntry, token: ImportedToken, notes: list[str]) -> Sequence[str]:

@@ -12,8 +12,9 @@ import pytest
 
 from adapters.pipeshub.source import PipesHubSource
 from connector_core.services.importing import ImportOutcome, ImportReport
+from tests.cli import clean_env, run_cli
 from tests.fakes.oauth_provider import FakeOAuthProvider
-from tests.fakes.pipeshub import BUSINESS, GOOGLE_CONFIG, INDIVIDUAL, SeedDeployment, seal
+from tests.fakes.pipeshub import BUSINESS, GOOGLE_CONFIG, INDIVIDUAL, SECRET_KEY, SeedDeployment, seal
 from tests.integration.test_import_pipeshub import container, do_import, idp, seed
 
 pytestmark = [pytest.mark.etcd, pytest.mark.mongo]
@@ -232,3 +233,118 @@ async def test_when_the_consenting_users_token_is_unusable_another_users_is_impo
         await c.aclose()
     again, _ = await do_import(tmp_path, seed, etcd_endpoint, mongo_url)  # a second run changes nothing
     assert again.report.of(ImportOutcome.IMPORTED) == []
+
+
+async def test_imported_configurations_get_the_checks_a_configuration_save_gets(
+    tmp_path: Path, seed: SeedDeployment, idp: FakeOAuthProvider, etcd_endpoint: tuple[str, int], mongo_url: str
+) -> None:
+    org = await seed.org(account_type="individual")
+    alice = await seed.user(org, "alice@acme.example")
+    business = await seed.org(account_type="business")
+    admin = await seed.user(business, "admin@biz.example")
+    fine = await seed.org(account_type="individual")
+    await seed.put_encrypted(
+        f"/services/connectors/onedrive/config/{org}",
+        {"clientId": {"x": 1}, "clientSecret": ["GAPS-LIST-SECRET"], "tenantId": 12, "hasAdminConsent": "yes"},
+    )
+    await seed.connector_doc(org, "OneDrive", enabled=True, by=alice)
+    await seed.put_encrypted(
+        f"/services/connectors/sharepoint/config/{org}",
+        {"clientId": "c" * 100_000, "clientSecret": "GAPS-SP-SECRET", "tenantId": "contoso"},
+    )
+    await seed.etcd.put(
+        f"{seed.namespace}/services/connectors/atlassian/config/{org}".encode(),
+        seal('{"clientId":"c","clientSecret":"GAPS-SURROGATE\\ud800"}', seed.secret_key).encode(),
+    )
+    await seed.google_oauth_config("gaps-google-client", ["GAPS-GOOGLE-LIST"])  # type: ignore[arg-type]
+    await seed.put_encrypted(f"{BUSINESS}/{business}", {"adminEmail": 5, "private_key": "GAPS-PRIVATE-KEY"})
+    await seed.connector_doc(business, "Google Workspace", enabled=True, by=admin)
+    await seed.onedrive_config(fine, client_id="od-client", client_secret="GAPS-FINE-SECRET", tenant="contoso")
+
+    done, _ = await do_import(tmp_path, seed, etcd_endpoint, mongo_url)
+    failed = {r.item.split(" (from")[0]: str(r.reason) for r in done.report.of(ImportOutcome.FAILED)}
+    onedrive = failed[f"onedrive of org {org}"]
+    for path in ("auth.clientId", "auth.clientSecret", "auth.tenantId", "auth.hasAdminConsent"):
+        assert path in onedrive, onedrive
+    assert "auth.clientId must be at most" in failed[f"sharepointOnline of org {org}"]
+    for key in ("confluence", "jira"):
+        assert "auth.clientSecret is not valid Unicode text" in failed[f"{key} of org {org}"]
+    assert "auth.clientSecret must be of type string" in failed[f"googleWorkspace of org {org}"]
+    service_account = failed[f"{BUSINESS}/{business}"]
+    assert "client_email" in service_account and "private_key_id" in service_account, service_account
+    assert f"googleWorkspace of org {business}" not in failed  # failed at its key, never made
+    imported = {r.item.split(" (from")[0] for r in done.report.of(ImportOutcome.IMPORTED)}
+    assert f"onedrive of org {fine}" in imported  # the rest is imported
+    text = repr(done.report)
+    planted = ("GAPS-LIST-SECRET", "GAPS-SP-SECRET", "GAPS-SURROGATE", "GAPS-GOOGLE-LIST", "GAPS-PRIVATE-KEY")
+    assert not any(s in text for s in (*planted, "GAPS-FINE-SECRET", "c" * 100)), text
+
+    c = await container(tmp_path, idp)
+    try:
+        stored = await c.infrastructure.secrets.list_prefix("/services/connectors/")
+        assert list(stored) == [f"/services/connectors/onedrive/config/{fine}"], stored
+        for key in ("onedrive", "sharepointOnline", "confluence", "jira", "googleWorkspace"):
+            assert (await c.connectors.get(str(org), key)).connector.is_new
+        assert (await c.connectors.get(str(business), "googleWorkspace")).connector.is_new
+    finally:
+        await c.aclose()
+    again, _ = await do_import(tmp_path, seed, etcd_endpoint, mongo_url)  # the same report, nothing written
+    assert {r.item for r in again.report.of(ImportOutcome.FAILED)} == {
+        r.item for r in done.report.of(ImportOutcome.FAILED)
+    }
+
+
+async def test_the_commands_output_and_logs_quote_no_secret_of_these_records(
+    tmp_path: Path, seed: SeedDeployment, etcd_endpoint: tuple[str, int], mongo_url: str
+) -> None:
+    individual = await seed.org(account_type="individual")
+    alice = await seed.user(individual, "alice@acme.example")
+    bob = await seed.user(individual, "bob@acme.example")
+    business = await seed.org(account_type="business")
+    carol = await seed.user(business, "carol@biz.example")
+    await seed.secret_keys()
+    await seed.google_oauth_config("gaps-google-client", "GAPS-GOOGLE-SECRET")
+    await seed.put_encrypted(f"{INDIVIDUAL}/{alice}", {"access_token": "", "refresh_token": "GAPS-REFRESH-ALICE"})
+    await seed.google_individual_credentials(
+        bob, access_token="GAPS-ACCESS-BOB", refresh_token="GAPS-REFRESH-BOB", expiry_ms=10**20
+    )
+    await seed.connector_doc(individual, "Google Workspace", enabled=True, by=bob)
+    await seed.google_individual_credentials(
+        carol, access_token="GAPS-ACCESS-CAROL", refresh_token="GAPS-REFRESH-CAROL", expiry_ms=AN_HOUR_AHEAD_MS
+    )
+    await seed.put_encrypted(f"{BUSINESS}/{business}", {"adminEmail": "x@biz.example", "private_key": "GAPS-PK"})
+    await seed.put_encrypted(
+        f"/services/connectors/onedrive/config/{individual}",
+        {"clientId": "od", "clientSecret": ["GAPS-LIST-SECRET"], "tenantId": "contoso"},
+    )
+
+    done = run_cli(
+        "import",
+        "--data-dir",
+        str(tmp_path / "cli"),
+        "--from-etcd",
+        f"{etcd_endpoint[0]}:{etcd_endpoint[1]}",
+        "--from-etcd-namespace",
+        seed.namespace,
+        "--from-mongo-url",
+        mongo_url,
+        "--from-mongo-database",
+        seed.db.name,
+        env=clean_env(CM_MASTER_KEY="gaps-master-key", CM_LEGACY_SECRET_KEY=SECRET_KEY, CM_LOG_LEVEL="debug"),
+    )
+    assert done.returncode == 1, done.stderr  # items failed, the rest imported
+    out = done.stdout + done.stderr
+    for line in (f"{INDIVIDUAL}/{bob}", f"{INDIVIDUAL}/{carol}", f"{BUSINESS}/{business}", "auth.clientSecret"):
+        assert line in out, out
+    for secret in (
+        "GAPS-GOOGLE-SECRET",
+        "GAPS-REFRESH-ALICE",
+        "GAPS-ACCESS-BOB",
+        "GAPS-REFRESH-BOB",
+        "GAPS-ACCESS-CAROL",
+        "GAPS-REFRESH-CAROL",
+        "GAPS-PK",
+        "GAPS-LIST-SECRET",
+        seed.jwt_secret,
+    ):
+        assert secret not in out, secret
