@@ -213,12 +213,15 @@ class PipesHubSource:
             async for user in self._db["users"].find({}, {"orgId": 1}):
                 if user.get("orgId") is not None:
                     r.users[str(user["_id"])] = str(user["orgId"])
+        grouped: dict[tuple[str, str], list[Doc]] = {}
         with _mongo("read its connectorsConfig documents"):
             # documents this service wrote (org_id) are ours, not the existing service's
-            async for doc in self._db["connectorsConfig"].find({"org_id": {"$exists": False}}):
+            async for doc in self._db["connectorsConfig"].find({"org_id": {"$exists": False}}).sort("_id", 1):
                 org, name = _id(doc.get("orgId")), doc.get("name")
                 if org and isinstance(name, str):
-                    r.docs[(org, name)] = doc
+                    grouped.setdefault((org, name), []).append(doc)
+        for (org, name), docs in grouped.items():
+            r.docs[(org, name)] = _one_document(r, org, name, docs)
 
     @staticmethod
     def _orgs_named(r: _Read) -> set[str]:
@@ -375,6 +378,37 @@ def _account_for_every_key(r: _Read, candidates: list[ImportCandidate]) -> None:
                 if key == GOOGLE_CONFIG
                 else "read, but nothing here was made from it (no rule of the import uses it)",
             )
+
+
+def _one_document(r: _Read, org: str, name: str, docs: list[Doc]) -> Doc:
+    """The ``connectorsConfig`` document that counts when an org has several for one connector:
+    the one updated last (``updatedAt``), else the last written (``_id`` order); each other one is
+    reported skipped, naming the one used and why."""
+    if len(docs) == 1:
+        return docs[0]
+
+    def updated(doc: Doc) -> float | None:
+        when = doc.get("updatedAt")
+        try:
+            return when.timestamp() if isinstance(when, datetime) else None
+        except (OverflowError, OSError, ValueError):  # a date no clock holds: as if not stamped
+            return None
+
+    stamped = [(t, d) for d in docs if (t := updated(d)) is not None]
+    latest = [d for t, d in stamped if t == max(t for t, _ in stamped)]
+    if len(latest) == 1:
+        kept, rule = latest[0], "the one updated last"
+    elif latest:
+        kept, rule = latest[-1], "the last written of those updated last"
+    else:
+        kept, rule = docs[-1], "the last written"
+    for doc in docs:
+        if doc is not kept:
+            r.skip(
+                f"connectorsConfig {name} of org {org} (document {doc.get('_id')})",
+                f"one of {len(docs)} documents for it there; document {kept.get('_id')} is used ({rule})",
+            )
+    return kept
 
 
 def _individual(r: _Read) -> list[str]:

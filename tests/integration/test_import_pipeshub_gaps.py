@@ -6,6 +6,7 @@ alone, named, never quoted, while the rest is imported."""
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -348,3 +349,38 @@ async def test_the_commands_output_and_logs_quote_no_secret_of_these_records(
         seed.jwt_secret,
     ):
         assert secret not in out, secret
+
+
+@pytest.mark.parametrize("first_updated_last", [True, False], ids=["updatedAt-decides", "last-written-decides"])
+async def test_duplicate_enabled_state_documents_are_reported_and_one_is_chosen_by_a_stated_rule(
+    tmp_path: Path,
+    seed: SeedDeployment,
+    idp: FakeOAuthProvider,
+    etcd_endpoint: tuple[str, int],
+    mongo_url: str,
+    first_updated_last: bool,
+) -> None:
+    org = await seed.org(account_type="individual")
+    alice = await seed.user(org, "alice@acme.example")
+    await seed.google_oauth_config("gaps-google-client", "GAPS-GOOGLE-SECRET")
+    await seed.google_individual_credentials(
+        alice, access_token="GAPS-ACCESS", refresh_token="GAPS-REFRESH", expiry_ms=AN_HOUR_AHEAD_MS
+    )
+    enabled = await seed.connector_doc(org, "Google Workspace", enabled=True, by=alice)
+    disabled = await seed.connector_doc(org, "Google Workspace", enabled=False, by=alice)
+    stamp = datetime(2026, 1, 2, 3, 4, 5)
+    await seed.db["connectorsConfig"].update_one({"_id": disabled}, {"$set": {"updatedAt": stamp}})
+    later = stamp + timedelta(days=1) if first_updated_last else stamp
+    await seed.db["connectorsConfig"].update_one({"_id": enabled}, {"$set": {"updatedAt": later}})
+
+    done, _ = await do_import(tmp_path, seed, etcd_endpoint, mongo_url)
+    kept, dropped = (enabled, disabled) if first_updated_last else (disabled, enabled)
+    skipped = reasons(done.report, ImportOutcome.SKIPPED)
+    reason = skipped[f"connectorsConfig Google Workspace of org {org} (document {dropped})"]
+    assert f"document {kept} is used" in reason, done.report
+    assert ("updated last" in reason) if first_updated_last else ("last written" in reason)
+    c = await container(tmp_path, idp)
+    try:
+        assert (await c.connectors.get(str(org), "googleWorkspace")).connector.is_enabled is first_updated_last
+    finally:
+        await c.aclose()
