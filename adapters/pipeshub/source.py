@@ -26,7 +26,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -34,6 +34,16 @@ from attrs import define, field
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
+from adapters.pipeshub.stored_values import (
+    Doc,
+    Unusable,
+    enabled_state,
+    key_file,
+    real_time,
+    stored_token,
+    text_id,
+    timestamp,
+)
 from connector_core.errors import ConnectorManagerError, Unavailable
 from connector_core.ports.deployment_source import (
     DeploymentSnapshot,
@@ -47,7 +57,6 @@ __all__ = ["PipesHubSource"]
 
 log = logging.getLogger(__name__)
 
-Doc = dict[str, Any]
 #: ``decrypt(envelope, path) -> plaintext``
 Decrypt = Callable[[str, str], bytes]
 
@@ -65,22 +74,6 @@ ORG_CONFIGS: dict[str, tuple[str, tuple[str, ...]]] = {
     "atlassian": ("Atlassian", ("confluence", "jira")),
 }
 _CLIENT_FIELDS = ("clientId", "clientSecret", "tenantId", "hasAdminConsent", "sharepointDomain")
-#: what a key file cannot do without (google-auth signs with the key, as the client email, at the
-#: token URI); the other fields are kept when stored
-_KEY_FILE_REQUIRED = ("type", "project_id", "private_key_id", "private_key", "client_email", "client_id", "token_uri")
-_SERVICE_ACCOUNT_FIELDS = (
-    "type",
-    "project_id",
-    "private_key_id",
-    "private_key",
-    "client_email",
-    "client_id",
-    "auth_uri",
-    "token_uri",
-    "auth_provider_x509_cert_url",
-    "client_x509_cert_url",
-    "universe_domain",
-)
 
 
 @contextlib.contextmanager
@@ -89,33 +82,6 @@ def _mongo(action: str) -> Iterator[None]:
         yield
     except PyMongoError as exc:
         raise Unavailable(f"the existing deployment's MongoDB failed to {action} ({type(exc).__name__})") from exc
-
-
-class _Unusable(Exception):
-    """One stored value that cannot be imported, and why (never the value)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _ms(value: Any, name: str) -> datetime | None:
-    """Epoch milliseconds as a time; ``None`` when not set (absent, null, 0 or less).
-    :class:`_Unusable` naming ``name`` when it is no time a clock can hold (``1e999``, ``10**20``)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _Unusable(f"{name} is not a number of milliseconds")
-    if value <= 0:
-        return None
-    try:
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        raise _Unusable(f"{name} is out of range (not a time)") from None
-
-
-def _id(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 @define
@@ -217,7 +183,7 @@ class PipesHubSource:
         with _mongo("read its connectorsConfig documents"):
             # documents this service wrote (org_id) are ours, not the existing service's
             async for doc in self._db["connectorsConfig"].find({"org_id": {"$exists": False}}).sort("_id", 1):
-                org, name = _id(doc.get("orgId")), doc.get("name")
+                org, name = text_id(doc.get("orgId")), doc.get("name")
                 if org and isinstance(name, str):
                     grouped.setdefault((org, name), []).append(doc)
         for (org, name), docs in grouped.items():
@@ -237,7 +203,7 @@ class PipesHubSource:
 
     def _google(self, r: _Read, org: str) -> list[ImportCandidate]:
         doc = r.docs.pop((org, GOOGLE), None)
-        enabled, by = _state(doc)
+        enabled, by = enabled_state(doc)
         business = r.values.get(BUSINESS + org)
         users = sorted(u for u in _individual(r) if r.users.get(u) == org)
         if business is not None or r.orgs.get(org) == "business":
@@ -257,15 +223,15 @@ class PipesHubSource:
                     )
                 return []
             try:
-                key_file = _key_file(business)
-            except _Unusable as exc:
+                account_key = key_file(business)
+            except Unusable as exc:
                 r.fail(BUSINESS + org, exc.reason)
                 return []
             account = {
                 "authType": "SERVICE_ACCOUNT",
-                "serviceAccountJson": key_file,
+                "serviceAccountJson": account_key,
                 "adminEmail": business.get("adminEmail"),
-                **_real_time(business),
+                **real_time(business),
             }
             return [ImportCandidate(org, "googleWorkspace", account, enabled, BUSINESS + org, None, by)]
         client = r.values.get(GOOGLE_CONFIG)
@@ -275,8 +241,8 @@ class PipesHubSource:
         if client is not None:
             # whatever is stored, checked by the importer as a configuration save is (never dropped)
             auth |= {k: client[k] for k in ("clientId", "clientSecret") if client.get(k) is not None}
-            auth |= _real_time(client)
-        token, notes = _pick_token(r, org, users, by)
+            auth |= real_time(client)
+        token, notes = _pickstored_token(r, org, users, by)
         if doc is None and users:
             notes.append("no connectorsConfig document there: imported disabled")
         sources = [p for p in (GOOGLE_CONFIG if client else None,) if p]
@@ -294,7 +260,7 @@ class PipesHubSource:
                     SourceIssue(f"connectorsConfig {name} of org {org}", f"no client configuration at {path}")
                 )
             return []
-        enabled, by = _state(doc)
+        enabled, by = enabled_state(doc)
         # a field stored as null there is not set: never the text "None"
         auth = {"authType": "OAUTH", **{k: value[k] for k in _CLIENT_FIELDS if value.get(k) is not None}}
         return [ImportCandidate(org, key, auth, enabled, path, None, by) for key in keys]
@@ -312,27 +278,15 @@ class PipesHubSource:
                 r.skipped.append(SourceIssue(INDIVIDUAL + user, "its user is not in users: its org is unknown"))
 
 
-def _key_file(value: Mapping[str, Any]) -> str:
-    """The service account's key file as JSON text: each field stored as text, those it cannot do
-    without present; :class:`_Unusable` naming every field at fault (never a value)."""
-    missing = [f for f in _KEY_FILE_REQUIRED if value.get(f) is None or value.get(f) == ""]
-    not_text = [f for f in _SERVICE_ACCOUNT_FIELDS if value.get(f) is not None and not isinstance(value.get(f), str)]
-    if missing or not_text:
-        problems = [f"{', '.join(missing)} missing"] if missing else []
-        problems += [f"{', '.join(not_text)} not text"] if not_text else []
-        raise _Unusable(f"the service-account key file cannot be used: {'; '.join(problems)}")
-    return json.dumps({f: value[f] for f in _SERVICE_ACCOUNT_FIELDS if value.get(f) is not None})
-
-
-def _pick_token(r: _Read, org: str, users: list[str], by: str | None) -> tuple[ImportedToken | None, list[str]]:
+def _pickstored_token(r: _Read, org: str, users: list[str], by: str | None) -> tuple[ImportedToken | None, list[str]]:
     """The org's one token here: among its users' usable ones, the consenting user's
     (``lastUpdatedBy``), else the one that expires last; each unusable one is reported failed,
     each other usable one skipped, naming the one imported."""
     usable: dict[str, ImportedToken] = {}
     for user in users:
         try:
-            usable[user] = _token(user, r.values[INDIVIDUAL + user])
-        except _Unusable as exc:
+            usable[user] = stored_token(user, r.values[INDIVIDUAL + user])
+        except Unusable as exc:
             r.fail(INDIVIDUAL + user, exc.reason)
     if not usable:
         return None, []
@@ -340,17 +294,13 @@ def _pick_token(r: _Read, org: str, users: list[str], by: str | None) -> tuple[I
     if by in usable:
         chosen = by
     else:
-        chosen = max(usable, key=lambda u: (_timestamp(usable[u].expires_at), u))
+        chosen = max(usable, key=lambda u: (timestamp(usable[u].expires_at), u))
         if by in users:
             notes.append(f"the consenting user {by}'s stored token is unusable (failed): user {chosen}'s is imported")
     for other in usable:
         if other != chosen:
             r.skip(INDIVIDUAL + other, f"org {org} keeps one Google Workspace token here; user {chosen}'s is imported")
     return usable[chosen], notes
-
-
-def _timestamp(when: datetime | None) -> float:
-    return when.timestamp() if when is not None else 0.0
 
 
 def _alone(r: _Read, item: str, make: Callable[[], list[ImportCandidate]]) -> list[ImportCandidate]:
@@ -413,39 +363,6 @@ def _one_document(r: _Read, org: str, name: str, docs: list[Doc]) -> Doc:
 
 def _individual(r: _Read) -> list[str]:
     return [key[len(INDIVIDUAL) :] for key in r.values if key.startswith(INDIVIDUAL)]
-
-
-def _state(doc: Doc | None) -> tuple[bool, str | None]:
-    """Enabled (the existing service's default is true) and by whom."""
-    if doc is None:
-        return False, None
-    return doc.get("isEnabled", True) is not False, _id(doc.get("lastUpdatedBy"))
-
-
-def _real_time(value: Mapping[str, Any]) -> dict[str, Any]:
-    on = value.get("enableRealTimeUpdates") is True
-    topic = value.get("topicName")
-    return {"enableRealTimeUpdates": on, **({"topicName": topic} if on and isinstance(topic, str) and topic else {})}
-
-
-def _token(user: str, value: Mapping[str, Any]) -> ImportedToken:
-    """The stored token. A refresh token without an access token is usable: imported with an
-    empty access token and no expiry, which the importer takes as expiring now (refreshed at
-    the first chance). :class:`_Unusable` without either, or when a time in it is no time."""
-    access, refresh = value.get("access_token"), value.get("refresh_token")
-    for name, found in (("access_token", access), ("refresh_token", refresh)):
-        if found is not None and not isinstance(found, str):
-            raise _Unusable(f"{name} is not text")
-    if not access and not refresh:
-        raise _Unusable("neither an access token nor a refresh token in the stored credentials")
-    return ImportedToken(
-        account_id=user,
-        access_token=access or "",
-        refresh_token=refresh or None,
-        # without an access token its expiry says nothing: refreshed at the first chance
-        expires_at=_ms(value.get("access_token_expiry_time"), "access_token_expiry_time") if access else None,
-        refresh_token_expires_at=_ms(value.get("refresh_token_expiry_time"), "refresh_token_expiry_time"),
-    )
 
 
 def _unknown_key_reason(key: str) -> str:
