@@ -113,12 +113,22 @@ def state_path(state_hash: str) -> str:
     return f"/oauth-state/{state_hash}"
 
 
+#: what the sealed material of a token also holds, so that it opens only for its own org and
+#: connector: the path (the AAD) binds it to its record id alone, and the org and connector are
+#: columns anyone with write access to the store could change, handing one org's tokens to another
+TOKEN_BINDING = ("org_id", "connector_key")
+
+
+class MisplacedMaterial(ValueError):
+    """A token's sealed material was sealed for another org or connector than its record says."""
+
+
 def seal_token_record(conv: cattrs.Converter, sealer: Sealer, record: TokenRecord) -> tuple[dict[str, Any], str]:
     """(metadata document without ``version``, sealed material) for one token record."""
     meta: dict[str, Any] = conv.unstructure(record)
     meta.pop("version", None)
     tokens = meta.pop("tokens")
-    material = {k: tokens.pop(k) for k in TOKEN_SECRET_FIELDS}
+    material = {k: tokens.pop(k) for k in TOKEN_SECRET_FIELDS} | {k: meta[k] for k in TOKEN_BINDING}
     meta["tokens"] = tokens
     return meta, sealer.seal(json.dumps(material).encode(), path=token_path(record.id))
 
@@ -126,8 +136,14 @@ def seal_token_record(conv: cattrs.Converter, sealer: Sealer, record: TokenRecor
 def open_token_record(
     conv: cattrs.Converter, sealer: Sealer, token_id: str, meta: Mapping[str, Any], sealed: str, version: int
 ) -> TokenRecord:
+    """The record; :class:`MisplacedMaterial` when its material was sealed for another org or
+    connector (material sealed before it held them opens as before, until the record is next
+    saved: every refresh saves it)."""
     doc = dict(meta)
     secret = json.loads(sealer.open(sealed, path=token_path(token_id)))
+    for name in TOKEN_BINDING:
+        if name in secret and secret.pop(name) != doc.get(name):
+            raise MisplacedMaterial(f"the token's sealed material was sealed for another {name}")
     doc["tokens"] = {**doc["tokens"], **secret}
     record = conv.structure(doc, TokenRecord)
     record.version = version

@@ -111,6 +111,11 @@ async def seed(
     return secret, count
 
 
+def _bound_to(material: bytes, org: str) -> bytes:
+    """The template's token material for a copy in ``org``: it names its org (sealing.TOKEN_BINDING)."""
+    return json.dumps(json.loads(material) | {"org_id": org}).encode()
+
+
 def _copy_sqlite(path: Path, sealer: Any, orgs: int, due_share: float) -> int:
     db = sqlite3.connect(path, isolation_level=None)
     try:
@@ -127,7 +132,7 @@ def _copy_sqlite(path: Path, sealer: Any, orgs: int, due_share: float) -> int:
                 row = dict(t)
                 row["id"], row["org_id"] = new_id, org
                 row["meta"] = t["meta"].replace(TEMPLATE_ORG, org).replace(t["id"], new_id)
-                row["material"] = sealer.seal(plain[t["id"]], path=token_path(new_id))
+                row["material"] = sealer.seal(_bound_to(plain[t["id"]], org), path=token_path(new_id))
                 row["refresh_due_at"] = _due_times(rng, due_share, base)
                 yield row
 
@@ -196,7 +201,7 @@ def _copy_mongo(url: str, database: str, sealer: Any, orgs: int, due_share: floa
                 doc = {k: v for k, v in t.items()}
                 doc["_id"], doc["org_id"] = new_id, org
                 doc["meta"] = {**t["meta"], "id": new_id, "org_id": org, "refresh_due_at": due.isoformat()}
-                doc["material"] = sealer.seal(plain[t["_id"]], path=token_path(new_id))
+                doc["material"] = sealer.seal(_bound_to(plain[t["_id"]], org), path=token_path(new_id))
                 doc["refresh_due_at"] = due.replace(microsecond=due.microsecond // 1000 * 1000)
                 token_batch.append(doc)
             for c in connectors:

@@ -402,6 +402,23 @@ async def test_an_unreadable_record_fails_alone_and_is_set_aside_by_batch_reads(
     assert len([r for r in caplog.records if broken.id in r.getMessage()]) == 2  # tried again, once
 
 
+async def test_a_record_moved_to_another_org_does_not_open_there(damageable: Damageable) -> None:
+    """Its material names the org and connector it was sealed for: moved to another org by
+    someone who can write to the store but has no key, it is unreadable there, never that org's
+    token."""
+    harness = damageable.storage
+    o = org()
+    now = harness.clock.now()
+    record = token_record(o, now, token_id=f"t-{o}")
+    await _store(harness, record)
+    await damageable.damage(record.id, "org_id")
+    async with harness.uow() as uow:
+        with pytest.raises(UnreadableRecord) as unreadable:
+            await uow.tokens.get_for_connector(f"moved-{record.id}", record.connector_key)
+    assert unreadable.value.record_id == record.id
+    assert "access-secret-value" not in str(unreadable.value)
+
+
 async def test_a_damaged_record_is_left_out_of_the_summaries_and_logged_once(
     damageable: Damageable, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -83,7 +83,13 @@ async def storage(env: Env) -> AsyncIterator[Storage]:
 
 
 async def damage_token(st: Storage, token_id: str, field: str) -> None:
-    """A ``meta`` that is no token record, a ``material`` that is no sealed envelope."""
+    """A ``meta`` that is no token record, a ``material`` that is no sealed envelope; ``org_id``:
+    the record moved to org ``moved-<token id>`` (its fields and metadata rewritten, its material
+    as it is), as someone with write access to the store could."""
+    if field == "org_id":
+        moved = f"moved-{token_id}"
+        await st.extra.tokens.update_one({"_id": token_id}, {"$set": {"org_id": moved, "meta.org_id": moved}})
+        return
     value: object = {"tokens": "not a token set"} if field == "meta" else "not-a-sealed-envelope"
     await st.extra.tokens.update_one({"_id": token_id}, {"$set": {field: value}})
 
