@@ -15,6 +15,13 @@ log = logging.getLogger(__name__)
 
 Probe = Callable[[], Awaitable[bool]]
 
+
+class Refused(Exception):
+    """A start-up probe's answer: the dependency answered and refused this service (wrong
+    credentials, say). Trying again cannot help, so :func:`require` stops at once. The message
+    says what to check and carries no credential."""
+
+
 #: how long start-up waits for a dependency's first answer (the default of the
 #: ``start_up_timeout_seconds`` setting)
 START_UP_TIMEOUT_SECONDS = 15.0
@@ -45,7 +52,8 @@ async def require(probe: Probe, what: str, *, within: float = START_UP_TIMEOUT_S
 
     A probe that fails (raises, or answers False) is tried again after a pause (0.1 s, doubled
     up to 1 s): a dependency may be away for a moment when a process starts (a failover), and
-    that should not stop the process. The wait ends when the next try would come after the
+    that should not stop the process. A probe that raises :class:`Refused` (the dependency
+    answered and refused this service) ends the wait at once. The wait ends when the next try would come after the
     deadline; a probe still running at the deadline is cut there. ``what`` names the dependency
     for a person and must carry no credential."""
     loop = asyncio.get_running_loop()
@@ -60,6 +68,8 @@ async def require(probe: Probe, what: str, *, within: float = START_UP_TIMEOUT_S
                 if await probe():
                     return
             why, kind = None, "no healthy answer"
+        except Refused as exc:  # it answered: waiting longer will not change its mind
+            raise Unavailable(f"{what} refused this service: {exc}") from None
         except Exception as exc:  # any failure to answer is the same answer
             # only our own errors' messages are shown: a driver's text may repeat a URL
             why = exc.message if isinstance(exc, ConnectorManagerError) else type(exc).__name__

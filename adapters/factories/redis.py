@@ -7,9 +7,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from attrs import frozen
+from redis import exceptions as redis_errors
 
 from adapters.factories.sections import RedisSettings
-from adapters.health import require
+from adapters.health import Refused, require
 from adapters.redaction import redact_url
 from adapters.redis import RedisCache, RedisLeaseLock, connect_redis, connect_redis_sentinel
 from connector_core.errors import ValidationError
@@ -39,8 +40,18 @@ class RedisBackend:
 
     async def check(self) -> bool:
         try:
-            return bool(await asyncio.wait_for(self.client.ping(), timeout=PING_TIMEOUT_SECONDS))
+            return await self.start_probe()
         except Exception:  # a probe answers; it never raises
+            return False
+
+    async def start_probe(self) -> bool:
+        """:meth:`check`, except that a server that refuses our credentials raises
+        :class:`Refused` (start-up then stops at once, saying so, instead of waiting its budget)."""
+        try:
+            return bool(await asyncio.wait_for(self.client.ping(), timeout=PING_TIMEOUT_SECONDS))
+        except redis_errors.AuthenticationError:  # its text is the server's: not kept
+            raise Refused("authentication failed: check the password (and user) in the Redis URL") from None
+        except Exception:
             return False
 
     async def aclose(self) -> None:
@@ -69,7 +80,7 @@ async def open_redis(settings: RedisSettings) -> RedisBackend:
     except ValueError:  # the driver's text can repeat the URL, password included: not kept
         raise ValidationError.for_field("url", "is not a Redis URL the driver accepts") from None
     try:
-        await require(backend.check, where, within=settings.start_up_timeout_seconds)
+        await require(backend.start_probe, where, within=settings.start_up_timeout_seconds)
     except BaseException:
         await backend.aclose()
         raise

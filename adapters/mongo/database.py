@@ -67,12 +67,14 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
+    OperationFailure,
     PyMongoError,
 )
 from pymongo.read_concern import ReadConcern
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from adapters.codec import make_json_converter
+from adapters.health import Refused
 from adapters.mongo.errors import mongo_errors, standalone_message, unreachable
 from adapters.mongo.indexes import create_indexes
 from adapters.sealing import Sealer
@@ -88,6 +90,8 @@ Doc = dict[str, Any]
 DEFAULT_TIMEOUT_SECONDS = 2.0
 #: how long closing waits for the aborts of abandoned sessions still under way
 _SETTLE_GRACE_SECONDS = 0.5
+#: the server's error code for credentials it refuses
+_AUTHENTICATION_FAILED = 18
 
 CONNECTORS = "connectorsConfig"
 TOKENS = "tokens"
@@ -211,8 +215,20 @@ class MongoDatabase:
     async def check(self) -> bool:
         """A ping with a short timeout; never raises."""
         try:
+            return await self.start_probe()
+        except Exception:
+            return False
+
+    async def start_probe(self) -> bool:
+        """:meth:`check`, except that a server that refuses our credentials raises
+        :class:`Refused` (start-up then stops at once, saying so, instead of waiting its budget)."""
+        try:
             with pymongo.timeout(remaining(self.timeout_seconds)):
                 await self.db.command("ping")
+        except OperationFailure as exc:
+            if exc.code == _AUTHENTICATION_FAILED:  # its text is the server's: not kept
+                raise Refused("authentication failed: check the user and password in the MongoDB URL") from None
+            return False
         except Exception:
             return False
         return True

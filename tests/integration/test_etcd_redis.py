@@ -19,6 +19,7 @@ from typing import TypeVar
 
 import aetcd
 import pytest
+import redis.asyncio as aioredis
 
 from adapters.crypto import Aead, EncryptedKeyValueStore, Keyring
 from adapters.etcd import EtcdConfigWatcher, EtcdLeaseLock, connect_etcd
@@ -339,5 +340,24 @@ async def test_start_up_waits_for_a_redis_that_answers_a_moment_later() -> None:
             assert await backend.check() is True
         finally:
             await backend.aclose()
+    finally:
+        server.close()
+
+
+@pytest.mark.redis
+async def test_start_up_stops_at_once_when_redis_refuses_the_password() -> None:
+    server = servers.redis()
+    server.start()
+    try:
+        admin = aioredis.Redis(host="127.0.0.1", port=server.port)
+        await admin.config_set("requirepass", "the-right-one")
+        await admin.aclose()
+        settings = RedisSettings(url=f"redis://:PLANTED-WRONG@127.0.0.1:{server.port}/0", start_up_timeout_seconds=15)
+        started = time.monotonic()
+        with pytest.raises(Unavailable) as refused:
+            await open_redis(settings)
+        assert time.monotonic() - started < 5  # not the 15 s budget: trying again cannot help
+        assert "refused this service: authentication failed" in str(refused.value)
+        assert "PLANTED-WRONG" not in str(refused.value)
     finally:
         server.close()

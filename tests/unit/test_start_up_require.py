@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from adapters.health import require
+from adapters.health import Refused, require
 from connector_core.errors import Unavailable
 
 WHAT = "Redis at redis://***@cache:6379/0"
@@ -96,3 +96,14 @@ async def test_a_probe_that_turns_the_cut_into_an_error_of_its_own_still_ends_th
     with pytest.raises(Unavailable) as failed:
         await asyncio.wait_for(require(swallows_the_cut, WHAT, within=0.2), timeout=5)
     assert failed.value.message == f"cannot reach {WHAT}: interrupted"
+
+
+async def test_a_dependency_that_refuses_this_service_stops_the_wait_at_once() -> None:
+    probe = Probe(False, Refused("authentication failed: check the password in the Redis URL"))
+    started = time.monotonic()
+    with pytest.raises(Unavailable) as stopped:
+        await require(probe, WHAT, within=10.0)
+    assert time.monotonic() - started < 1.0 and probe.calls == 2  # not 10 s of tries
+    assert (
+        str(stopped.value) == f"{WHAT} refused this service: authentication failed: check the password in the Redis URL"
+    )
