@@ -37,6 +37,7 @@ from pymongo.errors import PyMongoError
 from adapters.pipeshub.stored_values import (
     Doc,
     Unusable,
+    as_its_form_took_them,
     enabled_state,
     key_file,
     real_time,
@@ -262,8 +263,9 @@ class PipesHubSource:
             return []
         enabled, by = enabled_state(doc)
         # a field stored as null there is not set: never the text "None"
-        auth = {"authType": "OAUTH", **{k: value[k] for k in _CLIENT_FIELDS if value.get(k) is not None}}
-        return [ImportCandidate(org, key, auth, enabled, path, None, by) for key in keys]
+        auth, notes = as_its_form_took_them({k: value[k] for k in _CLIENT_FIELDS if value.get(k) is not None})
+        auth = {"authType": "OAUTH", **auth}
+        return [ImportCandidate(org, key, auth, enabled, path, None, by, tuple(notes)) for key in keys]
 
     @staticmethod
     def _leftover_documents(r: _Read) -> None:

@@ -1,10 +1,12 @@
 """One stored value of the existing deployment put in our terms: times, ids, a token record, a
-service account's key file, an enabled state. :class:`Unusable` says why a value cannot be
-imported, naming its fields, never quoting a value."""
+service account's key file, an enabled state, a client configuration's fields as its form took
+them. :class:`Unusable` says why a value cannot be imported, naming its fields, never quoting a
+value."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +31,10 @@ _SERVICE_ACCOUNT_FIELDS = (
     "client_x509_cert_url",
     "universe_domain",
 )
+#: a URL of a host alone (a trailing slash allowed), the form the existing service asked the
+#: SharePoint domain in ("https://your-domain.sharepoint.com"); any other host (a port, user
+#: info, a path, characters a host name here cannot have) is left as stored for the check
+_URL_OF_HOST = re.compile(r"(?i:https?)://([A-Za-z0-9.-]+)/?")
 
 
 class Unusable(Exception):
@@ -105,3 +111,27 @@ def stored_token(user: str, value: Mapping[str, Any]) -> ImportedToken:
         expires_at=epoch_ms(value.get("access_token_expiry_time"), "access_token_expiry_time") if access else None,
         refresh_token_expires_at=epoch_ms(value.get("refresh_token_expiry_time"), "refresh_token_expiry_time"),
     )
+
+
+def as_its_form_took_them(auth: Mapping[str, Any]) -> tuple[Doc, list[str]]:
+    """A client configuration's fields in our terms where the existing service's form
+    legitimately stored what our schema refuses, and a note for each field changed (naming the
+    field; a domain is not secret, a tenant is never quoted):
+
+    * ``sharepointDomain``: asked for there as a URL ("SharePoint domain URL"), here a host name:
+      an http(s) URL of a host alone becomes that host; anything else is left for the check;
+    * ``tenantId``: optional there, so stored as ``""``: not set here (no tenant is made up;
+      the connector cannot be authorized until one is set)."""
+    given = dict(auth)
+    notes: list[str] = []
+    domain = given.get("sharepointDomain")
+    url = _URL_OF_HOST.fullmatch(domain) if isinstance(domain, str) else None
+    if url is not None:
+        given["sharepointDomain"] = url.group(1)
+        notes.append(f"sharepointDomain stored there as a URL: imported as its host name {url.group(1)}")
+    if given.get("tenantId") == "":
+        del given["tenantId"]
+        notes.append(
+            "tenantId stored empty there (optional in its form): imported as not set; set it here before authorizing"
+        )
+    return given, notes
