@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from functools import partial
@@ -38,6 +39,7 @@ from adapters.pipeshub.stored_values import (
     Doc,
     Unusable,
     as_its_form_took_them,
+    can_refresh,
     enabled_state,
     key_file,
     real_time,
@@ -95,6 +97,7 @@ class _Read:
     orgs: dict[str, str | None] = field(factory=dict)  # org id → accountType
     users: dict[str, str] = field(factory=dict)  # user id → org id
     docs: dict[tuple[str, str], Doc] = field(factory=dict)  # (org id, name) → connectorsConfig
+    now: float = field(factory=time.time)  # when it was read, for the tokens' stored expiries
 
     def fail(self, item: str, reason: str) -> None:
         self.failed.append(SourceIssue(item, reason))
@@ -243,7 +246,7 @@ class PipesHubSource:
             # whatever is stored, checked by the importer as a configuration save is (never dropped)
             auth |= {k: client[k] for k in ("clientId", "clientSecret") if client.get(k) is not None}
             auth |= real_time(client)
-        token, notes = _pickstored_token(r, org, users, by)
+        token, notes = _pick_token(r, org, users, by)
         if doc is None and users:
             notes.append("no connectorsConfig document there: imported disabled")
         sources = [p for p in (GOOGLE_CONFIG if client else None,) if p]
@@ -280,10 +283,11 @@ class PipesHubSource:
                 r.skipped.append(SourceIssue(INDIVIDUAL + user, "its user is not in users: its org is unknown"))
 
 
-def _pickstored_token(r: _Read, org: str, users: list[str], by: str | None) -> tuple[ImportedToken | None, list[str]]:
+def _pick_token(r: _Read, org: str, users: list[str], by: str | None) -> tuple[ImportedToken | None, list[str]]:
     """The org's one token here: among its users' usable ones, the consenting user's
-    (``lastUpdatedBy``), else the one that expires last; each unusable one is reported failed,
-    each other usable one skipped, naming the one imported."""
+    (``lastUpdatedBy``), else one that can refresh before one that cannot (it would die with its
+    access token), then the one that expires last; each unusable one is reported failed, each
+    other usable one skipped, naming the one imported."""
     usable: dict[str, ImportedToken] = {}
     for user in users:
         try:
@@ -296,7 +300,7 @@ def _pickstored_token(r: _Read, org: str, users: list[str], by: str | None) -> t
     if by in usable:
         chosen = by
     else:
-        chosen = max(usable, key=lambda u: (timestamp(usable[u].expires_at), u))
+        chosen = max(usable, key=lambda u: (can_refresh(usable[u], r.now), timestamp(usable[u].expires_at), u))
         if by in users:
             notes.append(f"the consenting user {by}'s stored token is unusable (failed): user {chosen}'s is imported")
     for other in usable:

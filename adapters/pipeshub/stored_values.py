@@ -80,6 +80,12 @@ def timestamp(when: datetime | None) -> float:
     return when.timestamp() if when is not None else 0.0
 
 
+def can_refresh(token: ImportedToken, now: float) -> bool:
+    """A refresh token, and no stored expiry of it passed at ``now`` (epoch seconds)."""
+    ends = token.refresh_token_expires_at
+    return token.refresh_token is not None and (ends is None or ends.timestamp() > now)
+
+
 def enabled_state(doc: Doc | None) -> tuple[bool, str | None]:
     """Enabled (the existing service's default is true) and by whom."""
     if doc is None:

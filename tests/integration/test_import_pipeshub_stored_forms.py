@@ -12,8 +12,9 @@ import pytest
 
 from adapters.pipeshub.stored_values import as_its_form_took_them
 from connector_core.services.importing import ImportOutcome, ImportResult
+from connector_core.tokens import TokenRecord
 from tests.fakes.oauth_provider import FakeOAuthProvider
-from tests.fakes.pipeshub import SeedDeployment
+from tests.fakes.pipeshub import INDIVIDUAL, SeedDeployment
 from tests.integration.test_import_pipeshub import container, do_import, idp, seed
 
 pytestmark = [pytest.mark.etcd, pytest.mark.mongo]
@@ -22,6 +23,16 @@ __all__ = ["idp", "seed"]  # the fixtures, shared with the main import tests
 
 NOW_MS = int(time.time() * 1000)
 HOUR_MS = 3_600_000
+
+
+async def google_token(tmp_path: Path, idp: FakeOAuthProvider, org: str) -> TokenRecord | None:
+    """The Google Workspace token record stored here for ``org``."""
+    c = await container(tmp_path, idp)
+    try:
+        async with c.ctx.uow() as uow:
+            return await uow.tokens.get_for_connector(org, "googleWorkspace")
+    finally:
+        await c.aclose()
 
 
 def item(results: list[ImportResult], label: str) -> ImportResult:
@@ -100,3 +111,44 @@ def test_only_a_url_of_a_host_alone_becomes_that_host(stored: str, imported: str
     auth, notes = as_its_form_took_them({"sharepointDomain": stored, "tenantId": "contoso"})
     assert auth == {"sharepointDomain": imported or stored, "tenantId": "contoso"}
     assert bool(notes) == (imported is not None and imported != stored), notes
+
+
+async def test_when_the_consenting_users_token_is_unusable_a_refreshable_one_beats_a_later_expiry(
+    tmp_path: Path, seed: SeedDeployment, idp: FakeOAuthProvider, etcd_endpoint: tuple[str, int], mongo_url: str
+) -> None:
+    org = await seed.org(account_type="individual")
+    alice, bob, carol, dan = [await seed.user(org, f"{n}@acme.example") for n in ("alice", "bob", "carol", "dan")]
+    await seed.google_oauth_config("forms-google-client", "FORMS-GOOGLE-SECRET")
+    await seed.put_encrypted(f"{INDIVIDUAL}/{alice}", {"access_token": "", "refresh_token": ""})  # unusable
+    # live for an hour, then dead: no refresh token
+    await seed.put_encrypted(
+        f"{INDIVIDUAL}/{bob}", {"access_token": "FORMS-ACCESS-BOB", "access_token_expiry_time": NOW_MS + HOUR_MS}
+    )
+    # its refresh token's stored expiry has passed: it cannot refresh either
+    await seed.put_encrypted(
+        f"{INDIVIDUAL}/{carol}",
+        {
+            "access_token": "FORMS-ACCESS-CAROL",
+            "refresh_token": "FORMS-REFRESH-CAROL",
+            "access_token_expiry_time": NOW_MS + 2 * HOUR_MS,
+            "refresh_token_expiry_time": NOW_MS - HOUR_MS,
+        },
+    )
+    # expired access, but a refresh token that is still good: the one that keeps working
+    await seed.google_individual_credentials(
+        dan, access_token="FORMS-ACCESS-DAN", refresh_token="FORMS-REFRESH-DAN", expiry_ms=NOW_MS - HOUR_MS
+    )
+    await seed.connector_doc(org, "Google Workspace", enabled=True, by=alice)
+
+    done, _ = await do_import(tmp_path, seed, etcd_endpoint, mongo_url)
+    google = item(done.report.of(ImportOutcome.IMPORTED), f"googleWorkspace of org {org}")
+    assert f"{INDIVIDUAL}/{dan}" in google.item, done.report
+    assert any(f"user {dan}'s is imported" in n for n in google.notes), google.notes
+    skipped = {r.item: str(r.reason) for r in done.report.of(ImportOutcome.SKIPPED)}
+    for user in (bob, carol):
+        assert f"user {dan}'s is imported" in skipped[f"{INDIVIDUAL}/{user}"], done.report
+    assert "FORMS-" not in repr(done.report)
+
+    record = await google_token(tmp_path, idp, str(org))
+    assert record is not None and record.account_id == str(dan)
+    assert record.tokens.refresh_token == "FORMS-REFRESH-DAN"
