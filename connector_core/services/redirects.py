@@ -67,13 +67,15 @@ def _to_tuple(values: Iterable[str]) -> tuple[str, ...]:
 
 def origin_of(url: str) -> str | None:
     """``scheme://host[:port]`` of an absolute http(s) URL (a path is fine), or None when
-    ``url`` is not one."""
+    ``url`` is not one. Normalised as the allow-list compares origins: lower case, and no port
+    when it is the scheme's default (``https://a.example.com:443`` is ``https://a.example.com``)."""
     try:
-        _origin(url, "url")
+        scheme, host, port = _origin(url, "url")
     except ValidationError:
         return None
-    parts = urlsplit(url)
-    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
+    if ":" in host:  # an IPv6 address: bracketed again in a URL
+        host = f"[{host}]"
+    return f"{scheme}://{host}" if port == _DEFAULT_PORTS[scheme] else f"{scheme}://{host}:{port}"
 
 
 def with_query(url: str, params: dict[str, str]) -> str:

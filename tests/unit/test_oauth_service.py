@@ -39,7 +39,7 @@ from connector_core.services.connectors import ConfigUpdate, ConnectorService
 from connector_core.services.context import ServiceContext
 from connector_core.services.oauth import OAuthService, pkce_challenge, state_hash
 from connector_core.services.providers import url_param_error
-from connector_core.services.redirects import OAuthSettings
+from connector_core.services.redirects import OAuthSettings, origin_of
 from connector_core.tokens import TokenStatus
 from tests.conftest import CountingIds, SeededRandom
 
@@ -640,6 +640,38 @@ async def test_the_callback_redirect_is_bound_to_the_state_not_to_the_callers_ba
         ORG, USER, "googleWorkspace", code="c", state=q["state"], error=error, base_url="https://APP.example.com/x/"
     )
     assert result.redirect_url.startswith(f"{BASE}/connectors/googleWorkspace")
+
+
+@pytest.mark.parametrize(
+    ("authorized", "called_back"),
+    [
+        (BASE, f"{BASE}:443"),
+        (f"{BASE}:443/t1", f"{BASE}/t1"),
+        (BASE, "https://APP.example.com:443/x/"),
+        (BASE, f"{BASE}:"),
+    ],
+)
+async def test_a_default_port_spelled_out_is_the_same_origin_at_the_callback(
+    env: Env, authorized: str, called_back: str
+) -> None:
+    # seen: the allow-list accepted https://app.example.com:443 but the callback compared it
+    # with https://app.example.com as text, answered 400 and spent the state
+    await env.configure()
+    url = await env.oauth.authorization_url(ORG, USER, "googleWorkspace", authorized)
+    state = parse_qs(urlsplit(url).query)["state"][0]
+    result = await env.oauth.handle_callback(ORG, USER, "googleWorkspace", code="c", state=state, base_url=called_back)
+    assert result.authenticated
+    assert result.redirect_url.startswith(authorized.rstrip("/") + "/connectors/googleWorkspace")
+
+
+def test_origin_of_is_normalised_as_the_allow_list_compares() -> None:
+    assert origin_of("https://APP.example.com:443/x") == "https://app.example.com"
+    assert origin_of("http://localhost:80") == "http://localhost"
+    assert origin_of("http://localhost:3000/") == "http://localhost:3000"
+    assert origin_of("https://app.example.com:80") == "https://app.example.com:80"
+    assert origin_of("http://[::1]:80/") == "http://[::1]"
+    assert origin_of("http://[::1]:8080") == "http://[::1]:8080"
+    assert origin_of("ftp://app.example.com") is None
 
 
 async def test_provider_error_marks_the_connector_and_redirects_with_the_code(env: Env) -> None:
