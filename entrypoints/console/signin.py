@@ -3,17 +3,20 @@ token (the same admin tokens the API accepts)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from starlette.responses import Response
 
-from connector_core.errors import Unauthenticated
+from connector_core.errors import Unauthenticated, Unavailable
 from connector_core.ports.iam import Principal
 from entrypoints.console.links import redeem_link
 from entrypoints.console.session import Session
 from entrypoints.console.signouts import end_sessions, generation
 from entrypoints.console.web import BASE, Page, not_admin
 from entrypoints.http.auth import user_principal
+
+log = logging.getLogger("connector_manager.console")
 
 
 async def signin_form(p: Page) -> Response:
@@ -62,11 +65,25 @@ async def signin_link(p: Page) -> Response:
 
 
 async def signout(p: Page) -> Response:
-    """End the session: this browser's cookie, and every other session of the user (a copied
-    cookie stops working too)."""
-    if p.session is not None and p.session.signed_in:
-        await end_sessions(p.state.container.secrets_store, p.org_id, p.user_id)
-    p.sign_out()
+    """End the session: this browser's cookie, whatever happens next, and every other session
+    of the user (a copied cookie stops working too) when the secret store can record it."""
+    p.sign_out()  # the response clears this browser's cookie, an error page's too
+    user = p.session if p.session is not None and p.session.signed_in else p.unchecked
+    if user is None:
+        return p.redirect(f"{BASE}/signin")
+    assert user.org_id is not None and user.user_id is not None
+    try:
+        await end_sessions(p.state.container.secrets_store, user.org_id, user.user_id)
+    except Unavailable as exc:
+        log.warning("console: sign-out could not end the user's other sessions: %s", exc.message)
+        return p.error(
+            503,
+            "Signed out of this browser only",
+            "This browser is signed out, but your other console sessions (another browser, a copied "
+            "cookie) could not be ended: the secret store, where sign-outs are kept, is unavailable. "
+            "While it is, no session opens a signed-in page. Once it is back, sign in and sign out "
+            "again to end them.",
+        )
     return p.redirect(f"{BASE}/signin")
 
 
@@ -74,7 +91,16 @@ async def _start(p: Page, principal: Principal, *, ends_by: int | None) -> Respo
     if not await p.state.container.iam.is_admin(principal):
         return not_admin(p, principal)
     assert principal.org_id is not None and principal.user_id is not None  # a user: user_principal, links
-    signed_out = await generation(p.state.container.secrets_store, principal.org_id, principal.user_id)
+    try:
+        signed_out = await generation(p.state.container.secrets_store, principal.org_id, principal.user_id)
+    except Unavailable as exc:
+        log.warning("console: sign-in could not read the user's sign-outs: %s", exc.message)
+        return p.render(
+            "signin.html",
+            status=503,
+            error="Signing in is not possible right now: the secret store, where sign-outs are kept, "
+            "is unavailable. Try again in a moment.",
+        )
     session = Session.for_principal(principal, p.now, ends_by=ends_by, generation=signed_out)
     if not session.claims_fit():
         return p.render("signin.html", status=400, error="This token carries too many claims for a console session.")

@@ -91,6 +91,9 @@ class Page:
     #: set when the response must carry a new session cookie (None: leave it as it is)
     new_session: Session | None = None
     clear_session: bool = False
+    #: on a page for anyone (sign-in, sign-out): the signed-in session the cookie carries when
+    #: whether its user signed out could not be read; the request runs as anonymous meanwhile
+    unchecked: Session | None = None
 
     @property
     def principal(self) -> Principal:
@@ -210,8 +213,10 @@ def page(state_getter: StateGetter, handler: Handler, *, admin: bool = True, for
         try:
             if not secret:
                 return p.error(503, "Console unavailable", "The service has no cookie secret to sign sessions with.")
-            if p.session is not None and p.session.signed_in and await _signed_out(p):
-                p.session = None  # the user signed out since (maybe elsewhere): no session
+            if p.session is not None and p.session.signed_in:
+                refused = await _check_signed_out(p, admin=admin)
+                if refused is not None:
+                    return refused
             if form:
                 p.form = await read_form(request, state.body_timeout)
                 if not csrf_matches(p.session, p.value("csrf")):
@@ -263,11 +268,26 @@ _TITLES: Mapping[int, str] = {
 }
 
 
-async def _signed_out(p: Page) -> bool:
-    """The user signed out after this session began (see :mod:`signouts`)."""
-    return p.session is not None and p.session.generation < await generation(
-        p.state.container.secrets_store, p.org_id, p.user_id
-    )
+async def _check_signed_out(p: Page, *, admin: bool) -> Response | None:
+    """Drop the session when its user signed out after it began, maybe in another browser (see
+    :mod:`signouts`). When that cannot be read (the secret store is unavailable), a signed-in
+    page is refused with a 503 page: a cookie that may have been signed out never gets
+    through. A page for anyone (``admin=False``: sign-in, sign-out) runs as anonymous instead,
+    with the session's CSRF token (its forms still work) and its cookie left as it is."""
+    session = p.session
+    assert session is not None and session.signed_in
+    try:
+        current = await generation(p.state.container.secrets_store, p.org_id, p.user_id)
+    except Unavailable as exc:
+        log.warning("console: cannot read the user's sign-outs on %s: %s", p.request.url.path, exc.message)
+        p.session = Session(csrf=session.csrf, expires_at=session.expires_at)
+        if admin:
+            return p.render("unchecked.html", status=503)
+        p.unchecked = session
+        return None
+    if session.generation < current:
+        p.session = None  # the user signed out since (maybe elsewhere): no session
+    return None
 
 
 async def _require_admin(p: Page) -> Response | None:

@@ -17,6 +17,7 @@ import httpx
 import jwt
 import pytest
 
+from connector_core.errors import Unavailable
 from entrypoints.bootstrap import build_container
 from entrypoints.console.links import issue_link
 from entrypoints.http.app import create_app
@@ -458,3 +459,58 @@ async def test_signing_out_ends_a_copied_cookie_too(console: Api) -> None:
         assert (await bobs.get("/admin/")).status_code == 200  # bob's session is not alice's
     await sign_in(console, console.user_token(org="acme", user="alice", admin=True))
     assert (await client.get("/admin/")).status_code == 200
+
+
+def sign_outs_unavailable(console: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on, the secret store fails on the users' sign-out records (as when etcd is down)."""
+    inner = console.container.secrets_store.inner  # type: ignore[attr-defined]
+    real_get, real_put = inner.get, inner.put
+
+    async def get(key: str) -> Any:
+        if "/signOuts/" in key:
+            raise Unavailable("the secret store is unavailable")
+        return await real_get(key)
+
+    async def put(key: str, value: str, **kwargs: Any) -> Any:
+        if "/signOuts/" in key:
+            raise Unavailable("the secret store is unavailable")
+        return await real_put(key, value, **kwargs)
+
+    monkeypatch.setattr(inner, "get", get)
+    monkeypatch.setattr(inner, "put", put)
+
+
+async def test_when_sign_outs_cannot_be_read_signing_out_still_clears_the_cookie(
+    console: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Seen: with the secret store down, sign-out answered 503 without clearing the cookie, and
+    the sign-in page answered 503 while the cookie was there. Now signed-in pages still fail
+    closed (503, a page that says why), the sign-in page renders, and sign-out clears this
+    browser's cookie and says the other sessions could not be ended."""
+    client = console.client
+    token = console.user_token(org="acme", user="alice", admin=True, ttl=3600)
+    await sign_in(console, token)
+    csrf = csrf_of((await client.get("/admin/")).text)
+    sign_outs_unavailable(console, monkeypatch)
+
+    for path in ("/admin/", "/admin/events"):
+        refused = await client.get(path)
+        assert refused.status_code == 503, path
+        assert "cannot be checked" in refused.text and "set-cookie" not in refused.headers
+        assert "org <strong>acme" not in refused.text  # nothing of the signed-in pages
+    form = await client.get("/admin/signin")
+    assert form.status_code == 200 and 'name="token"' in form.text
+    assert "set-cookie" not in form.headers and csrf_of(form.text) == csrf  # the cookie is left as it is
+
+    r = await client.post("/admin/signout", data={"csrf": csrf})
+    assert r.status_code == 503 and "Max-Age=0" in r.headers["set-cookie"]
+    assert "Signed out of this browser only" in r.text and "sign in and sign out" in r.text
+    assert "cm_console" not in client.cookies
+    assert (await client.get("/admin/")).headers["location"] == "/admin/signin"
+    # signing in needs the sign-out record too: refused on the form, saying why
+    again = await sign_in(console, token)
+    assert again.status_code == 503 and "not possible right now" in again.text
+
+    secrets = console.container.service_secrets
+    for text in [r.text, again.text, refused.text, caplog.text]:
+        assert secrets.cookie_secret not in text and secrets.jwt_secret not in text and token not in text
