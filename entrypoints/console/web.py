@@ -94,6 +94,8 @@ class Page:
     #: on a page for anyone (sign-in, sign-out): the signed-in session the cookie carries when
     #: whether its user signed out could not be read; the request runs as anonymous meanwhile
     unchecked: Session | None = None
+    #: the cookie's session was ended by a sign-out since it began (maybe in another browser)
+    ended: bool = False
 
     @property
     def principal(self) -> Principal:
@@ -201,7 +203,9 @@ async def read_form(request: Request, within_seconds: float) -> list[tuple[str, 
 def page(state_getter: StateGetter, handler: Handler, *, admin: bool = True, form: bool = False) -> Any:
     """A Starlette endpoint running ``handler`` behind the guard: with ``admin``, a signed-in
     admin of their org is required (else the sign-in page, or a 403 page); with ``form``,
-    the posted form is read and its CSRF token must be the session's (else a 403 page)."""
+    the posted form is read and its CSRF token must be the session's (else a 403 page). A form
+    posted with a session a sign-out has ended (in another browser, say) clears the cookie and
+    goes to the sign-in page: there is no session left to protect, and the handler never runs."""
 
     async def endpoint(request: Request) -> Response:
         state = state_getter()
@@ -219,6 +223,9 @@ def page(state_getter: StateGetter, handler: Handler, *, admin: bool = True, for
                     return refused
             if form:
                 p.form = await read_form(request, state.body_timeout)
+                if p.ended:  # no session left to protect, nothing to do: sign-out is done already
+                    p.sign_out()
+                    return p.redirect(f"{BASE}/signin")
                 if not csrf_matches(p.session, p.value("csrf")):
                     return p.error(
                         403,
@@ -286,7 +293,7 @@ async def _check_signed_out(p: Page, *, admin: bool) -> Response | None:
         p.unchecked = session
         return None
     if session.generation < current:
-        p.session = None  # the user signed out since (maybe elsewhere): no session
+        p.session, p.ended = None, True  # the user signed out since (maybe elsewhere): no session
     return None
 
 

@@ -514,3 +514,26 @@ async def test_when_sign_outs_cannot_be_read_signing_out_still_clears_the_cookie
     secrets = console.container.service_secrets
     for text in [r.text, again.text, refused.text, caplog.text]:
         assert secrets.cookie_secret not in text and secrets.jwt_secret not in text and token not in text
+
+
+async def test_a_sign_out_after_another_browsers_is_not_refused(console: Api) -> None:
+    """Seen: browser A signs out (ending B's session too), then B's sign-out answered 403 "Form
+    refused" (its session was gone before the CSRF check) and kept its dead cookie. Now it just
+    clears the cookie and goes to the sign-in page; any other form of B's does not run either."""
+    client, transport = console.client, console.client._transport
+    token = console.user_token(org="acme", user="alice", admin=True, ttl=3600)
+
+    async def sign_out(browser: httpx.AsyncClient) -> httpx.Response:
+        return await browser.post("/admin/signout", data={"csrf": csrf_of((await browser.get("/admin/")).text)})
+
+    async with httpx.AsyncClient(transport=transport, base_url=SERVICE) as other:
+        for form in ("signout", "connectors/confluence/toggle"):
+            await sign_in(console, token)
+            await sign_in(Api(other, console.container), token)
+            others = csrf_of((await other.get("/admin/")).text)
+            assert (await sign_out(client)).status_code == 303
+            r = await other.post(f"/admin/{form}", data={"csrf": others, "enabled": "true"})
+            assert r.status_code == 303 and r.headers["location"] == "/admin/signin", form
+            assert "Max-Age=0" in r.headers["set-cookie"] and "cm_console" not in other.cookies, form
+    view = (await client.get("/api/v1/connectors/config/confluence", headers=console.admin)).json()
+    assert view["isEnabled"] is False  # the toggle of the ended session did not run
