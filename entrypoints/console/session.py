@@ -28,7 +28,9 @@ SESSION_SECONDS = 8 * 3600
 ANONYMOUS_SECONDS = 3600
 #: claims kept in the cookie; a token with more (a huge roles list) is refused at sign-in
 MAX_CLAIMS_BYTES = 2048
-_CONTEXT = b"connector-manager console session v1\x00"
+#: v2: sign-out records moved to keyed names (see :mod:`signouts`); a v1 cookie, counted under
+#: the former records, is no session (else one signed out before would count from 0 again)
+_CONTEXT = b"connector-manager console session v2\x00"
 #: registered claims that say nothing about who the user is
 _TIMING_CLAIMS = frozenset({"exp", "iat", "nbf", "jti"})
 
@@ -128,7 +130,7 @@ def decode(cookie: str | None, secret: str, now: int) -> Session | None:
         org_id=org,
         email=email if isinstance(email, str) else None,
         claims=claims,
-        # a cookie from before sign-out generations: 0, ended by the user's next sign-out
+        # a signed-in cookie always has one (v2); 0 is the count of a user who never signed out
         generation=generation if isinstance(generation, int) and not isinstance(generation, bool) else 0,
     )
 

@@ -73,7 +73,8 @@ async def signout(p: Page) -> Response:
         return p.redirect(f"{BASE}/signin")
     assert user.org_id is not None and user.user_id is not None
     try:
-        await end_sessions(p.state.container.secrets_store, user.org_id, user.user_id)
+        secret = p.state.container.service_secrets.cookie_secret
+        await end_sessions(p.state.container.secrets_store, secret, user.org_id, user.user_id)
     except Unavailable as exc:
         log.warning("console: sign-out could not end the user's other sessions: %s", exc.message)
         return p.error(
@@ -92,7 +93,8 @@ async def _start(p: Page, principal: Principal, *, ends_by: int | None) -> Respo
         return not_admin(p, principal)
     assert principal.org_id is not None and principal.user_id is not None  # a user: user_principal, links
     try:
-        signed_out = await generation(p.state.container.secrets_store, principal.org_id, principal.user_id)
+        secret = p.state.container.service_secrets.cookie_secret
+        signed_out = await generation(p.state.container.secrets_store, secret, principal.org_id, principal.user_id)
     except Unavailable as exc:
         log.warning("console: sign-in could not read the user's sign-outs: %s", exc.message)
         return p.render(

@@ -284,7 +284,8 @@ async def _check_signed_out(p: Page, *, admin: bool) -> Response | None:
     session = p.session
     assert session is not None and session.signed_in
     try:
-        current = await generation(p.state.container.secrets_store, p.org_id, p.user_id)
+        secret = p.state.container.service_secrets.cookie_secret
+        current = await generation(p.state.container.secrets_store, secret, p.org_id, p.user_id)
     except Unavailable as exc:
         log.warning("console: cannot read the user's sign-outs on %s: %s", p.request.url.path, exc.message)
         p.session = Session(csrf=session.csrf, expires_at=session.expires_at)

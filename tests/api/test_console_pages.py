@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import re
 import time
@@ -19,7 +20,10 @@ import pytest
 
 from connector_core.errors import Unavailable
 from entrypoints.bootstrap import build_container
+from entrypoints.console import session as session_module
 from entrypoints.console.links import issue_link
+from entrypoints.console.session import decode, encode
+from entrypoints.console.signouts import SIGN_OUTS_PREFIX
 from entrypoints.http.app import create_app
 from entrypoints.settings import load_settings
 from tests.api.conftest import CONFLUENCE_API_TOKEN, Api
@@ -467,12 +471,12 @@ def sign_outs_unavailable(console: Api, monkeypatch: pytest.MonkeyPatch) -> None
     real_get, real_put = inner.get, inner.put
 
     async def get(key: str) -> Any:
-        if "/signOuts/" in key:
+        if "/signOutCounts/" in key:
             raise Unavailable("the secret store is unavailable")
         return await real_get(key)
 
     async def put(key: str, value: str, **kwargs: Any) -> Any:
-        if "/signOuts/" in key:
+        if "/signOutCounts/" in key:
             raise Unavailable("the secret store is unavailable")
         return await real_put(key, value, **kwargs)
 
@@ -537,3 +541,36 @@ async def test_a_sign_out_after_another_browsers_is_not_refused(console: Api) ->
             assert "Max-Age=0" in r.headers["set-cookie"] and "cm_console" not in other.cookies, form
     view = (await client.get("/api/v1/connectors/config/confluence", headers=console.admin)).json()
     assert view["isEnabled"] is False  # the toggle of the ended session did not run
+
+
+async def test_the_sign_out_record_does_not_say_whose_it_is(console: Api) -> None:
+    """Seen: the record was named by an unsalted SHA-256 of org and user, so anyone who can
+    list the secret store's keys could confirm that a known user signed out. Its name is now
+    keyed with the cookie secret."""
+    await sign_in(console, console.user_token(org="acme", user="alice", admin=True))
+    await console.client.post("/admin/signout", data={"csrf": csrf_of((await console.client.get("/admin/")).text)})
+    keys = list(await console.container.secrets_store.inner.list_prefix(SIGN_OUTS_PREFIX))  # type: ignore[attr-defined]
+    assert len(keys) == 1
+    name = keys[0].removeprefix(SIGN_OUTS_PREFIX)
+    for guess in ("acme\x00alice", "acme/alice", "acme:alice", "alice"):
+        assert name != hashlib.sha256(guess.encode()).hexdigest(), guess
+    assert "acme" not in name and "alice" not in name
+    assert console.container.service_secrets.cookie_secret not in keys[0]
+
+
+async def test_a_cookie_from_before_keyed_sign_out_records_is_no_session(
+    console: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sign-out records moved to keyed names; counted under them a cookie signed out before
+    would be valid again (its user's count starts from 0). Such cookies (context v1) are no
+    session: every console user signs in once more."""
+    await sign_in(console, console.user_token(org="acme", user="alice", admin=True))
+    assert (await console.client.get("/admin/")).status_code == 200
+    session = decode(console.client.cookies["cm_console"], console.container.service_secrets.cookie_secret, 0)
+    assert session is not None and session.signed_in
+    monkeypatch.setattr(session_module, "_CONTEXT", b"connector-manager console session v1\x00")
+    old = encode(session, console.container.service_secrets.cookie_secret)
+    monkeypatch.undo()
+    console.client.cookies.set("cm_console", old, path="/admin")
+    r = await console.client.get("/admin/")
+    assert r.status_code == 303 and r.headers["location"] == "/admin/signin"
