@@ -38,6 +38,9 @@ class Sealer(Protocol):
 
 #: what a census calls a value in the old service's format
 LEGACY = "legacy"
+#: what a census calls a value in neither format (not sealed by us, or damaged): no rotation
+#: can re-encrypt it, so it never counts as under an older key
+UNREADABLE = "unreadable"
 #: the stores of sealed values a storage backend keeps
 TOKENS, OAUTH_STATES = "tokens", "oauthStates"
 Census = dict[str, dict[str, int]]
@@ -91,8 +94,18 @@ class NothingSealed:
         return 0
 
 
-def key_label(sealer: Sealer, envelope: str) -> str:
-    return sealer.key_id_of(envelope) or LEGACY
+def key_label(sealer: Sealer, envelope: object) -> str:
+    """The key id sealing ``envelope``, :data:`LEGACY` or :data:`UNREADABLE`."""
+    if not isinstance(envelope, str):
+        return UNREADABLE
+    key_id = sealer.key_id_of(envelope)
+    if key_id is not None:
+        return key_id
+    try:
+        sealer.needs_rewrap(envelope)  # True for the old format; raises for anything else
+    except CryptoError:
+        return UNREADABLE
+    return LEGACY
 
 
 def count(census: Census, store: str, labels: Iterable[str]) -> None:

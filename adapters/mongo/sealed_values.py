@@ -47,8 +47,10 @@ class MongoSealedValues:
             async with self._db.op(f"read the sealed values of {store}"):
                 docs = await collection.find({}, projection={field: 1}).to_list()
             for doc in docs:
-                old = doc.get(field)
-                new = rewrap_or_report(sealer, old, path(str(doc["_id"])), damaged) if isinstance(old, str) else None
+                if field not in doc:  # as the census: nothing sealed here
+                    continue
+                old = doc[field]  # not a string: told to ``damaged`` as a value that cannot be decrypted
+                new = rewrap_or_report(sealer, old, path(str(doc["_id"])), damaged)
                 if new is None:
                     continue
                 async with self._db.op(f"re-encrypt a value of {store}"):
