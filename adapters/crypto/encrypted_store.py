@@ -19,7 +19,7 @@ from typing import final
 
 from adapters.crypto.aead import Aead
 from adapters.crypto.keyring import Keyring
-from adapters.sealing import rewrap_or_report
+from adapters.sealing import key_label, rewrap_or_report
 from connector_core.errors import Conflict, CryptoError
 from connector_core.ports.kv_store import KeyValueStore, Versioned
 
@@ -87,11 +87,16 @@ class EncryptedKeyValueStore:
         stored = await self._inner.list_prefix(prefix)
         return {key: self._open(key, versioned) for key, versioned in stored.items()}
 
-    async def census(self, prefix: str) -> dict[str, int]:
-        """How many values under ``prefix`` each key id seals (``legacy``: the old format)."""
+    async def _sealed(self, prefix: str, exclude: tuple[str, ...]) -> dict[str, Versioned]:
+        stored = await self._inner.list_prefix(prefix)
+        return {key: value for key, value in stored.items() if not key.startswith(exclude)}
+
+    async def census(self, prefix: str, *, exclude: tuple[str, ...] = ()) -> dict[str, int]:
+        """How many values under ``prefix`` (but under none of ``exclude``) each key id seals
+        (``legacy``: the old format; ``unreadable``: neither format)."""
         found: dict[str, int] = {}
-        for versioned in (await self._inner.list_prefix(prefix)).values():
-            label = self._aead.key_id_of(versioned.value) or "legacy"
+        for versioned in (await self._sealed(prefix, exclude)).values():
+            label = key_label(self._aead, versioned.value)
             found[label] = found.get(label, 0) + 1
         return found
 
@@ -100,8 +105,11 @@ class EncryptedKeyValueStore:
         prefix: str,
         advance: Callable[[int], None] | None = None,
         damaged: Callable[[str], None] | None = None,
+        *,
+        exclude: tuple[str, ...] = (),
     ) -> int:
-        """Re-encrypt with the primary key every value under ``prefix`` that needs it.
+        """Re-encrypt with the primary key every value under ``prefix`` (but under none of
+        ``exclude``) that needs it.
 
         Old-format values and values sealed with a non-primary key are rewritten with a
         compare-and-swap on the revision that was read; a value changed meanwhile is left to
@@ -111,8 +119,7 @@ class EncryptedKeyValueStore:
         the key (the values rewritten before it stay rewritten: the call can be repeated).
         """
         rewritten = 0
-        stored = await self._inner.list_prefix(prefix)
-        for key, versioned in stored.items():
+        for key, versioned in (await self._sealed(prefix, exclude)).items():
             envelope = rewrap_or_report(self._aead, versioned.value, key, damaged)
             if envelope is None:
                 continue

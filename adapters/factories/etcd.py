@@ -14,6 +14,10 @@ from connector_core.errors import ValidationError
 from connector_core.ports.clock import Clock
 from connector_core.ports.lock import LeaseLock
 
+#: where the lease locks live in the namespace (plain values, no secrets: with ``secrets =
+#: "etcd"`` they share the secret store's keyspace, and key rotation leaves them out)
+LOCKS_PREFIX = "/services/locks/"
+
 
 @frozen
 class EtcdBackend:
@@ -21,7 +25,7 @@ class EtcdBackend:
     namespace: str
 
     def lock(self, clock: Clock) -> LeaseLock:
-        return EtcdLeaseLock(self.store.members, clock, prefix=self.namespace + "/services/locks/")
+        return EtcdLeaseLock(self.store.members, clock, prefix=self.namespace + LOCKS_PREFIX)
 
     def config_watcher(self, key: str, on_change: Callable[[], Awaitable[None]]) -> EtcdConfigWatcher:
         """Calls ``on_change`` when another process changes ``key`` (in this namespace)."""

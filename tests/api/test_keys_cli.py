@@ -33,18 +33,22 @@ pytestmark = pytest.mark.slow
 ORG = "acme"
 
 
+def api_token_update() -> ConfigUpdate:
+    """A Confluence configuration with an API token: one secret in the secret store."""
+    return ConfigUpdate(
+        base_url="https://acme.atlassian.net",
+        auth={"authType": "API_TOKEN", "email": "ops@acme.example", "apiToken": "PLANTED-API-TOKEN"},
+        sync={},
+        filters={},
+    )
+
+
 async def seed(data: Path) -> None:
     """An enabled API-token connector (a secret), a token record (material) and a pending OAuth
     state, all sealed with the data dir's first key."""
     container = await build_container(load_settings(env={}, data_dir=data), env={})
     try:
-        update = ConfigUpdate(
-            base_url="https://acme.atlassian.net",
-            auth={"authType": "API_TOKEN", "email": "ops@acme.example", "apiToken": "PLANTED-API-TOKEN"},
-            sync={},
-            filters={},
-        )
-        await container.connectors.update_configuration(ORG, "seeder", "confluence", update)
+        await container.connectors.update_configuration(ORG, "seeder", "confluence", api_token_update())
         await container.connectors.set_enabled(ORG, "seeder", "confluence", True)
         record = token_record(ORG, container.ctx.clock.now(), refresh="PLANTED-REFRESH")
         async with container.ctx.uow() as uow:
@@ -227,3 +231,23 @@ def test_a_second_rotation_while_one_runs_is_refused(data: Path) -> None:
     assert key_file.read_bytes() == before  # no key added, nothing re-encrypted
     assert set(keys(data, "status")["sealed"]["secrets"]) == {"k1"}
     assert keys(data, "rotate", "--dry-run")["resuming"] is False  # a dry run changes nothing: no lock needed
+
+
+def test_a_value_in_no_encrypted_format_does_not_make_a_rotation_look_unfinished(data: Path) -> None:
+    db = sqlite3.connect(data / "connector-manager.db")
+    try:  # a plain value in the secret store (not ours, or damaged beyond the envelope's shape)
+        db.execute("INSERT INTO kv (key, value, revision) VALUES (?, ?, 1)", ("/services/foreign/plain", "PLAIN"))
+        db.commit()
+    finally:
+        db.close()
+    status = keys(data, "status")
+    assert status["sealed"]["secrets"]["unreadable"] == 1 and status["notUnderPrimary"] == 0
+    assert keys(data, "rotate", "--dry-run")["resuming"] is False
+
+    for primary in ("k2", "k3"):  # each run adds a key: the plain value is named, never "resumed"
+        done = run_cli("keys", "rotate", "--json", "--data-dir", str(data))
+        assert done.returncode == 1, done.stderr
+        report = json.loads(done.stdout)
+        assert report["primary"] == primary and report["resuming"] is False, report
+        assert report["damagedPaths"] == ["/services/foreign/plain"] and report["notUnderPrimary"] == 0
+        assert "PLAIN" not in done.stdout + done.stderr

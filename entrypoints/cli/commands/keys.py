@@ -18,8 +18,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from adapters.crypto import EncryptedKeyValueStore, KeyFile
-from adapters.sealing import Census
+from adapters.crypto import EncryptedKeyValueStore, KeyFile, Keyring
+from adapters.factories.etcd import LOCKS_PREFIX
+from adapters.sealing import LEGACY, UNREADABLE, Census
 from connector_core.errors import ValidationError
 from entrypoints.bootstrap import Container
 from entrypoints.cli.options import add_settings_options
@@ -31,6 +32,10 @@ from entrypoints.settings import Settings
 
 #: everything in the secret store (the connectors' secrets, the API's signing secrets, settings)
 SECRETS_PREFIX = "/"
+#: what shares the secret store's keyspace but holds no secret, left out of the census and the
+#: re-encryption: the etcd lease locks (``locks = "etcd"``; plain values, among them this
+#: rotation's own lock and the leases workers hold)
+NOT_SECRETS = (LOCKS_PREFIX,)
 #: passes of a rotation before it gives up (each only finds what writers sealed meanwhile)
 MAX_PASSES = 5
 
@@ -78,12 +83,27 @@ def _secrets(container: Container) -> EncryptedKeyValueStore:
 
 async def _census(container: Container) -> Census:
     census = await container.storage.sealed.census()
-    secrets = await _secrets(container).census(SECRETS_PREFIX)
+    secrets = await _secrets(container).census(SECRETS_PREFIX, exclude=NOT_SECRETS)
     return {"secrets": secrets, **census} if secrets else dict(census)
 
 
 def _not_under(census: Census, primary: str) -> int:
     return sum(n for by_key in census.values() for key_id, n in by_key.items() if key_id != primary)
+
+
+def _pending(census: Census, ring: Keyring) -> int:
+    """Values a rotation to the primary key can still re-encrypt: under another key of ``ring``,
+    or in the old format when ``ring`` has the legacy secret. Never a value in neither format, nor
+    one under a key ``ring`` does not hold: no rotation can move those, so they do not make a
+    rotation look unfinished (the rotation names them as damaged)."""
+    movable = {key_id for key_id in ring.key_ids if key_id != ring.primary_id}
+    if ring.has_legacy:
+        movable.add(LEGACY)
+    return sum(n for by_key in census.values() for key_id, n in by_key.items() if key_id in movable)
+
+
+def _unreadable(census: Census) -> int:
+    return sum(by_key.get(UNREADABLE, 0) for by_key in census.values())
 
 
 def _total(census: Census) -> int:
@@ -105,7 +125,8 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
         async with opened(settings) as container:
             state = _state(container, settings)
             census = await _census(container)
-        return {**state, "sealed": census, "notUnderPrimary": _not_under(census, state["primary"])}
+            pending = _pending(census, container.infrastructure.aead.keyring)
+        return {**state, "sealed": census, "notUnderPrimary": pending, "unreadable": _unreadable(census)}
 
     found = asyncio.run(work())
     rows = [[store, key_id, n] for store, by_key in found["sealed"].items() for key_id, n in sorted(by_key.items())]
@@ -115,11 +136,16 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
         out.line(f"keys: {', '.join(found['keys'])} (primary {found['primary']}, from {found['source']})")
         if found["notUnderPrimary"]:
             out.line(f"{found['notUnderPrimary']} values are under an older key: `keys rotate` finishes that")
+        if found["unreadable"]:
+            out.line(
+                f"{found['unreadable']} values are in no encrypted format (damaged, or not written by"
+                " connector-manager): `keys rotate` names them and leaves them as they are"
+            )
     return 0
 
 
 async def _reseal(container: Container, advance: Advance, damaged: Callable[[str], None]) -> int:
-    moved = await _secrets(container).rewrap_all(SECRETS_PREFIX, advance, damaged)
+    moved = await _secrets(container).rewrap_all(SECRETS_PREFIX, advance, damaged, exclude=NOT_SECRETS)
     return moved + await container.storage.sealed.reseal(advance, damaged)
 
 
@@ -136,7 +162,7 @@ def _rotate(args: argparse.Namespace, settings: Settings) -> int:
     async def rotation(container: Container) -> dict[str, Any]:
         aead = container.infrastructure.aead
         census = await _census(container)
-        left = _not_under(census, aead.keyring.primary_id)
+        left = _pending(census, aead.keyring)
         resuming = left > 0
         key_file = _key_file(settings)
         if not resuming and key_file is None:
