@@ -4,19 +4,27 @@ The link carries 256 random bits; only their SHA-256 is stored, with the identit
 and its end, in the secret store (encrypted, like everything there) under
 :data:`LINKS_PREFIX`. Redeeming deletes the record with a compare-and-swap on the revision
 read, so a link works once even when two processes (or two clicks) redeem it at the same time,
-and an expired one is deleted by the attempt.
+and an expired one is deleted by the attempt. Issuing a link deletes the expired ones on the
+way, and any that cannot be decrypted (damaged, or under a key no longer held) with them: one
+bad record never stops new links.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import re
 import secrets
+from collections.abc import Mapping
 
-from connector_core.errors import Conflict
+from adapters.crypto import EncryptedKeyValueStore
+from connector_core.errors import Conflict, CryptoError
 from connector_core.ports.iam import Principal
-from connector_core.ports.kv_store import KeyValueStore
+from connector_core.ports.kv_store import KeyValueStore, Versioned
+
+log = logging.getLogger("connector_manager.console")
 
 LINKS_PREFIX = "/services/connectorManager/console/signInLinks/"
 #: a printed link must be used within this many seconds by default
@@ -74,8 +82,35 @@ async def redeem_link(store: KeyValueStore, token: str, now: int) -> Principal |
     return Principal(user_id=user, org_id=org, email=email if isinstance(email, str) else None, claims=claims)
 
 
+async def _readable_links(store: KeyValueStore) -> Mapping[str, Versioned]:
+    """The stored links, each decrypted alone: one that cannot be is deleted (as expired) and
+    its path (never its value) logged."""
+    raw = store.inner if isinstance(store, EncryptedKeyValueStore) else store
+    readable: dict[str, Versioned] = {}
+    for key, stored in (await raw.list_prefix(LINKS_PREFIX)).items():
+        try:
+            found = await store.get(key)
+        except CryptoError:
+            log.warning(
+                "the console sign-in link at %s cannot be decrypted (damaged, or under a key no longer"
+                " held): deleted as expired",
+                key,
+                extra={"path": key},
+            )
+            with contextlib.suppress(Conflict):  # redeemed or deleted meanwhile
+                await store.delete(key, expected_revision=stored.revision)
+            continue
+        if found is not None:
+            readable[key] = found
+    return readable
+
+
 async def _forget_expired(store: KeyValueStore, now: int) -> None:
-    for key, found in (await store.list_prefix(LINKS_PREFIX)).items():
+    try:
+        links = await store.list_prefix(LINKS_PREFIX)
+    except CryptoError:  # one at least cannot be decrypted: look at them one by one
+        links = await _readable_links(store)
+    for key, found in links.items():
         try:
             expired = json.loads(found.value).get("expiresAt", 0) <= now
         except (ValueError, AttributeError, TypeError):

@@ -4,7 +4,11 @@ redeem it at the same time, and not after it expired."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
+import pytest
+
+from adapters.crypto import Aead, EncryptedKeyValueStore, Keyring
 from connector_core.ports.kv_store import KeyValueStore
 from entrypoints.console.links import LINKS_PREFIX, issue_link, redeem_link
 
@@ -39,3 +43,27 @@ async def test_only_the_hash_is_stored_and_unused_expired_links_are_cleaned_up(k
     assert len(stored) == 1  # the expired one went when the next was issued
     assert all(old not in k and fresh not in k and fresh not in v.value for k, v in stored.items())
     assert await redeem_link(kv_store, "not-a-token", NOW) is None
+
+
+async def test_a_link_that_cannot_be_decrypted_is_deleted_and_new_links_are_still_issued(
+    kv_store: KeyValueStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = EncryptedKeyValueStore(kv_store, Aead(Keyring.generate()))
+    kept = await issue_link(store, org_id="acme", user_id="alice", email=None, now=NOW, ttl=600)
+    junk = LINKS_PREFIX + "junk"
+    await kv_store.put(junk, "NOT-AN-ENVELOPE")  # a damaged record
+    lost = LINKS_PREFIX + "lost"  # one sealed under a key the deployment no longer holds
+    await kv_store.put(lost, Aead(Keyring.generate()).seal(b'{"SEALED-ELSEWHERE": 1}', path=lost))
+
+    with caplog.at_level(logging.WARNING, logger="connector_manager.console"):
+        token = await issue_link(store, org_id="acme", user_id="bob", email=None, now=NOW + 1, ttl=60)
+
+    stored = await kv_store.list_prefix(LINKS_PREFIX)
+    assert junk not in stored and lost not in stored and len(stored) == 2  # the two readable links stay
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert sorted(str(getattr(r, "path", "")) for r in warned) == [junk, lost]
+    assert all(junk in r.getMessage() or lost in r.getMessage() for r in warned)
+    assert "NOT-AN-ENVELOPE" not in caplog.text and "SEALED-ELSEWHERE" not in caplog.text
+    for t, user in ((kept, "alice"), (token, "bob")):
+        principal = await redeem_link(store, t, NOW + 2)
+        assert principal is not None and principal.user_id == user
