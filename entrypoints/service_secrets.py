@@ -13,6 +13,7 @@ they end with one keyring and one set of signing secrets:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets as pysecrets
 from collections.abc import Callable, Mapping
@@ -31,6 +32,10 @@ SECRET_KEYS_PATH = "/services/secretKeys"
 KEYRING_FILE = "master.key"
 #: compare-and-swap rounds before start-up gives up (each lost round means another writer won)
 _STORE_ATTEMPTS = 5
+#: a CM_MASTER_KEY shorter than this is accepted, with a warning at start-up
+MASTER_KEY_MIN_LENGTH = 32
+
+log = logging.getLogger("connector_manager")
 
 
 class ServiceSecrets:
@@ -62,6 +67,22 @@ def load_keyring(settings: Settings, env: Mapping[str, str]) -> Keyring | KeyFil
     read_or_create_secret_file(path, lambda: Keyring.generate().to_spec())
     # followed when `connector-manager keys rotate` (another process) writes a new primary key
     return KeyFile(path, legacy_secret=legacy)
+
+
+def warn_if_short_master_key(env: Mapping[str, str]) -> None:
+    """A WARNING when the keyring comes from a ``CM_MASTER_KEY`` shorter than
+    :data:`MASTER_KEY_MIN_LENGTH` (never the key, nor its length): the one key is derived from it
+    alone, so a short or guessable one weakens everything stored. It is still used."""
+    master = env.get("CM_MASTER_KEY")
+    if env.get("CM_ENCRYPTION_KEYS") or not master or len(master) >= MASTER_KEY_MIN_LENGTH:
+        return
+    log.warning(
+        "CM_MASTER_KEY is shorter than %d characters: the encryption key is derived from it alone, so a"
+        " short or guessable one weakens everything stored; use a random key of 32 bytes or more"
+        " (e.g. `openssl rand -base64 32`), or move to CM_ENCRYPTION_KEYS (`connector-manager keys"
+        " export`; docs/operations.md, Key rotation)",
+        MASTER_KEY_MIN_LENGTH,
+    )
 
 
 def read_or_create_secret_file(path: Path, make: Callable[[], str]) -> str:

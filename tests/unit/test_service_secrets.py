@@ -4,14 +4,23 @@ signing secrets that are stored."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
 
+from adapters.crypto import Keyring
 from adapters.memory import MemoryKeyValueStore
 from connector_core.errors import Unavailable
 from connector_core.ports.kv_store import Versioned
-from entrypoints.service_secrets import SECRET_KEYS_PATH, load_service_secrets, read_or_create_secret_file
+from entrypoints.service_secrets import (
+    SECRET_KEYS_PATH,
+    load_keyring,
+    load_service_secrets,
+    read_or_create_secret_file,
+    warn_if_short_master_key,
+)
+from entrypoints.settings import load_settings
 
 
 def test_a_reader_during_creation_never_sees_a_half_written_file(tmp_path: Path) -> None:
@@ -84,3 +93,28 @@ async def test_the_first_process_stores_what_it_uses() -> None:
     assert found is not None
     assert json.loads(found.value)["jwtSecret"] == secrets.jwt_secret
     assert (await load_service_secrets(store, {})).scoped_jwt_secret == secrets.scoped_jwt_secret
+
+
+@pytest.mark.parametrize(
+    ("env", "warned"),
+    [
+        ({"CM_MASTER_KEY": "short-passphrase"}, True),
+        ({"CM_MASTER_KEY": "x" * 32}, False),
+        ({"CM_MASTER_KEY": "short-passphrase", "CM_ENCRYPTION_KEYS": Keyring.generate().to_spec()}, False),
+        ({}, False),
+    ],
+)
+def test_a_short_master_key_is_used_with_a_start_up_warning_that_never_shows_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, env: dict[str, str], warned: bool
+) -> None:
+    settings = load_settings(env={}, data_dir=tmp_path)
+    with caplog.at_level(logging.WARNING):
+        warn_if_short_master_key(env)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert bool(warnings) is warned
+    if warned:
+        assert "CM_MASTER_KEY is shorter than 32 characters" in warnings[0] and "CM_ENCRYPTION_KEYS" in warnings[0]
+    assert "short-passphrase" not in caplog.text
+    if env.get("CM_MASTER_KEY"):
+        ring = load_keyring(settings, env)
+        assert isinstance(ring, Keyring) and ring.key_ids == ("k1",)  # accepted either way

@@ -15,6 +15,7 @@ from typing import Any
 from entrypoints.bootstrap import build_container
 from entrypoints.cli.options import add_settings_options
 from entrypoints.observability.banner import key_file_missing, log_banner
+from entrypoints.service_secrets import warn_if_short_master_key
 from entrypoints.settings import Settings, SettingsError
 
 
@@ -79,6 +80,7 @@ async def serve(settings: Settings, sock: socket.socket | None = None, *, ready_
     fresh_key = key_file_missing(settings, os.environ)
     container = await build_container(settings)
     log_banner("serve", settings, os.environ, key_generated=fresh_key, url=settings.base_url)
+    warn_if_short_master_key(os.environ)
     tasks = serve_tasks(settings)
     announce("serve", tasks)
     app = create_app(

@@ -13,6 +13,7 @@ from entrypoints.bootstrap import build_container
 from entrypoints.cli.options import add_settings_options
 from entrypoints.cli.output import Output, add_output_options
 from entrypoints.observability.banner import key_file_missing, log_banner
+from entrypoints.service_secrets import warn_if_short_master_key
 from entrypoints.settings import Settings
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ async def _worker(settings: Settings, once: bool) -> WorkerPass | None:
     container = await build_container(settings)
     if not once:
         log_banner("worker", settings, os.environ, key_generated=fresh_key, metrics_port=settings.metrics_port)
+        warn_if_short_master_key(os.environ)
         await run_worker(container)  # closes every generation it ran (a reload builds new ones)
         return None
     try:
