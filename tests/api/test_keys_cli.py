@@ -251,3 +251,47 @@ def test_a_value_in_no_encrypted_format_does_not_make_a_rotation_look_unfinished
         assert report["primary"] == primary and report["resuming"] is False, report
         assert report["damagedPaths"] == ["/services/foreign/plain"] and report["notUnderPrimary"] == 0
         assert "PLAIN" not in done.stdout + done.stderr
+
+
+def test_moving_from_cm_master_key_to_cm_encryption_keys_then_rotating(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    master = clean_env(CM_MASTER_KEY="PLANTED-SHORT-MASTER")  # short: accepted, with a warning at start-up
+    assert run_cli("token", "--init", "--scoped", "--data-dir", str(data), env=master).returncode == 0
+    assert not (data / "master.key").exists()
+
+    port = free_port()
+    server = start_cli("serve", "--data-dir", str(data), "--port", str(port), env=master, merge_stderr=True)
+    try:
+        assert run_cli("wait", "--port", str(port), "--pid", str(server.pid)).returncode == 0
+    finally:
+        server.send_signal(signal.SIGTERM)
+        logged, _ = server.communicate(timeout=30)
+    assert "CM_MASTER_KEY is shorter than 32 characters" in logged and "PLANTED-SHORT-MASTER" not in logged
+
+    refused = run_cli("keys", "export", "--data-dir", str(data), env=master)  # not without asking
+    assert refused.returncode == 2 and refused.stdout == "" and "--print-keys" in refused.stderr
+
+    exported = run_cli("keys", "export", "--print-keys", "--data-dir", str(data), env=master)
+    assert exported.returncode == 0, exported.stderr
+    spec = exported.stdout.strip()
+    assert spec == Keyring.from_master_secret("PLANTED-SHORT-MASTER").to_spec()  # k1, the same key
+    assert "key material" in exported.stderr and spec not in exported.stderr
+    assert "PLANTED-SHORT-MASTER" not in exported.stdout + exported.stderr
+
+    new = Keyring.generate("k2").to_spec()  # a new key first, every process restarted with it
+    moved = clean_env(CM_ENCRYPTION_KEYS=f"{new},{spec}")
+    done = run_cli("keys", "rotate", "--json", "--data-dir", str(data), env=moved)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["resuming"] is True and report["primary"] == "k2" and report["notUnderPrimary"] == 0
+    assert report["reencrypted"] >= 1
+    alone = run_cli("keys", "status", "--json", "--data-dir", str(data), env=clean_env(CM_ENCRYPTION_KEYS=new))
+    assert alone.returncode == 0, alone.stderr
+    assert all(set(by_key) == {"k2"} for by_key in json.loads(alone.stdout)["sealed"].values())
+
+
+def test_keys_export_never_creates_a_key_file(tmp_path: Path) -> None:
+    data = tmp_path / "never-initialised"
+    done = run_cli("keys", "export", "--print-keys", "--data-dir", str(data))
+    assert done.returncode == 2 and done.stdout == "" and "never initialised" in done.stderr
+    assert not (data / "master.key").exists()

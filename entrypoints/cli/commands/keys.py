@@ -1,4 +1,5 @@
-"""``connector-manager keys status|rotate``: the keyring, and rotating it.
+"""``connector-manager keys status|rotate|export``: the keyring, rotating it, and printing it
+(key material, only when asked) as a ``CM_ENCRYPTION_KEYS`` value.
 
 Rotation adds a new primary key to ``master.key`` (processes on the data dir follow it at their
 next seal or open: :class:`~adapters.crypto.KeyFile`), then re-encrypts every secret of the
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -23,11 +25,11 @@ from adapters.factories.etcd import LOCKS_PREFIX
 from adapters.sealing import LEGACY, UNREADABLE, Census
 from connector_core.errors import ValidationError
 from entrypoints.bootstrap import Container
-from entrypoints.cli.options import add_settings_options
+from entrypoints.cli.options import add_settings_options, require_initialised
 from entrypoints.cli.output import Advance, Output, add_output_options
 from entrypoints.cli.rotation_lock import rotation_lock
 from entrypoints.cli.runtime import opened
-from entrypoints.service_secrets import KEYRING_FILE
+from entrypoints.service_secrets import KEYRING_FILE, load_keyring
 from entrypoints.settings import Settings
 
 #: everything in the secret store (the connectors' secrets, the API's signing secrets, settings)
@@ -66,6 +68,17 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--dry-run", action="store_true", help="count what a rotation would re-encrypt; change nothing")
     add_output_options(p)
     p.set_defaults(run=_rotate)
+    p = sub.add_parser(
+        "export",
+        help="print the keyring as a CM_ENCRYPTION_KEYS value (key material: only with --print-keys)",
+        description="Print the keyring in use (master.key, CM_MASTER_KEY or CM_ENCRYPTION_KEYS) as one"
+        " CM_ENCRYPTION_KEYS value, primary first: to move the keys into a secret manager, or from"
+        " CM_MASTER_KEY to CM_ENCRYPTION_KEYS (to rotate them). This prints every key: it does so only"
+        " with --print-keys, to stdout alone; redirect it straight into your secret manager.",
+    )
+    add_settings_options(p)
+    p.add_argument("--print-keys", action="store_true", help="yes, print the key material of every key to stdout")
+    p.set_defaults(run=_export)
 
 
 def _key_file(settings: Settings) -> KeyFile | None:
@@ -215,3 +228,29 @@ def _rotate(args: argparse.Namespace, settings: Settings) -> int:
                 " keyring) and were left as they were: " + ", ".join(done["damagedPaths"])
             )
     return 0 if args.dry_run or not (done["notUnderPrimary"] or done["damaged"]) else 1
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.print_keys:
+        raise ValidationError.for_field(
+            "--print-keys",
+            "`keys export` prints every encryption key (key material) to stdout: run it again with"
+            " --print-keys, its output redirected into your secret manager (never a file kept around,"
+            " a log or a ticket)",
+        )
+    env = os.environ
+    if not (env.get("CM_ENCRYPTION_KEYS") or env.get("CM_MASTER_KEY")):
+        if settings.storage == "memory" and settings.secrets == "memory":
+            raise ValidationError.for_field("storage", "nothing is kept with storage and secrets in memory: no keys")
+        require_initialised(settings)  # never makes a master.key: a typo in --data-dir is refused
+    source = load_keyring(settings, env)
+    ring = source if isinstance(source, Keyring) else source.current()
+    print(
+        f"connector-manager keys export: the output is the key material of {', '.join(ring.key_ids)}"
+        f" (primary {ring.primary_id}), as CM_ENCRYPTION_KEYS: keep it only in your secret manager."
+        + (" CM_LEGACY_SECRET_KEY is not part of it: keep setting it." if ring.has_legacy else ""),
+        file=sys.stderr,
+    )
+    sys.stdout.write(ring.to_spec() + "\n")
+    sys.stdout.flush()
+    return 0
