@@ -15,7 +15,7 @@ from types import TracebackType
 
 from attrs import define, field
 
-from connector_core.errors import Conflict
+from connector_core.errors import Conflict, UnreadableRecord
 from connector_core.model.connector import Connector
 from connector_core.model.events import DomainEvent
 from connector_core.ports.connector_repository import ConnectorRepository
@@ -108,7 +108,14 @@ class _Tokens:
             rec = staged.record
             if (rec.org_id, rec.connector_key) == (org_id, connector_key):
                 return None if staged.op is Op.DELETE else rec
-        return await self._uow._load_token_for_connector(org_id, connector_key)
+        record = await self._uow._load_token_for_connector(org_id, connector_key)
+        if record is not None and (record.org_id, record.connector_key) != (org_id, connector_key):
+            # found by its columns, but its metadata (bound to its material: adapters.sealing)
+            # names another org or connector: the columns were changed, never by us
+            raise UnreadableRecord(
+                f"token record {record.id} cannot be read (stored for another org or connector)", record_id=record.id
+            )
+        return record
 
     async def add(self, record: TokenRecord) -> None:
         if record.id in self._uow._staged_tokens:

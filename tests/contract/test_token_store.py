@@ -402,16 +402,18 @@ async def test_an_unreadable_record_fails_alone_and_is_set_aside_by_batch_reads(
     assert len([r for r in caplog.records if broken.id in r.getMessage()]) == 2  # tried again, once
 
 
-async def test_a_record_moved_to_another_org_does_not_open_there(damageable: Damageable) -> None:
-    """Its material names the org and connector it was sealed for: moved to another org by
-    someone who can write to the store but has no key, it is unreadable there, never that org's
-    token."""
+@pytest.mark.parametrize("moved", ["org_id", "org_id column"])
+async def test_a_record_moved_to_another_org_does_not_open_there(damageable: Damageable, moved: str) -> None:
+    """Its material names the org and connector it was sealed for, and its metadata must name
+    the org it was found for: moved to another org by someone who can write to the store but has
+    no key (the org in its columns and metadata, or in its columns alone), it is unreadable
+    there, never that org's token."""
     harness = damageable.storage
     o = org()
     now = harness.clock.now()
     record = token_record(o, now, token_id=f"t-{o}")
     await _store(harness, record)
-    await damageable.damage(record.id, "org_id")
+    await damageable.damage(record.id, moved)
     async with harness.uow() as uow:
         with pytest.raises(UnreadableRecord) as unreadable:
             await uow.tokens.get_for_connector(f"moved-{record.id}", record.connector_key)

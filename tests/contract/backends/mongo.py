@@ -85,10 +85,12 @@ async def storage(env: Env) -> AsyncIterator[Storage]:
 async def damage_token(st: Storage, token_id: str, field: str) -> None:
     """A ``meta`` that is no token record, a ``material`` that is no sealed envelope; ``org_id``:
     the record moved to org ``moved-<token id>`` (its fields and metadata rewritten, its material
-    as it is), as someone with write access to the store could."""
-    if field == "org_id":
+    as it is), as someone with write access to the store could; ``org_id column``: its field
+    alone."""
+    if field in ("org_id", "org_id column"):
         moved = f"moved-{token_id}"
-        await st.extra.tokens.update_one({"_id": token_id}, {"$set": {"org_id": moved, "meta.org_id": moved}})
+        change = {"org_id": moved} if field == "org_id column" else {"org_id": moved, "meta.org_id": moved}
+        await st.extra.tokens.update_one({"_id": token_id}, {"$set": change})
         return
     value: object = {"tokens": "not a token set"} if field == "meta" else "not-a-sealed-envelope"
     await st.extra.tokens.update_one({"_id": token_id}, {"$set": {field: value}})

@@ -60,14 +60,13 @@ async def storage(env: Env) -> AsyncIterator[Storage]:
 async def damage_token(st: Storage, token_id: str, field: str) -> None:
     """Bytes that are not UTF-8 for ``meta``, text that is no sealed envelope for ``material``;
     ``org_id``: the record moved to org ``moved-<token id>`` (its columns and metadata rewritten,
-    its material as it is), as someone with write access to the store could."""
-    if field == "org_id":
+    its material as it is), as someone with write access to the store could; ``org_id column``:
+    its column alone."""
+    if field in ("org_id", "org_id column"):
         moved = f"moved-{token_id}"
-        await st.extra.write(
-            lambda c: c.execute(
-                "UPDATE tokens SET org_id=?, meta=json_set(meta, '$.org_id', ?) WHERE id=?", (moved, moved, token_id)
-            )
-        )
+        meta = "meta" if field == "org_id column" else "json_set(meta, '$.org_id', ?)"
+        params = (moved, token_id) if field == "org_id column" else (moved, moved, token_id)
+        await st.extra.write(lambda c: c.execute(f"UPDATE tokens SET org_id=?, meta={meta} WHERE id=?", params))
         return
     value: object = b"\xff\xfe not text" if field == "meta" else "not-a-sealed-envelope"
     await st.extra.write(
