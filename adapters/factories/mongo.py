@@ -52,7 +52,9 @@ async def open_mongo(settings: MongoSettings, *, sealer: Sealer, clock: Clock) -
     client = make_client(settings.url, timeout_seconds=settings.timeout_seconds)
     db = MongoDatabase(client, settings.database, sealer=sealer, clock=clock, timeout_seconds=settings.timeout_seconds)
     try:
-        await require(db.check, f"MongoDB at {redact_url(settings.url)}", within=settings.start_up_timeout_seconds)
+        await require(
+            db.start_probe, f"MongoDB at {redact_url(settings.url)}", within=settings.start_up_timeout_seconds
+        )
         await db.ensure_indexes()
     except BaseException:
         await db.aclose()

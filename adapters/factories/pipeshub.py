@@ -7,6 +7,7 @@ from typing import Any
 
 from attrs import frozen
 from pymongo import AsyncMongoClient
+from pymongo.errors import OperationFailure
 
 from adapters.crypto import Aead, Keyring
 from adapters.etcd import EtcdKeyValueStore, connect_etcd
@@ -14,6 +15,7 @@ from adapters.factories.etcd import tls_material
 from adapters.factories.sections import PipesHubSourceSettings
 from adapters.health import require
 from adapters.mongo import make_client
+from adapters.mongo.errors import refused_if_credentials
 from adapters.pipeshub import PipesHubSource
 from adapters.redaction import redact_url
 from connector_core.errors import ValidationError
@@ -31,7 +33,11 @@ class PipesHubSourceBackend:
 
 
 async def _mongo_answers(client: AsyncMongoClient[dict[str, Any]]) -> bool:
-    await client.admin.command("ping")
+    try:
+        await client.admin.command("ping")
+    except OperationFailure as exc:
+        refused_if_credentials(exc)
+        raise
     return True
 
 

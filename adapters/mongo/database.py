@@ -74,8 +74,7 @@ from pymongo.read_concern import ReadConcern
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from adapters.codec import make_json_converter
-from adapters.health import Refused
-from adapters.mongo.errors import mongo_errors, standalone_message, unreachable
+from adapters.mongo.errors import mongo_errors, refused_if_credentials, standalone_message, unreachable
 from adapters.mongo.indexes import create_indexes
 from adapters.sealing import Sealer
 from connector_core.deadline import remaining
@@ -90,8 +89,6 @@ Doc = dict[str, Any]
 DEFAULT_TIMEOUT_SECONDS = 2.0
 #: how long closing waits for the aborts of abandoned sessions still under way
 _SETTLE_GRACE_SECONDS = 0.5
-#: the server's error code for credentials it refuses
-_AUTHENTICATION_FAILED = 18
 
 CONNECTORS = "connectorsConfig"
 TOKENS = "tokens"
@@ -226,8 +223,7 @@ class MongoDatabase:
             with pymongo.timeout(remaining(self.timeout_seconds)):
                 await self.db.command("ping")
         except OperationFailure as exc:
-            if exc.code == _AUTHENTICATION_FAILED:  # its text is the server's: not kept
-                raise Refused("authentication failed: check the user and password in the MongoDB URL") from None
+            refused_if_credentials(exc)
             return False
         except Exception:
             return False

@@ -13,17 +13,26 @@ from collections.abc import Iterator
 from bson.errors import InvalidDocument
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 
+from adapters.health import Refused
 from connector_core.errors import CommitOutcomeUnknown, Conflict, Unavailable, ValidationError
 
 #: the setting that points the service at MongoDB (named in start-up errors)
 MONGO_URL_SETTING = "mongo_url (CM_MONGO_URL)"
 
 _WRITE_CONFLICT = 112
+_AUTHENTICATION_FAILED = 18
 _DUPLICATE_KEY = 11000
 _ILLEGAL_OPERATION = 20
 #: DollarPrefixedFieldName, EmptyFieldName, DottedFieldName: a name the server will not store
 #: (where it does not allow them, as servers before MongoDB 5.0 did not)
 _UNSTORABLE_NAME = {52, 56, 57}
+
+
+def refused_if_credentials(exc: OperationFailure) -> None:
+    """:class:`Refused` when ``exc`` is the server refusing our credentials (start-up stops at once
+    on it); the server's text is not kept."""
+    if exc.code == _AUTHENTICATION_FAILED:
+        raise Refused("authentication failed: check the user and password in the MongoDB URL") from None
 
 
 def _is_write_conflict(exc: PyMongoError) -> bool:

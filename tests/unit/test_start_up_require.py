@@ -7,8 +7,12 @@ import logging
 import time
 
 import pytest
+from pymongo.errors import OperationFailure
 
+from adapters.crypto import Aead, Keyring
 from adapters.health import Refused, require
+from adapters.mongo import MongoDatabase, make_client
+from adapters.system import ManualClock
 from connector_core.errors import Unavailable
 
 WHAT = "Redis at redis://***@cache:6379/0"
@@ -107,3 +111,28 @@ async def test_a_dependency_that_refuses_this_service_stops_the_wait_at_once() -
     assert (
         str(stopped.value) == f"{WHAT} refused this service: authentication failed: check the password in the Redis URL"
     )
+
+
+class _RefusingDatabase:
+    async def command(self, name: str) -> None:
+        raise OperationFailure("Authentication failed. PLANTED-SERVER-TEXT", code=18)
+
+
+async def test_a_mongodb_server_that_refuses_the_credentials_stops_start_up_at_once() -> None:
+    db = MongoDatabase(
+        make_client("mongodb://u:PLANTED-PW@127.0.0.1:1/", timeout_seconds=1.0),
+        "cm",
+        sealer=Aead(Keyring.generate()),
+        clock=ManualClock(),
+    )
+    try:
+        db.db = _RefusingDatabase()  # type: ignore[assignment]
+        assert await db.check() is False  # the health probe still never raises
+        started = time.monotonic()
+        with pytest.raises(Unavailable) as refused:
+            await require(db.start_probe, "MongoDB at mongodb://u:***@127.0.0.1:1/", within=10.0)
+        assert time.monotonic() - started < 1.0
+        assert "refused this service: authentication failed" in str(refused.value)
+        assert "PLANTED" not in str(refused.value)
+    finally:
+        await db.aclose()
