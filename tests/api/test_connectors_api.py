@@ -288,6 +288,32 @@ async def test_a_tenant_id_the_authorize_url_would_refuse_is_refused_when_saved(
     assert [e["path"] for e in r.json()["error"]["metadata"]["errors"]] == ["auth.tenantId"]
 
 
+@pytest.mark.parametrize(
+    ("domain", "saved"),
+    [
+        ("contoso.sharepoint.com", True),
+        ("contoso-my.sharepoint.com", True),
+        ("..", False),
+        ("-", False),
+        ("a.", False),
+        ("a..b", False),
+        (".contoso.sharepoint.com", False),
+        ("contoso.sharepoint.com\n", False),  # ``$`` matched before a final newline
+        ("a" * 254, False),
+    ],
+)
+async def test_a_sharepoint_domain_is_a_host_name(api: Api, domain: str, saved: bool) -> None:
+    auth = {"clientId": "cid", "clientSecret": "s3cret", "tenantId": "contoso", "sharepointDomain": domain}
+    r = await api.client.put(
+        f"{P}/config/sharepointOnline", json={"baseUrl": "https://app.example.com", "auth": auth}, headers=api.admin
+    )
+    if saved:
+        assert r.status_code == 200, r.text
+    else:
+        assert r.status_code == 400, r.text
+        assert [e["path"] for e in r.json()["error"]["metadata"]["errors"]] == ["auth.sharepointDomain"]
+
+
 @pytest.mark.parametrize("tenant", VALID_TENANTS)
 async def test_a_valid_tenant_id_is_saved_and_can_be_authorized(api: Api, tenant: str) -> None:
     auth = {"clientId": "cid", "clientSecret": "s3cret", "tenantId": tenant}
