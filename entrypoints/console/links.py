@@ -20,6 +20,7 @@ import secrets
 from collections.abc import Mapping
 
 from adapters.crypto import EncryptedKeyValueStore
+from adapters.sealing import LEGACY, UNREADABLE, key_label
 from connector_core.errors import Conflict, CryptoError
 from connector_core.ports.iam import Principal
 from connector_core.ports.kv_store import KeyValueStore, Versioned
@@ -83,17 +84,20 @@ async def redeem_link(store: KeyValueStore, token: str, now: int) -> Principal |
 
 
 async def _readable_links(store: KeyValueStore) -> Mapping[str, Versioned]:
-    """The stored links, each decrypted alone: one that cannot be is deleted (as expired) and
-    its path (never its value) logged."""
+    """The stored links, each decrypted alone. One that cannot be is deleted (as expired) and its
+    path (never its value) logged, when it is damaged: in no envelope format, or under a key
+    this process holds. One under a key this process does not hold is left alone: during a key
+    rotation another process may already seal with a new key, and its links are valid."""
     raw = store.inner if isinstance(store, EncryptedKeyValueStore) else store
     readable: dict[str, Versioned] = {}
     for key, stored in (await raw.list_prefix(LINKS_PREFIX)).items():
         try:
             found = await store.get(key)
         except CryptoError:
+            if isinstance(store, EncryptedKeyValueStore) and _sealed_by_another(store, stored.value):
+                continue  # not ours to judge: a process holding that key reads it
             log.warning(
-                "the console sign-in link at %s cannot be decrypted (damaged, or under a key no longer"
-                " held): deleted as expired",
+                "the console sign-in link at %s cannot be decrypted (damaged): deleted as expired",
                 key,
                 extra={"path": key},
             )
@@ -103,6 +107,12 @@ async def _readable_links(store: KeyValueStore) -> Mapping[str, Versioned]:
         if found is not None:
             readable[key] = found
     return readable
+
+
+def _sealed_by_another(store: EncryptedKeyValueStore, envelope: str) -> bool:
+    """Whether ``envelope`` names a key this process does not hold."""
+    label = key_label(store.aead, envelope)
+    return label not in (UNREADABLE, LEGACY) and label not in store.aead.keyring
 
 
 async def _forget_expired(store: KeyValueStore, now: int) -> None:

@@ -67,3 +67,17 @@ async def test_a_link_that_cannot_be_decrypted_is_deleted_and_new_links_are_stil
     for t, user in ((kept, "alice"), (token, "bob")):
         principal = await redeem_link(store, t, NOW + 2)
         assert principal is not None and principal.user_id == user
+
+
+async def test_a_link_under_a_key_this_process_does_not_hold_yet_is_left_for_those_that_do(
+    kv_store: KeyValueStore,
+) -> None:
+    # a key rotation under way: the new key k2 is primary in the processes restarted already,
+    # and a process still on k1 alone issues a link meanwhile
+    old = Keyring.generate("k1")
+    new = old.rotated("k2")
+    restarted, not_yet = EncryptedKeyValueStore(kv_store, Aead(new)), EncryptedKeyValueStore(kv_store, Aead(old))
+    token = await issue_link(restarted, org_id="acme", user_id="alice", email=None, now=NOW, ttl=600)
+    await issue_link(not_yet, org_id="acme", user_id="bob", email=None, now=NOW + 1, ttl=600)
+    principal = await redeem_link(restarted, token, NOW + 2)
+    assert principal is not None and principal.user_id == "alice"
