@@ -34,7 +34,10 @@ def _origin(url: str, path: str, *, allow_path: bool = True) -> _Origin:
         raise bad("must be an absolute http(s) URL of at most 2048 characters")
     if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F or c == "\\" for c in url):
         raise bad("must not contain whitespace, control characters or backslashes")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed IPv6 bracket, say
+        raise bad("must be an absolute http(s) URL") from None
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS or not parts.netloc:
         raise bad("must be an absolute http(s) URL")
@@ -53,7 +56,9 @@ def _origin(url: str, path: str, *, allow_path: bool = True) -> _Origin:
         port = parts.port
     except ValueError:
         raise bad("has an invalid port") from None
-    return scheme, host, port or _DEFAULT_PORTS[scheme]
+    if port == 0:
+        raise bad("has an invalid port")
+    return scheme, host, _DEFAULT_PORTS[scheme] if port is None else port
 
 
 def _check_origins(instance: Any, attribute: Any, value: tuple[str, ...]) -> None:

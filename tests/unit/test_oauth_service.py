@@ -672,6 +672,15 @@ def test_origin_of_is_normalised_as_the_allow_list_compares() -> None:
     assert origin_of("http://[::1]:80/") == "http://[::1]"
     assert origin_of("http://[::1]:8080") == "http://[::1]:8080"
     assert origin_of("ftp://app.example.com") is None
+    assert origin_of("https://app.example.com:0") is None  # not the default port: no port at all
+    assert origin_of("https://[::1") is None  # urlsplit raises ValueError on it
+
+
+@pytest.mark.parametrize("base", ["https://[::1", "http://localhost:0"])
+async def test_a_base_url_the_url_parser_refuses_is_a_validation_error_not_a_crash(env: Env, base: str) -> None:
+    await env.configure()
+    with pytest.raises(ValidationError):
+        await env.oauth.authorization_url(ORG, USER, "googleWorkspace", base)
 
 
 async def test_provider_error_marks_the_connector_and_redirects_with_the_code(env: Env) -> None:
