@@ -8,15 +8,11 @@ from pathlib import Path
 from attrs import frozen
 
 from adapters.etcd import EtcdConfigWatcher, EtcdKeyValueStore, EtcdLeaseLock, TlsMaterial, connect_etcd
-from adapters.factories.sections import EtcdSettings, EtcdTlsFiles
+from adapters.factories.sections import LOCKS_PREFIX, EtcdSettings, EtcdTlsFiles
 from adapters.health import require
 from connector_core.errors import ValidationError
 from connector_core.ports.clock import Clock
 from connector_core.ports.lock import LeaseLock
-
-#: where the lease locks live in the namespace (plain values, no secrets: with ``secrets =
-#: "etcd"`` they share the secret store's keyspace, and key rotation leaves them out)
-LOCKS_PREFIX = "/services/locks/"
 
 
 @frozen

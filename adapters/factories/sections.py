@@ -44,6 +44,11 @@ class EtcdTlsFiles:
     key_file: Path | None = None
 
 
+#: where the lease locks live in the namespace (plain values, no secrets: with ``secrets =
+#: "etcd"`` they share the secret store's keyspace, and key rotation leaves them out)
+LOCKS_PREFIX = "/services/locks/"  # here, not with the etcd factory: the CLI reads it without the driver
+
+
 @frozen
 class EtcdSettings:
     #: the members' ``(host, port)``; calls go to one and fail over to the next

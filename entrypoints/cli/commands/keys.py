@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from adapters.crypto import EncryptedKeyValueStore, KeyFile, Keyring
-from adapters.factories.etcd import LOCKS_PREFIX
+from adapters.factories.sections import LOCKS_PREFIX
 from adapters.sealing import LEGACY, UNREADABLE, Census
 from connector_core.errors import ValidationError
 from entrypoints.bootstrap import Container
