@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from adapters.factories.sections import LOCKS_PREFIX
 from connector_core.ports.kv_store import KeyValueStore
 from entrypoints.settings import Settings, SettingsError, apply_overrides
 
@@ -31,6 +32,10 @@ RELOADABLE = frozenset(
 async def with_stored_overrides(settings: Settings, store: KeyValueStore) -> Settings:
     """``settings`` with the stored overrides applied; :class:`SettingsError` names a stored
     setting that may not change at run time or has a bad value."""
+    if settings.etcd_config_key.startswith(LOCKS_PREFIX):
+        # those keys hold no secrets, so key rotation leaves them out: a configuration there
+        # would stay under the old key and fail every start once that key is dropped
+        raise SettingsError.for_field("etcd_config_key", f"must not be under {LOCKS_PREFIX}, where the locks live")
     found = await store.get(settings.etcd_config_key)
     if found is None:
         return settings
