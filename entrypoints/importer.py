@@ -21,7 +21,7 @@ from entrypoints.bootstrap import service_context
 from entrypoints.http.validation import MAX_JSON_DEPTH, check_section_sizes, make_validator, parse_json, schema_errors
 from entrypoints.infrastructure import open_infrastructure
 from entrypoints.service_secrets import adopt_service_secrets, load_keyring
-from entrypoints.settings import Settings, SettingsError
+from entrypoints.settings import Settings, SettingsError, split_host_port
 
 
 @frozen
@@ -140,11 +140,14 @@ def source_settings(
         raise SettingsError.for_field("CM_LEGACY_SECRET_KEY", "set it to the existing service's SECRET_KEY")
     etcd = evolve(settings.etcd, namespace=etcd_namespace)
     if etcd_endpoint:
-        host, _, port = etcd_endpoint.rpartition(":")
-        if not host or not port.isdigit():
-            raise SettingsError.for_field("--from-etcd", "must be host:port")
+        # host:port alone (no user:password@, a port below 65536): the value is shown in messages
+        endpoint = split_host_port(etcd_endpoint)
+        if endpoint is None:
+            raise SettingsError.for_field(
+                "--from-etcd", "must be host:port (credentials go in CM_IMPORT_ETCD_USER and CM_IMPORT_ETCD_PASSWORD)"
+            )
         user, password = env.get("CM_IMPORT_ETCD_USER") or None, env.get("CM_IMPORT_ETCD_PASSWORD") or None
-        etcd = evolve(etcd, endpoints=((host, int(port)),), user=user, password=password, tls=None)
+        etcd = evolve(etcd, endpoints=(endpoint,), user=user, password=password, tls=None)
     return PipesHubSourceSettings(
         etcd=etcd,
         secret_key=secret_key,

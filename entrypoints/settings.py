@@ -59,7 +59,7 @@ def _port(_: Any, attribute: attrs.Attribute[Any], value: int) -> None:
         raise SettingsError.for_field(attribute.name, "must be between 1 and 65535")
 
 
-def _split_host_port(value: str) -> tuple[str, int] | None:
+def split_host_port(value: str) -> tuple[str, int] | None:
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         return None
@@ -81,7 +81,7 @@ def _url(
 
 
 def _host_port(_: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
-    if value is not None and _split_host_port(value) is None:
+    if value is not None and split_host_port(value) is None:
         raise SettingsError.for_field(attribute.name, "must be host:port")
 
 
@@ -92,7 +92,7 @@ def _replication_factor(_: Any, attribute: attrs.Attribute[Any], value: int) -> 
 
 def _host_ports(_: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
     for number, item in enumerate(value, start=1):
-        if _split_host_port(item) is None:  # not repeated: a mistyped one may carry a password
+        if split_host_port(item) is None:  # not repeated: a mistyped one may carry a password
             raise SettingsError.for_field(attribute.name, f"each must be host:port (item {number} is not)")
 
 
@@ -238,7 +238,7 @@ class Settings:
     @property
     def etcd(self) -> EtcdSettings:
         listed = self.etcd_endpoints or (self.etcd_endpoint or "127.0.0.1:2379",)
-        endpoints = tuple(hp for hp in map(_split_host_port, listed) if hp is not None)
+        endpoints = tuple(hp for hp in map(split_host_port, listed) if hp is not None)
         tls = None
         if self.etcd_tls or self.etcd_ca_file or self.etcd_cert_file or self.etcd_key_file:
             tls = EtcdTlsFiles(ca_file=self.etcd_ca_file, cert_file=self.etcd_cert_file, key_file=self.etcd_key_file)
@@ -255,7 +255,7 @@ class Settings:
 
     @property
     def redis(self) -> RedisSettings:
-        sentinels = tuple(hp for hp in map(_split_host_port, self.redis_sentinels) if hp is not None)
+        sentinels = tuple(hp for hp in map(split_host_port, self.redis_sentinels) if hp is not None)
         acks = self.redis_replica_acks
         return RedisSettings(
             url=self.redis_url,

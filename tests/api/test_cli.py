@@ -167,6 +167,16 @@ def test_every_command_taking_an_org_refuses_a_blank_one(data_dir: Path, tmp_pat
     assert code == 0 and out == ""
 
 
+def test_import_from_etcd_takes_host_and_port_alone_and_never_echoes_credentials(data_dir: Path) -> None:
+    # seen: "u:PW@host:2379" was taken as host "u:PW@host", and the password was shown in the
+    # start-up log line and in the error naming the server
+    env = clean_env() | {"CM_LEGACY_SECRET_KEY": "legacy-secret"}
+    for endpoint in ("u:PLANTED-PW@127.0.0.1:2379", "127.0.0.1:99999"):
+        done = run_cli("import", "--dry-run", "--from-etcd", endpoint, "--data-dir", str(data_dir), env=env)
+        assert done.returncode == 2 and "--from-etcd" in done.stderr and done.stdout == "", done.stderr
+        assert "CM_IMPORT_ETCD_USER" in done.stderr and "PLANTED-PW" not in done.stderr
+
+
 def test_connectors_configure_enable_show_list_disable(data_dir: Path, tmp_path: Path) -> None:
     body = tmp_path / "confluence.json"
     body.write_text(json.dumps(CONFLUENCE), encoding="utf-8")
