@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +30,18 @@ def nonblank(value: str) -> str:
     if not value.strip():
         raise argparse.ArgumentTypeError("must not be empty (was a variable unset?)")
     return value.strip()
+
+
+def seconds(value: str) -> float:
+    """An argparse ``type`` for a duration: a finite number of seconds above 0 (``nan`` waited
+    for ever, a negative interval made a busy loop)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a number of seconds") from None
+    if not math.isfinite(number) or number <= 0:
+        raise argparse.ArgumentTypeError("must be a finite number of seconds above 0")
+    return number
 
 
 def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:

@@ -177,6 +177,18 @@ def test_import_from_etcd_takes_host_and_port_alone_and_never_echoes_credentials
         assert "CM_IMPORT_ETCD_USER" in done.stderr and "PLANTED-PW" not in done.stderr
 
 
+def test_durations_are_finite_seconds_above_zero(data_dir: Path) -> None:
+    # seen: --interval nan and --timeout nan waited for ever; a negative interval made a busy loop
+    for args in (
+        ("events", "tail", "--follow", "--interval", "nan"),
+        ("events", "tail", "--follow", "--interval", "-1"),
+        ("wait", "--timeout", "nan", "--port", "1"),
+        ("wait", "--timeout", "inf", "--port", "1"),
+    ):
+        done = run_cli(*args, "--data-dir", str(data_dir), timeout=20)
+        assert done.returncode == 2 and "finite number of seconds" in done.stderr, (args, done.stderr)
+
+
 def test_connectors_configure_enable_show_list_disable(data_dir: Path, tmp_path: Path) -> None:
     body = tmp_path / "confluence.json"
     body.write_text(json.dumps(CONFLUENCE), encoding="utf-8")

@@ -13,7 +13,7 @@ from typing import Any
 
 from adapters.event_wire import envelope
 from connector_core.ports.outbox import OutboxMessage, OutboxReader
-from entrypoints.cli.options import add_settings_options, nonblank
+from entrypoints.cli.options import add_settings_options, nonblank, seconds
 from entrypoints.cli.runtime import opened
 from entrypoints.settings import Settings
 
@@ -40,7 +40,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--limit", type=int, default=20, metavar="N", help="events per read, at most 1000 (default 20)")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events until interrupted")
     p.add_argument(
-        "--interval", type=float, default=1.0, metavar="SECONDS", help="how often --follow looks (default 1)"
+        "--interval", type=seconds, default=1.0, metavar="SECONDS", help="how often --follow looks (default 1)"
     )
     p.add_argument("--json", action="store_true", help="one JSON object per event and line (for scripts)")
     p.set_defaults(run=run)

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from connector_core.errors import Unavailable
-from entrypoints.cli.options import add_settings_options
+from entrypoints.cli.options import add_settings_options, seconds
 from entrypoints.settings import Settings
 
 POLL_SECONDS = 0.2
@@ -28,7 +28,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--host", help="host of the API (default 127.0.0.1, or $CM_HOST)")
     p.add_argument("--port", type=int, help="port of the API (default 8088, or $CM_PORT)")
     p.add_argument(
-        "--timeout", type=float, default=60.0, metavar="SECONDS", help="give up after this long (default 60)"
+        "--timeout", type=seconds, default=60.0, metavar="SECONDS", help="give up after this long (default 60)"
     )
     p.add_argument("--pid", type=int, help="the server's process id: stop waiting as soon as it has exited")
     p.set_defaults(run=run)
