@@ -301,6 +301,30 @@ def test_health_and_worker_once_say_what_they_found_and_did(data_dir: Path) -> N
     }
 
 
+def test_health_reports_a_server_start_up_cannot_reach_and_answers_within_a_probe_time(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "mongo.toml"  # the password must not show; start_up_timeout_seconds stays 15
+    config.write_text(
+        f'storage = "mongo"\nmongo_url = "mongodb://admin:PLANTED-PW@127.0.0.1:{free_port()}/?directConnection=true"\n',
+        encoding="utf-8",
+    )
+    started = time.monotonic()
+    code, out, err = cm(data_dir, "health", "--json", "--config", str(config))
+    assert time.monotonic() - started < 12, "health waited the whole start-up timeout"
+    assert code == 1, err
+    report = json.loads(out)
+    assert report["status"] == "unhealthy"
+    (storage,) = report["services"]
+    assert storage["name"] == "storage" and storage["status"] == "unhealthy" and storage["required"] is True
+    assert storage["reason"].startswith("cannot reach MongoDB at mongodb://***@127.0.0.1:")
+    code, out, _ = cm(data_dir, "health", "--config", str(config))
+    assert code == 1
+    assert out.splitlines()[0].split("\t") == ["dependency", "status", "required", "reason"]
+    assert out.splitlines()[1].startswith("storage\tunhealthy\tyes\tcannot reach MongoDB")
+    assert "PLANTED-PW" not in out + err
+
+
 # -- serve and wait --------------------------------------------------------------------------------
 
 
