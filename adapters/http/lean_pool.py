@@ -36,6 +36,8 @@ import urllib.request
 import httpcore
 import httpx
 
+from adapters.http.asyncio_backend import AsyncioBackend
+
 __all__ = ["LeanConnectionPool", "lean_mounts", "lean_transport"]
 
 _OVERRIDDEN = "_assign_requests_to_connections"
@@ -121,8 +123,9 @@ class LeanConnectionPool(httpcore.AsyncConnectionPool):
 
 def lean_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
     """httpx's transport (TLS verified as by default, no proxy: mount it where no proxy
-    applies) with a :class:`LeanConnectionPool`; httpx's own pool when this httpcore has no
-    method to override."""
+    applies) with a :class:`LeanConnectionPool` on asyncio's own streams
+    (:class:`~adapters.http.asyncio_backend.AsyncioBackend`); httpx's own pool when this
+    httpcore has no method to override."""
     transport = httpx.AsyncHTTPTransport(limits=limits)
     pool = getattr(transport, "_pool", None)
     if type(pool) is not httpcore.AsyncConnectionPool or not hasattr(pool, _OVERRIDDEN):
@@ -132,6 +135,7 @@ def lean_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
+        network_backend=AsyncioBackend(),
     )
     return transport
 

@@ -28,7 +28,7 @@ import httpx
 import jwt
 
 from adapters.http.httpx_errors import HTTPX_ERRORS
-from adapters.http.lean_pool import lean_mounts
+from adapters.http.provider_client import ProviderHttpClient
 from adapters.lru import LruCache, SingleFlight
 from connector_core.catalog import OAuthSpec
 from connector_core.errors import (
@@ -128,9 +128,7 @@ class HttpxOAuthClient:
         max_cached_documents: int = 256,
     ) -> None:
         self._owns_client = client is None
-        self._http = client or httpx.AsyncClient(
-            timeout=timeout, follow_redirects=False, limits=POOL_LIMITS, mounts=lean_mounts(POOL_LIMITS)
-        )
+        self._http = client or ProviderHttpClient(timeout=timeout, limits=POOL_LIMITS)
         self._timeout = timeout
         self._jwks_ttl = jwks_ttl
         self._refetch_interval = jwks_refetch_interval
@@ -357,20 +355,20 @@ class HttpxOAuthClient:
         data: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        where = _safe_url(url)
         try:
             response = await self._http.request(method, url, data=data, headers=headers, timeout=self._timeout)
         except httpx.TimeoutException as exc:
-            log.info("%s %s timed out after %.1fs", method, where, self._timeout)
+            log.info("%s %s timed out after %.1fs", method, _safe_url(url), self._timeout)
             error = classify_token_error(None, None)
             error.metadata["reason"] = "timeout"
             raise error from exc
         except HTTPX_ERRORS as exc:  # transport, an undecodable answer, a redirect loop, ...
-            log.info("%s %s failed (%s)", method, where, type(exc).__name__)
+            log.info("%s %s failed (%s)", method, _safe_url(url), type(exc).__name__)
             error = classify_token_error(None, None)
             error.metadata["reason"] = type(exc).__name__
             raise error from exc
-        log.debug("%s %s -> %d", method, where, response.status_code)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s -> %d", method, _safe_url(url), response.status_code)
         return response
 
     @staticmethod
