@@ -9,9 +9,11 @@ import errno
 import os
 import signal
 import socket
+import tempfile
 from pathlib import Path
 from typing import Any
 
+from connector_core.errors import ValidationError
 from entrypoints.bootstrap import build_container
 from entrypoints.cli.options import add_settings_options
 from entrypoints.observability.banner import key_file_missing, log_banner
@@ -33,18 +35,40 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         "--ready-file",
         type=Path,
         metavar="PATH",
-        help="write the API's URL to this file once it serves (for scripts that start serve in the background)",
+        help="write the API's URL to this file once it serves (for scripts that start serve in the background);"
+        " its directory must exist",
     )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.ready_file is not None:
+        check_ready_file(args.ready_file)
     sock = listen(settings.host, settings.port)  # a busy port stops us before anything is opened
     try:
         asyncio.run(serve(settings, sock, ready_file=args.ready_file))
     finally:
         sock.close()
     return 0
+
+
+def check_ready_file(path: Path) -> None:
+    """Refuse a ``--ready-file`` that could not be written, before anything starts (or is
+    created): the script waiting for it would wait in vain while the API serves."""
+    folder = path.parent
+    try:
+        if not folder.is_dir():
+            raise ValidationError.for_field(
+                "--ready-file", f"{folder} does not exist or is not a directory: create it first, or write elsewhere"
+            )
+        if path.is_dir():
+            raise ValidationError.for_field("--ready-file", f"{path} is a directory: give the path of a file")
+        with tempfile.TemporaryFile(dir=folder):  # what writing the file needs: a new file in that directory
+            pass
+    except OSError as exc:
+        raise ValidationError.for_field(
+            "--ready-file", f"cannot write in {folder} ({exc.strerror}): choose a directory this user can write to"
+        ) from None
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -107,7 +131,14 @@ async def serve(settings: Settings, sock: socket.socket | None = None, *, ready_
     # the lifespan closes every generation's connections on the way out
     serving = asyncio.create_task(server.serve(sockets=[sock] if sock is not None else None))
     if ready_file is not None:
-        await _announce_ready(server, serving, ready_file, settings.base_url)
+        try:
+            await _announce_ready(server, serving, ready_file, settings.base_url)
+        except OSError as exc:  # checked before the start, but it may have gone since: a script would wait in vain
+            server.should_exit = True
+            await serving
+            raise ValidationError.for_field(
+                "--ready-file", f"cannot write {ready_file} ({exc.strerror}): the API was stopped"
+            ) from None
     await serving
     if not server.started:  # start-up failed before the lifespan could close anything
         with contextlib.suppress(Exception):
@@ -120,5 +151,8 @@ async def _announce_ready(server: Any, serving: asyncio.Task[None], path: Path, 
         await asyncio.sleep(0.05)
     if server.started:
         draft = path.with_name(f".{path.name}.{os.getpid()}")
-        draft.write_text(url + "\n", encoding="utf-8")
-        draft.replace(path)
+        try:
+            draft.write_text(url + "\n", encoding="utf-8")
+            draft.replace(path)
+        finally:
+            draft.unlink(missing_ok=True)
