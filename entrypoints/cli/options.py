@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from entrypoints.service_secrets import KEYRING_FILE
-from entrypoints.settings import Settings, SettingsError, load_settings
+from entrypoints.settings import Settings, load_settings
 
 
 def add_settings_options(p: argparse.ArgumentParser) -> None:
@@ -54,23 +51,3 @@ def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
         metrics_port=getattr(args, "metrics_port", None),
         **extra,
     )
-
-
-def require_initialised(settings: Settings, env: Mapping[str, str] | None = None) -> None:
-    """Refuse a data dir the service never ran on (a typo would otherwise get new keys, and
-    tokens or answers that the real deployment does not know), before anything is written."""
-    env = os.environ if env is None else env
-    if settings.storage == "memory" and settings.secrets == "memory":
-        return
-    needed: list[Path] = []
-    if not (env.get("CM_ENCRYPTION_KEYS") or env.get("CM_MASTER_KEY")):
-        needed.append(settings.data_dir / KEYRING_FILE)
-    if "sqlite" in (settings.storage, settings.secrets):
-        needed.append(settings.database_path)
-    missing = [p for p in needed if not p.exists()]
-    if missing:
-        raise SettingsError.for_field(
-            "data_dir",
-            f"{settings.data_dir} was never initialised ({missing[0].name} is missing): check --data-dir"
-            " (or CM_DATA_DIR), start `connector-manager serve` there once, or pass --init to create it",
-        )

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from entrypoints.bootstrap import Container, build_container
-from entrypoints.cli.options import require_initialised
+from entrypoints.cli.data_dir import require_initialised
 from entrypoints.settings import Settings
 
 T = TypeVar("T")

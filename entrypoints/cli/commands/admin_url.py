@@ -8,7 +8,8 @@ import time
 from typing import Any
 
 from entrypoints.bootstrap import build_container
-from entrypoints.cli.options import add_settings_options, nonblank, require_initialised
+from entrypoints.cli.data_dir import require_initialised
+from entrypoints.cli.options import add_settings_options, nonblank
 from entrypoints.console.links import DEFAULT_LINK_SECONDS, MAX_LINK_SECONDS, issue_link, link_path
 from entrypoints.settings import Settings, SettingsError
 

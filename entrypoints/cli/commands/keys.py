@@ -25,7 +25,8 @@ from adapters.factories.sections import LOCKS_PREFIX
 from adapters.sealing import LEGACY, UNREADABLE, Census
 from connector_core.errors import ValidationError
 from entrypoints.bootstrap import Container
-from entrypoints.cli.options import add_settings_options, require_initialised
+from entrypoints.cli.data_dir import require_initialised
+from entrypoints.cli.options import add_settings_options
 from entrypoints.cli.output import Advance, Output, add_output_options
 from entrypoints.cli.rotation_lock import rotation_lock
 from entrypoints.cli.runtime import opened

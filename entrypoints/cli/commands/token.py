@@ -9,7 +9,8 @@ from typing import Any
 
 from connector_core.errors import ValidationError
 from entrypoints.bootstrap import build_container
-from entrypoints.cli.options import add_settings_options, nonblank, require_initialised
+from entrypoints.cli.data_dir import require_initialised
+from entrypoints.cli.options import add_settings_options, nonblank
 from entrypoints.settings import Settings
 
 
@@ -67,7 +68,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     _check_arguments(args)
     if not args.init:
-        require_initialised(settings)
+        require_initialised(settings, init=True)
     print(asyncio.run(_token(settings, args)))
     return 0
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from entrypoints.bootstrap import build_container
+from entrypoints.cli.data_dir import require_initialised
 from entrypoints.cli.options import add_settings_options
 from entrypoints.cli.output import Output, add_output_options
 from entrypoints.observability.banner import key_file_missing, log_banner
@@ -25,7 +26,8 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         "worker",
         help="run the token refresher and event relay only",
         description="Refresh due tokens, announce expiries and relay events (with Kafka) until stopped;"
-        " with --once, do what is due now, print what was done, and exit.",
+        " with --once, do what is due now, print what was done, and exit. It works on an existing"
+        " deployment: the data dir must exist already (the first `serve` creates it).",
     )
     add_settings_options(p)
     p.add_argument("--once", action="store_true", help="do what is due now, print what was done, then exit")
@@ -41,6 +43,8 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     out = Output.of(args)
+    # never a new deployment: a worker on a mistyped data dir would work on nothing, with keys of its own
+    require_initialised(settings)
     done = asyncio.run(_worker(settings, args.once))
     if done is None:
         return 0
