@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from entrypoints.infrastructure import connection_key
 from entrypoints.overrides import RELOADABLE
 from entrypoints.relay_runner import run_relay
 from entrypoints.settings import Settings, load_settings
+from entrypoints.start_failure import CouldNotStart
 
 if TYPE_CHECKING:
     from entrypoints.observability.metrics import Metrics
@@ -161,7 +163,11 @@ async def run_worker(container: Container, *, once: bool = False) -> None:
         loop.add_signal_handler(sig, stop.set)
     tasks = worker_tasks(container.settings)
     announce("worker", tasks)
-    metrics, stop_metrics = _serve_metrics(container)
+    try:
+        metrics, stop_metrics = _serve_metrics(container)
+    except Exception:
+        await container.aclose()  # nothing runs on it yet
+        raise
     # generations as serve has them: a change of the run-time overrides (the configuration watch,
     # with etcd) builds the next one and moves the loops onto it, with the new settings
     from entrypoints.http.app import AppHolder, BackgroundRunner
@@ -186,7 +192,16 @@ def _serve_metrics(container: Container) -> tuple[Metrics | None, Callable[[], N
     settings = container.settings
     if settings.metrics_port is None:
         return None, None
-    metrics, stop = serve_worker_metrics(container, settings.host, settings.metrics_port)
+    try:
+        metrics, stop = serve_worker_metrics(container, settings.host, settings.metrics_port)
+    except OSError as exc:  # in use (another worker?), or an address this machine does not have
+        fix = (
+            "choose another port with --metrics-port N or CM_METRICS_PORT=N (one per worker)"
+            if exc.errno == errno.EADDRINUSE
+            else "check host (CM_HOST) and metrics_port (--metrics-port, CM_METRICS_PORT)"
+        )
+        where = f"{settings.host}:{settings.metrics_port}"
+        raise CouldNotStart.from_os_error(f"cannot serve metrics on {where}", exc, fix) from None
     log.info("worker: metrics at http://%s:%d/metrics", settings.host, settings.metrics_port)
     return metrics, stop
 

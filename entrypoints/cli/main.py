@@ -23,6 +23,7 @@ from entrypoints.cli import commands
 from entrypoints.cli.options import settings_from
 from entrypoints.observability.logging import configure_logging, failure_outline
 from entrypoints.settings import Settings
+from entrypoints.start_failure import CouldNotStart
 
 log = logging.getLogger("connector_manager")
 
@@ -71,9 +72,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (| head): stop quietly, as other tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except CouldNotStart as exc:  # a path or a port, and the OS's reason
+        print(f"connector-manager: could not start: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:  # one line, never a traceback that could carry a setting's value
-        print(
-            f"connector-manager: could not start ({type(exc).__name__}); run with CM_LOG_LEVEL=debug", file=sys.stderr
-        )
+        print(f"connector-manager: could not start ({_outline(exc)}); run with CM_LOG_LEVEL=debug", file=sys.stderr)
         log.debug("start-up failed:\n%s", failure_outline(exc))
         return 1
+
+
+def _outline(exc: Exception) -> str:
+    """The exception's class; for a file the operating system refused, also its reason and the
+    path (neither is a setting's value, unlike a driver's message, which is withheld)."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        return f"{type(exc).__name__}: {exc.strerror}: {exc.filename!s}"
+    return type(exc).__name__

@@ -15,6 +15,7 @@ from typing import Any
 
 from connector_core.errors import ValidationError
 from entrypoints.bootstrap import build_container
+from entrypoints.cli.data_dir import require_usable
 from entrypoints.cli.options import add_settings_options
 from entrypoints.observability.banner import key_file_missing, log_banner
 from entrypoints.service_secrets import warn_if_short_master_key
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         check_ready_file(args.ready_file)
     sock = listen(settings.host, settings.port)  # a busy port stops us before anything is opened
     try:
+        require_usable(settings, create=True)  # the first start makes it
         asyncio.run(serve(settings, sock, ready_file=args.ready_file))
     finally:
         sock.close()

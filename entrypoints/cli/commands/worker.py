@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from entrypoints.bootstrap import build_container
-from entrypoints.cli.data_dir import require_initialised
+from entrypoints.cli.data_dir import require_initialised, require_usable
 from entrypoints.cli.options import add_settings_options
 from entrypoints.cli.output import Output, add_output_options
 from entrypoints.observability.banner import key_file_missing, log_banner
@@ -45,6 +45,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     out = Output.of(args)
     # never a new deployment: a worker on a mistyped data dir would work on nothing, with keys of its own
     require_initialised(settings)
+    require_usable(settings)
     done = asyncio.run(_worker(settings, args.once))
     if done is None:
         return 0
