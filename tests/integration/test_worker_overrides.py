@@ -35,6 +35,7 @@ async def test_a_worker_reloads_when_the_overrides_change_in_etcd(
     }
     settings = load_settings(env=env)
     api = await build_container(settings, env=env)  # the API's process, as far as the store goes
+    await api.connectors.list("org-1")  # its first read makes the database: the deployment the worker needs
     worker = start_cli("worker", env=clean_env(**env), merge_stderr=True)
     lines: list[str] = []
     output = worker.stdout
