@@ -56,13 +56,18 @@ def rewrap_or_report(sealer: Sealer, old: str, path: str, damaged: Damaged | Non
     try:
         return sealer.rewrap(old, path=path) if sealer.needs_rewrap(old) else None
     except CryptoError as exc:
-        if damaged is None:
-            raise CryptoError(
-                f"cannot re-encrypt the value at {path!r}: {exc.metadata.get('reason')}",
-                metadata={**exc.metadata, "path": path},
-            ) from None
-        damaged(path)
+        report(path, exc.metadata, damaged)
         return None
+
+
+def report(path: str, metadata: Mapping[str, Any], damaged: Damaged | None) -> None:
+    """Tell ``damaged`` that the value at ``path`` is left as it is; without ``damaged``, raise
+    :class:`CryptoError` naming ``path`` and the ``reason`` of ``metadata``."""
+    if damaged is None:
+        raise CryptoError(
+            f"cannot re-encrypt the value at {path!r}: {metadata.get('reason')}", metadata={**metadata, "path": path}
+        ) from None
+    damaged(path)
 
 
 class SealedValues(Protocol):
@@ -80,7 +85,14 @@ class SealedValues(Protocol):
         version, so a writer holding it is not refused. ``advance(1)`` per value looked at that
         needed it; returns how many were rewritten. Safe to repeat (resumable after a crash).
         A value that cannot be decrypted is left as it is and its path told to ``damaged`` (the
-        others are still re-encrypted); without ``damaged`` it raises :class:`CryptoError`."""
+        others are still re-encrypted); without ``damaged`` it raises :class:`CryptoError`.
+        Token material comes out naming its org and connector too (:mod:`adapters.token_binding`):
+        a record that does not agree with itself on them is left and told to ``damaged`` alike."""
+        ...
+
+    async def token_bindings(self) -> dict[str, int]:
+        """How many token records' material names its org and connector, names neither (sealed
+        before it did) or cannot be opened (:mod:`adapters.token_binding`)."""
         ...
 
 
@@ -88,6 +100,9 @@ class NothingSealed:
     """A storage that keeps nothing at rest (in memory): nothing to re-encrypt."""
 
     async def census(self) -> Census:
+        return {}
+
+    async def token_bindings(self) -> dict[str, int]:
         return {}
 
     async def reseal(self, advance: Advance | None = None, damaged: Damaged | None = None) -> int:

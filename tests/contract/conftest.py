@@ -48,7 +48,13 @@ async def damageable(request: pytest.FixtureRequest, env: Env) -> AsyncIterator[
         async def damage(token_id: str, field: str) -> None:
             await module.damage_token(st, token_id, field)
 
-        yield Damageable(st, damage)
+        async def material(token_id: str) -> object:
+            return await module.token_material(st, token_id)
+
+        async def set_material(token_id: str, sealed: str) -> None:
+            await module.set_token_material(st, token_id, sealed)
+
+        yield Damageable(st, damage, material, set_material)
 
 
 @pytest.fixture(params=params("kv"))

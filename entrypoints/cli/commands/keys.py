@@ -9,6 +9,10 @@ the old key just before the switch is caught by the next pass). A crash leaves v
 keys, all readable: running ``keys rotate`` again finishes that rotation before it starts
 another. With keys from the environment (``CM_ENCRYPTION_KEYS``) the new key is put first there
 (every process, restarted), and ``keys rotate`` re-encrypts.
+
+Token material sealed again also names its record's org and connector: material sealed before it
+did (bound to its record id only) is bound then, unless its record does not agree with itself on
+them (:mod:`adapters.token_binding`), which is named as damaged and left as it is.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 from adapters.crypto import EncryptedKeyValueStore, KeyFile, Keyring
 from adapters.factories.sections import LOCKS_PREFIX
 from adapters.sealing import LEGACY, UNREADABLE, Census
+from adapters.token_binding import RECORD_ID_ONLY
 from connector_core.errors import ValidationError
 from entrypoints.bootstrap import Container
 from entrypoints.cli.data_dir import require_initialised
@@ -140,7 +145,15 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
             state = _state(container, settings)
             census = await _census(container)
             pending = _pending(census, container.infrastructure.aead.keyring)
-        return {**state, "sealed": census, "notUnderPrimary": pending, "unreadable": _unreadable(census)}
+            binding = await container.storage.sealed.token_bindings()
+        return {
+            **state,
+            "sealed": census,
+            "notUnderPrimary": pending,
+            "unreadable": _unreadable(census),
+            "tokenBindings": binding,
+            "tokensBoundToIdOnly": binding.get(RECORD_ID_ONLY, 0),
+        }
 
     found = asyncio.run(work())
     rows = [[store, key_id, n] for store, by_key in found["sealed"].items() for key_id, n in sorted(by_key.items())]
@@ -154,6 +167,11 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
             out.line(
                 f"{found['unreadable']} values are in no encrypted format (damaged, or not written by"
                 " connector-manager): `keys rotate` names them and leaves them as they are"
+            )
+        if found["tokensBoundToIdOnly"]:
+            out.line(
+                f"{found['tokensBoundToIdOnly']} token records were sealed before their material named their org and"
+                " connector and not saved since: `keys rotate` binds them"
             )
     return 0
 
@@ -193,7 +211,8 @@ def _rotate(args: argparse.Namespace, settings: Settings) -> int:
             "sealed": census,
         }
         if args.dry_run:
-            return plan
+            bindings = await container.storage.sealed.token_bindings()
+            return {**plan, "tokensToBind": bindings.get(RECORD_ID_ONLY, 0)}
         if not resuming:
             assert key_file is not None
             key_file.rotate()  # every process on this data dir follows from its next seal or open
@@ -209,15 +228,19 @@ def _rotate(args: argparse.Namespace, settings: Settings) -> int:
                 if _not_under(census, primary) <= len(damaged):
                     break
         left = max(0, _not_under(census, primary) - len(damaged))
+        unbound = (await container.storage.sealed.token_bindings()).get(RECORD_ID_ONLY, 0)  # those refused
         return {**plan, "primary": primary, "reencrypted": moved, "sealed": census, "notUnderPrimary": left,
-                "damaged": len(damaged), "damagedPaths": sorted(damaged)}  # fmt: skip
+                "damaged": len(damaged), "damagedPaths": sorted(damaged), "tokensBoundToIdOnly": unbound}  # fmt: skip
 
     done = asyncio.run(work())
     if out.as_json:
         out.json(done)
     elif args.dry_run:
         what = "finish the rotation to the primary key" if done["resuming"] else "add a new primary key"
-        out.line(f"dry run: would {what} and re-encrypt {done['valuesToReencrypt']} values")
+        bind = (
+            f", binding {done['tokensToBind']} token records to their org and connector" if done["tokensToBind"] else ""
+        )
+        out.line(f"dry run: would {what} and re-encrypt {done['valuesToReencrypt']} values{bind}")
     else:
         out.line(
             f"keys rotate: primary key is now {done['primary']}; {done['reencrypted']} values re-encrypted"
@@ -226,7 +249,8 @@ def _rotate(args: argparse.Namespace, settings: Settings) -> int:
         if done["damaged"]:
             out.line(
                 f"{done['damaged']} values could not be decrypted (damaged, or under a key no longer in the"
-                " keyring) and were left as they were: " + ", ".join(done["damagedPaths"])
+                " keyring), or are token records whose columns, metadata and material do not name the same org"
+                " and connector, and were left as they were: " + ", ".join(done["damagedPaths"])
             )
     return 0 if args.dry_run or not (done["notUnderPrimary"] or done["damaged"]) else 1
 

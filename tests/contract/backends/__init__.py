@@ -12,7 +12,9 @@ context-manager factories, each taking a :class:`Env`:
 
 and, for stores that keep token records as bytes (so what is stored can be damaged, as a
 disk or another program could), ``damage_token(storage, token_id, field)``: overwrite a
-record's ``material`` or ``meta`` with what no store of ours writes.
+record's ``material`` or ``meta`` with what no store of ours writes; ``token_material(storage,
+token_id)`` and ``set_token_material(storage, token_id, material)``: read and overwrite its
+sealed material alone (material as an older release sealed it).
 
 The contract conftest parametrizes every suite over every module that provides its port.
 """
@@ -69,6 +71,10 @@ class Damageable:
     storage: Storage
     #: ``damage(token_id, field)``: overwrite the record's ``material`` or ``meta``
     damage: Callable[[str, str], Awaitable[None]]
+    #: ``material(token_id)``: the record's sealed material as stored
+    material: Callable[[str], Awaitable[object]]
+    #: ``set_material(token_id, material)``: overwrite the record's sealed material alone
+    set_material: Callable[[str, str], Awaitable[None]]
 
 
 @define

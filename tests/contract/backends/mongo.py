@@ -96,6 +96,16 @@ async def damage_token(st: Storage, token_id: str, field: str) -> None:
     await st.extra.tokens.update_one({"_id": token_id}, {"$set": {field: value}})
 
 
+async def token_material(st: Storage, token_id: str) -> object:
+    """The record's ``material`` field as stored."""
+    return (await st.extra.tokens.find_one({"_id": token_id}) or {}).get("material")
+
+
+async def set_token_material(st: Storage, token_id: str, material: str) -> None:
+    """Overwrite the record's ``material`` field, nothing else (its version neither)."""
+    await st.extra.tokens.update_one({"_id": token_id}, {"$set": {"material": material}})
+
+
 @contextlib.asynccontextmanager
 async def lock(env: Env) -> AsyncIterator[LockUnderTest]:
     async with _database(env, "cmlock") as (url, db_name, opened):

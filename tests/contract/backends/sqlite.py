@@ -74,6 +74,17 @@ async def damage_token(st: Storage, token_id: str, field: str) -> None:
     )
 
 
+async def token_material(st: Storage, token_id: str) -> object:
+    """The record's ``material`` column as stored."""
+    rows = await st.extra.run(lambda c: c.execute("SELECT material FROM tokens WHERE id=?", (token_id,)).fetchall())
+    return rows[0][0]
+
+
+async def set_token_material(st: Storage, token_id: str, material: str) -> None:
+    """Overwrite the record's ``material`` column, nothing else (its version neither)."""
+    await st.extra.write(lambda c: c.execute("UPDATE tokens SET material=? WHERE id=?", (material, token_id)))
+
+
 @contextlib.asynccontextmanager
 async def kv(env: Env) -> AsyncIterator[KeyValueStore]:
     db = SQLiteDatabase(env.tmp_path / f"kv-{uuid.uuid4().hex}.db", sealer=env.aead)
