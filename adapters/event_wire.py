@@ -153,12 +153,12 @@ def encode_record(event: DomainEvent, profile: Profile = "none") -> WireRecord:
 
 def stored_wire(event: DomainEvent) -> bytes | None:
     """What a store keeps next to an event it writes, so it rebuilds the event's record without
-    decoding it (:meth:`adapters.sqlite.outbox_reader.SQLiteOutboxReader.pending`, with the topic,
-    partition key and event type kept in columns of their own): the timestamp and event id headers
-    and the value, one line each (the value last: JSON text has no raw line break, nor have the
-    others). None for an event whose record depends on the profile (those are encoded at
-    publishing time)."""
+    decoding it (:meth:`adapters.sqlite.outbox_reader.SQLiteOutboxReader.pending`, with the
+    partition key in a column of its own): the topic, the event type, the timestamp and the event
+    id, then the value, one line each (the value last: JSON text has no raw line break, nor have
+    the others; a partition key may have one). None for an event whose record depends on the
+    profile (those are encoded at publishing time)."""
     if _as_gmail_update(event, "pipeshub") is not None:
         return None
-    _, _, value, headers = encode_record(event)
-    return headers[1][1] + b"\n" + headers[2][1] + b"\n" + value
+    topic_name, _, value, headers = encode_record(event)
+    return b"\n".join((topic_name.encode(), headers[0][1], headers[1][1], headers[2][1], value))

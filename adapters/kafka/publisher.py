@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from operator import itemgetter
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
@@ -47,7 +47,7 @@ from adapters.event_wire import topics as profile_topics
 from adapters.kafka.delivery import PENDING, ReportsPool, refused_for_good
 from adapters.kafka.errors import beside_invalid, error_code, error_name, is_fatal, is_permanent, kafka_error
 from connector_core.errors import EventsRejected, Unavailable
-from connector_core.ports.outbox import OutboxMessage
+from connector_core.ports.outbox import OutboxMessage, WireRecord, wires_of
 
 __all__ = ["KafkaEventPublisher", "producer_config"]
 
@@ -55,7 +55,6 @@ log = logging.getLogger(__name__)
 _rdkafka_log = logging.getLogger("adapters.kafka.librdkafka")
 
 T = TypeVar("T")
-Record = tuple[str, bytes, bytes, list[tuple[str, bytes]]]
 
 #: Keys whose values decide the delivery guarantees; ``client_config`` may not weaken them.
 _GUARANTEES = ("enable.idempotence", "acks", "max.in.flight.requests.per.connection", "message.timeout.ms")
@@ -162,9 +161,14 @@ class KafkaEventPublisher:
         :class:`EventsRejected` when only messages refused for good were not delivered."""
         if not messages:
             return
-        # the records the store kept when it wrote the events, or encoded here (once)
-        profile = self.profile
-        records = [kafka_record(m, profile) for m in messages]
+        # the records the store kept when it wrote the events (a batch's own list, taken as
+        # it is when none is missing), or encoded here (once)
+        wires = wires_of(messages)
+        records: Sequence[WireRecord] = (
+            cast("Sequence[WireRecord]", wires)
+            if None not in wires
+            else [kafka_record(messages[i], self.profile) if w is None else w for i, w in enumerate(wires)]
+        )
         async with self._publish_lock:
             needed = set(self.topics).union(map(itemgetter(0), records))
             if not needed <= self._ready_topics:
@@ -291,7 +295,7 @@ class KafkaEventPublisher:
                 raise Unavailable(f"cannot create event topic {topic} ({error_name(exc)})") from exc
         log.info("created event topics: %s", ", ".join(missing))
 
-    def _produce_all(self, records: list[Record]) -> dict[int, str]:
+    def _produce_all(self, records: Sequence[WireRecord]) -> dict[int, str]:
         """Produce and wait; the messages refused for good (index → error name) when every
         other one was acknowledged, else :class:`Unavailable`.
 

@@ -44,7 +44,8 @@ CREATE INDEX IF NOT EXISTS tokens_due ON tokens (status, refresh_due_at);
 CREATE INDEX IF NOT EXISTS tokens_expiry ON tokens (expiry_notified, expires_at);
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, partition_key TEXT NOT NULL,
-    event_type TEXT NOT NULL, doc TEXT NOT NULL, published INTEGER NOT NULL DEFAULT 0, wire BLOB);
+    event_type TEXT NOT NULL, doc TEXT NOT NULL, published INTEGER NOT NULL DEFAULT 0, wire BLOB,
+    record BLOB);
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (published, seq);
 DROP INDEX IF EXISTS outbox_by_key;
 CREATE INDEX IF NOT EXISTS outbox_org ON outbox (json_extract(doc, '$.org_id'), seq);
@@ -141,8 +142,10 @@ def _drop_lease_fencing(conn: sqlite3.Connection) -> None:
 #: token columns added after the first release: (name, type), added to older files on open
 _ADDED_COLUMNS = {
     "tokens": (("refresh_deadline", "REAL"), ("refresh_warn_at", "REAL"), ("set_aside_until", "REAL")),
-    # the event's broker record, kept when it is written (adapters.event_wire.stored_wire)
-    "outbox": (("wire", "BLOB"),),
+    # the event's broker record, kept when it is written (adapters.event_wire.stored_wire);
+    # ``wire``: its headers and value only, as versions of 2026-12-02 to 12-04 kept it (read
+    # still, never written: those versions encode an event without it from its document)
+    "outbox": (("wire", "BLOB"), ("record", "BLOB")),
 }
 _ADDED_INDEX = "CREATE INDEX IF NOT EXISTS tokens_warn ON tokens (refresh_warn_at)"
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from adapters.codec import event_from_doc
 from adapters.sqlite.database import SQLiteDatabase, text
 from connector_core.errors import UnknownEvent
-from connector_core.model.events import DomainEvent
-from connector_core.ports.outbox import OutboxBacklog, OutboxMessage, WireRecord
+from connector_core.ports.outbox import OutboxBacklog, OutboxBatch, OutboxMessage, WireRecord, seqs_of
 
 
 def _of_org(org_id: str | None) -> tuple[str, tuple[str, ...]]:
@@ -29,64 +28,65 @@ def _of_org(org_id: str | None) -> tuple[str, tuple[str, ...]]:
     return "json_extract(doc, '$.org_id') = ?", (org_id,)
 
 
-class _Stored(OutboxMessage):
-    """A pending message as :meth:`SQLiteOutboxReader.pending` reads it: its broker record, and
-    its stored document decoded on first use of :attr:`event` (with one decoder shared by the
-    whole batch: no closure made per message)."""
-
-    __slots__ = ("_doc", "_from_doc")
-
-    def __init__(self, seq: int, wire: WireRecord, from_doc: Callable[[bytes], DomainEvent], doc: bytes) -> None:
-        self.seq, self.wire, self._event, self._from_doc, self._doc = seq, wire, None, from_doc, doc
-
-    @property
-    def event(self) -> DomainEvent:
-        if self._event is None:
-            self._event, self._doc = self._from_doc(self._doc), b""
-        return self._event
-
-
 class SQLiteOutboxReader:
     def __init__(self, db: SQLiteDatabase) -> None:
         self._db = db
+        self._topic_names: dict[bytes, str] = {}  # the topics of the records read, as text
 
     def _messages(self, rows: Sequence[Sequence[Any]]) -> list[OutboxMessage]:
         return [OutboxMessage(r[0], event_from_doc(self._db.conv, json.loads(r[1]))) for r in rows]
 
     async def pending(self, limit: int, *, beyond: Sequence[OutboxMessage] = ()) -> Sequence[OutboxMessage]:
-        """Each event with the broker record kept when it was written, decoded only if asked for
-        (the relay publishes the record as it is: :class:`_Stored`). The partition key, type and
-        document are read as bytes: the record needs the first two so, and the document is
-        decoded only with the event."""
+        """Each event with the broker record kept when it was written, as an
+        :class:`OutboxBatch`: the relay publishes the records as they are and marks the seqs,
+        and a message (its event decoded from the stored document) is made only if asked for.
+        The record comes as one value (:func:`adapters.event_wire.stored_wire`; an event an
+        earlier version wrote has its parts in three columns, joined here), the partition key
+        and the document as bytes: every column read, text decoded and object made costs
+        about as much as producing the record."""
         # pending() answers with the oldest pending seqs, in seq order (commit order), and
         # ``beyond`` holds earlier answers in the order they came: what follows it is every
         # pending seq above its last one
-        after = beyond[-1].seq if beyond else 0
-        rows = await self._db.run(
-            lambda c: c.execute(
-                "SELECT o.seq, CAST(o.doc AS BLOB), o.topic, CAST(o.partition_key AS BLOB),"
-                " CAST(o.event_type AS BLOB), o.wire"
-                " FROM outbox_unpublished u CROSS JOIN outbox o ON o.seq=u.seq WHERE u.seq > ?"
-                " ORDER BY u.seq LIMIT ?",
-                (after, limit),
-            ).fetchall()
-        )
+        seen = seqs_of(beyond)
+        after = seen[-1] if seen else 0
+        return await self._db.run(lambda c: self._read_pending(c, after, limit))
+
+    def _read_pending(self, c: sqlite3.Connection, after: int, limit: int) -> OutboxBatch:
+        """On the database thread, the rows taken one by one as they come: each row's objects are
+        made and dropped on the thread that read it, and no list of rows is kept."""
+        topic_names = self._topic_names
+        seqs: list[int] = []
+        wires: list[WireRecord | None] = []
+        docs: list[bytes] = []
+        add_seq, add_wire, add_doc = seqs.append, wires.append, docs.append
+        # the tightest loop we have: no call per row but the appends
+        for seq, key, stored, doc in c.execute(
+            "SELECT o.seq, CAST(o.partition_key AS BLOB), COALESCE(o.record,"
+            " CAST(CAST(o.topic AS BLOB) || x'0a' || CAST(o.event_type AS BLOB) || x'0a' || o.wire AS BLOB)),"
+            " CAST(o.doc AS BLOB)"
+            " FROM outbox_unpublished u CROSS JOIN outbox o ON o.seq=u.seq WHERE u.seq > ?"
+            " ORDER BY u.seq LIMIT ?",
+            (after, limit),
+        ):
+            add_seq(seq)
+            add_doc(doc)
+            if stored is None:  # encoded when published
+                add_wire(None)
+                continue
+            topic_bytes, type_name, timestamp, event_id, value = stored.split(b"\n", 4)
+            topic = topic_names.get(topic_bytes)
+            if topic is None:
+                topic = topic_names[topic_bytes] = text(topic_bytes)
+            add_wire((topic, key, value, [("eventType", type_name), ("timestamp", timestamp), ("eventId", event_id)]))
         conv = self._db.conv
 
-        def decode(doc: bytes) -> DomainEvent:
-            return event_from_doc(conv, json.loads(text(doc)))
+        def make(index: int) -> OutboxMessage:
+            doc = docs[index]
+            return OutboxMessage(
+                seqs[index], decode=lambda: event_from_doc(conv, json.loads(text(doc))), wire=wires[index]
+            )
 
-        # the tightest loop we have: one message per row, no call per row but the constructor
-        messages: list[OutboxMessage] = []
-        append = messages.append
-        for seq, doc, topic, key, type_name, wire in rows:
-            if wire is None:
-                append(OutboxMessage(seq, decode(doc)))
-                continue
-            timestamp, event_id, value = wire.split(b"\n", 2)  # see adapters.event_wire.stored_wire
-            headers = [("eventType", type_name), ("timestamp", timestamp), ("eventId", event_id)]
-            append(_Stored(seq, (topic, key, value, headers), decode, doc))
-        return messages
+        return OutboxBatch(seqs, wires, make)
 
     async def mark_published(self, seqs: Sequence[int]) -> None:
         """One statement for the whole batch, deleting them from the pending list (the stored

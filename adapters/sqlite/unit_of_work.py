@@ -211,7 +211,7 @@ class SQLiteUnitOfWork(BufferedUnitOfWork):
             # what the orgs read changed: cached answers built from it are stale (change_stamp)
             bump_org_versions(c, (w.subject.org_id for w in writes))
             c.executemany(
-                "INSERT INTO outbox (topic, partition_key, event_type, doc, wire) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO outbox (topic, partition_key, event_type, doc, record) VALUES (?, ?, ?, ?, ?)",
                 event_rows,
             )
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, overload
 
 from attrs import frozen
 
@@ -58,6 +58,78 @@ class OutboxMessage:
 
     def __repr__(self) -> str:
         return f"OutboxMessage(seq={self.seq!r}, event={self.event!r})"
+
+
+class OutboxBatch(Sequence[OutboxMessage]):
+    """Messages as a store may answer :meth:`OutboxReader.pending`: their seqs and broker records
+    (``wires``: each message's ``wire``) in lists of their own, and each message made only when
+    it is asked for (``make(index)``, once). A relay publishes and marks a batch of thousands
+    from the two lists (:func:`seqs_of`, :func:`wires_of`), without an object per message.
+    Equal to any sequence of the same messages."""
+
+    __slots__ = ("_made", "_make", "seqs", "wires")
+
+    def __init__(
+        self, seqs: Sequence[int], wires: Sequence[WireRecord | None], make: Callable[[int], OutboxMessage]
+    ) -> None:
+        if len(seqs) != len(wires):
+            raise ValueError("a batch needs one record (or None) per seq")
+        self.seqs, self.wires, self._make = seqs, wires, make
+        self._made: dict[int, OutboxMessage] = {}
+
+    @classmethod
+    def joined(cls, first: Sequence[OutboxMessage], second: Sequence[OutboxMessage]) -> OutboxBatch:
+        """``first`` then ``second``, neither made into messages (what the relay passes as
+        ``beyond``)."""
+        cut = len(first)
+
+        def make(index: int) -> OutboxMessage:
+            return first[index] if index < cut else second[index - cut]
+
+        return cls([*seqs_of(first), *seqs_of(second)], [*wires_of(first), *wires_of(second)], make)
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    @overload
+    def __getitem__(self, index: int) -> OutboxMessage: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[OutboxMessage]: ...
+
+    def __getitem__(self, index: int | slice) -> OutboxMessage | Sequence[OutboxMessage]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self.seqs)))]
+        size = len(self.seqs)
+        if index < 0:
+            index += size
+        if not 0 <= index < size:
+            raise IndexError("batch index out of range")
+        made = self._made.get(index)
+        if made is None:
+            made = self._made[index] = self._make(index)
+        return made
+
+    def __iter__(self) -> Iterator[OutboxMessage]:
+        return (self[i] for i in range(len(self.seqs)))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    def __repr__(self) -> str:
+        return f"OutboxBatch(seqs={list(self.seqs)!r})"
+
+
+def seqs_of(messages: Sequence[OutboxMessage]) -> Sequence[int]:
+    """The seqs of ``messages`` in order (an :class:`OutboxBatch`'s own list: do not change it)."""
+    return messages.seqs if isinstance(messages, OutboxBatch) else [m.seq for m in messages]
+
+
+def wires_of(messages: Sequence[OutboxMessage]) -> Sequence[WireRecord | None]:
+    """The ``wire`` of each of ``messages`` in order (an :class:`OutboxBatch`'s own list)."""
+    return messages.wires if isinstance(messages, OutboxBatch) else [m.wire for m in messages]
 
 
 @frozen

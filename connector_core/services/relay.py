@@ -40,7 +40,7 @@ from connector_core.errors import ConnectorManagerError, EventsRejected, LeaseLo
 from connector_core.ports.clock import Clock
 from connector_core.ports.event_publisher import EventPublisher
 from connector_core.ports.lock import Lease, LeaseLock
-from connector_core.ports.outbox import OutboxMessage, OutboxReader
+from connector_core.ports.outbox import OutboxBatch, OutboxMessage, OutboxReader, seqs_of
 
 __all__ = ["RELAY_LEASE", "OutboxRelay", "RelayOutages", "RelayResult"]
 
@@ -162,7 +162,8 @@ class OutboxRelay:
                     break
                 full = len(messages) >= self.batch_size
                 if full and number < self.batches_per_pass and time.monotonic() < last_start:
-                    ahead = asyncio.ensure_future(self.reader.pending(self.batch_size, beyond=[*unmarked, *messages]))
+                    beyond = OutboxBatch.joined(unmarked, messages)
+                    ahead = asyncio.ensure_future(self.reader.pending(self.batch_size, beyond=beyond))
                 delivered = await self._send(messages)
                 if delivered is None:  # the broker is unavailable: these (and the next) stay pending
                     unavailable = True
@@ -188,7 +189,7 @@ class OutboxRelay:
             await marking  # its failure is the pass's (a store outage)
         return RelayResult(published=published, unavailable=unavailable, more=more, set_aside=set_aside)
 
-    async def _send(self, messages: Sequence[OutboxMessage]) -> list[int] | None:
+    async def _send(self, messages: Sequence[OutboxMessage]) -> Sequence[int] | None:
         """Publish one batch; the seqs the broker acknowledged (the others, refused for good, set
         aside), or None when the broker is unavailable."""
         try:
@@ -197,10 +198,10 @@ class OutboxRelay:
             return None
         except EventsRejected as exc:
             # every other message was acknowledged; these can never be: set them aside
-            refused = {m.seq: exc.rejected[m.seq] for m in messages if m.seq in exc.rejected}
-            await self._set_aside([m for m in messages if m.seq in refused], refused)
-            return [m.seq for m in messages if m.seq not in refused]
-        return [m.seq for m in messages]
+            refused = {seq: exc.rejected[seq] for seq in seqs_of(messages) if seq in exc.rejected}
+            await self._set_aside([messages[i] for i, seq in enumerate(seqs_of(messages)) if seq in refused], refused)
+            return [seq for seq in seqs_of(messages) if seq not in refused]
+        return seqs_of(messages)
 
     async def _set_aside(self, messages: list[OutboxMessage], reasons: dict[int, str]) -> None:
         await self.reader.set_aside(reasons)

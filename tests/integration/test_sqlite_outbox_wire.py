@@ -55,14 +55,40 @@ async def test_events_stored_without_a_record_are_encoded_when_published(tmp_pat
     await commit_toggles(db, catalog, 2)
     await db.aclose()
     with sqlite3.connect(path) as conn:  # the file as an earlier version left it
+        conn.execute("ALTER TABLE outbox DROP COLUMN record")
         conn.execute("ALTER TABLE outbox DROP COLUMN wire")
     db = SQLiteDatabase(path, sealer=Aead(Keyring.generate()))
     try:
-        await commit_toggles(db, catalog, 1)  # opening the file added the column back
+        await commit_toggles(db, catalog, 1)  # opening the file added the columns back
         old_first, old_second, new = await SQLiteOutboxReader(db).pending(10)
         assert old_first.wire is None and old_second.wire is None
         assert kafka_record(old_first) == encode_record(old_first.event)
         assert new.wire == encode_record(new.event)
         assert [m.event.event_type for m in (old_first, old_second, new)] == ["appEnabled", "appDisabled", "appEnabled"]
+    finally:
+        await db.aclose()
+
+
+async def test_events_stored_by_the_versions_that_kept_headers_and_value_only_keep_their_record(
+    tmp_path: Path, catalog: Catalog
+) -> None:
+    """Versions of 2026-12-02 to 12-04 kept the timestamp and event id headers and the value in
+    ``wire`` (topic and type in columns of their own); their events are published as they were
+    encoded then."""
+    path = tmp_path / "o.db"
+    db = SQLiteDatabase(path, sealer=Aead(Keyring.generate()))
+    try:
+        await commit_toggles(db, catalog, 2)
+        written = list(await SQLiteOutboxReader(db).pending(10))
+        with sqlite3.connect(path) as conn:  # as those versions wrote them
+            for m in written:
+                assert m.wire is not None
+                _, _, value, headers = m.wire
+                old_wire = headers[1][1] + b"\n" + headers[2][1] + b"\n" + value
+                conn.execute("UPDATE outbox SET wire=?, record=NULL WHERE seq=?", (old_wire, m.seq))
+        again = await SQLiteOutboxReader(db).pending(10)
+        assert [m.seq for m in again] == [m.seq for m in written]
+        for before, after in zip(written, again, strict=True):
+            assert after.wire == before.wire == encode_record(after.event)
     finally:
         await db.aclose()

@@ -68,6 +68,7 @@ class SlowFirstFlushProducer:
 class Message:
     def __init__(self, seq: int) -> None:
         self.seq = seq
+        self.wire = None  # no record kept: encoded when published (kafka_record, replaced below)
 
 
 async def test_a_cancelled_batchs_late_report_does_not_land_on_the_next_batch(monkeypatch: pytest.MonkeyPatch) -> None:
