@@ -143,11 +143,11 @@ def kafka_record(message: OutboxMessage, profile: Profile = "none") -> WireRecor
 def encode_record(event: DomainEvent, profile: Profile = "none") -> WireRecord:
     """(topic, key, value, headers) for one event, encoded now."""
     value = json.dumps(envelope_of(event, profile), separators=(",", ":"), ensure_ascii=False).encode()
-    headers = [
-        ("eventType", event_type(event, profile).encode()),
-        ("timestamp", str(_ms(event)).encode()),
-        ("eventId", event.event_id.encode()),
-    ]
+    headers = {
+        "eventType": event_type(event, profile).encode(),
+        "timestamp": str(_ms(event)).encode(),
+        "eventId": event.event_id.encode(),
+    }
     return topic(event, profile), event.partition_key.encode(), value, headers
 
 
@@ -161,4 +161,4 @@ def stored_wire(event: DomainEvent) -> bytes | None:
     if _as_gmail_update(event, "pipeshub") is not None:
         return None
     topic_name, _, value, headers = encode_record(event)
-    return b"\n".join((topic_name.encode(), headers[0][1], headers[1][1], headers[2][1], value))
+    return b"\n".join((topic_name.encode(), headers["eventType"], headers["timestamp"], headers["eventId"], value))

@@ -41,4 +41,4 @@ class MemoryEventPublisher:
 
 def _size(message: OutboxMessage) -> int:
     _, key, value, headers = kafka_record(message)
-    return len(key) + len(value) + sum(len(k) + len(v) for k, v in headers)
+    return len(key) + len(value) + sum(len(k) + len(v) for k, v in headers.items())

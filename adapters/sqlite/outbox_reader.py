@@ -77,7 +77,7 @@ class SQLiteOutboxReader:
             topic = topic_names.get(topic_bytes)
             if topic is None:
                 topic = topic_names[topic_bytes] = text(topic_bytes)
-            add_wire((topic, key, value, [("eventType", type_name), ("timestamp", timestamp), ("eventId", event_id)]))
+            add_wire((topic, key, value, {"eventType": type_name, "timestamp": timestamp, "eventId": event_id}))
         conv = self._db.conv
 
         def make(index: int) -> OutboxMessage:

@@ -10,8 +10,10 @@ from attrs import frozen
 
 from connector_core.model.events import DomainEvent
 
-#: an event as the broker's consumers receive it: (topic, key, value, headers)
-WireRecord = tuple[str, bytes, bytes, list[tuple[str, bytes]]]
+#: an event as the broker's consumers receive it: (topic, key, value, headers), the headers in
+#: the order they are sent (a dict: no tuple per header, and no object the garbage collector
+#: tracks, for each of the thousands of records a relay batch holds)
+WireRecord = tuple[str, bytes, bytes, dict[str, bytes]]
 
 
 class OutboxMessage:

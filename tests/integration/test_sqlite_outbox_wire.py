@@ -84,7 +84,7 @@ async def test_events_stored_by_the_versions_that_kept_headers_and_value_only_ke
             for m in written:
                 assert m.wire is not None
                 _, _, value, headers = m.wire
-                old_wire = headers[1][1] + b"\n" + headers[2][1] + b"\n" + value
+                old_wire = headers["timestamp"] + b"\n" + headers["eventId"] + b"\n" + value
                 conn.execute("UPDATE outbox SET wire=?, record=NULL WHERE seq=?", (old_wire, m.seq))
         again = await SQLiteOutboxReader(db).pending(10)
         assert [m.seq for m in again] == [m.seq for m in written]

@@ -86,7 +86,7 @@ async def test_a_cancelled_batchs_late_report_does_not_land_on_the_next_batch(mo
     publisher._ready_topics = {"t"}
     values = {10: b"b1-0", 11: b"b1-1", 20: b"b2-0", 21: b"b2-1", 22: b"b2-2"}
     monkeypatch.setattr(
-        "adapters.kafka.publisher.kafka_record", lambda message, profile: ("t", b"k", values[message.seq], [])
+        "adapters.kafka.publisher.kafka_record", lambda message, profile: ("t", b"k", values[message.seq], {})
     )
     loop = asyncio.get_running_loop()
     try:
@@ -121,6 +121,6 @@ def test_a_settled_batchs_callbacks_are_reused_by_the_next(monkeypatch: pytest.M
 
     monkeypatch.setattr(producer, "produce", produce)
     for _ in range(2):
-        assert publisher._produce_all([("t", b"k", b"v", [])]) == {}
+        assert publisher._produce_all([("t", b"k", b"v", {})]) == {}
     assert callbacks[0] is callbacks[1]  # no callback made per message while nothing is late
     publisher._executor.shutdown()

@@ -12,6 +12,7 @@ from confluent_kafka import KafkaError
 
 from adapters.kafka import KafkaEventPublisher
 from connector_core.errors import Unavailable
+from connector_core.ports.outbox import WireRecord
 
 LIMIT = 100  # bytes the fake broker takes in one batch
 
@@ -49,8 +50,8 @@ def publisher_with(producer: BatchLimitedProducer, monkeypatch: pytest.MonkeyPat
     return publisher
 
 
-def record(value: bytes) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:
-    return ("entity-events", b"org:confluence", value, [])
+def record(value: bytes) -> WireRecord:
+    return ("entity-events", b"org:confluence", value, {})
 
 
 def test_a_batch_refused_as_a_whole_is_sent_again_message_by_message(monkeypatch: pytest.MonkeyPatch) -> None:
