@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from connector_core.model.events import DomainEvent, RealTimeUpdatesChanged
-from connector_core.ports.outbox import OutboxMessage
+from connector_core.ports.outbox import OutboxBatch, OutboxMessage, WireRecord, seqs_of, wires_of
 
 
 def _event() -> RealTimeUpdatesChanged:
@@ -42,3 +42,35 @@ def test_a_message_needs_exactly_one_of_its_event_or_a_decoder() -> None:
         OutboxMessage(1)
     with pytest.raises(ValueError, match="not both"):
         OutboxMessage(1, _event(), decode=_event)
+
+
+def _batch(seqs: list[int], made: list[int]) -> OutboxBatch:
+    wires: list[WireRecord | None] = [("t", b"k", str(s).encode(), {"eventId": b"e1"}) for s in seqs]
+
+    def make(index: int) -> OutboxMessage:
+        made.append(index)
+        return OutboxMessage(seqs[index], _event(), wire=wires[index])
+
+    return OutboxBatch(seqs, wires, make)
+
+
+def test_a_batch_makes_a_message_only_when_asked_for_and_once() -> None:
+    made: list[int] = []
+    batch = _batch([3, 4, 9], made)
+    assert len(batch) == 3 and seqs_of(batch) == [3, 4, 9] and made == []
+    assert [w[2] for w in wires_of(batch) if w is not None] == [b"3", b"4", b"9"]
+    assert batch[-1].seq == 9 and batch[2] is batch[-1] and made == [2]
+    assert [m.seq for m in batch[:2]] == [3, 4] and made == [2, 0, 1]
+    assert batch == [OutboxMessage(s, _event()) for s in (3, 4, 9)] and made == [2, 0, 1]
+    assert batch != [OutboxMessage(3, _event())]
+    with pytest.raises(IndexError):
+        batch[3]
+
+
+def test_batches_and_lists_joined_keep_their_order_without_making_messages() -> None:
+    made: list[int] = []
+    joined = OutboxBatch.joined(_batch([1, 2], made), [OutboxMessage(5, _event())])
+    assert seqs_of(joined) == [1, 2, 5] and made == []
+    assert wires_of(joined)[2] is None
+    assert [m.seq for m in joined] == [1, 2, 5] and made == [0, 1]
+    assert seqs_of(OutboxBatch.joined((), joined)) == [1, 2, 5]
