@@ -70,9 +70,13 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
 
     async def aclose(self) -> None:
-        # Not waiting for the close to complete: on TLS that waits for the server's
-        # close_notify, which httpcore's default backend does not wait for either.
-        self._writer.close()
+        if self._writer.get_extra_info("ssl_object") is not None:
+            # A TLS close would send close_notify and keep the socket until the server answers
+            # one (up to asyncio's 30 s shutdown timeout): many providers and load balancers
+            # never do. httpcore's default backend does not wait for it either.
+            self._writer.transport.abort()
+        else:
+            self._writer.close()
 
     async def start_tls(
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None

@@ -13,6 +13,7 @@ through :func:`~adapters.http.lean_pool.lean_mounts`.
 
 from __future__ import annotations
 
+from http.cookiejar import Cookie, CookieJar
 from typing import Any
 
 import httpx
@@ -23,14 +24,26 @@ from adapters.lru import LruCache
 __all__ = ["ProviderHttpClient"]
 
 
+class _NoJar(CookieJar):
+    """A cookie jar that keeps nothing."""
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        return None
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+
 class _Discarded(httpx.Cookies):
-    """A jar that stays empty: what an answer sets, and what is set on it, is dropped."""
+    """Cookies that stay empty: what an answer sets, and what is set or merged into them
+    (``set``, ``[name] = value``, ``update``), is dropped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.jar = _NoJar()
 
     def extract_cookies(self, response: httpx.Response) -> None:
-        return None
-
-    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
-        return None
+        return None  # not even parsed
 
 
 class ProviderHttpClient(httpx.AsyncClient):

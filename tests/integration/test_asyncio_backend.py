@@ -34,10 +34,13 @@ class Server:
     """Answers every request on kept-alive connections with ``answer``; records each request's
     head; ``silent`` answers nothing (the client's read times out)."""
 
-    def __init__(self, answer: bytes, *, ssl_context: ssl.SSLContext | None = None, silent: bool = False) -> None:
-        self.answer, self.ssl_context, self.silent = answer, ssl_context, silent
+    def __init__(
+        self, answer: bytes, *, ssl_context: ssl.SSLContext | None = None, silent: bool = False, deaf: bool = False
+    ) -> None:
+        self.answer, self.ssl_context, self.silent, self.deaf = answer, ssl_context, silent, deaf
         self.heads: list[bytes] = []
         self.port = 0
+        self._writers: set[asyncio.StreamWriter] = set()
 
     async def __aenter__(self) -> Server:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.ssl_context)
@@ -46,8 +49,12 @@ class Server:
 
     async def __aexit__(self, *exc: object) -> None:
         self._server.close()
+        for writer in self._writers:  # a deaf or silent one is still open
+            writer.transport.abort()
+        await asyncio.sleep(0.01)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -61,6 +68,9 @@ class Server:
                     await asyncio.sleep(30)
                 writer.write(self.answer)
                 await writer.drain()
+                if self.deaf:
+                    writer.transport.pause_reading()  # type: ignore[attr-defined]  # a socket transport reads too
+                    await asyncio.sleep(30)
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             pass
         finally:
@@ -100,11 +110,12 @@ def _certificate(tmp: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-async def tls_server(tmp_path: Path) -> AsyncIterator[tuple[Server, Path]]:
+async def tls_server(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[tuple[Server, Path]]:
     cert_file, key_file = _certificate(tmp_path)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)
-    async with Server(_answer(b'{"ok":true}'), ssl_context=context) as server:
+    deaf = getattr(request, "param", False)
+    async with Server(_answer(b'{"ok":true}'), ssl_context=context, deaf=deaf) as server:
         yield server, cert_file
 
 
@@ -140,6 +151,20 @@ async def test_tls_with_a_trusted_certificate(tls_server: tuple[Server, Path]) -
         assert connection._connection._network_stream.get_extra_info("ssl_object") is not None  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("tls_server", [True], indirect=True)
+async def test_a_closed_tls_connection_lets_its_socket_go_at_once(tls_server: tuple[Server, Path]) -> None:
+    # the server never answers the close (close_notify): the socket must not wait for it
+    server, cert_file = tls_server
+    async with _pool(ssl.create_default_context(cafile=str(cert_file))) as pool:
+        response = await pool.request("POST", f"https://localhost:{server.port}/token", content=b"a=b")
+        assert response.status == 200
+        (connection,) = pool.connections
+        sock = connection._connection._network_stream.get_extra_info("socket")  # type: ignore[attr-defined]
+        assert sock.fileno() >= 0
+    await asyncio.sleep(0.2)
+    assert sock.fileno() == -1
+
+
 async def test_tls_with_an_untrusted_certificate_is_refused(tls_server: tuple[Server, Path]) -> None:
     server, _ = tls_server
     async with _pool(ssl.create_default_context()) as pool:
@@ -172,6 +197,10 @@ async def test_a_refused_connection_is_a_connect_error_and_a_provider_timeout_is
 async def test_no_cookie_of_one_answer_goes_with_the_next_request() -> None:
     answer = _answer(TOKEN, b"Set-Cookie: stsservicecookie=org-a-session; Path=/; HttpOnly")
     async with Server(answer) as server, HttpxOAuthClient(timeout=5) as oauth:
+        jar = oauth._http.cookies  # whatever is set or merged into it is dropped too
+        jar["set"] = "x"
+        jar.set("named", "y", domain="127.0.0.1")
+        jar.update({"merged": "z"})
         spec = OAuthSpec(authorize_url="http://127.0.0.1/a", token_url=f"http://127.0.0.1:{server.port}/token")
         for refresh_token in ("rt-org-a", "rt-org-b"):
             tokens = await oauth.refresh(spec, ClientCredentials("cid", "secret"), refresh_token=refresh_token)
