@@ -15,8 +15,9 @@ The contract is httpcore's :class:`~httpcore.AsyncNetworkBackend`, errors includ
 does not answer is still a timeout to :mod:`adapters.http.oauth_client`). TLS is asyncio's
 (``StreamWriter.start_tls``) with the SSL context httpx made (certificates verified as by
 default). asyncio only (uvloop included): the service runs on nothing else.
-``tests/integration/test_asyncio_backend.py`` runs it against real servers (plain and TLS,
-timeouts, a server that closes idle connections, refused connections).
+``tests/integration/test_asyncio_backend.py`` runs it against real servers (plain and TLS, an
+untrusted certificate, timeouts, refused connections, a TLS server that never answers a close);
+``tests/integration/test_lean_pool.py`` through the pool (a server that closes idle connections).
 """
 
 # ruff: noqa: ASYNC109  (the timeout parameters are httpcore's interface)
@@ -35,6 +36,9 @@ __all__ = ["AsyncioBackend", "AsyncioStream"]
 #: how long asyncio waits for one address of a host before trying the next (RFC 8305's
 #: recommended 250 ms, what anyio does for httpcore's default backend)
 _HAPPY_EYEBALLS_DELAY = 0.25
+
+#: httpcore's names of a connection's details -> asyncio's
+_EXTRA_INFO = {"ssl_object": "ssl_object", "client_addr": "sockname", "server_addr": "peername", "socket": "socket"}
 
 SocketOption = tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
 
@@ -95,8 +99,8 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":  # an idle connection with something to read: the server closed it
             return is_socket_readable(self._writer.get_extra_info("socket"))
-        name = {"ssl_object": "ssl_object", "client_addr": "sockname", "server_addr": "peername"}.get(info, info)
-        return self._writer.get_extra_info(name) if name in ("ssl_object", "sockname", "peername", "socket") else None
+        name = _EXTRA_INFO.get(info)
+        return None if name is None else self._writer.get_extra_info(name)
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
