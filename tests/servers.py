@@ -176,9 +176,16 @@ def _mongo_ready(port: int) -> bool:
         client.close()
 
 
-def mongo(*, on_disk: bool = False, cache_size: str = "128M", workdir: pathlib.Path | None = None) -> ServerProcess:
+def mongo(
+    *,
+    on_disk: bool = False,
+    cache_size: str = "128M",
+    workdir: pathlib.Path | None = None,
+    test_commands: bool = False,
+) -> ServerProcess:
     """SecantusDB, in memory (data lost on a restart) or ``on_disk`` in its work dir (``workdir``
-    to keep it: a later server on the same work dir opens the same data)."""
+    to keep it: a later server on the same work dir opens the same data); ``test_commands``: with
+    mongod's test-only commands (``configureFailPoint``), off as on mongod by default."""
     exe = shutil.which("secantusd-py", path=str(BIN)) or "secantusd-py"
     return ServerProcess(
         "mongo",
@@ -194,6 +201,7 @@ def mongo(*, on_disk: bool = False, cache_size: str = "128M", workdir: pathlib.P
             cache_size,
             "--log-level",
             "WARNING",
+            *(["--enable-test-commands"] if test_commands else []),
         ],
         _mongo_ready,
         timeout=60,

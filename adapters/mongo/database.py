@@ -76,6 +76,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_e
 from adapters.codec import make_json_converter
 from adapters.mongo.errors import mongo_errors, refused_if_credentials, standalone_message, unreachable
 from adapters.mongo.indexes import create_indexes
+from adapters.mongo.read_windows import ReadWindows
 from adapters.sealing import Sealer
 from connector_core.deadline import remaining
 from connector_core.errors import CommitOutcomeUnknown, Unavailable, ValidationError
@@ -170,6 +171,8 @@ class MongoDatabase:
         self.timeout_seconds = timeout_seconds
         self.transaction_retry_seconds = transaction_retry_seconds
         self.oauth_state_ttl_grace = oauth_state_ttl_grace
+        #: where the refresher's ordered reads found their oldest records (adapters.mongo.read_windows)
+        self.windows = ReadWindows()
         #: how long to keep trying to kill an abandoned session (the server reaps it by itself
         #: after its transaction lifetime limit, 60 s by default)
         self.abandoned_session_seconds = abandoned_session_seconds

@@ -13,7 +13,7 @@ Events are ordered per connector, without any document that every commit writes:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,8 +52,13 @@ def _until(moment: datetime) -> Doc:
     ``<= moment`` is ``<`` the millisecond after ``moment``'s. Sent as ``$lt``, never ``$lte``:
     SecantusDB's compound-index ranges leave out the records exactly at an inclusive upper bound
     (a token due at that very millisecond waited a pass; a warning was never found in a test)."""
+    return {"$lt": _after(moment)}
+
+
+def _after(moment: datetime) -> datetime:
+    """The millisecond after ``moment``'s: ``< _after(moment)`` is ``<= moment`` for stored dates."""
     whole = moment - timedelta(microseconds=moment.microsecond % 1000)
-    return {"$lt": whole + timedelta(milliseconds=1)}
+    return whole + timedelta(milliseconds=1)
 
 
 def _value(value: Any) -> Any:
@@ -80,6 +85,18 @@ def _document(w: Write) -> Doc:
             "updatedAt": bson_time(con.updated_at),
         }
     return doc
+
+
+def _due(record: TokenRecord) -> datetime | None:
+    return record.refresh_due_at
+
+
+def _expires(record: TokenRecord) -> datetime | None:
+    return record.tokens.expires_at
+
+
+def _warn(record: TokenRecord) -> datetime | None:
+    return record.refresh_warn_at
 
 
 #: the token census's time limit (seconds): it reads every token record
@@ -114,12 +131,15 @@ class MongoUnitOfWork(BufferedUnitOfWork):
         limit: int,
         moment: datetime,
         keep: Callable[[Doc], bool] | None = None,
+        *,
+        seconds: float | None = None,
     ) -> Sequence[TokenRecord]:
         """The first ``limit`` records of ``query`` in ``order``; with ``keep``, the first
-        ``limit`` of them that ``keep`` accepts (read in batches of ``limit`` until enough)."""
+        ``limit`` of them that ``keep`` accepts (read in batches of ``limit`` until enough).
+        ``seconds``: its time limit, if not the database's."""
 
         async def fetch() -> list[Doc]:
-            async with self._db.op(action):
+            async with self._db.op(action, seconds=seconds):
                 if keep is None:
                     return await self._db.tokens.find(query).sort(order).limit(limit).to_list()
                 found: list[Doc] = []
@@ -177,52 +197,62 @@ class MongoUnitOfWork(BufferedUnitOfWork):
             due = doc.get("refresh_due_at") is not None and doc["refresh_due_at"] <= moment
             return due and not_set_aside(doc)
 
-        queries = (
-            {"status": active, "next_attempt_at": None, "refresh_due_at": _until(moment)},
-            # bounded below too: SecantusDB's index range would start at null, and read every
-            # record that never failed (measured: minutes at 1,000,000 records)
-            {"status": active, "next_attempt_at": {"$gte": _EPOCH, **_until(moment)}},
-        )
-        found = await self._first_of("find tokens due for refresh", queries, order, limit, moment, ready)
+        action = "find tokens due for refresh"
+        # the records that never failed, in windows of their due dates (adapters.mongo.read_windows)
+        prefix: Doc = {"status": active, "next_attempt_at": None}
+        found = await self._windowed(action, "due", prefix, "refresh_due_at", _due, limit, moment, ready)
+        # bounded below too: SecantusDB's index range would start at null, and read every
+        # record that never failed (measured: minutes at 1,000,000 records)
+        resting: Doc = {"status": active, "next_attempt_at": {"$gte": _EPOCH, **_until(moment)}}
+        found += await self._batch(action, resting, order, limit, moment, ready)
         return sorted(found, key=lambda r: (r.refresh_due_at or moment, r.id))[:limit]
 
-    async def _first_of(
+    async def _windowed(
         self,
         action: str,
-        queries: Sequence[Doc],
-        order: list[tuple[str, int]],
+        key: str,
+        prefix: Doc,
+        field: str,
+        when: Callable[[TokenRecord], datetime | None],
         limit: int,
         moment: datetime,
         keep: Callable[[Doc], bool],
     ) -> list[TokenRecord]:
-        """The first ``limit`` records of each query (the caller merges them in its order)."""
-        found: list[TokenRecord] = []
-        for query in queries:
-            found += await self._batch(action, query, order, limit, moment, keep)
-        return found
+        """The first ``limit`` records of ``prefix`` whose ``field`` is at or before ``moment``,
+        in the order of ``(field, _id)``, read in windows of ``field`` (one read, named ``key``)."""
+        order = [(field, 1), ("_id", 1)]
+        # a process's first pass reads the whole range (no floor yet): off the request path, it
+        # has the census's time limit, or on SecantusDB a large due set would fail it each time
+        first = self._db.windows.floor(key) is None
+        seconds = max(self._db.timeout_seconds, CENSUS_SECONDS) if first else None
+
+        def fetch(dates: Doc, n: int) -> Awaitable[Sequence[TokenRecord]]:
+            return self._batch(action, {**prefix, field: dates}, order, n, moment, keep, seconds=seconds)
+
+        return await self._db.windows.first(key, _after(moment), limit, fetch, when)
 
     # The refresher's two other reads, one find per status with each condition plain and in the
     # order of an index: a status condition as `$ne` or `$in` (or a top-level `$or`) made
     # SecantusDB plan no index and read every record on each pass.
 
     async def _tokens_expired(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
-        queries = [
-            {"expiry_notified": False, "status": str(status), "expires_at": _until(moment)}
-            for status in TokenStatus
-            if status is not TokenStatus.REVOKED
-        ]
-        order = [("expires_at", 1), ("_id", 1)]
-        found = await self._first_of("find expired tokens", queries, order, limit, moment, _not_set_aside(moment))
+        keep, found = _not_set_aside(moment), []
+        for status in TokenStatus:
+            if status is not TokenStatus.REVOKED:
+                prefix: Doc = {"expiry_notified": False, "status": str(status)}
+                key = f"expired {status}"
+                found += await self._windowed(
+                    "find expired tokens", key, prefix, "expires_at", _expires, limit, moment, keep
+                )
         return sorted(found, key=lambda r: (r.tokens.expires_at or moment, r.id))[:limit]
 
     async def _tokens_warn_due(self, moment: datetime, limit: int) -> Sequence[TokenRecord]:
-        queries = [
-            {"status": str(status), "refresh_warn_at": _until(moment)}
-            for status in (TokenStatus.ACTIVE, TokenStatus.PAUSED)
-        ]
-        order = [("refresh_warn_at", 1), ("_id", 1)]
         what = "find tokens whose refresh-token warning is due"
-        found = await self._first_of(what, queries, order, limit, moment, _not_set_aside(moment))
+        keep, found = _not_set_aside(moment), []
+        for status in (TokenStatus.ACTIVE, TokenStatus.PAUSED):
+            prefix: Doc = {"status": str(status)}
+            key = f"warn {status}"
+            found += await self._windowed(what, key, prefix, "refresh_warn_at", _warn, limit, moment, keep)
         return sorted(found, key=lambda r: (r.refresh_warn_at or moment, r.id))[:limit]
 
     async def _token_summaries(self, org_id: str) -> Sequence[TokenSummary]:

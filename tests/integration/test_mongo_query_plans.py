@@ -6,7 +6,7 @@ figures in docs/operations.md); here a handful of records is enough to see the p
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -109,6 +109,20 @@ async def test_due_tokens_list_and_summaries_read_an_index(opened: tuple[MongoDa
     assert [c for c, _ in plans] == ["tokens", "tokens", "connectorsConfig", "tokens", "connectorsConfig"]
     for collection, plan in plans:
         assert any(s.startswith("IXSCAN") for s in plan) and "COLLSCAN" not in plan, (collection, plan)
+    await windows_read_an_index(db, finds, lambda uow: uow.tokens.due_before(now + timedelta(hours=1), 100))
+
+
+async def windows_read_an_index(
+    db: MongoDatabase, finds: Finds, read: Callable[[Any], Awaitable[Sequence[object]]]
+) -> None:
+    """A read's next pass, in windows of its dates below and above its floor, reads an index too."""
+    finds.sent.clear()
+    async with MongoUnitOfWork(db) as uow:
+        await read(uow)
+    windows = [c for c in finds.sent if any("$gte" in v for v in c["filter"].values() if isinstance(v, dict))]
+    assert windows, finds.sent
+    for collection, plan in await plans_of(db, finds):
+        assert any(s.startswith("IXSCAN") for s in plan) and "COLLSCAN" not in plan, (collection, plan)
 
 
 async def test_expired_and_warning_reads_of_the_refresher_pass_read_an_index(
@@ -133,3 +147,5 @@ async def test_expired_and_warning_reads_of_the_refresher_pass_read_an_index(
     assert [c for c, _ in plans] == ["tokens"] * 5
     for collection, plan in plans:
         assert any(s.startswith("IXSCAN") for s in plan) and "COLLSCAN" not in plan, (collection, plan)
+    await windows_read_an_index(db, finds, lambda uow: uow.tokens.expired_unnotified(now + timedelta(hours=1), 100))
+    await windows_read_an_index(db, finds, lambda uow: uow.tokens.warnings_due(now + timedelta(days=401), 100))
