@@ -10,7 +10,7 @@ matches and sorts and limits them afterwards: one such find costs as many docume
 So each read goes as pieces of its range, oldest first, each matching few documents:
 
 1. below the *floor*, the oldest date the last pass of this read found: only records written
-   since with an earlier date (few);
+   since with an earlier date (few); bounded below too (see :meth:`ReadWindows.first`);
 2. then windows upward from the floor, the first two as wide as the last pass found right (the
    first often holds only what is left of the records the last pass found, refreshed since), each
    next twice as wide, until ``limit`` records are found or the moment is reached.
@@ -71,23 +71,33 @@ class ReadWindows:
     async def first(
         self,
         key: str,
+        lowest: datetime,
         before: datetime,
         limit: int,
         fetch: Fetch[T],
         when: Callable[[T], datetime | None],
+        ident: Callable[[T], object],
     ) -> list[T]:
-        """The first ``limit`` records dated before ``before`` (exclusive) in the read's order:
-        ``fetch(date_range, n)`` answers the first ``n`` of one piece; ``when`` is a record's date."""
+        """The first ``limit`` records dated from ``lowest`` to before ``before`` (exclusive) in
+        the read's order: ``fetch(date_range, n)`` answers the first ``n`` of one piece; ``when``
+        is a record's date, ``ident`` its identity.
+
+        Every piece is bounded below, the first by ``lowest``: SecantusDB starts an index range
+        with no lower bound at null, and would read every record with no date (a token that never
+        expires, one with no warning) to return none of them."""
         if limit <= 0:
             return []
         reach = self._reach.setdefault(key, _Reach())
         start = reach.floor
         if start is None:
-            found = list(await fetch({"$lt": before}, limit))
+            found = list(await fetch({"$gte": lowest, "$lt": before}, limit))
         else:
             start = min(start, before)
-            found = list(await fetch({"$lt": start}, limit))
+            found = list(await fetch({"$gte": lowest, "$lt": start}, limit))
             found += await self._windows(reach, start, before, limit - len(found), fetch)
+            # the pieces are separate reads: a record another process moved to a later date
+            # between two of them (still before the moment) is read twice
+            found = _once_each(found, ident)
         oldest = when(found[0]) if found else before
         self._learn(reach, start, before, found, limit, when)
         reach.floor = oldest
@@ -125,3 +135,13 @@ class ReadWindows:
             span = before - (first or start or before)
             span = max(span, reach.width)
         reach.width = min(max(span, NARROWEST), WIDEST)
+
+
+def _once_each(records: list[T], ident: Callable[[T], object]) -> list[T]:
+    seen: set[object] = set()
+    out = []
+    for record in records:
+        if ident(record) not in seen:
+            seen.add(ident(record))
+            out.append(record)
+    return out

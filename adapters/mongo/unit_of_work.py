@@ -31,7 +31,8 @@ from connector_core.model.connector import Connector
 from connector_core.tokens import CensusTally, TokenCensus, TokenRecord, TokenState, TokenStatus, TokenSummary
 from connector_core.tokens.refresh_deadline import RefreshWarning
 
-#: earlier than any backoff time; a lower bound that leaves out null (records that never failed)
+#: earlier than any stored date: a lower bound that leaves out null (SecantusDB starts an index
+#: range with no lower bound at null, and reads every record with no such date)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -97,6 +98,10 @@ def _expires(record: TokenRecord) -> datetime | None:
 
 def _warn(record: TokenRecord) -> datetime | None:
     return record.refresh_warn_at
+
+
+def _ident(record: TokenRecord) -> str:
+    return record.id
 
 
 #: the token census's time limit (seconds): it reads every token record
@@ -229,7 +234,7 @@ class MongoUnitOfWork(BufferedUnitOfWork):
         def fetch(dates: Doc, n: int) -> Awaitable[Sequence[TokenRecord]]:
             return self._batch(action, {**prefix, field: dates}, order, n, moment, keep, seconds=seconds)
 
-        return await self._db.windows.first(key, _after(moment), limit, fetch, when)
+        return await self._db.windows.first(key, _EPOCH, _after(moment), limit, fetch, when, _ident)
 
     # The refresher's two other reads, one find per status with each condition plain and in the
     # order of an index: a status condition as `$ne` or `$in` (or a top-level `$or`) made

@@ -98,6 +98,7 @@ async def test_due_tokens_list_and_summaries_read_an_index(opened: tuple[MongoDa
         assert len(await uow.tokens.summaries("o1")) == len(list(catalog))
         assert await uow.connectors.get("o1", "jira") is not None
 
+    bounded_below(finds, "refresh_due_at")
     backoff = [
         c["filter"]["next_attempt_at"] for c in finds.sent if isinstance(c["filter"].get("next_attempt_at"), dict)
     ]
@@ -109,18 +110,29 @@ async def test_due_tokens_list_and_summaries_read_an_index(opened: tuple[MongoDa
     assert [c for c, _ in plans] == ["tokens", "tokens", "connectorsConfig", "tokens", "connectorsConfig"]
     for collection, plan in plans:
         assert any(s.startswith("IXSCAN") for s in plan) and "COLLSCAN" not in plan, (collection, plan)
-    await windows_read_an_index(db, finds, lambda uow: uow.tokens.due_before(now + timedelta(hours=1), 100))
+    await windows_read_an_index(
+        db, finds, "refresh_due_at", lambda uow: uow.tokens.due_before(now + timedelta(hours=1), 100)
+    )
+
+
+def bounded_below(finds: Finds, field: str) -> list[dict[str, Any]]:
+    """The finds sent with a range of ``field``, each checked to be bounded below: with no lower
+    bound SecantusDB's index range starts at null, and reads every record with no such date (a
+    token that never expires, one with no warning) to return none of them; its explain hides it."""
+    ranges = [c["filter"][field] for c in finds.sent if isinstance(c["filter"].get(field), dict)]
+    assert ranges and all("$gte" in r and "$lt" in r for r in ranges), ranges
+    return ranges
 
 
 async def windows_read_an_index(
-    db: MongoDatabase, finds: Finds, read: Callable[[Any], Awaitable[Sequence[object]]]
+    db: MongoDatabase, finds: Finds, field: str, read: Callable[[Any], Awaitable[Sequence[object]]]
 ) -> None:
     """A read's next pass, in windows of its dates below and above its floor, reads an index too."""
     finds.sent.clear()
     async with MongoUnitOfWork(db) as uow:
         await read(uow)
-    windows = [c for c in finds.sent if any("$gte" in v for v in c["filter"].values() if isinstance(v, dict))]
-    assert windows, finds.sent
+    # the piece below the floor, then at least one window above it
+    assert len(bounded_below(finds, field)) >= 2, finds.sent
     for collection, plan in await plans_of(db, finds):
         assert any(s.startswith("IXSCAN") for s in plan) and "COLLSCAN" not in plan, (collection, plan)
 
@@ -142,10 +154,16 @@ async def test_expired_and_warning_reads_of_the_refresher_pass_read_an_index(
         assert len(await uow.tokens.expired_unnotified(now + timedelta(hours=1), 100)) == 5
         await uow.tokens.warnings_due(now + timedelta(days=400), 100)
 
+    bounded_below(finds, "expires_at")
+    bounded_below(finds, "refresh_warn_at")
     plans = await plans_of(db, finds)
     # one find per status: three that can expire unnoticed (not revoked), two that can be warned
     assert [c for c, _ in plans] == ["tokens"] * 5
     for collection, plan in plans:
         assert any(s.startswith("IXSCAN") for s in plan) and "COLLSCAN" not in plan, (collection, plan)
-    await windows_read_an_index(db, finds, lambda uow: uow.tokens.expired_unnotified(now + timedelta(hours=1), 100))
-    await windows_read_an_index(db, finds, lambda uow: uow.tokens.warnings_due(now + timedelta(days=401), 100))
+    await windows_read_an_index(
+        db, finds, "expires_at", lambda uow: uow.tokens.expired_unnotified(now + timedelta(hours=1), 100)
+    )
+    await windows_read_an_index(
+        db, finds, "refresh_warn_at", lambda uow: uow.tokens.warnings_due(now + timedelta(days=401), 100)
+    )
